@@ -1,0 +1,38 @@
+//! The one body type that flows through the layer stack.
+//!
+//! Every layer takes `Request<Body>` and answers `Response<Body>`, so a layer that
+//! answers by itself (a fault, an error) and one that forwards (the upstream edge)
+//! return the same type. A body is a boxed stream of `Bytes` frames: nothing is
+//! buffered whole.
+
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+
+/// Errors carried through the stack: transport and body errors of any origin.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streaming HTTP body, boxed so every layer shares one type.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body holding `bytes`, sent in one frame.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body with no data.
+pub fn empty() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Boxes any body whose errors convert into [`BoxError`].
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}

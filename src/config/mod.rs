@@ -1,0 +1,550 @@
+//! Configuration: the TOML file, environment overrides for secrets, and validation
+//! into typed [`Settings`].
+//!
+//! Parsing ([`parse`]) is pure and strict: unknown keys are errors. Validation
+//! ([`Settings::from_raw`]) turns strings into durations, addresses and URIs and
+//! collects every problem at once, each naming its key. Layers never see this
+//! module's raw types.
+
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+
+pub use crate::auth::TokenPolicy;
+
+pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawProxy, RawTls};
+
+/// Environment variable holding the `lean-app-token`.
+pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
+/// Environment variable holding the admin API bearer token.
+pub const ENV_ADMIN_TOKEN: &str = "LEANPROXY_ADMIN_TOKEN";
+/// Environment variable naming the config file.
+pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
+
+/// A secret value (token, key). Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Format of leanproxy's own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable single lines, colored on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The proxy listener, upstream and timeouts.
+    pub proxy: ProxySettings,
+    /// TLS towards the upstream.
+    pub tls: TlsSettings,
+    /// Credentials added on the way out.
+    pub auth: AuthSettings,
+    /// The admin listener.
+    pub admin: AdminSettings,
+    /// leanproxy's own log.
+    pub log: LogSettings,
+}
+
+/// Validated `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Proxy listener address.
+    pub listen: SocketAddr,
+    /// Upstream base URL (`http` or `https`, optional path prefix). `None`: not configured.
+    pub upstream: Option<Uri>,
+    /// Connect timeout (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response head.
+    pub response_timeout: Duration,
+    /// Grace period for in-flight exchanges at shutdown.
+    pub shutdown_grace: Duration,
+    /// Idle lifetime of pooled upstream connections.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// Validated `[tls]`. Files are read when the client is built.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and its key (PEM), both or neither.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Validated `[auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// The `lean-app-token` to inject, if any.
+    pub app_token: Option<Secret>,
+    /// What to do with an app's own token.
+    pub app_token_policy: TokenPolicy,
+}
+
+/// Validated `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Admin listener address.
+    pub listen: SocketAddr,
+    /// Bearer token required on guarded admin endpoints.
+    pub token: Option<Secret>,
+}
+
+/// Validated `[log]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted key, e.g. `proxy.connect_timeout`.
+    pub key: String,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("invalid config{}: {message}", origin.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
+    Parse {
+        /// The file, when there is one.
+        origin: Option<PathBuf>,
+        /// toml's message, which names the key and its line.
+        message: String,
+    },
+    /// Values that parse but are not acceptable.
+    #[error("invalid configuration:\n{}", list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses TOML text strictly into the raw form.
+pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: None,
+        message: e.to_string(),
+    })
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ConfigError::Parse { message, .. } => ConfigError::Parse {
+            origin: Some(path.to_owned()),
+            message,
+        },
+        other => other,
+    })
+}
+
+/// Collects field errors during validation.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: &str, reason: impl Into<String>) {
+        self.errors.push(FieldError {
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: &str) -> Duration {
+        match humantime::parse_duration(value) {
+            Ok(d) if d.is_zero() => {
+                self.fail(key, "must be greater than zero");
+                Duration::ZERO
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.fail(
+                    key,
+                    format!("`{value}` is not a duration like \"5s\" or \"2m\" ({e})"),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse().unwrap_or_else(|e| {
+            self.fail(
+                key,
+                format!("`{value}` is not an address like \"127.0.0.1:7070\" ({e})"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn path(&mut self, key: &str, value: &Option<String>) -> Option<PathBuf> {
+        match value.as_deref() {
+            Some("") => {
+                self.fail(key, "must not be empty");
+                None
+            }
+            other => other.map(PathBuf::from),
+        }
+    }
+}
+
+/// Validates an upstream base URL: absolute, `http` or `https`, no query.
+pub fn parse_upstream(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|e| format!("`{value}` is not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(other) => {
+            return Err(format!(
+                "scheme `{other}` is not supported; use http or https"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "`{value}` has no scheme; write e.g. https://{value}"
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{value}` has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("`{value}` must not carry a query string"));
+    }
+    Ok(uri)
+}
+
+impl Settings {
+    /// Validates `raw`, taking secrets from `env` when set there (the environment
+    /// wins over the file). Returns every problem found, not just the first.
+    pub fn from_raw(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut c = Checker::default();
+
+        let upstream = raw.proxy.upstream.as_deref().and_then(|u| {
+            parse_upstream(u)
+                .map_err(|e| c.fail("proxy.upstream", e))
+                .ok()
+        });
+        let proxy = ProxySettings {
+            listen: c.addr("proxy.listen", &raw.proxy.listen),
+            upstream,
+            connect_timeout: c.duration("proxy.connect_timeout", &raw.proxy.connect_timeout),
+            response_timeout: c.duration("proxy.response_timeout", &raw.proxy.response_timeout),
+            shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
+            pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
+            pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+        };
+
+        let ca_file = c.path("tls.ca_file", &raw.tls.ca_file);
+        let cert = c.path("tls.client_cert", &raw.tls.client_cert);
+        let key = c.path("tls.client_key", &raw.tls.client_key);
+        let client_identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(_), None) => {
+                c.fail("tls.client_key", "required when tls.client_cert is set");
+                None
+            }
+            (None, Some(_)) => {
+                c.fail("tls.client_cert", "required when tls.client_key is set");
+                None
+            }
+            (None, None) => None,
+        };
+        let tls = TlsSettings {
+            ca_file,
+            client_identity,
+        };
+
+        let app_token = secret(
+            &mut c,
+            "auth.app_token",
+            ENV_APP_TOKEN,
+            raw.auth.app_token,
+            env,
+        );
+        let app_token_policy = match raw.auth.app_token_policy.as_str() {
+            "override" => TokenPolicy::Override,
+            "keep" => TokenPolicy::Keep,
+            other => {
+                c.fail(
+                    "auth.app_token_policy",
+                    format!("`{other}` is not one of \"override\", \"keep\""),
+                );
+                TokenPolicy::Override
+            }
+        };
+        if let Some(token) = &app_token {
+            if http::HeaderValue::from_str(token.expose()).is_err() {
+                c.fail(
+                    "auth.app_token",
+                    "contains characters not allowed in a header value",
+                );
+            }
+        }
+        let auth = AuthSettings {
+            app_token,
+            app_token_policy,
+        };
+
+        let admin = AdminSettings {
+            listen: c.addr("admin.listen", &raw.admin.listen),
+            token: secret(&mut c, "admin.token", ENV_ADMIN_TOKEN, raw.admin.token, env),
+        };
+        if !admin.listen.ip().is_loopback() && admin.token.is_none() {
+            c.fail(
+                "admin.token",
+                format!(
+                    "required when admin.listen ({}) is not a loopback address; \
+                     set it or {ENV_ADMIN_TOKEN}",
+                    admin.listen
+                ),
+            );
+        }
+
+        let format = match raw.log.format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                c.fail(
+                    "log.format",
+                    format!("`{other}` is not one of \"pretty\", \"json\""),
+                );
+                LogFormat::Pretty
+            }
+        };
+
+        if c.errors.is_empty() {
+            Ok(Settings {
+                proxy,
+                tls,
+                auth,
+                admin,
+                log: LogSettings { format },
+            })
+        } else {
+            Err(ConfigError::Invalid(c.errors))
+        }
+    }
+}
+
+/// A secret from the environment (preferred) or the file; empty counts as unset.
+fn secret(
+    c: &mut Checker,
+    key: &str,
+    var: &str,
+    file: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Secret> {
+    match env(var).filter(|v| !v.is_empty()).or(file) {
+        Some(v) if v.trim().is_empty() => {
+            c.fail(key, "must not be empty");
+            None
+        }
+        other => other.map(Secret),
+    }
+}
+
+/// Reads variables from the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn validate(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_raw(parse(text)?, &no_env)
+    }
+
+    fn field_errors(text: &str) -> Vec<FieldError> {
+        match validate(text) {
+            Err(ConfigError::Invalid(errors)) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_loopback_defaults() {
+        let s = validate("").unwrap();
+        assert_eq!(s.proxy.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(s.admin.listen.to_string(), "127.0.0.1:7071");
+        assert_eq!(s.proxy.connect_timeout, Duration::from_secs(5));
+        assert!(s.proxy.upstream.is_none());
+        assert_eq!(s.auth.app_token_policy, TokenPolicy::Override);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_naming_it() {
+        let err = validate("[proxy]\nconect_timeout = \"5s\"\n").unwrap_err();
+        assert!(err.to_string().contains("conect_timeout"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused_naming_it() {
+        let err = validate("[proxxy]\n").unwrap_err();
+        assert!(err.to_string().contains("proxxy"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let errors = field_errors(
+            "[proxy]\nlisten = \"nowhere\"\nconnect_timeout = \"soon\"\nupstream = \"ftp://x\"\n\
+             [auth]\napp_token_policy = \"merge\"\n[log]\nformat = \"xml\"\n",
+        );
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "proxy.upstream",
+                "proxy.listen",
+                "proxy.connect_timeout",
+                "auth.app_token_policy",
+                "log.format"
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let errors = field_errors("[proxy]\nresponse_timeout = \"0s\"\n");
+        assert_eq!(errors[0].key, "proxy.response_timeout");
+    }
+
+    #[test]
+    fn upstream_needs_scheme_and_host() {
+        assert!(parse_upstream("sandbox.leantech.me")
+            .unwrap_err()
+            .contains("no scheme"));
+        assert!(parse_upstream("https://sandbox.leantech.me/base").is_ok());
+        assert!(parse_upstream("http://x/?a=1")
+            .unwrap_err()
+            .contains("query"));
+    }
+
+    #[test]
+    fn client_cert_without_key_is_refused() {
+        let errors = field_errors("[tls]\nclient_cert = \"c.pem\"\n");
+        assert_eq!(errors[0].key, "tls.client_key");
+    }
+
+    #[test]
+    fn non_loopback_admin_needs_a_token() {
+        let errors = field_errors("[admin]\nlisten = \"0.0.0.0:7071\"\n");
+        assert_eq!(errors[0].key, "admin.token");
+        assert!(validate("[admin]\nlisten = \"0.0.0.0:7071\"\ntoken = \"t\"\n").is_ok());
+    }
+
+    #[test]
+    fn environment_token_wins_over_file() {
+        let env = |k: &str| (k == ENV_APP_TOKEN).then(|| "from-env".to_string());
+        let raw = parse("[auth]\napp_token = \"from-file\"\n").unwrap();
+        let s = Settings::from_raw(raw, &env).unwrap();
+        assert_eq!(s.auth.app_token.unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn secret_debug_hides_the_value() {
+        let s = validate("[auth]\napp_token = \"sekrit-123\"\n").unwrap();
+        assert!(!format!("{s:?}").contains("sekrit-123"));
+    }
+
+    #[test]
+    fn shipped_example_documents_the_defaults() {
+        let text = include_str!("../../config/leanproxy.toml");
+        let shipped = validate(text).unwrap();
+        let defaults = validate("").unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn shipped_example_commented_options_are_real_keys() {
+        // Uncomment every `# key = value` line: the result must still parse, so the
+        // example never documents an option that does not exist.
+        let text = include_str!("../../config/leanproxy.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, text, "the example has commented options");
+        parse(&uncommented).unwrap();
+    }
+}

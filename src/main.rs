@@ -1,0 +1,215 @@
+//! The `leanproxy` binary: parses arguments, loads the config, installs tracing and
+//! runs the library. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use leanproxy::config::{self, ConfigError, RawConfig, Settings};
+use leanproxy::{App, Error, Listeners};
+
+/// A reconnect-aware reverse proxy for Lean's open-banking API.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default when no command is given).
+    Serve(ServeArgs),
+    /// Validate the configuration and exit 0, or print every problem and exit 2.
+    Check(ConfigArg),
+}
+
+#[derive(Args, Clone, Default)]
+struct ConfigArg {
+    /// Config file (TOML); see config/leanproxy.toml for every option.
+    #[arg(long, short, env = config::ENV_CONFIG, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Upstream base URL, e.g. https://sandbox.leantech.me (overrides proxy.upstream).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Proxy listen address (overrides proxy.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin listen address (overrides admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Log line format (overrides log.format).
+    #[arg(long, value_enum)]
+    log_format: Option<Format>,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum Format {
+    Pretty,
+    Json,
+}
+
+impl ServeArgs {
+    /// Command-line flags win over the file.
+    fn apply(&self, raw: &mut RawConfig) {
+        if let Some(upstream) = &self.upstream {
+            raw.proxy.upstream = Some(upstream.clone());
+        }
+        if let Some(listen) = &self.listen {
+            raw.proxy.listen = listen.clone();
+        }
+        if let Some(listen) = &self.admin_listen {
+            raw.admin.listen = listen.clone();
+        }
+        if let Some(format) = self.log_format {
+            raw.log.format = match format {
+                Format::Pretty => "pretty",
+                Format::Json => "json",
+            }
+            .into();
+        }
+    }
+}
+
+fn load(args: &ServeArgs) -> Result<Settings, ConfigError> {
+    let mut raw = match &args.config.config {
+        Some(path) => config::load(path)?,
+        None => RawConfig::default(),
+    };
+    args.apply(&mut raw);
+    Settings::from_raw(raw, &config::process_env)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(config)) => check(ServeArgs {
+            config,
+            ..ServeArgs::default()
+        }),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn check(args: ServeArgs) -> ExitCode {
+    let origin = args
+        .config
+        .config
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let result = load(&args).map_err(Error::from).and_then(|settings| {
+        match leanproxy::proxy::tls::client_config(&settings.tls) {
+            Ok(_) => Ok(settings),
+            Err(e) => Err(e.into()),
+        }
+    });
+    match result {
+        Ok(settings) => {
+            println!("config OK ({origin})");
+            match &settings.proxy.upstream {
+                Some(u) => println!("  upstream: {u}"),
+                None => {
+                    println!("  upstream: not set (give --upstream or proxy.upstream to serve)")
+                }
+            }
+            println!("  proxy:    http://{}", settings.proxy.listen);
+            println!("  admin:    http://{}", settings.admin.listen);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("leanproxy check: {origin}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match load(&args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("leanproxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    leanproxy::log::install_tracing(settings.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leanproxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream)) => {
+            eprintln!("leanproxy: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("leanproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), Error> {
+    let app = App::build(&settings)?;
+    let listeners = Listeners::bind(&settings).await?;
+    let upstream = settings
+        .proxy
+        .upstream
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    // Stable lines on stdout: people and scripts (the tests) read the real ports.
+    println!(
+        "leanproxy proxy listening on http://{} -> {upstream}",
+        listeners.proxy.local_addr()?
+    );
+    println!(
+        "leanproxy admin listening on http://{}",
+        listeners.admin.local_addr()?
+    );
+    app.serve(listeners, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,166 @@
+//! The upstream edge: URI rewrite, header hygiene, a pooled HTTP/1.1 + HTTP/2
+//! client over rustls, and the mapping of transport failures to 502/504.
+//!
+//! [`Upstream`] is the innermost service of the stack. It never returns an error:
+//! a failure to reach the upstream becomes an answer here and nowhere else.
+
+mod error;
+mod headers;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use error::{classify, failure_response, Failure};
+pub use headers::{add_forwarded, remove_hop_by_hop};
+pub use tls::TlsError;
+
+use crate::body::{self, Body};
+use crate::lean::ErrorEnvelope;
+use crate::server::ClientAddr;
+
+/// How to reach the upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Base URL; a path prefix is kept in front of every request path.
+    pub base: Uri,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to the response head (includes connecting).
+    pub response_timeout: Duration,
+    /// Idle lifetime of pooled connections.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// The innermost service: forwards requests to the upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// `scheme://authority/base-path`, without a trailing slash.
+    prefix: String,
+    /// The base URL as configured, for messages.
+    display: String,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// Builds the pooled client. `tls` is used for `https` upstreams; ALPN offers
+    /// h2 and http/1.1.
+    pub fn new(config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(connector);
+
+        let base = &config.base;
+        let scheme = base.scheme_str().unwrap_or("http");
+        let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+        let path = base.path().trim_end_matches('/');
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                prefix: format!("{scheme}://{authority}{path}"),
+                display: base.to_string(),
+                response_timeout: config.response_timeout,
+            }),
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pool grows on demand; readiness is per request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.forward(req).await) })
+    }
+}
+
+impl Inner {
+    async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = match Uri::try_from(format!("{}{}", self.prefix, path_and_query)) {
+            Ok(uri) => uri,
+            Err(e) => {
+                return ErrorEnvelope::new(
+                    "INVALID_URL",
+                    format!("leanproxy: cannot forward this request target: {e}"),
+                )
+                .into_response(StatusCode::BAD_REQUEST)
+            }
+        };
+
+        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers);
+        // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
+        headers.remove(header::HOST);
+        add_forwarded(headers, client, original_host);
+        *req.uri_mut() = uri;
+        // The version towards the upstream is chosen by ALPN, not by the client's.
+        *req.version_mut() = Version::HTTP_11;
+
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(Ok(response)) => {
+                let (mut parts, incoming) = response.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                // The client connection has its own version (an HTTP/1.0 upstream
+                // must not turn the app's HTTP/1.1 answer into 1.0).
+                parts.version = Version::default();
+                Response::from_parts(parts, body::boxed(incoming))
+            }
+            Ok(Err(err)) => {
+                let (failure, detail) = classify(&err);
+                tracing::warn!(upstream = %self.display, cause = failure.as_str(), %detail, "upstream failure");
+                failure_response(failure, &detail, &self.display)
+            }
+            Err(_) => {
+                let detail = format!(
+                    "no response within {} (proxy.response_timeout)",
+                    humantime::format_duration(self.response_timeout)
+                );
+                tracing::warn!(upstream = %self.display, cause = "response_timeout", "upstream failure");
+                failure_response(Failure::ResponseTimeout, &detail, &self.display)
+            }
+        }
+    }
+}
