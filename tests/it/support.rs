@@ -1,0 +1,649 @@
+//! The harness: an origin server, the proxy started through the library's entry
+//! point (or the real binary), and clients.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use leanproxy::body::{self, Body};
+use leanproxy::config::{self, Settings};
+use leanproxy::{App, Listeners};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+// ---------------------------------------------------------------- origin
+
+/// Request headers the origin leaves out of its echo: the ones a proxy adds or
+/// rewrites by design.
+const NOT_ECHOED: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+/// Builds an [`Origin`].
+#[derive(Default)]
+pub struct OriginBuilder {
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl OriginBuilder {
+    /// Serve HTTPS with this config (ALPN h2 + http/1.1 is added).
+    pub fn tls(mut self, mut config: rustls::ServerConfig) -> Self {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        self.tls = Some(Arc::new(config));
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and serves until dropped.
+    pub async fn start(self) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let acceptor = self.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let task = {
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let mut conns = JoinSet::new();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    stats.connections.fetch_add(1, Ordering::SeqCst);
+                    let stats = stats.clone();
+                    let acceptor = acceptor.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let stats = stats.clone();
+                            async move { Ok::<_, Infallible>(route(req, &stats).await) }
+                        });
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        builder.http1().timer(TokioTimer::new());
+                        match acceptor {
+                            Some(acceptor) => {
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                                }
+                            }
+                            None => {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        Origin {
+            addr,
+            tls: self.tls.is_some(),
+            stats,
+            task,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicUsize,
+    pub in_flight: AtomicUsize,
+    pub requests: AtomicUsize,
+}
+
+/// A test origin on loopback. Stops (with all its connections) when dropped.
+pub struct Origin {
+    pub addr: SocketAddr,
+    tls: bool,
+    pub stats: Arc<Stats>,
+    task: JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        OriginBuilder::default().start().await
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.stats.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.stats.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until `n` requests are being handled.
+    pub async fn wait_in_flight(&self, n: usize) {
+        for _ in 0..500 {
+            if self.in_flight() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("origin never had {n} requests in flight");
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn num(q: &BTreeMap<String, String>, key: &str, default: u64) -> u64 {
+    q.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// FNV-1a, to compare large bodies without keeping them.
+#[derive(Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf29ce484222325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+    }
+}
+
+/// Deterministic content for generated bodies: byte `i` is `i % 251`.
+pub fn pattern(offset: u64, len: usize) -> Bytes {
+    (0..len as u64)
+        .map(|i| ((offset + i) % 251) as u8)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// A streamed body of `total` pattern bytes in `chunk`-sized frames.
+pub fn streamed(total: u64, chunk: usize) -> Body {
+    let frames = futures_stream(total, chunk);
+    body::boxed(StreamBody::new(frames))
+}
+
+fn futures_stream(
+    total: u64,
+    chunk: usize,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    let mut sent = 0u64;
+    PollFnStream(move || {
+        if sent >= total {
+            return None;
+        }
+        let n = (total - sent).min(chunk as u64) as usize;
+        let data = pattern(sent, n);
+        sent += n as u64;
+        Some(Ok(Frame::data(data)))
+    })
+}
+
+/// A stream from a closure (avoids a dependency on futures-util for one helper).
+struct PollFnStream<F>(F);
+
+impl<F, T> futures_core::Stream for PollFnStream<F>
+where
+    F: FnMut() -> Option<T> + Unpin,
+{
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        std::task::Poll::Ready((self.0)())
+    }
+}
+
+struct InFlight(Arc<Stats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn route(req: Request<Incoming>, stats: &Arc<Stats>) -> Response<Body> {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    stats.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _guard = InFlight(stats.clone());
+    let q = query(&req);
+    let path = req.uri().path().to_string();
+    let mut response = match path.as_str() {
+        "/echo" | "/sink" => echo(req, false).await,
+        "/inspect" => echo(req, true).await,
+        "/fixed" => Response::new(body::full(pattern(0, num(&q, "len", 100) as usize))),
+        "/chunked" => Response::new(streamed(
+            num(&q, "chunks", 4) * num(&q, "size", 1000),
+            num(&q, "size", 1000) as usize,
+        )),
+        "/stream" => Response::new(streamed(num(&q, "bytes", 1 << 20), 64 * 1024)),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(num(&q, "ms", 500))).await;
+            Response::new(body::full("slow answer"))
+        }
+        "/etag" => {
+            let fresh = req
+                .headers()
+                .get("if-none-match")
+                .is_some_and(|v| v == "\"v1\"");
+            let mut r = if fresh {
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            } else {
+                Response::new(body::full("versioned"))
+            };
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        }
+        "/big-headers" => {
+            let mut r = Response::new(body::full("big"));
+            r.headers_mut()
+                .insert("x-big", "b".repeat(8 * 1024).parse().unwrap());
+            r
+        }
+        "/lean" => {
+            let mut r = Response::new(body::full(r#"{"status":"OK","payload":{}}"#));
+            let h = r.headers_mut();
+            h.insert("content-type", "application/json".parse().unwrap());
+            h.insert("lean-correlation-id", "iAqmKreCTvfWKaEu".parse().unwrap());
+            h.insert(
+                "lean-trace-id",
+                "0af7651916cd43dd8448eb211c80319c".parse().unwrap(),
+            );
+            r
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
+            let status = StatusCode::from_u16(code).unwrap();
+            let body = if matches!(code, 204 | 304) {
+                body::empty()
+            } else {
+                body::full(format!("status {code}"))
+            };
+            let mut r = Response::new(body);
+            *r.status_mut() = status;
+            if (300..400).contains(&code) {
+                r.headers_mut()
+                    .insert("location", "/elsewhere".parse().unwrap());
+            }
+            r
+        }
+        _ => {
+            let mut r = Response::new(body::full("no such route"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        }
+    };
+    response
+        .headers_mut()
+        .insert("x-origin", "test".parse().unwrap());
+    response
+}
+
+/// Answers with what arrived: method, path, query, headers (those a proxy may not
+/// change), body length and checksum; with `inspect`, also what a proxy adds
+/// (host, forwarded headers, request id, version). The body is consumed as it
+/// streams, never kept.
+async fn echo(req: Request<Incoming>, inspect: bool) -> Response<Body> {
+    let (parts, mut incoming) = req.into_parts();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        if !NOT_ECHOED.contains(&name.as_str()) {
+            headers
+                .entry(name.to_string())
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+    }
+    let mut len = 0u64;
+    let mut sum = Fnv::default();
+    while let Some(frame) = incoming.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            len += data.len() as u64;
+            sum.update(data);
+        }
+    }
+    let mut view = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body_len": len,
+        "body_fnv": sum.0,
+    });
+    if inspect {
+        let text = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|h| h.to_str().unwrap().to_string())
+        };
+        let extra = json!({
+            "version": format!("{:?}", parts.version),
+            "host": text("host"),
+            "forwarded_for": text("x-forwarded-for"),
+            "forwarded_proto": text("x-forwarded-proto"),
+            "forwarded_host": text("x-forwarded-host"),
+            "request_id": text("x-request-id"),
+            "all_headers": parts.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+        });
+        view.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+    }
+    let mut r = Response::new(body::full(view.to_string()));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+// ---------------------------------------------------------------- proxy
+
+/// The proxy, served in-process through [`App::serve`], as the binary does.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy configured by `toml` (no environment is read).
+    pub async fn start(toml: &str) -> Proxy {
+        let settings = settings(toml);
+        let app = App::build(&settings).expect("proxy builds");
+        let listeners = Listeners {
+            proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let addr = listeners.proxy.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listeners, async {
+            let _ = stopped.await;
+        }));
+        Proxy {
+            addr,
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A proxy in front of `upstream` with `extra` config lines.
+    pub async fn in_front_of(upstream: &str, extra: &str) -> Proxy {
+        Proxy::start(&format!("[proxy]\nupstream = \"{upstream}\"\n{extra}")).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Triggers shutdown and waits for the server to finish draining.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Triggers shutdown without waiting.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("not shut down yet")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Settings from TOML text with an empty environment.
+pub fn settings(toml: &str) -> Settings {
+    let raw = config::parse(toml).expect("test config parses");
+    Settings::from_raw(raw, &|_| None).expect("test config is valid")
+}
+
+// ---------------------------------------------------------------- clients
+
+pub type HttpClient = Client<HttpConnector, Body>;
+
+pub fn h1_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// What a client observes of an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Observed {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+pub async fn send(client: &HttpClient, req: Request<Body>) -> Observed {
+    let response = client.request(req).await.expect("request goes through");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body arrives").to_bytes();
+    Observed {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Observed {
+    send(client, Request::get(url).body(body::empty()).unwrap()).await
+}
+
+/// An address on loopback where nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------- binary
+
+/// The real `leanproxy` binary, killed when dropped.
+pub struct Binary {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub output: Arc<Mutex<String>>,
+}
+
+impl Binary {
+    /// Runs `leanproxy serve` with ephemeral listeners and `args`; waits until
+    /// it prints its addresses.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leanproxy"));
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("LEAN_APP_TOKEN")
+            .env_remove("LEANPROXY_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let mut proxy = None;
+        let mut admin = None;
+        while proxy.is_none() || admin.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("binary did not start: {}", output.lock().unwrap()));
+            let addr = |prefix: &str| {
+                line.strip_prefix(prefix)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            };
+            proxy = proxy.or(addr("leanproxy proxy listening on http://"));
+            admin = admin.or(addr("leanproxy admin listening on http://"));
+        }
+        Binary {
+            child,
+            proxy: proxy.unwrap(),
+            admin: admin.unwrap(),
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit and returns its code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("binary did not exit within {limit:?}");
+    }
+
+    /// Peak resident set size (VmHWM) in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status");
+        kb * 1024
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion with `args` and returns (code, stdout, stderr).
+pub fn run_binary(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_leanproxy"))
+        .args(args)
+        .env_remove("LEAN_APP_TOKEN")
+        .env_remove("LEANPROXY_CONFIG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
