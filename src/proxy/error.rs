@@ -93,10 +93,20 @@ pub fn classify(err: &(dyn StdError + 'static)) -> (Failure, String) {
         if text.contains("dns error") || text.contains("failed to lookup address") {
             failure = failure.or(Some(Failure::Dns));
         }
+        // A TLS 1.3 server refuses a client certificate after the handshake; the
+        // alert then arrives inside h2's error, which does not expose its source.
+        if text.contains("received fatal alert") {
+            failure = failure.or(Some(Failure::Tls));
+        }
         if !parts.last().is_some_and(|last| last.contains(&text)) {
             parts.push(text);
         }
-        current = e.source();
+        // `io::Error::source()` skips the error it wraps (and connectors wrap
+        // io errors in io errors), so descend through `get_ref()` instead.
+        current = match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
     }
     let failure = failure.unwrap_or(if connect {
         Failure::Connect
@@ -146,6 +156,13 @@ mod tests {
         let (failure, detail) = classify(&err);
         assert_eq!(failure, Failure::Tls);
         assert!(detail.contains("UnknownIssuer"), "{detail}");
+    }
+
+    #[test]
+    fn tls_error_nested_in_two_io_errors_is_tls() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let err = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, tls));
+        assert_eq!(classify(&err).0, Failure::Tls);
     }
 
     #[test]

@@ -2,5 +2,8 @@
 
 #![allow(unreachable_pub)] // test helpers are shared between modules of one crate
 
+mod credentials;
+mod failures;
 mod support;
+mod tls;
 mod transparency;

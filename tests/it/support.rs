@@ -597,14 +597,15 @@ impl Binary {
         assert!(status.success());
     }
 
-    /// Waits (bounded) for the process to exit and returns its code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    /// Waits (bounded) for the process to exit and returns its code. Async, so
+    /// the test's own client connections keep being driven meanwhile.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("binary did not exit within {limit:?}");
     }

@@ -1,0 +1,78 @@
+//! Upstream failures become 502/504 in Lean's error envelope; the proxy keeps
+//! serving.
+
+use crate::support::{closed_port, get, h1_client, Observed, Origin, Proxy};
+
+fn assert_lean_error(r: &Observed, status: u16, code: &str, cause: &str) {
+    assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body = r.json();
+    let obj = body.as_object().unwrap();
+    for key in ["status", "message", "timestamp", "metadata"] {
+        assert!(obj.contains_key(key), "Lean envelope has `{key}`: {body}");
+    }
+    assert_eq!(body["status"], code);
+    assert_eq!(body["metadata"]["cause"], cause);
+    assert_eq!(body["metadata"]["source"], "leanproxy");
+    let ts = body["timestamp"].as_str().unwrap();
+    assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");
+}
+
+#[tokio::test]
+async fn refused_upstream_is_a_502_and_the_proxy_keeps_serving() {
+    let down = closed_port().await;
+    let proxy = Proxy::in_front_of(&format!("http://{down}"), "").await;
+    let client = h1_client();
+    let r = get(&client, &proxy.url("/data/v1/accounts")).await;
+    assert_lean_error(&r, 502, "BAD_GATEWAY", "connect_refused");
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&down.to_string()),
+        "names the upstream: {message}"
+    );
+    assert!(message.contains("refused"), "says what failed: {message}");
+
+    // Same port, now listening: the next request works.
+    let _origin = {
+        let listener = std::net::TcpListener::bind(down).unwrap();
+        drop(listener);
+        Origin::start().await
+    };
+    let again = get(&client, &proxy.url("/anything")).await;
+    assert_eq!(again.status, 502, "still answers, still Lean-shaped");
+    assert!(again.json()["status"].is_string());
+}
+
+#[tokio::test]
+async fn slow_upstream_is_a_504_and_the_next_request_works() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "response_timeout = \"200ms\"\n").await;
+    let client = h1_client();
+    let r = get(&client, &proxy.url("/slow?ms=3000")).await;
+    assert_lean_error(&r, 504, "GATEWAY_TIMEOUT", "response_timeout");
+    assert!(r.json()["message"].as_str().unwrap().contains("200ms"));
+
+    let ok = get(&client, &proxy.url("/fixed?len=10")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body.len(), 10);
+}
+
+#[tokio::test]
+async fn unresolvable_host_is_a_502_naming_dns() {
+    let proxy = Proxy::in_front_of("http://no-such-host.invalid", "").await;
+    let r = get(&h1_client(), &proxy.url("/")).await;
+    assert_lean_error(&r, 502, "BAD_GATEWAY", "dns");
+}
+
+#[tokio::test]
+async fn upstream_errors_are_passed_through_untouched() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let r = get(&h1_client(), &proxy.url("/status/502")).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        &r.body[..],
+        b"status 502",
+        "an upstream's own 502 is not rewritten"
+    );
+}
