@@ -1,0 +1,204 @@
+//! Process-level behaviour: graceful shutdown, streaming large bodies in bounded
+//! memory, the `check` command and startup refusals.
+
+use std::time::Duration;
+
+use http::Request;
+use http_body_util::BodyExt;
+
+use crate::support::{get, h1_client, run_binary, send, streamed, Binary, Fnv, Origin, Proxy};
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_stops_accepting() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let url = proxy.url("/slow?ms=700");
+    let in_flight = tokio::spawn(async move { get(&h1_client(), &url).await });
+    origin.wait_in_flight(1).await;
+
+    let server = proxy.begin_shutdown();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], b"slow answer");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server finished draining")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_a_request_that_never_ends() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::in_front_of(&origin.url(), "shutdown_grace = \"300ms\"\n").await;
+    let url = proxy.url("/slow?ms=30000");
+    let _stuck = tokio::spawn(async move { h1_client().get(url.parse().unwrap()).await });
+    origin.wait_in_flight(1).await;
+    let started = std::time::Instant::now();
+    proxy.begin_shutdown().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let origin = Origin::start().await;
+    let mut bin = Binary::spawn(&["--upstream", &origin.url()], &[]);
+    let url = bin.url("/slow?ms=700");
+    let in_flight = tokio::spawn(async move { get(&h1_client(), &url).await });
+    origin.wait_in_flight(1).await;
+    bin.terminate();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], b"slow answer");
+    assert_eq!(bin.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(bin.output().contains("SIGTERM received"));
+}
+
+#[tokio::test]
+async fn sixty_four_mib_streams_both_ways_in_bounded_memory() {
+    const SIZE: u64 = 64 << 20;
+    let origin = Origin::start().await;
+    let bin = Binary::spawn(&["--upstream", &origin.url()], &[]);
+    let client = h1_client();
+    let baseline = bin.peak_rss();
+
+    // Upload: the origin counts and hashes what arrives.
+    let up = send(
+        &client,
+        Request::post(bin.url("/sink"))
+            .body(streamed(SIZE, 256 * 1024))
+            .unwrap(),
+    )
+    .await;
+    let mut expected = Fnv::default();
+    let mut offset = 0;
+    while offset < SIZE {
+        let n = (SIZE - offset).min(1 << 20);
+        expected.update(&crate::support::pattern(offset, n as usize));
+        offset += n;
+    }
+    assert_eq!(up.json()["body_len"], SIZE);
+    assert_eq!(up.json()["body_fnv"], expected.0);
+
+    // Download: hash as it arrives, never hold it.
+    let response = client
+        .get(bin.url(&format!("/stream?bytes={SIZE}")).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let (mut len, mut sum) = (0u64, Fnv::default());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            len += data.len() as u64;
+            sum.update(&data);
+        }
+    }
+    assert_eq!(len, SIZE);
+    assert_eq!(sum.0, expected.0);
+
+    let peak = bin.peak_rss();
+    eprintln!(
+        "RSS baseline {} KiB, peak {} KiB",
+        baseline >> 10,
+        peak >> 10
+    );
+    assert!(
+        peak < 40 << 20,
+        "proxy peak RSS {} MiB (baseline {} MiB) while streaming 64 MiB each way",
+        peak >> 20,
+        baseline >> 20
+    );
+}
+
+#[tokio::test]
+async fn admin_healthz_answers_on_its_own_listener() {
+    let origin = Origin::start().await;
+    let bin = Binary::spawn(&["--upstream", &origin.url()], &[]);
+    let r = get(&h1_client(), &format!("http://{}/healthz", bin.admin)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let guarded = get(&h1_client(), &format!("http://{}/api/anything", bin.admin)).await;
+    assert_eq!(
+        guarded.status, 404,
+        "no token configured on loopback: not guarded"
+    );
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let (code, stdout, stderr) = run_binary(&["check", "--config", "config/leanproxy.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("config OK"), "{stdout}");
+}
+
+#[test]
+fn check_names_a_misspelled_key_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, "[proxy]\nresponse_timout = \"10s\"\n").unwrap();
+    let (code, _, stderr) = run_binary(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("response_timout"), "{stderr}");
+    assert!(stderr.contains("typo.toml"), "names the file: {stderr}");
+}
+
+#[test]
+fn check_lists_every_invalid_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\nconnect_timeout = \"fast\"\n[tls]\nca_file = \"/no/such/ca.pem\"\n[auth]\napp_token_policy = \"both\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_binary(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("proxy.connect_timeout"), "{stderr}");
+    assert!(stderr.contains("auth.app_token_policy"), "{stderr}");
+}
+
+#[test]
+fn check_reports_an_unreadable_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.toml");
+    std::fs::write(&path, "[tls]\nca_file = \"/no/such/ca.pem\"\n").unwrap();
+    let (code, _, stderr) = run_binary(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tls.ca_file (/no/such/ca.pem)"), "{stderr}");
+}
+
+#[test]
+fn non_loopback_admin_without_token_refuses_to_start() {
+    let (code, _, stderr) = run_binary(&[
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--admin-listen",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("admin.token"), "{stderr}");
+}
+
+#[test]
+fn bad_upstream_flag_is_refused_with_its_reason() {
+    let (code, _, stderr) = run_binary(&["--upstream", "sandbox.leantech.me"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("proxy.upstream") && stderr.contains("no scheme"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_upstream_says_how_to_give_one() {
+    let (code, _, stderr) =
+        run_binary(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--upstream"), "{stderr}");
+}
