@@ -6,11 +6,27 @@
 //! shape so that an app's error handling sees what it would see from Lean.
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::body::{full, Body};
+
+/// The header Lean signs webhooks with.
+pub const SIGNATURE_HEADER: &str = "lean-signature";
+
+/// Lean's webhook signature of `body`: `sha512=<lowercase hex HMAC-SHA512>` keyed
+/// with the webhook secret (`../shared/lean-api.md` §7.3).
+pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<sha2::Sha512>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(body);
+    format!("sha512={}", hex::encode(mac.finalize().into_bytes()))
+}
 
 /// Lean's timestamp format: RFC 3339, UTC, nanoseconds, `Z` suffix
 /// (`2025-09-10T21:05:59.919233187Z`).
@@ -82,6 +98,16 @@ mod tests {
         assert!(ts.ends_with('Z'), "{ts}");
         let frac = ts.rsplit('.').next().unwrap();
         assert_eq!(frac.len(), 10, "9 digits and Z: {ts}");
+    }
+
+    #[test]
+    fn signature_is_hex_hmac_sha512_with_prefix() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let sig = webhook_signature(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            sig,
+            "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! An app talks to leanproxy instead of Lean. leanproxy adds the credentials, logs
 //! every exchange and forwards to Lean (or any upstream) over a pooled HTTP/1.1 +
-//! HTTP/2 client with rustls and optional mTLS.
+//! HTTP/2 client with rustls and optional mTLS. With no upstream configured it
+//! runs in front of its embedded [`mockbank`], an offline emulation of Lean's
+//! sandbox.
 //!
 //! The request path, outer to inner (assembled in [`stack`]):
 //!
@@ -25,9 +27,10 @@
 //! let listeners = leanproxy::Listeners {
 //!     proxy: TcpListener::bind("127.0.0.1:0").await?,
 //!     admin: TcpListener::bind("127.0.0.1:0").await?,
+//!     mockbank: None,
 //! };
 //! let app = leanproxy::App::build(&settings)?;
-//! app.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! app.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -38,11 +41,13 @@ pub mod body;
 pub mod config;
 pub mod lean;
 pub mod log;
+pub mod mockbank;
 pub mod proxy;
 pub mod server;
 pub mod stack;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -50,9 +55,9 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::auth::AppTokenLayer;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Secret, Settings};
+use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{TlsError, Upstream, UpstreamConfig};
-use crate::stack::ProxyService;
 
 /// Why leanproxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +68,8 @@ pub enum Error {
     /// TLS files are missing, unreadable or do not match.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// No upstream was given.
-    #[error(
-        "no upstream configured: pass --upstream URL (e.g. --upstream https://sandbox.leantech.me) \
-         or set `upstream` under [proxy] in the config file"
-    )]
+    /// The Mockbank was expected but not given a listener.
+    #[error("no upstream configured and no Mockbank listener bound")]
     NoUpstream,
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({key}): {source}")]
@@ -91,19 +93,28 @@ pub struct Listeners {
     pub proxy: TcpListener,
     /// The admin listener.
     pub admin: TcpListener,
+    /// The Mockbank listener, when no upstream is configured.
+    pub mockbank: Option<TcpListener>,
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { key, addr, source })
 }
 
 impl Listeners {
-    /// Binds the addresses in `settings`.
+    /// Binds the addresses in `settings` (the Mockbank's only when no upstream
+    /// is configured).
     pub async fn bind(settings: &Settings) -> Result<Self, Error> {
-        let bind = |key, addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Bind { key, addr, source })
+        let mockbank = match settings.proxy.upstream {
+            Some(_) => None,
+            None => Some(bind("mockbank.listen", settings.mockbank.listen).await?),
         };
         Ok(Self {
             proxy: bind("proxy.listen", settings.proxy.listen).await?,
             admin: bind("admin.listen", settings.admin.listen).await?,
+            mockbank,
         })
     }
 }
@@ -111,27 +122,34 @@ impl Listeners {
 /// A fully built leanproxy, ready to serve: everything that can fail at startup
 /// (TLS files, credentials) has been checked.
 pub struct App {
-    proxy: ProxyService,
-    admin: Admin,
+    upstream: UpstreamConfig,
+    tls: rustls::ClientConfig,
+    app_token: Option<AppTokenLayer>,
+    admin_token: Option<Secret>,
+    mockbank: Option<Mockbank>,
     grace: Duration,
 }
 
 impl App {
-    /// Builds the proxy stack and the admin service from validated settings.
+    /// Builds the proxy and the admin service from validated settings. With no
+    /// upstream configured, it builds the embedded Mockbank too, and the proxy
+    /// sends the Mockbank's app token unless one is configured. Call it inside a
+    /// Tokio runtime.
     pub fn build(settings: &Settings) -> Result<Self, Error> {
         let tls = proxy::tls::client_config(&settings.tls)?;
-        let base = settings.proxy.upstream.clone().ok_or(Error::NoUpstream)?;
-        let upstream = Upstream::new(
-            UpstreamConfig {
-                base,
-                connect_timeout: settings.proxy.connect_timeout,
-                response_timeout: settings.proxy.response_timeout,
-                pool_idle_timeout: settings.proxy.pool_idle_timeout,
-                pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
-            },
-            tls,
-        );
-        let app_token = match &settings.auth.app_token {
+        let mockbank = match settings.proxy.upstream {
+            Some(_) => None,
+            None => {
+                let clock = Clock::new(chrono::Utc::now(), settings.mockbank.time_scale);
+                Some(Mockbank::new(settings.mockbank.clone(), clock)?)
+            }
+        };
+        let token = settings.auth.app_token.clone().or_else(|| {
+            mockbank
+                .as_ref()
+                .map(|_| settings.mockbank.app_token.clone())
+        });
+        let app_token = match token {
             Some(token) => Some(
                 AppTokenLayer::new(token.expose(), settings.auth.app_token_policy).map_err(
                     |_| {
@@ -145,26 +163,90 @@ impl App {
             None => None,
         };
         Ok(Self {
-            proxy: stack::proxy_stack(upstream, app_token),
-            admin: Admin::new(settings.admin.token.clone()),
+            upstream: UpstreamConfig {
+                // Replaced by the Mockbank's address in `serve` when absent.
+                base: settings.proxy.upstream.clone().unwrap_or_default(),
+                connect_timeout: settings.proxy.connect_timeout,
+                response_timeout: settings.proxy.response_timeout,
+                pool_idle_timeout: settings.proxy.pool_idle_timeout,
+                pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+            },
+            tls,
+            app_token,
+            admin_token: settings.admin.token.clone(),
+            mockbank,
             grace: settings.proxy.shutdown_grace,
         })
     }
 
+    /// The embedded Mockbank, when it runs (no upstream configured).
+    pub fn mockbank(&self) -> Option<&Mockbank> {
+        self.mockbank.as_ref()
+    }
+
     /// Serves the listeners until `shutdown` completes, then drains in-flight
-    /// exchanges for at most the configured grace period.
-    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()> + Send) {
+    /// exchanges for at most the configured grace period. Refuses an admin
+    /// listener off loopback without an admin token.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let admin_addr = listeners.admin.local_addr()?;
+        if !admin_addr.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(ConfigError::Invalid(vec![config::FieldError {
+                key: "admin.token".into(),
+                reason: format!(
+                    "required when the admin listener ({admin_addr}) is not on loopback"
+                ),
+            }])
+            .into());
+        }
+        let mut upstream = self.upstream;
+        let mockbank = match (self.mockbank, listeners.mockbank) {
+            (Some(mockbank), Some(listener)) => {
+                upstream.base = format!("http://{}", listener.local_addr()?)
+                    .parse()
+                    .map_err(|e| std::io::Error::other(format!("mockbank address: {e}")))?;
+                Some((mockbank, listener))
+            }
+            (Some(_), None) => return Err(Error::NoUpstream),
+            (None, _) => None,
+        };
+        let proxy_addr = listeners.proxy.local_addr()?;
+        if !proxy_addr.ip().is_loopback() && self.app_token.is_some() {
+            tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
+        }
+        let stack = stack::proxy_stack(Upstream::new(upstream, self.tls), self.app_token);
+        let admin = Admin::new(self.admin_token);
+
         let (tx, rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let proxy = server::serve(listeners.proxy, self.proxy, stopped(rx.clone()), self.grace);
-        let admin = server::serve(listeners.admin, self.admin, stopped(rx), self.grace);
+        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.grace);
+        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.grace);
+        let mockbank = async {
+            if let Some((mockbank, listener)) = mockbank {
+                server::serve(listener, mockbank, stopped(rx), self.grace).await;
+            }
+        };
         let trigger = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, draining in-flight exchanges");
             let _ = tx.send(true);
         };
-        tokio::join!(proxy, admin, trigger);
+        tokio::join!(proxy, admin, mockbank, trigger);
+        Ok(())
     }
+}
+
+/// Runs the Mockbank alone on `listener` until `shutdown` completes.
+pub async fn serve_mockbank(
+    mockbank: Mockbank,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    server::serve(listener, mockbank, shutdown, grace).await;
 }

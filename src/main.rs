@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use leanproxy::config::{self, ConfigError, RawConfig, Settings};
+use leanproxy::mockbank::{Clock, Mockbank};
 use leanproxy::{App, Error, Listeners};
 
 /// A reconnect-aware reverse proxy for Lean's open-banking API.
@@ -22,8 +23,19 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default when no command is given).
     Serve(ServeArgs),
-    /// Validate the configuration and exit 0, or print every problem and exit 2.
+    /// Validate the configuration and exit 0, or print the problems and exit 2.
     Check(ConfigArg),
+    /// Run the embedded Mockbank (offline Lean sandbox) alone.
+    Mockbank(MockbankArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct MockbankArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Mockbank listen address (overrides mockbank.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -38,6 +50,7 @@ struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Upstream base URL, e.g. https://sandbox.leantech.me (overrides proxy.upstream).
+    /// Without one, leanproxy runs in front of its embedded Mockbank.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
     /// Proxy listen address (overrides proxy.listen).
@@ -96,8 +109,84 @@ fn main() -> ExitCode {
             ..ServeArgs::default()
         }),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Mockbank(args)) => mockbank(args),
         None => serve(cli.serve),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("leanproxy: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn exit_code(result: Result<(), Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream)) => {
+            eprintln!("leanproxy: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("leanproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mockbank(args: MockbankArgs) -> ExitCode {
+    let serve_args = ServeArgs {
+        config: args.config,
+        ..ServeArgs::default()
+    };
+    let mut settings = match load(&serve_args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("leanproxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        match listen.parse() {
+            Ok(addr) => settings.mockbank.listen = addr,
+            Err(e) => {
+                eprintln!("leanproxy: --listen: `{listen}` is not an address ({e})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    leanproxy::log::install_tracing(settings.log.format);
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    exit_code(runtime.block_on(async move {
+        let clock = Clock::new(chrono::Utc::now(), settings.mockbank.time_scale);
+        let mockbank = Mockbank::new(settings.mockbank.clone(), clock)?;
+        let addr = settings.mockbank.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                key: "mockbank.listen",
+                addr,
+                source,
+            })?;
+        let url = format!("http://{}", listener.local_addr()?);
+        println!("leanproxy mockbank listening on {url}");
+        println!("{}", mockbank.banner(&url));
+        leanproxy::serve_mockbank(
+            mockbank,
+            listener,
+            shutdown_signal(),
+            settings.proxy.shutdown_grace,
+        )
+        .await;
+        Ok(())
+    }))
 }
 
 fn check(args: ServeArgs) -> ExitCode {
@@ -167,13 +256,12 @@ fn serve(args: ServeArgs) -> ExitCode {
 async fn run(settings: Settings) -> Result<(), Error> {
     let app = App::build(&settings)?;
     let listeners = Listeners::bind(&settings).await?;
-    let upstream = settings
-        .proxy
-        .upstream
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
     // Stable lines on stdout: people and scripts (the tests) read the real ports.
+    let upstream = match (&settings.proxy.upstream, &listeners.mockbank) {
+        (Some(upstream), _) => upstream.to_string(),
+        (None, Some(listener)) => format!("http://{} (embedded Mockbank)", listener.local_addr()?),
+        (None, None) => String::new(),
+    };
     println!(
         "leanproxy proxy listening on http://{} -> {upstream}",
         listeners.proxy.local_addr()?
@@ -182,8 +270,12 @@ async fn run(settings: Settings) -> Result<(), Error> {
         "leanproxy admin listening on http://{}",
         listeners.admin.local_addr()?
     );
-    app.serve(listeners, shutdown_signal()).await;
-    Ok(())
+    if let (Some(mockbank), Some(listener)) = (app.mockbank(), &listeners.mockbank) {
+        let url = format!("http://{}", listener.local_addr()?);
+        println!("leanproxy mockbank listening on {url}");
+        println!("{}", mockbank.banner(&url));
+    }
+    app.serve(listeners, shutdown_signal()).await
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -16,8 +16,9 @@ use std::time::Duration;
 use http::Uri;
 
 pub use crate::auth::TokenPolicy;
+pub use crate::mockbank::MockbankSettings;
 
-pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawProxy, RawTls};
+pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawTls};
 
 /// Environment variable holding the `lean-app-token`.
 pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
@@ -71,6 +72,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// leanproxy's own log.
     pub log: LogSettings,
+    /// The embedded Mockbank (used when no upstream is configured).
+    pub mockbank: MockbankSettings,
 }
 
 /// Validated `[proxy]`.
@@ -78,7 +81,8 @@ pub struct Settings {
 pub struct ProxySettings {
     /// Proxy listener address.
     pub listen: SocketAddr,
-    /// Upstream base URL (`http` or `https`, optional path prefix). `None`: not configured.
+    /// Upstream base URL (`http` or `https`, optional path prefix). `None`: the
+    /// embedded Mockbank.
     pub upstream: Option<Uri>,
     /// Connect timeout (TCP + TLS).
     pub connect_timeout: Duration,
@@ -377,6 +381,40 @@ impl Settings {
             }
         };
 
+        let m = &raw.mockbank;
+        let non_empty = |c: &mut Checker, key: &str, v: &str| {
+            if v.trim().is_empty() {
+                c.fail(key, "must not be empty");
+            }
+            Secret::new(v)
+        };
+        if !(m.time_scale.is_finite() && m.time_scale > 0.0) {
+            c.fail(
+                "mockbank.time_scale",
+                format!("{} is not a positive number", m.time_scale),
+            );
+        }
+        let mockbank = MockbankSettings {
+            listen: c.addr("mockbank.listen", &m.listen),
+            seed: m.seed,
+            inactivity: c.duration("mockbank.inactivity", &m.inactivity),
+            corporate_session: c.duration("mockbank.corporate_session", &m.corporate_session),
+            time_scale: m.time_scale,
+            app_token: non_empty(&mut c, "mockbank.app_token", &m.app_token),
+            client_id: non_empty(&mut c, "mockbank.client_id", &m.client_id)
+                .expose()
+                .to_string(),
+            client_secret: non_empty(&mut c, "mockbank.client_secret", &m.client_secret),
+            webhook_url: m.webhook_url.as_deref().and_then(|u| {
+                parse_upstream(u)
+                    .map_err(|e| c.fail("mockbank.webhook_url", e))
+                    .ok()
+            }),
+            webhook_secret: non_empty(&mut c, "mockbank.webhook_secret", &m.webhook_secret),
+            async_delay: c.duration("mockbank.async_delay", &m.async_delay),
+            refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
+        };
+
         if c.errors.is_empty() {
             Ok(Settings {
                 proxy,
@@ -384,6 +422,7 @@ impl Settings {
                 auth,
                 admin,
                 log: LogSettings { format },
+                mockbank,
             })
         } else {
             Err(ConfigError::Invalid(c.errors))

@@ -7,6 +7,8 @@ use serde::Deserialize;
 pub(super) const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7070";
 /// Default admin listener.
 pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7071";
+/// Default Mockbank listener.
+pub(super) const DEFAULT_MOCKBANK_LISTEN: &str = "127.0.0.1:7072";
 
 /// The whole file. Every section is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +24,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// `[log]`
     pub log: RawLog,
+    /// `[mockbank]`
+    pub mockbank: RawMockbank,
 }
 
 /// `[proxy]`: the listener, the upstream and the timeouts.
@@ -121,6 +125,55 @@ impl Default for RawLog {
     fn default() -> Self {
         Self {
             format: "pretty".into(),
+        }
+    }
+}
+
+/// `[mockbank]`: the embedded offline Lean sandbox.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMockbank {
+    /// Listener address.
+    pub listen: String,
+    /// Seed of the test users.
+    pub seed: u64,
+    /// Inactivity after which OTP users must reconnect.
+    pub inactivity: String,
+    /// How long a corporate session lasts after (re)connecting.
+    pub corporate_session: String,
+    /// Mockbank seconds per real second.
+    pub time_scale: f64,
+    /// The `lean-app-token` it accepts.
+    pub app_token: String,
+    /// The OAuth client id it accepts.
+    pub client_id: String,
+    /// The OAuth client secret it accepts.
+    pub client_secret: String,
+    /// Where it sends webhooks.
+    pub webhook_url: Option<String>,
+    /// The key it signs webhooks with.
+    pub webhook_secret: String,
+    /// How long `async=true` results take.
+    pub async_delay: String,
+    /// How long a data refresh stays pending.
+    pub refresh_duration: String,
+}
+
+impl Default for RawMockbank {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_MOCKBANK_LISTEN.into(),
+            seed: 7,
+            inactivity: "10m".into(),
+            corporate_session: "5m".into(),
+            time_scale: 1.0,
+            app_token: "mockbank-app-token".into(),
+            client_id: "mockbank-client-id".into(),
+            client_secret: "mockbank-client-secret".into(),
+            webhook_url: None,
+            webhook_secret: "mockbank-webhook-secret".into(),
+            async_delay: "2s".into(),
+            refresh_duration: "10s".into(),
         }
     }
 }

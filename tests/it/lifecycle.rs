@@ -194,11 +194,3 @@ fn bad_upstream_flag_is_refused_with_its_reason() {
         "{stderr}"
     );
 }
-
-#[test]
-fn no_upstream_says_how_to_give_one() {
-    let (code, _, stderr) =
-        run_binary(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("--upstream"), "{stderr}");
-}

@@ -387,6 +387,9 @@ async fn echo(req: Request<Incoming>, inspect: bool) -> Response<Body> {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The embedded Mockbank, when no upstream was configured.
+    pub mockbank: Option<leanproxy::mockbank::Mockbank>,
+    pub mockbank_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -399,16 +402,28 @@ impl Proxy {
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            mockbank: match app.mockbank() {
+                Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+                None => None,
+            },
         };
+        let mockbank = app.mockbank().cloned();
+        let mockbank_addr = listeners.mockbank.as_ref().map(|l| l.local_addr().unwrap());
         let addr = listeners.proxy.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve(listeners, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(async move {
+            app.serve(listeners, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("proxy serves");
+        });
         Proxy {
             addr,
             admin,
+            mockbank,
+            mockbank_addr,
             stop: Some(stop),
             task: Some(task),
         }

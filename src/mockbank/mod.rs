@@ -1,0 +1,249 @@
+//! The embedded Mockbank: an offline emulation of Lean's sandbox.
+//!
+//! It answers Lean's API (customers, entities, banks, v1 and v2 data, results,
+//! refreshes, `/oauth2/token`) with the shapes recorded from Lean, for five seeded
+//! test users with distinct login behaviours. Sessions expire like the sandbox's
+//! (inactivity, corporate session length, "Expire session"), data calls then
+//! answer `RECONNECT_REQUIRED`, and a reconnect with OTP `1111` sends the signed
+//! `entity.reconnected` and `results.ready` webhooks. All timing reads one
+//! [`Clock`] that tests pause and advance.
+//!
+//! Control API (no credentials, loopback only):
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | GET | `/_mockbank/users` | test users: usernames, passwords, behaviours, accounts |
+//! | POST | `/_mockbank/link/connect` | `{customer_id or app_user_id, username, password, otp}` → entity |
+//! | POST | `/_mockbank/link/reconnect` | `{reconnect_id, otp}` → session restored, webhooks sent |
+//! | POST | `/_mockbank/entities/{entity_id}/expire` | "Expire session" |
+//! | GET | `/_mockbank/clock` | the Mockbank time |
+//! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
+//! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
+//! | GET | `/_mockbank/webhooks` | webhooks sent and their delivery state |
+
+mod api;
+pub mod clock;
+mod shapes;
+mod state;
+pub mod users;
+mod webhooks;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+
+pub use clock::Clock;
+pub use users::{Behaviour, TestUser, OTP};
+pub use webhooks::Delivery;
+
+use crate::body::{self, Body};
+use crate::config::Secret;
+use crate::lean::ErrorEnvelope;
+use crate::proxy::TlsError;
+use api::{Call, Reply};
+use state::{State, Timing};
+use webhooks::WebhookSender;
+
+/// Largest request body the Mockbank reads (its calls are small JSON).
+const MAX_BODY: usize = 1 << 20;
+
+/// Validated Mockbank settings.
+#[derive(Debug, Clone)]
+pub struct MockbankSettings {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Seed of the test users.
+    pub seed: u64,
+    /// OTP users are de-authenticated after this long without a data call.
+    pub inactivity: Duration,
+    /// Corporate sessions last this long after (re)connecting.
+    pub corporate_session: Duration,
+    /// Mockbank seconds per real second.
+    pub time_scale: f64,
+    /// The `lean-app-token` it accepts.
+    pub app_token: Secret,
+    /// OAuth client id it accepts.
+    pub client_id: String,
+    /// OAuth client secret it accepts.
+    pub client_secret: Secret,
+    /// Where webhooks go (none: recorded only).
+    pub webhook_url: Option<Uri>,
+    /// Key of the webhook signatures.
+    pub webhook_secret: Secret,
+    /// How long `async=true` results take.
+    pub async_delay: Duration,
+    /// How long a data refresh stays pending.
+    pub refresh_duration: Duration,
+}
+
+/// The Mockbank service. Cheap to clone.
+#[derive(Clone)]
+pub struct Mockbank {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: MockbankSettings,
+    clock: Clock,
+    timing: Timing,
+    users: Vec<TestUser>,
+    state: Mutex<State>,
+    webhooks: WebhookSender,
+}
+
+impl Mockbank {
+    /// A Mockbank on `clock`. Needs a Tokio runtime (webhooks are delivered by a
+    /// background task); fails only if the TLS roots for https webhook URLs
+    /// cannot be set up.
+    pub fn new(settings: MockbankSettings, clock: Clock) -> Result<Self, TlsError> {
+        let users = users::test_users(settings.seed, clock.now().date_naive());
+        let webhooks = WebhookSender::new(
+            settings.webhook_url.clone(),
+            settings.webhook_secret.clone(),
+            clock.clone(),
+        )?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                timing: Timing {
+                    inactivity: settings.inactivity,
+                    corporate_session: settings.corporate_session,
+                },
+                settings,
+                clock,
+                users,
+                state: Mutex::new(State::default()),
+                webhooks,
+            }),
+        })
+    }
+
+    /// The Mockbank clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The test users.
+    pub fn users(&self) -> &[TestUser] {
+        &self.inner.users
+    }
+
+    /// Webhooks sent so far and their delivery state.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner.webhooks.deliveries()
+    }
+
+    /// What to print at startup: the URL, the credentials it accepts, the users.
+    pub fn banner(&self, url: &str) -> String {
+        let s = &self.inner.settings;
+        let mut text = format!(
+            "Mockbank (offline Lean sandbox) on {url}\n  \
+             lean-app-token: {}\n  \
+             OAuth: POST {url}/oauth2/token client_id={} client_secret={}\n  \
+             webhooks: {} (secret {})\n  \
+             inactivity: {}, corporate session: {}, OTP: {OTP}\n  \
+             test users (GET {url}/_mockbank/users):\n",
+            s.app_token.expose(),
+            s.client_id,
+            s.client_secret.expose(),
+            s.webhook_url
+                .as_ref()
+                .map_or("not sent (no webhook_url)".to_string(), ToString::to_string),
+            s.webhook_secret.expose(),
+            humantime::format_duration(s.inactivity),
+            humantime::format_duration(s.corporate_session),
+        );
+        for u in &self.inner.users {
+            text.push_str(&format!(
+                "    {:<20} password {:<10} {}\n",
+                u.username,
+                u.password,
+                u.behaviour.description()
+            ));
+        }
+        text
+    }
+}
+
+impl tower::Service<Request<Body>> for Mockbank {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.handle(req).await) })
+    }
+}
+
+impl Inner {
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_limited(body, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return respond(Reply {
+                    status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                    body: serde_json::to_value(ErrorEnvelope::new(
+                        "INVALID_PARAMETERS",
+                        format!("The request body could not be read: {e}."),
+                    ))
+                    .unwrap_or_default(),
+                })
+            }
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let call = Call {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query,
+            headers: &parts.headers,
+            body: &bytes,
+        };
+        let reply = self.route(&call);
+        tracing::debug!(target: "leanproxy::mockbank", method = %parts.method, path = %parts.uri.path(), status = reply.status.as_u16(), "mockbank answer");
+        respond(reply)
+    }
+}
+
+/// Reads a whole (small) body, refusing more than `max` bytes.
+async fn read_limited(mut body: Body, max: usize) -> Result<bytes::Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > max {
+                return Err(format!("larger than {max} bytes"));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn respond(reply: Reply) -> Response<Body> {
+    let bytes = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let mut response = Response::new(body::full(bytes));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    api::lean_headers(headers);
+    response
+}

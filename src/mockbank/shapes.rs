@@ -1,0 +1,658 @@
+//! Lean's answers, built to the shapes recorded in Lean's Postman collection
+//! (`../shared/lean-postman/`): same keys, nesting and value types, including the
+//! recorded quirks (`account_id: null` on account identities, `gender: null` on the
+//! entity identity). The conformance test compares them key by key.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::users::{Account, Bank, SubType, TestUser, Txn};
+
+/// Nanosecond timestamp (`2026-05-13T19:42:30.487549603Z`), as on envelopes.
+pub(super) fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Millisecond timestamp (`2026-05-13T19:39:18.748Z`), as on resources.
+pub(super) fn ts_ms(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn midnight(day: NaiveDate) -> String {
+    format!("{day}T00:00:00Z")
+}
+
+/// Fils to a JSON amount with two decimals.
+fn money(fils: i64) -> Value {
+    json!((fils as f64) / 100.0)
+}
+
+fn amount(currency: &str, fils: i64) -> Value {
+    json!({"currency": currency, "amount": money(fils)})
+}
+
+/// A v2 `page` object.
+pub(super) fn page(number: usize, size: usize, total: usize) -> Value {
+    let pages = if size == 0 { 0 } else { total.div_ceil(size) };
+    json!({"number": number, "size": size, "total_elements": total, "total_pages": pages, "sort": null})
+}
+
+/// Slices `items` to page `number` of `size`.
+pub(super) fn paginate<T: Clone>(items: &[T], number: usize, size: usize) -> Vec<T> {
+    items
+        .iter()
+        .skip(number.saturating_mul(size))
+        .take(size)
+        .cloned()
+        .collect()
+}
+
+// ------------------------------------------------------------------ v2 envelopes
+
+/// v2 success: `{status: OK, results_id, message, meta, timestamp, status_detail,
+/// refreshed_at, type, data}`.
+pub(super) fn v2_ok(
+    kind: &str,
+    data: Value,
+    results_id: Uuid,
+    now: DateTime<Utc>,
+    refreshed: DateTime<Utc>,
+) -> Value {
+    json!({
+        "status": "OK",
+        "results_id": results_id,
+        "message": "Data successfully retrieved",
+        "meta": null,
+        "timestamp": ts(now),
+        "status_detail": null,
+        "refreshed_at": ts_ms(refreshed),
+        "type": kind,
+        "data": data,
+    })
+}
+
+/// v2 RECONNECT_REQUIRED: the `results_id` is the reconnect id.
+pub(super) fn v2_reconnect(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "RECONNECT_REQUIRED",
+        "data": null,
+        "results_id": results_id,
+        "message": "User input is required to reconnect with the bank",
+        "meta": null,
+        "timestamp": ts(now),
+        "status_detail": null,
+    })
+}
+
+/// v2 PENDING (async).
+pub(super) fn v2_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "PENDING",
+        "results_id": results_id,
+        "message": "Please wait for a webhook or try again later.",
+        "meta": null,
+        "timestamp": ts(now),
+        "status_detail": null,
+        "data": null,
+    })
+}
+
+fn status_detail(code: &str) -> Value {
+    let info = match code {
+        "BANK_MAINTENANCE" => {
+            "The bank is currently undergoing maintenance. Please try again later."
+        }
+        _ => "The bank could not process the request.",
+    };
+    json!({"granular_status_code": code, "status_additional_info": info})
+}
+
+/// v2 data error: HTTP 200, `status: FAILED`, `status_detail.granular_status_code`.
+pub(super) fn v2_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "FAILED",
+        "results_id": results_id,
+        "message": "The request could not be completed by the bank",
+        "meta": null,
+        "timestamp": ts(now),
+        "status_detail": status_detail(code),
+        "data": null,
+    })
+}
+
+// ------------------------------------------------------------------ v1 envelopes
+
+/// v1 success: `{status: OK, payload, results_id, message, timestamp, meta,
+/// status_detail}`.
+pub(super) fn v1_ok(payload: Value, results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "OK",
+        "payload": payload,
+        "results_id": results_id,
+        "message": "Data successfully retrieved",
+        "timestamp": ts(now),
+        "meta": null,
+        "status_detail": null,
+    })
+}
+
+/// v1 RECONNECT_REQUIRED, as documented: `payload.reconnect_id`, `type: reconnect`.
+pub(super) fn v1_reconnect(reconnect_id: Uuid, results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "RECONNECT_REQUIRED",
+        "payload": {"reconnect_id": reconnect_id, "type": "reconnect"},
+        "results_id": results_id,
+        "message": "User input is required to reconnect with the bank",
+        "timestamp": ts(now),
+    })
+}
+
+/// v1 PENDING (async).
+pub(super) fn v1_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "PENDING",
+        "payload": null,
+        "results_id": results_id,
+        "message": "Results not yet returned. Please wait",
+        "timestamp": ts(now),
+    })
+}
+
+/// v1 data error.
+pub(super) fn v1_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "FAILED",
+        "payload": null,
+        "results_id": results_id,
+        "message": "The request could not be completed by the bank",
+        "timestamp": ts(now),
+        "meta": null,
+        "status_detail": status_detail(code),
+    })
+}
+
+// ------------------------------------------------------------------ v2 resources
+
+/// A v2 account.
+pub(super) fn v2_account(entity: Uuid, user: &TestUser, a: &Account) -> Value {
+    let name = a.name(user);
+    json!({
+        "entity_id": entity,
+        "account_id": a.id,
+        "account_holder_name": user.identity.full_name,
+        "account_holder_short_name": user.identity.short_name,
+        "status": "ENABLED",
+        "status_update_date_time": ts_ms(a.opened.and_hms_opt(8, 0, 0).unwrap_or_default().and_utc()),
+        "currency": a.currency,
+        "account_type": user.bank.account_type,
+        "account_sub_type": a.sub_type.v2(),
+        "nickname": format!("{} Account", a.sub_type.product()),
+        "description": name,
+        "opening_date": a.opened.to_string(),
+        "maturity_date": null,
+        "account": [
+            {"scheme_name": "IBAN", "identification": a.iban, "name": name},
+            {"scheme_name": "BBAN", "identification": a.number, "name": name},
+        ],
+        "servicer": {"scheme_name": "BICFI", "identification": "Lean Mockbank"},
+        "regional_data": null,
+    })
+}
+
+fn indicator(fils: i64) -> &'static str {
+    if fils < 0 {
+        "DEBIT"
+    } else {
+        "CREDIT"
+    }
+}
+
+/// A v2 transaction; `index` is its position in the newest-first list.
+pub(super) fn v2_transaction(entity: Uuid, a: &Account, t: &Txn, index: usize) -> Value {
+    json!({
+        "entity_id": entity,
+        "account_id": a.id,
+        "transaction_id": t.id,
+        "transaction_information": t.information,
+        "transaction_reference": t.reference,
+        "credit_debit_indicator": if t.credit { "CREDIT" } else { "DEBIT" },
+        "amount": amount(a.currency, t.amount),
+        "transaction_mutability": "IMMUTABLE",
+        "booking_date_time": midnight(t.date),
+        "insights": null,
+        "balance": {
+            "type": "PREVIOUSLY_CLOSED_BOOKED",
+            "credit_debit_indicator": indicator(t.balance_after),
+            "amount": amount(a.currency, t.balance_after.abs()),
+        },
+        "status": "BOOKED",
+        "statement_reference": [t.reference.chars().rev().collect::<String>()],
+        "value_date_time": midnight(t.date),
+        "index": index,
+        "charge_amount": {"amount": 0.0, "currency": a.currency, "charge_included": false},
+        "bank_transaction_code": {"code": t.kind, "sub_code": if t.credit { "CREDIT" } else { "DEBIT" }},
+        "card_instrument": {
+            "authorization_type": "CONSUMER_DEVICE",
+            "card_scheme_name": "VISA",
+            "identification": a.number[a.number.len().saturating_sub(4)..].to_string(),
+            "name": "Mockbank Card",
+        },
+        "merchant_details": {"merchant_category_code": t.merchant.1, "merchant_name": t.merchant.0},
+        "proprietary_bank_transaction_code": {"code": t.kind, "issuer": "Lean Mockbank"},
+        "currency_exchange": null,
+        "creditor_account": null,
+        "creditor_agent": null,
+        "debtor_account": null,
+        "debtor_agent": null,
+        "local_time_zone": "UTC+04:00",
+        "transaction_type": t.kind,
+        "sub_transaction_type": if t.credit { "DEPOSIT" } else { "WITHDRAWAL" },
+        "payment_modes": null,
+        "flags": [],
+        "regional_data": null,
+    })
+}
+
+/// The v2 balances of an account.
+pub(super) fn v2_balances(entity: Uuid, a: &Account, at: DateTime<Utc>) -> Vec<Value> {
+    let closing = a.closing_balance();
+    let limit = a.credit_limit.unwrap_or(0);
+    ["CLOSING_AVAILABLE", "CLOSING_BOOKED", "INTERIM_AVAILABLE", "INTERIM_BOOKED"]
+        .iter()
+        .map(|kind| {
+            let shown = if kind.ends_with("AVAILABLE") && a.sub_type == SubType::CreditCard {
+                limit + closing
+            } else {
+                closing
+            };
+            json!({
+                "entity_id": entity,
+                "account_id": a.id,
+                "credit_debit_indicator": indicator(shown),
+                "type": kind,
+                "amount": amount(a.currency, shown.abs()),
+                "date_time": ts_ms(at),
+                "credit_line": [{"included": a.credit_limit.is_some(), "amount": amount(a.currency, limit), "type": "AVAILABLE"}],
+                "regional_data": null,
+            })
+        })
+        .collect()
+}
+
+/// The entity-level v2 identity.
+pub(super) fn v2_identity(entity: Uuid, user: &TestUser) -> Value {
+    let id = &user.identity;
+    json!({
+        "entity_id": entity,
+        "full_legal_name": id.full_name,
+        "name": id.full_name,
+        "national_id": id.national_id,
+        "birth_date": id.birth_date.to_string(),
+        "gender": null,
+        "email_address": id.email,
+        "legal_structure": null,
+        "phone": id.mobile,
+        "mobile_number": id.mobile,
+        "address": {
+            "address_line": id.address.line,
+            "address_type": "Residential",
+            "building_type": null,
+            "apartment_or_villa_number": id.address.apartment,
+            "building_name": id.address.building,
+            "street": id.address.street,
+            "area": id.address.area,
+            "street_address": null,
+            "post_code": null,
+            "town_name": id.address.town,
+            "region": id.address.region,
+            "po_box": id.address.po_box,
+            "country": "AE",
+        },
+        "account_role": null,
+        "party_type": "UNSUPPORTED",
+        "party_id": id.mobile[id.mobile.len().saturating_sub(5)..].to_string(),
+        "party_number": id.national_id.replace('-', ""),
+        "regional_data": null,
+    })
+}
+
+/// An account-level v2 identity (account holder).
+pub(super) fn v2_account_identity(entity: Uuid, user: &TestUser) -> Value {
+    let id = &user.identity;
+    json!({
+        "entity_id": entity,
+        "full_legal_name": id.full_name,
+        "name": id.short_name,
+        "phone": id.mobile,
+        "email_address": id.email,
+        "legal_structure": null,
+        "mobile_number": id.mobile,
+        "address": {
+            "address_type": null,
+            "building_type": null,
+            "apartment_or_villa_number": null,
+            "building_name": null,
+            "street": null,
+            "area": null,
+            "town_name": id.address.town,
+            "region": id.address.region,
+            "country": "United Arab Emirates",
+            "post_code": id.address.po_box,
+            "po_box": null,
+            "street_address": id.address.street,
+            "address_line": id.address.line,
+        },
+        "national_id": null,
+        "birth_date": id.birth_date.to_string(),
+        "gender": id.gender,
+        "account_role": "OWNER",
+        "party_type": "SOLE",
+        "party_id": id.mobile[id.mobile.len().saturating_sub(6)..].to_string(),
+        "party_number": id.national_id.replace('-', ""),
+        "regional_data": null,
+    })
+}
+
+/// Beneficiaries of an account (two, derived from the account).
+pub(super) fn v2_beneficiaries(a: &Account) -> Vec<Value> {
+    [("Khalid Al Nuaimi", "Khalid Nuaimi", "EBILAEAD", "Emirates NBD"), ("Priya Nair", "Priya Nair", "NBADAEAA", "First Abu Dhabi Bank")]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, short, bic, bank))| {
+            json!({
+                "account_id": a.id,
+                "account_holder_name": name,
+                "account_holder_short_name": short,
+                "beneficiary_id": format!("{}{i}", &a.number[..6]),
+                "beneficiary_type": "OTHER",
+                "creditor_agent": {
+                    "scheme_name": "BICFI",
+                    "identification": bic,
+                    "name": bank,
+                    "postal_address": {
+                        "address_line": "P.O. Box 777, Dubai",
+                        "address_type": "BUSINESS",
+                        "building_number": "777",
+                        "country": "United Arab Emirates",
+                        "department": null,
+                        "post_code": "00000",
+                        "street_name": null,
+                        "sub_department": null,
+                        "town_name": "Dubai",
+                        "country_sub_division": null,
+                    },
+                },
+                "creditor_account": {"scheme_name": "IBAN", "identification": format!("AE07{}{}", bic.len(), &a.number), "name": short},
+                "reference": "FAMILY SUPPORT",
+                "supplementary_data": null,
+                "regional_data": null,
+            })
+        })
+        .collect()
+}
+
+/// Direct debits of an account.
+pub(super) fn v2_direct_debits(a: &Account) -> Vec<Value> {
+    [("DEWA", 48_250), ("Etisalat", 39_900)]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, fils))| {
+            json!({
+                "account_id": a.id,
+                "direct_debit_id": Uuid::new_v5(&a.id, format!("dd{i}").as_bytes()),
+                "status_code": "ACTIVE",
+                "frequency": "MONTHLY",
+                "mandate_identification": format!("MND{}{i}", &a.number[..8]),
+                "name": name,
+                "previous_payment_date_time": midnight(a.opened),
+                "previous_payment_amount": amount(a.currency, *fils),
+                "regional_data": null,
+            })
+        })
+        .collect()
+}
+
+/// Scheduled payments of an account.
+pub(super) fn v2_scheduled_payments(a: &Account) -> Vec<Value> {
+    [120_000i64, 75_000]
+        .iter()
+        .enumerate()
+        .map(|(i, fils)| {
+            json!({
+                "account_id": a.id,
+                "scheduled_payment_id": Uuid::new_v5(&a.id, format!("sp{i}").as_bytes()),
+                "scheduled_type": "ARRIVAL",
+                "scheduled_payment_date_time": midnight(a.opened),
+                "debtor_reference": format!("RENT{}{i}", &a.number[..6]),
+                "reference": null,
+                "instructed_amount": amount(a.currency, *fils),
+                "creditor_agent": {"scheme_name": "BICFI", "identification": "EBILAEAD"},
+                "creditor_account": {"scheme_name": "IBAN", "identification": format!("AE44033{}", &a.number), "name": null},
+                "regional_data": null,
+            })
+        })
+        .collect()
+}
+
+/// Standing orders of an account.
+pub(super) fn v2_standing_orders(a: &Account) -> Vec<Value> {
+    let at = |days: i64| {
+        ts_ms(
+            (a.opened + chrono::Duration::days(days))
+                .and_hms_opt(8, 0, 0)
+                .unwrap_or_default()
+                .and_utc(),
+        )
+    };
+    [50_000i64, 1_000]
+        .iter()
+        .enumerate()
+        .map(|(i, fils)| {
+            json!({
+                "account_id": a.id,
+                "standing_order_id": Uuid::new_v5(&a.id, format!("so{i}").as_bytes()),
+                "standing_order_status_code": "ACTIVE",
+                "first_payment_date_time": at(30),
+                "last_payment_date_time": at(395),
+                "next_payment_date_time": at(425),
+                "final_payment_date_time": at(1095),
+                "frequency": {"frequency_type": "MONTHLY", "interval": "IntervalMonth:1"},
+                "number_of_payments": 36,
+                "reference": null,
+                "standing_order_type": "LOCAL_BANK_TRANSFER",
+                "purpose": "SAVINGS",
+                "first_payment_amount": amount(a.currency, *fils),
+                "last_payment_amount": amount(a.currency, *fils),
+                "next_payment_amount": amount(a.currency, *fils),
+                "final_payment_amount": amount(a.currency, *fils),
+                "creditor_agent": {"scheme_name": "BICFI", "identification": "EBILAEAD"},
+                "creditor_account": null,
+                "regional_data": null,
+            })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ v1 payloads
+
+fn v1_type(sub: SubType) -> &'static str {
+    match sub {
+        SubType::Current => "CURRENT",
+        SubType::Savings => "SAVINGS",
+        SubType::CreditCard => "CREDIT",
+    }
+}
+
+/// v1 accounts payload.
+pub(super) fn v1_accounts(user: &TestUser) -> Value {
+    let accounts: Vec<Value> = user
+        .accounts
+        .iter()
+        .map(|a| {
+            let mut v = json!({
+                "account_id": a.id,
+                "name": a.name(user),
+                "currency_code": a.currency,
+                "type": v1_type(a.sub_type),
+                "iban": a.iban,
+                "account_number": a.number,
+            });
+            if let Some(limit) = a.credit_limit {
+                v["credit"] = json!({
+                    "card_number_last_four": &a.number[a.number.len() - 4..],
+                    "limit": money(limit),
+                    "next_payment_due_date": a.opened.to_string(),
+                    "next_payment_due_amount": money(a.closing_balance().abs() / 10),
+                });
+            }
+            v
+        })
+        .collect();
+    json!({"accounts": accounts, "type": "accounts"})
+}
+
+/// v1 balance payload.
+pub(super) fn v1_balance(user: &TestUser, a: &Account) -> Value {
+    json!({
+        "balance": money(a.closing_balance()),
+        "currency_code": a.currency,
+        "account_id": a.id,
+        "account_name": a.name(user),
+        "account_type": v1_type(a.sub_type),
+        "type": "balance",
+    })
+}
+
+/// v1 identity payload.
+pub(super) fn v1_identity(user: &TestUser) -> Value {
+    let id = &user.identity;
+    json!({
+        "full_name": id.full_name,
+        "mobile_number": id.mobile,
+        "gender": if id.gender == "F" { "FEMALE" } else { "MALE" },
+        "national_identity_number": id.national_id,
+        "birth_date": id.birth_date.to_string(),
+        "email_address": id.email,
+        "address": id.address.line,
+        "type": "identity",
+    })
+}
+
+/// v1 transactions payload (newest first).
+pub(super) fn v1_transactions(a: &Account) -> Value {
+    let txns: Vec<Value> = a
+        .transactions
+        .iter()
+        .rev()
+        .map(|t| {
+            json!({
+                "transaction_id": t.id,
+                "timestamp": midnight(t.date),
+                "description": t.information,
+                "amount": money(if t.credit { t.amount } else { -t.amount }),
+                "currency_code": a.currency,
+                "pending": false,
+                "running_balance": money(t.balance_after),
+                "insights": null,
+            })
+        })
+        .collect();
+    json!({"account_id": a.id, "transactions": txns, "type": "transactions"})
+}
+
+// ------------------------------------------------------------------ others
+
+/// A bank in `/banks/v1/`.
+pub(super) fn bank(b: &Bank) -> Value {
+    json!({
+        "identifier": b.identifier,
+        "name": b.name,
+        "arabic_name": null,
+        "commercial_name": b.name,
+        "commercial_name_arabic": null,
+        "logo": "https://cdn.leantech.me/img/banks/white-lean.png",
+        "logo_alt": "https://cdn.leantech.me/img/banks/white-lean.svg",
+        "main_color": b.main_color,
+        "background_color": "#ffffff",
+        "theme": "light",
+        "country_code": "ARE",
+        "active": true,
+        "mock": true,
+        "traits": ["auth-redirect"],
+        "supported_account_types": ["CURRENT", "SAVINGS", "CREDIT"],
+        "supported_account_sub_types": ["CURRENT", "SAVINGS", "CREDIT"],
+        "bank_type": b.bank_type,
+        "swift_code": b.swift_code,
+        "transfer_limits": [{"currency": "AED", "min": 5, "max": 50000}],
+        "international_transfer_limits": [],
+        "international_destinations": [],
+        "account_type": b.account_type,
+        "connection_type": "OPEN_BANKING",
+        "availability": {
+            "active": {"payments": true, "data": b.data_available},
+            "enabled": {"payments": true, "data": true},
+        },
+    })
+}
+
+/// The permissions Mockbank grants a linked entity.
+pub(super) fn permissions() -> Value {
+    json!({
+        "identity": true, "accounts": true, "balance": true, "transactions": true,
+        "identities": true, "scheduled_payments": true, "standing_orders": true,
+        "direct_debits": true, "beneficiaries": true,
+    })
+}
+
+/// An entity, as `/customers/v1/{customer_id}/entities/{entity_id}` shows it.
+pub(super) fn entity(id: Uuid, customer: Uuid, user: &TestUser, created: DateTime<Utc>) -> Value {
+    let accounts: Vec<Value> = user
+        .accounts
+        .iter()
+        .flat_map(|a| {
+            let name = a.name(user);
+            [
+                json!({"scheme_name": "IBAN", "identification": a.iban, "name": name, "secondary_identification": null}),
+                json!({"scheme_name": "ACCOUNT_NUMBER", "identification": a.number, "name": name, "secondary_identification": null}),
+            ]
+        })
+        .collect();
+    json!({
+        "id": id,
+        "customer_id": customer,
+        "bank_identifier": user.bank.identifier,
+        "permissions": permissions(),
+        "bank_type": user.bank.bank_type,
+        "created_at": ts_ms(created),
+        "consents": [{
+            "id": Uuid::new_v5(&id, b"consent"),
+            "bank_consent_id": Uuid::new_v5(&id, b"bank-consent"),
+            "bank_identifier": null,
+            "consent_type": null,
+            "consent_status": "ACTIVE",
+            "standard_consent_status": null,
+            "permissions": permissions(),
+            "creation_date_time": ts_ms(created),
+            "status_update_date_time": ts_ms(created),
+            "expiration_date_time": ts_ms(created + chrono::Duration::days(365)),
+            "transaction_from_date_time": ts_ms(created - chrono::Duration::days(365)),
+            "transaction_to_date_time": ts_ms(created + chrono::Duration::days(365)),
+            "accounts": accounts,
+        }],
+    })
+}
+
+/// `bank_details` in entity webhooks.
+pub(super) fn bank_details(b: &Bank) -> Value {
+    json!({
+        "logo": "https://cdn.leantech.me/img/banks/white-lean.png",
+        "name": b.name,
+        "bank_type": b.bank_type,
+        "identifier": b.identifier,
+        "main_color": b.main_color,
+        "swift_code": b.swift_code,
+        "account_type": b.account_type,
+        "background_color": "#ffffff",
+    })
+}
