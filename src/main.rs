@@ -59,6 +59,9 @@ struct ServeArgs {
     /// Admin listen address (overrides admin.listen).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Mockbank listen address when it runs (overrides mockbank.listen).
+    #[arg(long, value_name = "ADDR")]
+    mockbank_listen: Option<String>,
     /// Log line format (overrides log.format).
     #[arg(long, value_enum)]
     log_format: Option<Format>,
@@ -81,6 +84,9 @@ impl ServeArgs {
         }
         if let Some(listen) = &self.admin_listen {
             raw.admin.listen = listen.clone();
+        }
+        if let Some(listen) = &self.mockbank_listen {
+            raw.mockbank.listen = listen.clone();
         }
         if let Some(format) = self.log_format {
             raw.log.format = match format {

@@ -97,9 +97,11 @@ impl WebhookSender {
         tokio::spawn(async move {
             while let Some(out) = rx.recv().await {
                 let Some(inner) = worker.upgrade() else { break };
+                // Lean's schedule counts from the first attempt.
+                let first = inner.clock.elapsed();
                 if !inner.attempt(&out).await {
                     let inner = inner.clone();
-                    tokio::spawn(async move { inner.retry(out).await });
+                    tokio::spawn(async move { inner.retry(out, first).await });
                 }
             }
         });
@@ -203,8 +205,7 @@ impl Inner {
         done
     }
 
-    async fn retry(&self, out: Outgoing) {
-        let first = self.clock.elapsed();
+    async fn retry(&self, out: Outgoing, first: Duration) {
         for minutes in RETRY_AFTER_MINUTES {
             self.clock
                 .sleep_until(first + Duration::from_secs(minutes * 60))

@@ -9,3 +9,5 @@ mod lifecycle;
 mod support;
 mod tls;
 mod transparency;
+mod conformance;
+mod mockbank;

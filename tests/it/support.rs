@@ -532,6 +532,7 @@ pub struct Binary {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    pub mockbank: Option<SocketAddr>,
     pub output: Arc<Mutex<String>>,
 }
 
@@ -542,6 +543,7 @@ impl Binary {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leanproxy"));
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--mockbank-listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("LEAN_APP_TOKEN")
             .env_remove("LEANPROXY_CONFIG")
@@ -579,7 +581,9 @@ impl Binary {
         });
         let mut proxy = None;
         let mut admin = None;
-        while proxy.is_none() || admin.is_none() {
+        let mut mockbank = None;
+        let wants_mockbank = !args.contains(&"--upstream");
+        while proxy.is_none() || admin.is_none() || (wants_mockbank && mockbank.is_none()) {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("binary did not start: {}", output.lock().unwrap()));
@@ -590,11 +594,13 @@ impl Binary {
             };
             proxy = proxy.or(addr("leanproxy proxy listening on http://"));
             admin = admin.or(addr("leanproxy admin listening on http://"));
+            mockbank = mockbank.or(addr("leanproxy mockbank listening on http://"));
         }
         Binary {
             child,
             proxy: proxy.unwrap(),
             admin: admin.unwrap(),
+            mockbank,
             output,
         }
     }
@@ -662,4 +668,149 @@ pub fn run_binary(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// One webhook delivery as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An app's webhook endpoint on loopback: records every POST and answers 200,
+/// or 500 for the first `fail_first` attempts.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    attempts: Arc<AtomicUsize>,
+    arrived: Arc<tokio::sync::Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(fail_first: usize) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (r, a, n) = (received.clone(), attempts.clone(), arrived.clone());
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (r, a, n) = (r.clone(), a.clone(), n.clone());
+                conns.spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (r, a, n) = (r.clone(), a.clone(), n.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let attempt = a.fetch_add(1, Ordering::SeqCst);
+                            let mut response = Response::new(body::empty());
+                            if attempt < fail_first {
+                                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                            } else {
+                                r.lock().unwrap().push(Received {
+                                    headers: parts.headers,
+                                    body,
+                                });
+                            }
+                            n.notify_waiters();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            received,
+            attempts,
+            arrived,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/webhooks/lean", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded, woken by each attempt) until `n` attempts arrived.
+    pub async fn wait_attempts(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.attempts() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no {n} webhook attempts within 10 s; got {}",
+                    self.attempts()
+                );
+            }
+        }
+    }
+
+    /// The deliveries of `kind` once there are at least `n` of them (bounded wait,
+    /// woken by each arrival).
+    pub async fn wait_for(&self, kind: &str, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let matching: Vec<Received> = self
+                .received()
+                .into_iter()
+                .filter(|r| r.json()["type"] == kind)
+                .collect();
+            if matching.len() >= n {
+                return matching;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no {n} `{kind}` webhooks within 10 s; got {:?}",
+                    self.received()
+                        .iter()
+                        .map(|r| r.json()["type"].clone())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

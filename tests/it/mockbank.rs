@@ -1,0 +1,692 @@
+//! The embedded Mockbank through the proxy: linking, the reconnect flow (by
+//! inactivity, "Expire session", wrong OTP), signed webhooks, async results,
+//! refreshes, OAuth, and each test user's behaviour. The Mockbank clock is paused
+//! and advanced; nothing waits for real minutes.
+
+use std::time::Duration;
+
+use http::Request;
+use serde_json::{json, Value};
+
+use crate::support::{h1_client, send, HttpClient, Observed, Proxy, Receiver};
+use leanproxy::body;
+use leanproxy::mockbank::Mockbank;
+
+const SECRET: &str = "mockbank-webhook-secret";
+const MINUTE: Duration = Duration::from_secs(60);
+
+struct Flow {
+    proxy: Proxy,
+    client: HttpClient,
+    receiver: Receiver,
+}
+
+impl Flow {
+    async fn start(extra: &str) -> Flow {
+        Flow::start_with(Receiver::start(0).await, extra).await
+    }
+
+    async fn start_with(receiver: Receiver, extra: &str) -> Flow {
+        let proxy = Proxy::start(&format!(
+            "[mockbank]\nwebhook_url = \"{}\"\n{extra}",
+            receiver.url()
+        ))
+        .await;
+        proxy.mockbank.as_ref().unwrap().clock().pause();
+        Flow {
+            proxy,
+            client: h1_client(),
+            receiver,
+        }
+    }
+
+    fn mockbank(&self) -> &Mockbank {
+        self.proxy.mockbank.as_ref().unwrap()
+    }
+
+    fn advance(&self, by: Duration) {
+        self.mockbank().clock().advance(by);
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Observed {
+        let req = Request::post(self.proxy.url(path))
+            .header("content-type", "application/json")
+            .body(body::full(body.to_string()))
+            .unwrap();
+        send(&self.client, req).await
+    }
+
+    async fn get(&self, path: &str) -> Observed {
+        crate::support::get(&self.client, &self.proxy.url(path)).await
+    }
+
+    fn password(&self, username: &str) -> String {
+        self.mockbank()
+            .users()
+            .iter()
+            .find(|u| u.username == username)
+            .unwrap()
+            .password
+            .clone()
+    }
+
+    /// Creates a customer and links `username` with `otp`; returns the entity id.
+    async fn link(&self, username: &str) -> String {
+        let customer = self
+            .post(
+                "/customers/v1/",
+                json!({"app_user_id": format!("app-{username}")}),
+            )
+            .await;
+        assert_eq!(customer.status, 200, "{:?}", customer.json());
+        let customer_id = customer.json()["customer_id"].as_str().unwrap().to_string();
+        let entity = self
+            .post(
+                "/_mockbank/link/connect",
+                json!({"customer_id": customer_id, "username": username, "password": self.password(username), "otp": "1111"}),
+            )
+            .await;
+        assert_eq!(entity.status, 200, "{:?}", entity.json());
+        entity.json()["id"].as_str().unwrap().to_string()
+    }
+
+    async fn v1_accounts(&self, entity: &str) -> Observed {
+        self.post("/data/v1/accounts", json!({"entity_id": entity}))
+            .await
+    }
+
+    async fn v2_accounts(&self, entity: &str) -> Observed {
+        self.get(&format!(
+            "/data/v2/accounts?entity_id={entity}&page=0&size=50"
+        ))
+        .await
+    }
+
+    async fn reconnect(&self, reconnect_id: &str, otp: &str) -> Observed {
+        self.post(
+            "/_mockbank/link/reconnect",
+            json!({"reconnect_id": reconnect_id, "otp": otp}),
+        )
+        .await
+    }
+}
+
+fn assert_signed(webhook: &crate::support::Received) {
+    let header = webhook.headers["lean-signature"].to_str().unwrap();
+    assert_eq!(
+        header,
+        leanproxy::lean::webhook_signature(SECRET.as_bytes(), &webhook.body)
+    );
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test]
+async fn inactivity_reconnect_flow_v1_and_v2_with_signed_webhooks() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("otp_user").await;
+    let created = flow.receiver.wait_for("entity.created", 1).await;
+    assert_signed(&created[0]);
+    assert_eq!(created[0].json()["payload"]["id"], entity);
+
+    let ok1 = flow.v1_accounts(&entity).await;
+    assert_eq!(ok1.json()["status"], "OK");
+    assert!(ok1.header("lean-correlation-id").is_some() && ok1.header("lean-trace-id").is_some());
+    let ok2 = flow.v2_accounts(&entity).await;
+    assert_eq!(ok2.json()["status"], "OK");
+    assert_eq!(ok2.json()["data"]["accounts"][0]["entity_id"], entity);
+
+    // Ten minutes of inactivity are allowed; past them the bank wants the user.
+    flow.advance(10 * MINUTE);
+    assert_eq!(flow.v1_accounts(&entity).await.json()["status"], "OK");
+    flow.advance(10 * MINUTE + Duration::from_secs(1));
+    let r = flow.v1_accounts(&entity).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["status"], "RECONNECT_REQUIRED");
+    assert_eq!(body["payload"]["type"], "reconnect");
+    assert_eq!(
+        body["message"],
+        "User input is required to reconnect with the bank"
+    );
+    assert_eq!(
+        keys(&body),
+        ["message", "payload", "results_id", "status", "timestamp"]
+    );
+    let reconnect_id = body["payload"]["reconnect_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let results_id = body["results_id"].as_str().unwrap().to_string();
+
+    // Repeated calls before reconnecting: the same id.
+    let again = flow.v1_accounts(&entity).await.json();
+    assert_eq!(again["payload"]["reconnect_id"], reconnect_id);
+    let v2 = flow.v2_accounts(&entity).await.json();
+    assert_eq!(v2["status"], "RECONNECT_REQUIRED");
+    assert_eq!(v2["data"], Value::Null);
+    assert_eq!(
+        v2["results_id"], results_id,
+        "v2 shows the pending results id"
+    );
+    assert_eq!(
+        keys(&v2),
+        [
+            "data",
+            "message",
+            "meta",
+            "results_id",
+            "status",
+            "status_detail",
+            "timestamp"
+        ]
+    );
+
+    let done = flow.reconnect(&reconnect_id, "1111").await;
+    assert_eq!(done.status, 200, "{:?}", done.json());
+    let reconnected = flow.receiver.wait_for("entity.reconnected", 1).await;
+    let ready = flow.receiver.wait_for("results.ready", 1).await;
+    assert_signed(&reconnected[0]);
+    assert_signed(&ready[0]);
+    assert_eq!(
+        reconnected[0].json()["payload"],
+        json!({"id": entity, "reconnect_id": reconnect_id})
+    );
+    assert_eq!(ready[0].json()["payload"]["id"], results_id);
+    for w in [&reconnected[0], &ready[0]] {
+        assert_eq!(
+            keys(&w.json()),
+            ["event_id", "message", "payload", "timestamp", "type"]
+        );
+    }
+    let order: Vec<Value> = flow
+        .receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["type"].clone())
+        .collect();
+    assert_eq!(
+        order,
+        ["entity.created", "entity.reconnected", "results.ready"]
+    );
+
+    assert_eq!(flow.v1_accounts(&entity).await.json()["status"], "OK");
+    assert_eq!(flow.v2_accounts(&entity).await.json()["status"], "OK");
+    // The original request's results are ready at the results endpoint.
+    let results = flow.get(&format!("/v1/results/{results_id}")).await.json();
+    assert_eq!(results["status"], "OK");
+    assert!(results["payload"]["accounts"].is_array());
+}
+
+#[tokio::test]
+async fn v2_app_reconnects_with_the_results_id() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("otp_user").await;
+    flow.advance(11 * MINUTE);
+    let v2 = flow.v2_accounts(&entity).await.json();
+    assert_eq!(v2["status"], "RECONNECT_REQUIRED");
+    let reconnect_id = v2["results_id"].as_str().unwrap();
+    assert_eq!(flow.reconnect(reconnect_id, "1111").await.status, 200);
+    let reconnected = flow.receiver.wait_for("entity.reconnected", 1).await;
+    assert_eq!(
+        reconnected[0].json()["payload"]["reconnect_id"],
+        reconnect_id
+    );
+    let results = flow
+        .get(&format!("/data/v2/results/{reconnect_id}"))
+        .await
+        .json();
+    assert_eq!(results["status"], "OK");
+    assert_eq!(results["type"], "accounts");
+}
+
+#[tokio::test]
+async fn expire_session_then_reconnect() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("multi_account_user").await;
+    assert_eq!(flow.v2_accounts(&entity).await.json()["status"], "OK");
+    let expired = flow
+        .post(&format!("/_mockbank/entities/{entity}/expire"), json!({}))
+        .await;
+    assert_eq!(expired.status, 200);
+    let r = flow.v1_accounts(&entity).await.json();
+    assert_eq!(r["status"], "RECONNECT_REQUIRED");
+    let reconnect_id = r["payload"]["reconnect_id"].as_str().unwrap();
+    assert_eq!(flow.reconnect(reconnect_id, "1111").await.status, 200);
+    flow.receiver.wait_for("results.ready", 1).await;
+    assert_eq!(flow.v1_accounts(&entity).await.json()["status"], "OK");
+}
+
+#[tokio::test]
+async fn wrong_otp_is_refused_and_the_entity_stays_disconnected() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("otp_user").await;
+    flow.post(&format!("/_mockbank/entities/{entity}/expire"), json!({}))
+        .await;
+    let r = flow.v1_accounts(&entity).await.json();
+    let reconnect_id = r["payload"]["reconnect_id"].as_str().unwrap();
+
+    let refused = flow.reconnect(reconnect_id, "1234").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["status"], "INVALID_OTP");
+    let still = flow.v1_accounts(&entity).await.json();
+    assert_eq!(still["status"], "RECONNECT_REQUIRED");
+    assert_eq!(still["payload"]["reconnect_id"], reconnect_id);
+    assert!(flow
+        .receiver
+        .received()
+        .iter()
+        .all(|w| w.json()["type"] != "entity.reconnected"));
+}
+
+#[tokio::test]
+async fn linking_needs_the_right_password_and_otp() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "someone"}))
+        .await
+        .json();
+    let cid = customer["customer_id"].as_str().unwrap();
+    let password = flow.password("otp_user");
+    let wrong_otp = flow
+        .post("/_mockbank/link/connect", json!({"customer_id": cid, "username": "otp_user", "password": password, "otp": "0000"}))
+        .await;
+    assert_eq!(
+        (
+            wrong_otp.status.as_u16(),
+            wrong_otp.json()["status"].clone()
+        ),
+        (401, json!("INVALID_OTP"))
+    );
+    let wrong_password = flow
+        .post(
+            "/_mockbank/link/connect",
+            json!({"customer_id": cid, "username": "otp_user", "password": "nope", "otp": "1111"}),
+        )
+        .await;
+    assert_eq!(wrong_password.json()["status"], "INVALID_CREDENTIALS");
+    // The no-OTP user links without one.
+    let password = flow.password("no_otp_user");
+    let ok = flow
+        .post(
+            "/_mockbank/link/connect",
+            json!({"customer_id": cid, "username": "no_otp_user", "password": password}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn each_test_user_behaves_as_described() {
+    let flow = Flow::start("").await;
+    let users = flow.get("/_mockbank/users").await.json();
+    assert_eq!(users["users"].as_array().unwrap().len(), 5);
+    assert_eq!(users["otp"], "1111");
+
+    let no_otp = flow.link("no_otp_user").await;
+    let corporate = flow.link("corporate_user").await;
+    let maintenance = flow.link("maintenance_user").await;
+    let multi = flow.link("multi_account_user").await;
+
+    let accounts = flow.v2_accounts(&multi).await.json();
+    let kinds: Vec<&str> = accounts["data"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_sub_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["CURRENT", "SAVINGS", "CREDIT"]);
+
+    let failed = flow.v2_accounts(&maintenance).await;
+    assert_eq!(failed.status, 200);
+    assert_eq!(failed.json()["status"], "FAILED");
+    assert_eq!(
+        failed.json()["status_detail"]["granular_status_code"],
+        "BANK_MAINTENANCE"
+    );
+    let failed_v1 = flow.v1_accounts(&maintenance).await.json();
+    assert_eq!(
+        failed_v1["status_detail"]["granular_status_code"],
+        "BANK_MAINTENANCE"
+    );
+
+    // Corporate sessions end after five minutes even while in use.
+    for _ in 0..5 {
+        flow.advance(MINUTE);
+        assert_eq!(flow.v1_accounts(&corporate).await.json()["status"], "OK");
+    }
+    flow.advance(MINUTE);
+    assert_eq!(
+        flow.v1_accounts(&corporate).await.json()["status"],
+        "RECONNECT_REQUIRED"
+    );
+
+    // The no-OTP user is never de-authenticated.
+    flow.advance(24 * 60 * MINUTE);
+    assert_eq!(flow.v1_accounts(&no_otp).await.json()["status"], "OK");
+}
+
+#[tokio::test]
+async fn transactions_balances_and_identity_add_up() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("multi_account_user").await;
+    let user = flow.mockbank().users()[2].clone();
+    for account in &user.accounts {
+        let txns = flow
+            .get(&format!(
+                "/data/v2/accounts/{}/transactions?entity_id={entity}&size=1000",
+                account.id
+            ))
+            .await
+            .json();
+        let list = txns["data"]["transactions"].as_array().unwrap();
+        assert_eq!(list.len(), account.transactions.len());
+        // Newest first: each running balance is the next (older) one plus this amount.
+        for pair in list.windows(2) {
+            let signed = |t: &Value| {
+                let a = t["amount"]["amount"].as_f64().unwrap();
+                if t["credit_debit_indicator"] == "CREDIT" {
+                    a
+                } else {
+                    -a
+                }
+            };
+            let balance = |t: &Value| {
+                let a = t["balance"]["amount"]["amount"].as_f64().unwrap();
+                if t["balance"]["credit_debit_indicator"] == "CREDIT" {
+                    a
+                } else {
+                    -a
+                }
+            };
+            let expected = balance(&pair[1]) + signed(&pair[0]);
+            assert!(
+                (balance(&pair[0]) - expected).abs() < 0.005,
+                "{} vs {}",
+                balance(&pair[0]),
+                expected
+            );
+        }
+        let balances = flow
+            .get(&format!(
+                "/data/v2/accounts/{}/balances?entity_id={entity}",
+                account.id
+            ))
+            .await
+            .json();
+        let booked = balances["data"]["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "CLOSING_BOOKED")
+            .unwrap()
+            .clone();
+        let newest = &list[0]["balance"];
+        assert_eq!(booked["amount"], newest["amount"]);
+        assert_eq!(
+            booked["credit_debit_indicator"],
+            newest["credit_debit_indicator"]
+        );
+    }
+    let page = flow
+        .get(&format!(
+            "/data/v2/accounts/{}/transactions?entity_id={entity}&page=1&size=5",
+            user.accounts[0].id
+        ))
+        .await
+        .json();
+    assert_eq!(page["data"]["page"]["number"], 1);
+    assert_eq!(page["data"]["transactions"].as_array().unwrap().len(), 5);
+    assert_eq!(page["data"]["transactions"][0]["index"], 5);
+
+    let identity = flow
+        .get(&format!("/data/v2/identity?entity_id={entity}"))
+        .await
+        .json();
+    assert_eq!(
+        identity["data"]["identities"][0]["full_legal_name"],
+        user.identity.full_name.as_str()
+    );
+}
+
+#[tokio::test]
+async fn async_calls_answer_pending_then_results_ready() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("no_otp_user").await;
+    let pending = flow
+        .post(
+            "/data/v1/accounts",
+            json!({"entity_id": entity, "async": true}),
+        )
+        .await
+        .json();
+    assert_eq!(pending["status"], "PENDING");
+    let results_id = pending["results_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        flow.get(&format!("/v1/results/{results_id}")).await.json()["status"],
+        "PENDING"
+    );
+    flow.advance(Duration::from_secs(2));
+    let ready = flow.receiver.wait_for("results.ready", 1).await;
+    assert_eq!(ready[0].json()["payload"]["id"], results_id);
+    let results = flow.get(&format!("/v1/results/{results_id}")).await.json();
+    assert_eq!(results["status"], "OK");
+
+    // v2, and a synchronous call's results id is unknown to the results endpoint.
+    let v2 = flow
+        .get(&format!("/data/v2/accounts?entity_id={entity}&async=true"))
+        .await
+        .json();
+    assert_eq!(v2["status"], "PENDING");
+    let sync = flow.v2_accounts(&entity).await.json();
+    let unknown = flow
+        .get(&format!(
+            "/data/v2/results/{}",
+            sync["results_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["status"], "UNKNOWN_RESULTS_ID");
+}
+
+#[tokio::test]
+async fn failed_webhooks_are_retried_on_leans_schedule() {
+    let flow = Flow::start_with(Receiver::start(2).await, "").await;
+    flow.link("no_otp_user").await;
+    // First attempt fails at once; retries come 1 and 2 minutes after it.
+    flow.receiver.wait_attempts(1).await;
+    assert_eq!(flow.receiver.attempts(), 1);
+    assert!(flow.receiver.received().is_empty());
+    flow.advance(MINUTE);
+    flow.advance(MINUTE);
+    let delivered = flow.receiver.wait_for("entity.created", 1).await;
+    assert_eq!(delivered.len(), 1, "delivered once");
+    assert_eq!(flow.receiver.attempts(), 3);
+    assert_signed(&delivered[0]);
+}
+
+#[tokio::test]
+async fn refreshes_are_pending_then_finished_and_not_duplicated() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("no_otp_user").await;
+    let started = flow
+        .post("/data/v2/refreshes", json!({"entity_id": entity}))
+        .await;
+    assert_eq!(started.json()["status"], "OK");
+    let refresh_id = started.json()["refresh_id"].as_str().unwrap().to_string();
+    let duplicate = flow
+        .post("/data/v2/refreshes", json!({"entity_id": entity}))
+        .await;
+    assert_eq!(duplicate.status, 429);
+    assert_eq!(duplicate.json()["status"], "DUPLICATED_REQUEST");
+    assert_eq!(
+        flow.get(&format!("/data/v2/refreshes/{refresh_id}"))
+            .await
+            .json()["status"],
+        "PENDING"
+    );
+    flow.advance(Duration::from_secs(10));
+    assert_eq!(
+        flow.get(&format!("/data/v2/refreshes/{refresh_id}"))
+            .await
+            .json()["status"],
+        "FINISHED"
+    );
+    let updates = flow
+        .receiver
+        .wait_for("entity.data.refresh.updated", 2)
+        .await;
+    assert_eq!(updates[1].json()["payload"]["status"], "FINISHED");
+    let list = flow
+        .get(&format!("/data/v2/refreshes?entity_id={entity}"))
+        .await
+        .json();
+    assert_eq!(list["content"][0]["refresh_id"], refresh_id);
+}
+
+#[tokio::test]
+async fn credentials_are_checked_and_the_proxy_supplies_them() {
+    let flow = Flow::start("").await;
+    let direct = format!("http://{}", flow.proxy.mockbank_addr.unwrap());
+    let client = h1_client();
+    // Straight to the Mockbank without credentials: 401 in Lean's shape.
+    let bare = crate::support::get(&client, &format!("{direct}/banks/v1/")).await;
+    assert_eq!(bare.status, 401);
+    assert_eq!(
+        keys(&bare.json()),
+        ["message", "metadata", "status", "timestamp"]
+    );
+    // Through the proxy the token is injected.
+    assert_eq!(flow.get("/banks/v1/").await.status, 200);
+
+    let token = |secret: &'static str, scope: &'static str| {
+        let client = client.clone();
+        let url = format!("{direct}/oauth2/token");
+        async move {
+            let form = format!("client_id=mockbank-client-id&client_secret={secret}&grant_type=client_credentials&scope={scope}");
+            send(
+                &client,
+                Request::post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body::full(form))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let issued = token("mockbank-client-secret", "api").await;
+    assert_eq!(issued.status, 200);
+    let issued = issued.json();
+    assert_eq!(
+        keys(&issued),
+        ["access_token", "expires_in", "scope", "token_type"]
+    );
+    assert_eq!(issued["expires_in"], 3599);
+    assert_eq!(issued["token_type"], "Bearer");
+    let bearer = format!("Bearer {}", issued["access_token"].as_str().unwrap());
+    let with_bearer = |bearer: String| {
+        let client = client.clone();
+        let url = format!("{direct}/banks/v1/");
+        async move {
+            send(
+                &client,
+                Request::get(url)
+                    .header("authorization", bearer)
+                    .body(body::empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    assert_eq!(with_bearer(bearer.clone()).await.status, 200);
+    flow.advance(60 * MINUTE);
+    assert_eq!(
+        with_bearer(bearer).await.status,
+        401,
+        "expired after an hour"
+    );
+    assert_eq!(with_bearer("Bearer forged".into()).await.status, 401);
+
+    let refused = token("wrong-secret", "api").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["error"], "invalid_client");
+
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "sdk-user"}))
+        .await
+        .json();
+    let scope: &'static str = Box::leak(
+        format!("customer.{}", customer["customer_id"].as_str().unwrap()).into_boxed_str(),
+    );
+    let customer_token = token("mockbank-client-secret", scope).await.json();
+    assert_eq!(customer_token["scope"], scope);
+    let forbidden = with_bearer(format!(
+        "Bearer {}",
+        customer_token["access_token"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(forbidden.status, 403, "customer tokens are for the LinkSDK");
+}
+
+#[tokio::test]
+async fn lean_errors_match_the_recorded_ones() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("no_otp_user").await;
+    let cases = [
+        (
+            flow.get("/data/v2/accounts").await,
+            400,
+            "MISSING_PARAMETERS",
+        ),
+        (
+            flow.get("/data/v2/accounts?entity_id=not-a-uuid").await,
+            400,
+            "INVALID_PARAMETERS",
+        ),
+        (
+            flow.get(&format!(
+                "/data/v2/accounts?entity_id={}",
+                uuid::Uuid::new_v4()
+            ))
+            .await,
+            404,
+            "UNKNOWN_ENTITY",
+        ),
+        (
+            flow.get(&format!(
+                "/data/v2/accounts/{}/balances?entity_id={entity}",
+                uuid::Uuid::new_v4()
+            ))
+            .await,
+            404,
+            "UNKNOWN_ACCOUNT",
+        ),
+        (flow.get("/data/v2/nothing-here").await, 404, "INVALID_URL"),
+        (
+            flow.post("/data/v2/accounts", json!({})).await,
+            405,
+            "INVALID_HTTP_METHOD",
+        ),
+    ];
+    for (answer, status, code) in cases {
+        assert_eq!(answer.status, status, "{code}");
+        assert_eq!(answer.json()["status"], code);
+    }
+    let first = flow
+        .post("/customers/v1/", json!({"app_user_id": "twice"}))
+        .await;
+    assert_eq!(first.status, 200);
+    let second = flow
+        .post("/customers/v1/", json!({"app_user_id": "twice"}))
+        .await;
+    assert_eq!(second.status, 409);
+    assert_eq!(second.json()["status"], "CUSTOMER_ALREADY_EXISTS");
+    assert_eq!(
+        keys(&second.json()),
+        ["message", "metadata", "status", "timestamp"]
+    );
+}
