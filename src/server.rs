@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
@@ -42,6 +43,9 @@ pub async fn serve<S>(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
+    // Owned here so that connections still open after the grace period can be
+    // closed, not left running behind the caller's back.
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -64,7 +68,8 @@ pub async fn serve<S>(
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -80,9 +85,11 @@ pub async fn serve<S>(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
-            tracing::warn!(listener = ?local, "grace period over; closing the remaining connections");
+            tracing::warn!(listener = ?local, open = connections.len(), "grace period over; closing the remaining connections");
         }
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }
 
 /// Per-connection adapter from hyper's service to the tower stack.

@@ -27,8 +27,10 @@ pub const ENV_ADMIN_TOKEN: &str = "LEANPROXY_ADMIN_TOKEN";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 
-/// A secret value (token, key). Its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret value (token, key). Its `Debug` never shows it, and config parse
+/// errors never quote it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -181,8 +183,41 @@ fn list(errors: &[FieldError]) -> String {
 pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: None,
-        message: e.to_string(),
+        message: describe(&e, text),
     })
+}
+
+/// toml's error without the source line it normally quotes, and with quoted
+/// values hidden: the line or the value may be a secret. Keeps the line number,
+/// the key on that line, and the reason.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let mut out = String::new();
+    if let Some(span) = e.span() {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        out.push_str(&format!("line {line}"));
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
+        if let Some(key) = key {
+            out.push_str(&format!(", key `{key}`"));
+        }
+        out.push_str(": ");
+    }
+    let message = e.message().trim();
+    // Unknown or missing fields quote key names, which are safe; anything else may
+    // quote a value.
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        out.push_str(message);
+    } else {
+        let mut hidden = String::new();
+        for (i, part) in message.split('`').enumerate() {
+            hidden.push_str(if i % 2 == 1 { "(value hidden)" } else { part });
+        }
+        out.push_str(&hidden);
+    }
+    out
 }
 
 /// Reads and parses a config file.
@@ -272,6 +307,10 @@ pub fn parse_upstream(value: &str) -> Result<Uri, String> {
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("`{value}` has no host"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // Never echo the value: it holds credentials.
+        return Err("must not carry credentials (user:password@); use [auth] instead".into());
     }
     if uri.query().is_some() {
         return Err(format!("`{value}` must not carry a query string"));
@@ -400,17 +439,17 @@ impl Settings {
             inactivity: c.duration("mockbank.inactivity", &m.inactivity),
             corporate_session: c.duration("mockbank.corporate_session", &m.corporate_session),
             time_scale: m.time_scale,
-            app_token: non_empty(&mut c, "mockbank.app_token", &m.app_token),
+            app_token: non_empty(&mut c, "mockbank.app_token", m.app_token.expose()),
             client_id: non_empty(&mut c, "mockbank.client_id", &m.client_id)
                 .expose()
                 .to_string(),
-            client_secret: non_empty(&mut c, "mockbank.client_secret", &m.client_secret),
+            client_secret: non_empty(&mut c, "mockbank.client_secret", m.client_secret.expose()),
             webhook_url: m.webhook_url.as_deref().and_then(|u| {
                 parse_upstream(u)
                     .map_err(|e| c.fail("mockbank.webhook_url", e))
                     .ok()
             }),
-            webhook_secret: non_empty(&mut c, "mockbank.webhook_secret", &m.webhook_secret),
+            webhook_secret: non_empty(&mut c, "mockbank.webhook_secret", m.webhook_secret.expose()),
             async_delay: c.duration("mockbank.async_delay", &m.async_delay),
             refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
         };
@@ -435,15 +474,15 @@ fn secret(
     c: &mut Checker,
     key: &str,
     var: &str,
-    file: Option<String>,
+    file: Option<Secret>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Secret> {
-    match env(var).filter(|v| !v.is_empty()).or(file) {
-        Some(v) if v.trim().is_empty() => {
+    match env(var).filter(|v| !v.is_empty()).map(Secret).or(file) {
+        Some(v) if v.expose().trim().is_empty() => {
             c.fail(key, "must not be empty");
             None
         }
-        other => other.map(Secret),
+        other => other,
     }
 }
 
@@ -548,6 +587,43 @@ mod tests {
         let raw = parse("[auth]\napp_token = \"from-file\"\n").unwrap();
         let s = Settings::from_raw(raw, &env).unwrap();
         assert_eq!(s.auth.app_token.unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn parse_errors_never_quote_values() {
+        for text in [
+            "[auth]\napp_tokn = \"SUPERSECRET-123\"\n",
+            "[admin]\ntoken = 12345678\n",
+            "[auth]\napp_token = \"SUPERSECRET-123\n",
+        ] {
+            let err = validate(text).unwrap_err().to_string();
+            assert!(
+                !err.contains("SUPERSECRET") && !err.contains("12345678"),
+                "{err}"
+            );
+            assert!(err.contains("line 2"), "{err}");
+        }
+        let err = validate("[auth]\napp_tokn = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("app_tokn"), "names the key: {err}");
+    }
+
+    #[test]
+    fn raw_config_debug_hides_secrets() {
+        let raw =
+            parse("[auth]\napp_token = \"sekrit-123\"\n[admin]\ntoken = \"adm-456\"\n").unwrap();
+        let text = format!("{raw:?}");
+        assert!(
+            !text.contains("sekrit-123") && !text.contains("adm-456"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn upstream_with_credentials_is_refused_without_echoing_them() {
+        let err = parse_upstream("https://user:hunter2@sandbox.leantech.me").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

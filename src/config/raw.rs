@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use super::Secret;
+
 /// Default proxy listener.
 pub(super) const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7070";
 /// Default admin listener.
@@ -57,7 +59,10 @@ impl Default for RawProxy {
             // Lean falls back to async answers after 50 s; leave it room.
             response_timeout: "60s".into(),
             shutdown_grace: "30s".into(),
-            pool_idle_timeout: "90s".into(),
+            // Below the common upstream keep-alive idle times (nginx 60-75 s,
+            // load balancers 60 s): reusing a connection the server is closing
+            // fails a request that cannot be retried.
+            pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
         }
     }
@@ -80,7 +85,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     /// The `lean-app-token` value; `LEAN_APP_TOKEN` overrides it.
-    pub app_token: Option<String>,
+    pub app_token: Option<Secret>,
     /// `override` or `keep`.
     pub app_token_policy: String,
 }
@@ -101,7 +106,7 @@ pub struct RawAdmin {
     /// Address of the admin listener.
     pub listen: String,
     /// Bearer token required on the admin API; `LEANPROXY_ADMIN_TOKEN` overrides it.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 impl Default for RawAdmin {
@@ -144,15 +149,15 @@ pub struct RawMockbank {
     /// Mockbank seconds per real second.
     pub time_scale: f64,
     /// The `lean-app-token` it accepts.
-    pub app_token: String,
+    pub app_token: Secret,
     /// The OAuth client id it accepts.
     pub client_id: String,
     /// The OAuth client secret it accepts.
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Where it sends webhooks.
     pub webhook_url: Option<String>,
     /// The key it signs webhooks with.
-    pub webhook_secret: String,
+    pub webhook_secret: Secret,
     /// How long `async=true` results take.
     pub async_delay: String,
     /// How long a data refresh stays pending.
@@ -167,11 +172,11 @@ impl Default for RawMockbank {
             inactivity: "10m".into(),
             corporate_session: "5m".into(),
             time_scale: 1.0,
-            app_token: "mockbank-app-token".into(),
+            app_token: Secret::new("mockbank-app-token"),
             client_id: "mockbank-client-id".into(),
-            client_secret: "mockbank-client-secret".into(),
+            client_secret: Secret::new("mockbank-client-secret"),
             webhook_url: None,
-            webhook_secret: "mockbank-webhook-secret".into(),
+            webhook_secret: Secret::new("mockbank-webhook-secret"),
             async_delay: "2s".into(),
             refresh_duration: "10s".into(),
         }

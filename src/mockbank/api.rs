@@ -372,7 +372,7 @@ impl Inner {
             },
             ["data", "v2", "refreshes", id] => {
                 allow(m, &[M::GET])?;
-                self.refresh(id)
+                self.refresh(call, id)
             }
             _ => Err(not_found_url(call.path)),
         }
@@ -804,10 +804,19 @@ impl Inner {
         ))
     }
 
-    fn refresh(&self, id: &str) -> Result<Reply, Reply> {
+    fn refresh(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
         let refresh_id = parse_uuid("refresh_id", id)?;
+        // Lean validates the optional `entity_id` query parameter too.
+        let entity = call
+            .query
+            .get("entity_id")
+            .map(|v| parse_uuid("entity_id", v))
+            .transpose()?;
         let now = self.clock.elapsed();
         let state = self.lock();
+        if let Some(entity) = entity {
+            state.entities.get(&entity).ok_or_else(unknown_entity)?;
+        }
         let r = state
             .refreshes
             .iter()

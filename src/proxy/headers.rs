@@ -4,8 +4,10 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1 and the de-facto `keep-alive` /
-/// `proxy-connection`): they describe one connection and are never forwarded.
+/// Hop-by-hop headers: those of RFC 9110 §7.6.1 (`Connection`, `Proxy-Connection`,
+/// `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`), the proxy-authentication
+/// pair, which concerns this hop only (RFC 9110 §11.7), and `Trailer`, since
+/// trailers are not forwarded. They are never passed on.
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -49,10 +51,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// proxy already did.
 pub fn add_forwarded(headers: &mut HeaderMap, client: Option<IpAddr>, host: Option<HeaderValue>) {
     if let Some(ip) = client {
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(chain) => format!("{chain}, {ip}"),
-            None => ip.to_string(),
-        };
+        // The chain may arrive split over several header lines.
+        let mut chain: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = ip.to_string();
+        chain.push(&ip);
+        let value = chain.join(", ");
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(&X_FORWARDED_FOR, value);
         }
@@ -106,6 +113,17 @@ mod tests {
         add_forwarded(&mut h, Some("127.0.0.1".parse().unwrap()), None);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn forwarded_for_keeps_every_line_of_the_chain() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        add_forwarded(&mut h, Some("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl tower::Service<Request<Body>> for Upstream {
 impl Inner {
     async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        if !path_and_query.starts_with('/') {
+            // Asterisk-form (`OPTIONS *`) has no path to put under the base URL.
+            return ErrorEnvelope::new(
+                "INVALID_URL",
+                format!("leanproxy: cannot forward the request target `{path_and_query}`"),
+            )
+            .into_response(StatusCode::BAD_REQUEST);
+        }
         let uri = match Uri::try_from(format!("{}{}", self.prefix, path_and_query)) {
             Ok(uri) => uri,
             Err(e) => {

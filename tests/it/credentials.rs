@@ -55,9 +55,21 @@ async fn without_a_token_nothing_is_added() {
 #[tokio::test]
 async fn env_token_reaches_upstream_and_never_the_logs() {
     let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("short.toml");
+    // A short response timeout, so one exchange ends in a proxy-made 504 and its
+    // WARN line with the failure detail.
+    std::fs::write(&config, "[proxy]\nresponse_timeout = \"300ms\"\n").unwrap();
     for format in ["pretty", "json"] {
         let bin = Binary::spawn(
-            &["--upstream", &origin.url(), "--log-format", format],
+            &[
+                "--upstream",
+                &origin.url(),
+                "--log-format",
+                format,
+                "--config",
+                config.to_str().unwrap(),
+            ],
             &[("LEAN_APP_TOKEN", TOKEN), ("RUST_LOG", "trace")],
         );
         let client = h1_client();

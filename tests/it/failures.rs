@@ -32,15 +32,45 @@ async fn refused_upstream_is_a_502_and_the_proxy_keeps_serving() {
     );
     assert!(message.contains("refused"), "says what failed: {message}");
 
-    // Same port, now listening: the next request works.
-    let _origin = {
-        let listener = std::net::TcpListener::bind(down).unwrap();
-        drop(listener);
-        Origin::start().await
-    };
-    let again = get(&client, &proxy.url("/anything")).await;
-    assert_eq!(again.status, 502, "still answers, still Lean-shaped");
-    assert!(again.json()["status"].is_string());
+    // The upstream comes up on the same port: the next request works.
+    let _origin = crate::support::OriginBuilder::default()
+        .bind(down)
+        .start()
+        .await;
+    let again = get(&client, &proxy.url("/fixed?len=5")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body.len(), 5);
+}
+
+#[tokio::test]
+async fn upstream_that_never_accepts_is_a_504_connect_timeout() {
+    // A listener with a zero backlog that never accepts: once its queue is full,
+    // SYNs are dropped and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let proxy = Proxy::in_front_of(
+        &format!("http://{addr}"),
+        "connect_timeout = \"300ms\"\nresponse_timeout = \"10s\"\n",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = get(&h1_client(), &proxy.url("/")).await;
+    assert_lean_error(&r, 504, "GATEWAY_TIMEOUT", "connect_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(listener);
 }
 
 #[tokio::test]

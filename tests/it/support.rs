@@ -49,6 +49,7 @@ const NOT_ECHOED: &[&str] = &[
 #[derive(Default)]
 pub struct OriginBuilder {
     tls: Option<Arc<rustls::ServerConfig>>,
+    addr: Option<SocketAddr>,
 }
 
 impl OriginBuilder {
@@ -59,9 +60,18 @@ impl OriginBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and serves until dropped.
+    /// Listen on this address instead of an ephemeral port.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// Binds (`127.0.0.1:0` unless told otherwise) and serves until dropped.
     pub async fn start(self) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = self
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let acceptor = self.tls.clone().map(tokio_rustls::TlsAcceptor::from);
@@ -276,6 +286,16 @@ async fn route(req: Request<Incoming>, stats: &Arc<Stats>) -> Response<Body> {
                 Response::new(body::full("versioned"))
             };
             r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        }
+        "/hop" => {
+            let mut r = Response::new(body::full("hop"));
+            let h = r.headers_mut();
+            h.insert("connection", "x-hop-secret".parse().unwrap());
+            h.insert("x-hop-secret", "must not reach the client".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("proxy-authenticate", "Basic".parse().unwrap());
+            h.insert("x-end-to-end", "kept".parse().unwrap());
             r
         }
         "/big-headers" => {
@@ -547,6 +567,7 @@ impl Binary {
             .args(args)
             .env_remove("LEAN_APP_TOKEN")
             .env_remove("LEANPROXY_CONFIG")
+            .env_remove("LEANPROXY_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -654,15 +675,28 @@ impl Drop for Binary {
     }
 }
 
-/// Runs the binary to completion with `args` and returns (code, stdout, stderr).
+/// Runs the binary to completion with `args` (bounded: killed after 30 s) and
+/// returns (code, stdout, stderr).
 pub fn run_binary(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_leanproxy"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leanproxy"))
         .args(args)
         .env_remove("LEAN_APP_TOKEN")
         .env_remove("LEANPROXY_CONFIG")
+        .env_remove("LEANPROXY_ADMIN_TOKEN")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("leanproxy {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -206,6 +206,73 @@ async fn upstream_sees_forwarded_headers_and_its_own_host() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_are_removed_in_both_directions() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let r = get(&h1_client(), &proxy.url("/hop")).await;
+    assert_eq!(r.header("x-end-to-end"), Some("kept"));
+    for name in ["x-hop-secret", "keep-alive", "proxy-authenticate"] {
+        assert!(r.header(name).is_none(), "response carried {name}");
+    }
+    let seen = send(
+        &h1_client(),
+        Request::get(proxy.url("/inspect"))
+            .header("connection", "x-drop-me")
+            .header("x-drop-me", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("proxy-connection", "keep-alive")
+            .header("x-end-to-end", "kept")
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
+    let names: Vec<&str> = seen["all_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"x-end-to-end"));
+    for name in [
+        "x-drop-me",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "transfer-encoding",
+    ] {
+        assert!(
+            !names.contains(&name),
+            "upstream received {name}: {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn asterisk_form_target_is_refused_clearly() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"OPTIONS * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("INVALID_URL"), "{answer}");
+    assert_eq!(
+        origin
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
 async fn upstream_path_prefix_is_kept() {
     let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&format!("{}/status", origin.url()), "").await;
