@@ -11,3 +11,4 @@ mod tls;
 mod transparency;
 mod conformance;
 mod mockbank;
+mod readme;
