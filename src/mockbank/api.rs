@@ -427,9 +427,18 @@ impl Inner {
             .filter(|e| start.is_none_or(|s| e.created.date_naive() >= s))
             .filter(|e| end.is_none_or(|d| e.created.date_naive() <= d))
             .collect();
+        // Lean's listing adds `status` and `updated_at`, which the per-customer
+        // and by-id answers do not carry.
         let data: Vec<Value> = paginate(&matching, p.number, p.size)
             .iter()
-            .map(|e| self.entity_json(e))
+            .map(|e| {
+                let mut v = self.entity_json(e);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("status".into(), json!("ACTIVE"));
+                    obj.insert("updated_at".into(), json!(shapes::ts_ms(e.created)));
+                }
+                v
+            })
             .collect();
         Ok(ok(
             json!({"data": data, "page": page(p.number, p.size, matching.len())}),

@@ -1,0 +1,839 @@
+//! Conformance with Lean's recordings: every request of Lean's Postman collection
+//! (`../shared/lean-postman/`) that the Mockbank implements is sent to the Mockbank
+//! once per recorded example, set up so that it should produce that example (valid
+//! ids for a success, a malformed `entity_id` for "Bad Request", an unknown one for
+//! "Entity not found", ...). The answer must have the example's status code and the
+//! same JSON structure: keys and value types, recursively.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, Request};
+use leanproxy::body;
+use leanproxy::mockbank::{Behaviour, Mockbank};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{h1_client, send, HttpClient, Observed, Proxy};
+
+const COLLECTION: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/lean-postman/Lean-API-UAE.postman_collection.json"
+);
+
+/// The Mockbank's default OAuth client.
+const CLIENT_ID: &str = "mockbank-client-id";
+const CLIENT_SECRET: &str = "mockbank-client-secret";
+
+/// Fewer compared examples than this means the walk lost its way.
+const MIN_COMPARED: usize = 25;
+
+/// Known, deliberate differences: (example, JSON path, reason). A path covers its
+/// subtree; a missing or extra key is at the key's own path; `HTTP status` is the
+/// status code. Every entry must still be needed.
+const ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "Get Results › Get results",
+        "$.data.accounts[]",
+        "recorded on Lean's KSA sandbox (no holder names or regional_data, null nickname); Mockbank answers results in the UAE shape of the original data call",
+    ),
+    (
+        "Get Results › Get results",
+        "$.data.page.sort",
+        "recorded on Lean's KSA sandbox, whose page has no sort; UAE pages have it",
+    ),
+];
+
+// ------------------------------------------------------------------ shapes
+
+/// The JSON type of a value; integers and floats are both `number`.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The structure of one or more recorded values, merged.
+#[derive(Default)]
+struct Shape {
+    /// Types seen.
+    kinds: BTreeSet<&'static str>,
+    /// Merged structure of all array elements seen (none: only empty arrays).
+    items: Option<Box<Shape>>,
+    /// Objects merged.
+    objects: usize,
+    /// Keys seen in those objects: in how many, and their merged structure.
+    fields: BTreeMap<String, (usize, Shape)>,
+}
+
+impl Shape {
+    fn add(&mut self, v: &Value) {
+        self.kinds.insert(kind(v));
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    self.items.get_or_insert_with(Box::default).add(item);
+                }
+            }
+            Value::Object(map) => {
+                self.objects += 1;
+                for (key, value) in map {
+                    let (count, shape) = self.fields.entry(key.clone()).or_default();
+                    *count += 1;
+                    shape.add(value);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check(&self, actual: &Value, path: &str, out: &mut Vec<String>) {
+        let got = kind(actual);
+        if !self.kinds.contains(got) {
+            let recorded: Vec<&str> = self.kinds.iter().copied().collect();
+            out.push(format!(
+                "{path}: recorded {}, got {got}",
+                recorded.join(" or ")
+            ));
+            return;
+        }
+        match actual {
+            Value::Array(items) => {
+                if let Some(shape) = &self.items {
+                    let path = format!("{path}[]");
+                    for item in items {
+                        shape.check(item, &path, out);
+                    }
+                }
+            }
+            Value::Object(map) => {
+                for (key, (count, _)) in &self.fields {
+                    if *count == self.objects && !map.contains_key(key) {
+                        out.push(format!("{path}: missing key \"{key}\""));
+                    }
+                }
+                for (key, value) in map {
+                    match self.fields.get(key) {
+                        Some((_, shape)) => shape.check(value, &format!("{path}.{key}"), out),
+                        None => out.push(format!("{path}: extra key \"{key}\"")),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where `actual` does not have the structure of `recorded`, by JSON path. Array
+/// elements are checked against the merged structure of all recorded elements (a
+/// key missing from some recorded elements is optional); an empty recorded array
+/// accepts any array.
+fn shape_diff(recorded: &Value, actual: &Value) -> Vec<String> {
+    let mut shape = Shape::default();
+    shape.add(recorded);
+    let mut out = Vec::new();
+    shape.check(actual, "$", &mut out);
+    let mut seen = BTreeSet::new();
+    out.retain(|m| seen.insert(m.clone()));
+    out
+}
+
+// ------------------------------------------------------------------ the collection
+
+/// A request of the collection, with its folder path.
+struct Item<'a> {
+    folder: String,
+    name: String,
+    request: &'a Value,
+    examples: &'a [Value],
+}
+
+fn walk<'a>(items: &'a [Value], folder: &str, out: &mut Vec<Item<'a>>) {
+    for item in items {
+        let name = item["name"].as_str().unwrap_or_default().to_string();
+        if let Some(children) = item["item"].as_array() {
+            let folder = if folder.is_empty() {
+                name
+            } else {
+                format!("{folder}/{name}")
+            };
+            walk(children, &folder, out);
+        } else {
+            out.push(Item {
+                folder: folder.to_string(),
+                name,
+                request: &item["request"],
+                examples: item["response"].as_array().map_or(&[], Vec::as_slice),
+            });
+        }
+    }
+}
+
+/// `{{name}}` replaced from `vars`; an unknown name is an error.
+fn subst(text: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let len = rest[start..]
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
+        let name = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        out.push_str(
+            vars.get(name)
+                .ok_or_else(|| format!("no value for {{{{{name}}}}}"))?,
+        );
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The path of a Postman URL once its host (variable or literal) is dropped.
+fn url_path(raw: &str) -> String {
+    let mut url = raw;
+    for host in ["{{baseUrl}}", "{{auth_baseUrl}}", "{{sandbox_host}}"] {
+        url = url.strip_prefix(host).unwrap_or(url);
+    }
+    if let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    {
+        url = rest.find('/').map_or("", |i| &rest[i..]);
+    }
+    let path = url.split('?').next().unwrap_or_default();
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+/// Whether the Mockbank implements `method path` (from the collection, with its
+/// `{{variables}}` and `:variables`).
+fn implemented(method: &str, path: &str) -> bool {
+    let data = [
+        "/data/v2/accounts",
+        "/data/v2/identity",
+        "/data/v2/refreshes",
+        "/data/v2/results/",
+    ];
+    match method {
+        "POST" => matches!(
+            path,
+            "/oauth2/token" | "/customers/v1/" | "/customers/v1" | "/data/v2/refreshes"
+        ),
+        "GET" => {
+            (path.starts_with("/customers/v1") && !path.contains("payment-sources"))
+                || path.starts_with("/banks/v1")
+                || data.iter().any(|p| path.starts_with(p))
+        }
+        _ => false,
+    }
+}
+
+/// A request to send.
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    /// Content type and body.
+    body: Option<(&'static str, String)>,
+}
+
+impl Call {
+    /// Builds `request` with `vars`: `{{variables}}` and `:path_variables` by
+    /// name; `query:<key>` in `vars` forces that query parameter, which replaces
+    /// ids hard-coded in query strings (`entity_id=8a78e977-...`).
+    fn build(request: &Value, vars: &HashMap<String, String>) -> Result<Call, String> {
+        let method = request["method"].as_str().unwrap_or("GET");
+        let raw = request["url"]["raw"]
+            .as_str()
+            .or_else(|| request["url"].as_str())
+            .unwrap_or_default();
+        let path = url_path(raw)
+            .split('/')
+            .map(|segment| match segment.strip_prefix(':') {
+                Some(name) => vars
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| format!("no value for path variable :{name}")),
+                None => subst(segment, vars),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .join("/");
+        let query = raw
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = match vars.get(&format!("query:{key}")) {
+                    Some(forced) => forced.clone(),
+                    None => subst(value, vars)?,
+                };
+                Ok((key.to_string(), value))
+            })
+            .collect::<Result<_, String>>()?;
+        let body = match request["body"]["mode"].as_str() {
+            Some("raw") => Some((
+                "application/json",
+                subst(request["body"]["raw"].as_str().unwrap_or_default(), vars)?,
+            )),
+            Some("urlencoded") => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                for field in request["body"]["urlencoded"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if field["disabled"].as_bool() != Some(true) {
+                        form.append_pair(
+                            field["key"].as_str().unwrap_or_default(),
+                            &subst(field["value"].as_str().unwrap_or_default(), vars)?,
+                        );
+                    }
+                }
+                Some(("application/x-www-form-urlencoded", form.finish()))
+            }
+            _ => None,
+        };
+        Ok(Call {
+            method: method.parse().map_err(|_| format!("bad method {method}"))?,
+            path,
+            query,
+            body,
+        })
+    }
+
+    fn uri(&self, base: SocketAddr) -> String {
+        if self.query.is_empty() {
+            format!("http://{base}{}", self.path)
+        } else {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&self.query)
+                .finish();
+            format!("http://{base}{}?{query}", self.path)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ set-up
+
+/// The Mockbank and the ids the walk substitutes.
+struct Bank {
+    client: HttpClient,
+    addr: SocketAddr,
+    token: String,
+    vars: HashMap<String, String>,
+    /// (entity, its accounts): data calls are compared for each.
+    data_entities: Vec<(String, Vec<String>)>,
+    /// An entity no refresh was triggered for.
+    fresh_entity: String,
+    today: chrono::NaiveDate,
+}
+
+impl Bank {
+    async fn send(&self, call: &Call) -> Observed {
+        let mut req = Request::builder()
+            .method(call.method.clone())
+            .uri(call.uri(self.addr))
+            .header("accept", "application/json");
+        if call.path != "/oauth2/token" {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let req = match &call.body {
+            Some((content_type, text)) => req
+                .header("content-type", *content_type)
+                .body(body::full(text.clone())),
+            None => req.body(body::empty()),
+        };
+        send(&self.client, req.unwrap()).await
+    }
+
+    /// A set-up call that must succeed; its JSON answer.
+    async fn expect_ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let call = Call {
+            method: method.clone(),
+            path: path.to_string(),
+            query: Vec::new(),
+            body: (method == Method::POST).then(|| ("application/json", body.to_string())),
+        };
+        let answer = self.send(&call).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "set-up {method} {path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()
+    }
+
+    async fn link(&self, customer: &str, mockbank: &Mockbank, behaviour: Behaviour) -> Value {
+        let user = mockbank
+            .users()
+            .iter()
+            .find(|u| u.behaviour == behaviour)
+            .expect("seeded test user");
+        self.expect_ok(
+            Method::POST,
+            "/_mockbank/link/connect",
+            json!({"customer_id": customer, "username": user.username, "password": user.password, "otp": "1111"}),
+        )
+        .await
+    }
+
+    /// Creates a customer, links test users and collects the ids to substitute.
+    async fn set_up(proxy: &Proxy, defaults: &HashMap<String, String>) -> Bank {
+        let mockbank = proxy.mockbank.as_ref().expect("embedded Mockbank");
+        // Paused: a refresh stays pending, async results wait for `advance`.
+        mockbank.clock().pause();
+        let mut bank = Bank {
+            client: h1_client(),
+            addr: proxy.mockbank_addr.expect("Mockbank listener"),
+            token: String::new(),
+            vars: defaults.clone(),
+            data_entities: Vec::new(),
+            fresh_entity: String::new(),
+            today: mockbank.clock().now().date_naive(),
+        };
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("grant_type", "client_credentials"),
+                ("scope", "api"),
+            ])
+            .finish();
+        let token = Call {
+            method: Method::POST,
+            path: "/oauth2/token".into(),
+            query: Vec::new(),
+            body: Some(("application/x-www-form-urlencoded", form)),
+        };
+        let token = bank.send(&token).await.json();
+        bank.token = token["access_token"].as_str().expect("api token").into();
+
+        let app_user_id = bank.vars["app_user_id"].clone();
+        let customer = bank
+            .expect_ok(
+                Method::POST,
+                "/customers/v1/",
+                json!({"app_user_id": app_user_id}),
+            )
+            .await;
+        let customer_id = customer["customer_id"].as_str().unwrap().to_string();
+        for behaviour in [Behaviour::MultiAccount, Behaviour::NoOtp] {
+            let entity = bank.link(&customer_id, mockbank, behaviour).await;
+            let user = mockbank
+                .users()
+                .iter()
+                .find(|u| u.behaviour == behaviour)
+                .unwrap();
+            bank.data_entities.push((
+                entity["id"].as_str().unwrap().to_string(),
+                user.accounts.iter().map(|a| a.id.to_string()).collect(),
+            ));
+        }
+        let other = bank
+            .expect_ok(
+                Method::POST,
+                "/customers/v1/",
+                json!({"app_user_id": format!("{app_user_id}_refresh")}),
+            )
+            .await;
+        let fresh = bank
+            .link(
+                other["customer_id"].as_str().unwrap(),
+                mockbank,
+                Behaviour::NoOtp,
+            )
+            .await;
+        bank.fresh_entity = fresh["id"].as_str().unwrap().to_string();
+
+        let (entity_id, accounts) = bank.data_entities[0].clone();
+        let pending = bank
+            .expect_ok(
+                Method::GET,
+                &format!("/data/v2/accounts?entity_id={entity_id}&async=true"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(pending["status"], "PENDING", "async=true answers PENDING");
+        mockbank.clock().advance(Duration::from_secs(60));
+        let refresh = bank
+            .expect_ok(
+                Method::POST,
+                "/data/v2/refreshes",
+                json!({"entity_id": entity_id}),
+            )
+            .await;
+
+        let mut set = |key: &str, value: &str| {
+            bank.vars.insert(key.to_string(), value.to_string());
+        };
+        set("baseUrl", "");
+        set("auth_baseUrl", "");
+        set("client_id", CLIENT_ID);
+        set("client_secret", CLIENT_SECRET);
+        set("customer_id", &customer_id);
+        set("entity_id", &entity_id);
+        set("query:entity_id", &entity_id);
+        set("account_id", &accounts[0]);
+        set("results_id", pending["results_id"].as_str().unwrap());
+        set("refresh_id", refresh["refresh_id"].as_str().unwrap());
+        bank
+    }
+}
+
+// ------------------------------------------------------------------ examples
+
+/// How to provoke a recorded example.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scenario {
+    /// Valid ids.
+    Success,
+    /// A malformed `entity_id`.
+    MalformedEntity,
+    /// A well-formed `entity_id` the Mockbank does not know.
+    UnknownEntity,
+    /// An `account_id` not in the entity.
+    UnknownAccount,
+    /// A `results_id` never issued.
+    UnknownResults,
+    /// `app_user_id` of an existing customer.
+    ExistingCustomer,
+    /// A second refresh while one is pending.
+    PendingRefresh,
+}
+
+/// The scenario of an example, or why none can produce it.
+fn scenario(code: u64, recorded: &Value) -> Result<Scenario, String> {
+    if code == 200 {
+        return Ok(Scenario::Success);
+    }
+    match recorded["status"].as_str().unwrap_or_default() {
+        "INVALID_PARAMETERS" => Ok(Scenario::MalformedEntity),
+        "UNKNOWN_ENTITY" => Ok(Scenario::UnknownEntity),
+        "UNKNOWN_ACCOUNT" => Ok(Scenario::UnknownAccount),
+        "UNKNOWN_RESULTS_ID" => Ok(Scenario::UnknownResults),
+        "CUSTOMER_ALREADY_EXISTS" => Ok(Scenario::ExistingCustomer),
+        "DUPLICATED_REQUEST" => Ok(Scenario::PendingRefresh),
+        "INTERNAL_SERVER_ERROR" => Err("a failure inside Lean; no request can provoke it".into()),
+        "CONSENT_EXPIRED" => {
+            Err("Mockbank consents do not expire (sessions do, with RECONNECT_REQUIRED)".into())
+        }
+        other => Err(format!("no scenario for status {other:?} (HTTP {code})")),
+    }
+}
+
+/// One mismatch: the example, the JSON path (or `HTTP status`), the text.
+struct Mismatch {
+    example: String,
+    path: String,
+    text: String,
+}
+
+/// The JSON path of a mismatch; a missing or extra key is at its own path.
+fn mismatch_path(text: &str) -> String {
+    let (path, what) = text.split_once(": ").unwrap_or((text, ""));
+    match what
+        .strip_prefix("missing key ")
+        .or_else(|| what.strip_prefix("extra key "))
+    {
+        Some(key) => format!("{path}.{}", key.trim_matches('"')),
+        None => path.to_string(),
+    }
+}
+
+fn allowed(m: &Mismatch) -> Option<usize> {
+    ALLOWED.iter().position(|(example, path, _)| {
+        *example == m.example
+            && (m.path == *path
+                || m.path
+                    .strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('[')))
+    })
+}
+
+/// The variable sets one example is sent with (one per entity and account for
+/// account data, so every kind of account is compared).
+fn variants(bank: &Bank, path: &str, scenario: Scenario) -> Vec<HashMap<String, String>> {
+    let mut vars = bank.vars.clone();
+    let mut set = |key: &str, value: String| {
+        vars.insert(key.to_string(), value);
+    };
+    match scenario {
+        Scenario::Success => {}
+        Scenario::MalformedEntity => {
+            // The value Lean's own example shows: one character short.
+            let bad = "e34d8e49-9af2-4252-a53e-bd2df855134".to_string();
+            set("entity_id", bad.clone());
+            set("query:entity_id", bad);
+        }
+        Scenario::UnknownEntity => {
+            let unknown = Uuid::new_v4().to_string();
+            set("entity_id", unknown.clone());
+            set("query:entity_id", unknown);
+        }
+        Scenario::UnknownAccount => set("account_id", Uuid::new_v4().to_string()),
+        Scenario::UnknownResults => set("results_id", Uuid::new_v4().to_string()),
+        Scenario::ExistingCustomer | Scenario::PendingRefresh => {}
+    }
+    if path == "/customers/v1/entities" {
+        // The recorded range is fixed dates; ours must contain today's entities.
+        set(
+            "query:start_date",
+            (bank.today - chrono::Duration::days(30)).to_string(),
+        );
+        set("query:end_date", bank.today.to_string());
+    }
+    if scenario != Scenario::Success {
+        return vec![vars];
+    }
+    if path == "/customers/v1/" || path == "/customers/v1" {
+        set(
+            "app_user_id",
+            format!("conformance_{}", Uuid::new_v4().simple()),
+        );
+    }
+    if path == "/data/v2/refreshes" {
+        set("entity_id", bank.fresh_entity.clone());
+    }
+    if !path.starts_with("/data/v2/accounts") && path != "/data/v2/identity" {
+        return vec![vars];
+    }
+    let mut out = Vec::new();
+    for (entity, accounts) in &bank.data_entities {
+        for account in accounts {
+            let mut v = vars.clone();
+            v.insert("entity_id".into(), entity.clone());
+            v.insert("query:entity_id".into(), entity.clone());
+            v.insert("account_id".into(), account.clone());
+            out.push(v);
+            if !path.contains("account_id") {
+                break; // entity-level data: once per entity
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn mockbank_answers_have_the_recorded_status_and_structure() {
+    let text = match std::fs::read_to_string(COLLECTION) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("SKIPPED: Lean's Postman collection is not at {COLLECTION} ({e}); conformance not checked");
+            return;
+        }
+    };
+    let collection: Value = serde_json::from_str(&text).expect("the collection is JSON");
+    let defaults: HashMap<String, String> = collection["variable"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["key"].as_str()?.to_string(),
+                v["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut items = Vec::new();
+    walk(
+        collection["item"].as_array().expect("collection items"),
+        "",
+        &mut items,
+    );
+
+    let proxy = Proxy::start("").await;
+    let bank = Bank::set_up(&proxy, &defaults).await;
+
+    let mut compared = 0;
+    let mut sent = 0;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut not_implemented: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut mismatches: Vec<Mismatch> = Vec::new();
+
+    for item in &items {
+        let method = item.request["method"].as_str().unwrap_or("GET");
+        let raw = item.request["url"]["raw"]
+            .as_str()
+            .or_else(|| item.request["url"].as_str())
+            .unwrap_or_default();
+        let path = url_path(raw);
+        if !implemented(method, &path) {
+            let top = item
+                .folder
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let entry = not_implemented.entry(top).or_default();
+            entry.0 += 1;
+            entry.1 += item.examples.len();
+            continue;
+        }
+        for example in item.examples {
+            let id = format!(
+                "{} › {}",
+                item.name,
+                example["name"].as_str().unwrap_or_default()
+            );
+            let code = example["code"].as_u64().unwrap_or_default();
+            let Ok(recorded) =
+                serde_json::from_str::<Value>(example["body"].as_str().unwrap_or_default())
+            else {
+                skipped.push(format!("{id}: the recorded body is not JSON"));
+                continue;
+            };
+            let scenario = match scenario(code, &recorded) {
+                Ok(s) => s,
+                Err(why) => {
+                    skipped.push(format!("{id} (HTTP {code}): {why}"));
+                    continue;
+                }
+            };
+            let mut texts: Vec<String> = Vec::new();
+            let mut answered = false;
+            for vars in variants(&bank, &path, scenario) {
+                let call = match Call::build(item.request, &vars) {
+                    Ok(call) => call,
+                    Err(why) => {
+                        texts.push(format!("request: {why}"));
+                        continue;
+                    }
+                };
+                if scenario == Scenario::PendingRefresh {
+                    bank.send(&call).await; // the first one is pending, or already was
+                }
+                let answer = bank.send(&call).await;
+                sent += 1;
+                answered = true;
+                let actual: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&answer.body).into_owned())
+                });
+                if u64::from(answer.status.as_u16()) != code {
+                    texts.push(format!(
+                        "HTTP status: recorded {code}, got {} {} for {} {}",
+                        answer.status.as_u16(),
+                        actual["status"],
+                        call.method,
+                        call.uri(bank.addr)
+                    ));
+                    continue;
+                }
+                texts.extend(shape_diff(&recorded, &actual));
+            }
+            compared += usize::from(answered);
+            let mut seen = BTreeSet::new();
+            for text in texts {
+                if seen.insert(text.clone()) {
+                    mismatches.push(Mismatch {
+                        example: id.clone(),
+                        path: mismatch_path(&text),
+                        text,
+                    });
+                }
+            }
+        }
+    }
+
+    let mut used = vec![false; ALLOWED.len()];
+    let mut failures = Vec::new();
+    for m in &mismatches {
+        match allowed(m) {
+            Some(i) => used[i] = true,
+            None => failures.push(format!("{}: {}", m.example, m.text)),
+        }
+    }
+    for (i, (example, path, reason)) in ALLOWED.iter().enumerate() {
+        if !used[i] {
+            failures.push(format!(
+                "allowlist entry no longer needed: ({example:?}, {path:?}): {reason}"
+            ));
+        }
+    }
+
+    eprintln!("conformance: {compared} recorded examples compared ({sent} requests)");
+    eprintln!("skipped {} examples no request can produce:", skipped.len());
+    for s in &skipped {
+        eprintln!("  {s}");
+    }
+    let (requests, examples) = not_implemented
+        .values()
+        .fold((0, 0), |(r, e), (dr, de)| (r + dr, e + de));
+    eprintln!("skipped {examples} examples of {requests} requests Mockbank does not implement:");
+    for (folder, (r, e)) in &not_implemented {
+        eprintln!("  {folder}: {e} examples of {r} requests");
+    }
+    eprintln!("allowed differences:");
+    for m in &mismatches {
+        if let Some(i) = allowed(m) {
+            eprintln!("  {}: {}  [{}]", m.example, m.text, ALLOWED[i].2);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} conformance mismatches:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    assert!(
+        compared >= MIN_COMPARED,
+        "only {compared} examples compared (expected at least {MIN_COMPARED})"
+    );
+}
+
+// ------------------------------------------------------------------ shape_diff
+
+#[test]
+fn shape_diff_reports_types_missing_and_extra_keys_by_path() {
+    let recorded =
+        json!({"data": {"accounts": [{"servicer": {"identification": "X"}}], "page": {}}});
+    let actual = json!({"data": {"accounts": [{"servicer": {"identification": null}, "foo": 1}]}});
+    assert_eq!(
+        shape_diff(&recorded, &actual),
+        [
+            "$.data: missing key \"page\"",
+            "$.data.accounts[].servicer.identification: recorded string, got null",
+            "$.data.accounts[]: extra key \"foo\"",
+        ]
+    );
+}
+
+#[test]
+fn shape_diff_checks_every_element_against_all_recorded_elements() {
+    let recorded = json!([{"a": 1, "b": "x"}, {"a": null}]);
+    assert!(shape_diff(&recorded, &json!([{"a": null}, {"a": 2, "b": "y"}])).is_empty());
+    assert_eq!(
+        shape_diff(
+            &recorded,
+            &json!([{"a": 1}, {"a": 2, "b": true}, {"b": "z"}])
+        ),
+        [
+            "$[].b: recorded string, got boolean",
+            "$[]: missing key \"a\""
+        ]
+    );
+}
+
+#[test]
+fn shape_diff_accepts_same_structure_with_other_values() {
+    let recorded = json!({"n": 1, "f": 2.5, "s": "a", "list": [], "ok": true});
+    let actual = json!({"n": 1.25, "f": 3, "s": "b", "list": [{"any": "thing"}], "ok": false});
+    assert!(shape_diff(&recorded, &actual).is_empty());
+    assert_eq!(
+        shape_diff(&json!({"n": 1}), &json!({"n": "1"})),
+        ["$.n: recorded number, got string"]
+    );
+}
