@@ -5,6 +5,9 @@
 //! | method | path | guarded | what |
 //! | --- | --- | --- | --- |
 //! | GET | `/healthz` | no | `{"status":"ok"}` while the process serves |
+//! | GET | `/api/reconnects` | yes | records (filters `state`, `entity_id`), history, counters |
+//! | GET | `/api/reconnects/{entity_id}` | yes | one record (key: entity id, or `reconnect:<id>`) |
+//! | DELETE | `/api/reconnects/{entity_id}` | yes | marks it resolved by admin |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
@@ -22,6 +25,7 @@ use subtle::ConstantTimeEq;
 use crate::body::Body;
 use crate::config::Secret;
 use crate::lean::{json_response, ErrorEnvelope};
+use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
 
 /// The admin API service.
 #[derive(Clone, Debug)]
@@ -33,14 +37,16 @@ pub struct Admin {
 struct AdminInner {
     /// `Bearer <token>`, precomputed.
     expected: Option<Secret>,
+    registry: ReconnectRegistry,
 }
 
 impl Admin {
-    /// An admin service; `token` guards every endpoint but `/healthz`.
-    pub fn new(token: Option<Secret>) -> Self {
+    /// An admin service reading `registry`; `token` guards every endpoint but
+    /// `/healthz`.
+    pub fn new(token: Option<Secret>, registry: ReconnectRegistry) -> Self {
         let expected = token.map(|t| Secret::new(format!("Bearer {}", t.expose())));
         Self {
-            inner: Arc::new(AdminInner { expected }),
+            inner: Arc::new(AdminInner { expected, registry }),
         }
     }
 
@@ -59,7 +65,7 @@ impl Admin {
     }
 
     fn route(&self, req: &Request<Body>) -> Response<Body> {
-        let path = req.uri().path();
+        let path = req.uri().path().trim_end_matches('/');
         if path == "/healthz" {
             return match *req.method() {
                 Method::GET | Method::HEAD => {
@@ -79,9 +85,84 @@ impl Admin {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
-        ErrorEnvelope::new("INVALID_URL", format!("no admin endpoint at {path}"))
-            .into_response(StatusCode::NOT_FOUND)
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match (req.method(), segments.as_slice()) {
+            (&Method::GET, ["api", "reconnects"]) => self.reconnects(req.uri().query()),
+            (_, ["api", "reconnects"]) => method_not_allowed(),
+            (&Method::GET, ["api", "reconnects", key]) => match self.inner.registry.get(key) {
+                Some(record) => json_response(StatusCode::OK, &record),
+                None => not_found(key),
+            },
+            (&Method::DELETE, ["api", "reconnects", key]) => {
+                match self.inner.registry.resolve_entity(key, ResolvedBy::Admin) {
+                    Some(record) => {
+                        tracing::info!(target: "leanproxy::reconnect", key, reconnect_id = %record.reconnect_id, "reconnect resolved by admin");
+                        json_response(StatusCode::OK, &record)
+                    }
+                    None if self.inner.registry.get(key).is_some() => ErrorEnvelope::new(
+                        "NOT_PENDING",
+                        format!("the reconnect of {key} is already resolved"),
+                    )
+                    .into_response(StatusCode::CONFLICT),
+                    None => not_found(key),
+                }
+            }
+            (_, ["api", "reconnects", _]) => method_not_allowed(),
+            _ => ErrorEnvelope::new("INVALID_URL", format!("no admin endpoint at {path}"))
+                .into_response(StatusCode::NOT_FOUND),
+        }
     }
+
+    fn reconnects(&self, query: Option<&str>) -> Response<Body> {
+        let mut state = None;
+        let mut entity = None;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match k.as_ref() {
+                "state" => match v.as_ref() {
+                    "pending" => state = Some(State::Pending),
+                    "resolved" => state = Some(State::Resolved),
+                    other => {
+                        return ErrorEnvelope::new(
+                            "INVALID_PARAMETERS",
+                            format!("state: `{other}` is not one of pending, resolved"),
+                        )
+                        .into_response(StatusCode::BAD_REQUEST)
+                    }
+                },
+                "entity_id" => entity = Some(v.into_owned()),
+                other => {
+                    return ErrorEnvelope::new(
+                        "INVALID_PARAMETERS",
+                        format!("unknown filter `{other}`; use state, entity_id"),
+                    )
+                    .into_response(StatusCode::BAD_REQUEST)
+                }
+            }
+        }
+        let registry = &self.inner.registry;
+        let keep = |r: &Record| {
+            state.is_none_or(|s| r.state == s)
+                && entity
+                    .as_deref()
+                    .is_none_or(|e| r.entity_id.as_deref() == Some(e))
+        };
+        let records: Vec<Record> = registry.list().into_iter().filter(|r| keep(r)).collect();
+        let history: Vec<Record> = registry.history().into_iter().filter(|r| keep(r)).collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "pending": registry.pending_count(),
+                "stats": registry.stats(),
+                "reconnects": records,
+                "history": history,
+            }),
+        )
+    }
+}
+
+fn not_found(key: &str) -> Response<Body> {
+    ErrorEnvelope::new("UNKNOWN_ENTITY", format!("no reconnect recorded for {key}"))
+        .into_response(StatusCode::NOT_FOUND)
 }
 
 fn method_not_allowed() -> Response<Body> {
@@ -122,13 +203,13 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_is_open_even_with_a_token() {
-        let admin = Admin::new(Some(Secret::new("t0k")));
+        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(status(&admin, "/healthz", None).await, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn guarded_paths_need_the_bearer_token() {
-        let admin = Admin::new(Some(Secret::new("t0k")));
+        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(
             status(&admin, "/api/x", None).await,
             StatusCode::UNAUTHORIZED
@@ -144,8 +225,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reconnects_can_be_listed_filtered_and_resolved() {
+        use crate::reconnect::{Api, Sighting, Source};
+        let registry = ReconnectRegistry::in_memory(10);
+        registry.observe_reconnect(Sighting {
+            entity_id: Some("e-1".into()),
+            reconnect_id: "r-1".into(),
+            results_id: None,
+            api: Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: Source::Upstream,
+        });
+        let admin = Admin::new(None, registry.clone());
+        let call = |method: Method, path: &str| {
+            let admin = admin.clone();
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(crate::body::empty())
+                .unwrap();
+            async move {
+                let r = admin.oneshot(req).await.unwrap();
+                let status = r.status();
+                let bytes = http_body_util::BodyExt::collect(r.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                (
+                    status,
+                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+                )
+            }
+        };
+        let (status, list) = call(Method::GET, "/api/reconnects?state=pending").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["pending"], 1);
+        assert_eq!(list["reconnects"][0]["reconnect_id"], "r-1");
+        assert_eq!(
+            call(Method::GET, "/api/reconnects?state=resolved").await.1["reconnects"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            call(Method::GET, "/api/reconnects?state=maybe").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        let (status, one) = call(Method::GET, "/api/reconnects/e-1").await;
+        assert_eq!(
+            (status, one["state"].as_str()),
+            (StatusCode::OK, Some("pending"))
+        );
+        let (status, done) = call(Method::DELETE, "/api/reconnects/e-1").await;
+        assert_eq!(
+            (status, done["resolved_by"].as_str()),
+            (StatusCode::OK, Some("admin"))
+        );
+        assert_eq!(
+            call(Method::DELETE, "/api/reconnects/e-1").await.0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            call(Method::GET, "/api/reconnects/e-2").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
     async fn a_token_prefix_is_not_enough() {
-        let admin = Admin::new(Some(Secret::new("t0k")));
+        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(
             status(&admin, "/api/x", Some("Bearer t0")).await,
             StatusCode::UNAUTHORIZED

@@ -11,8 +11,10 @@
 //!
 //! 1. server — HTTP/1.1 and h2c on one listener, graceful shutdown ([`server`]);
 //! 2. request log — `x-request-id`, one structured event per exchange ([`log`]);
-//! 3. auth — `lean-app-token` injection ([`auth`]);
-//! 4. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
+//! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
+//!    ([`reconnect`]);
+//! 4. auth — `lean-app-token` injection ([`auth`]);
+//! 5. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
 //!    error envelope ([`proxy`]).
 //!
 //! Running the proxy on an already-bound listener, as the binary and the tests do:
@@ -38,11 +40,13 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod lean;
 pub mod log;
 pub mod mockbank;
 pub mod proxy;
+pub mod reconnect;
 pub mod server;
 pub mod stack;
 
@@ -58,6 +62,7 @@ use crate::auth::AppTokenLayer;
 use crate::config::{ConfigError, Secret, Settings};
 use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{TlsError, Upstream, UpstreamConfig};
+use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
 
 /// Why leanproxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +86,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The reconnect state file cannot be used.
+    #[error(transparent)]
+    State(#[from] reconnect::StateError),
     /// Any other I/O failure at startup.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -127,6 +135,7 @@ pub struct App {
     app_token: Option<AppTokenLayer>,
     admin_token: Option<Secret>,
     mockbank: Option<Mockbank>,
+    reconnect: ReconnectLayer,
     grace: Duration,
 }
 
@@ -162,6 +171,10 @@ impl App {
             ),
             None => None,
         };
+        let registry =
+            ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?;
+        let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
+            .with_reconnect_header(settings.reconnect.reconnect_header);
         Ok(Self {
             upstream: UpstreamConfig {
                 // Replaced by the Mockbank's address in `serve` when absent.
@@ -175,8 +188,14 @@ impl App {
             app_token,
             admin_token: settings.admin.token.clone(),
             mockbank,
+            reconnect,
             grace: settings.proxy.shutdown_grace,
         })
+    }
+
+    /// The reconnect registry (shared with the admin API and webhooks).
+    pub fn registry(&self) -> &ReconnectRegistry {
+        self.reconnect.registry()
     }
 
     /// The embedded Mockbank, when it runs (no upstream configured).
@@ -217,8 +236,14 @@ impl App {
         if !proxy_addr.ip().is_loopback() && self.app_token.is_some() {
             tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
         }
-        let stack = stack::proxy_stack(Upstream::new(upstream, self.tls), self.app_token);
-        let admin = Admin::new(self.admin_token);
+        let registry = self.reconnect.registry().clone();
+        let writer = tokio::spawn(registry.clone().run_writer());
+        let stack = stack::proxy_stack(
+            Upstream::new(upstream, self.tls),
+            self.app_token,
+            self.reconnect,
+        );
+        let admin = Admin::new(self.admin_token, registry.clone());
 
         let (tx, rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -237,6 +262,8 @@ impl App {
             let _ = tx.send(true);
         };
         tokio::join!(proxy, admin, mockbank, trigger);
+        writer.abort();
+        registry.flush().await?;
         Ok(())
     }
 }

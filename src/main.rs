@@ -27,6 +27,37 @@ enum Command {
     Check(ConfigArg),
     /// Run the embedded Mockbank (offline Lean sandbox) alone.
     Mockbank(MockbankArgs),
+    /// Show or resolve the reconnects a running leanproxy has seen.
+    Reconnects(ReconnectsArgs),
+}
+
+#[derive(Args, Clone)]
+struct ReconnectsArgs {
+    /// Admin API of the running instance (LEANPROXY_ADMIN_TOKEN is sent if set).
+    #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
+    admin: String,
+    #[command(subcommand)]
+    action: Option<ReconnectAction>,
+}
+
+#[derive(Subcommand, Clone)]
+enum ReconnectAction {
+    /// One line per record (the default).
+    List {
+        /// Only `pending` or `resolved` records.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Everything recorded for one entity (or `reconnect:<id>`).
+    Show {
+        /// Entity id.
+        id: String,
+    },
+    /// Mark an entity's reconnect resolved (by admin).
+    Resolve {
+        /// Entity id.
+        id: String,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -62,6 +93,9 @@ struct ServeArgs {
     /// Mockbank listen address when it runs (overrides mockbank.listen).
     #[arg(long, value_name = "ADDR")]
     mockbank_listen: Option<String>,
+    /// Where leanproxy keeps its state (overrides proxy.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
     /// Log line format (overrides log.format).
     #[arg(long, value_enum)]
     log_format: Option<Format>,
@@ -87,6 +121,9 @@ impl ServeArgs {
         }
         if let Some(listen) = &self.mockbank_listen {
             raw.mockbank.listen = listen.clone();
+        }
+        if let Some(dir) = &self.data_dir {
+            raw.proxy.data_dir = dir.clone();
         }
         if let Some(format) = self.log_format {
             raw.log.format = match format {
@@ -116,6 +153,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Mockbank(args)) => mockbank(args),
+        Some(Command::Reconnects(args)) => reconnects(args),
         None => serve(cli.serve),
     }
 }
@@ -133,13 +171,71 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 fn exit_code(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream)) => {
+        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream | Error::State(_))) => {
             eprintln!("leanproxy: {e}");
             ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("leanproxy: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn reconnects(args: ReconnectsArgs) -> ExitCode {
+    use http::{Method, StatusCode};
+    use leanproxy::cli::{admin_call, reconnect_table};
+    let token = config::process_env(config::ENV_ADMIN_TOKEN)
+        .filter(|t| !t.is_empty())
+        .map(config::Secret::new);
+    let (method, path) = match &args.action {
+        None | Some(ReconnectAction::List { state: None }) => {
+            (Method::GET, "/api/reconnects".to_string())
+        }
+        Some(ReconnectAction::List { state: Some(s) }) => {
+            (Method::GET, format!("/api/reconnects?state={s}"))
+        }
+        Some(ReconnectAction::Show { id }) => (Method::GET, format!("/api/reconnects/{id}")),
+        Some(ReconnectAction::Resolve { id }) => (Method::DELETE, format!("/api/reconnects/{id}")),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(admin_call(&args.admin, method, &path, token.as_ref())) {
+        Err(e) => {
+            eprintln!("leanproxy reconnects: {e}");
+            ExitCode::FAILURE
+        }
+        Ok((status, body)) if !status.is_success() => {
+            let message = body.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            eprintln!("leanproxy reconnects: {status}: {message}");
+            ExitCode::from(if status == StatusCode::NOT_FOUND {
+                3
+            } else {
+                1
+            })
+        }
+        Ok((_, body)) => {
+            match args.action {
+                None | Some(ReconnectAction::List { .. }) => print!("{}", reconnect_table(&body)),
+                Some(ReconnectAction::Show { .. }) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&body).unwrap_or_default()
+                    )
+                }
+                Some(ReconnectAction::Resolve { id }) => println!(
+                    "resolved {id} (reconnect id {}, {} calls while pending)",
+                    body.get("reconnect_id")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
+                    body.get("calls_while_pending")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0)
+                ),
+            }
+            ExitCode::SUCCESS
         }
     }
 }
@@ -248,7 +344,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream)) => {
+        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream | Error::State(_))) => {
             eprintln!("leanproxy: {e}");
             ExitCode::from(2)
         }

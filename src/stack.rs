@@ -1,11 +1,12 @@
 //! The one place that orders the proxy's layers, outer to inner:
 //!
 //! ```text
-//! request log  ->  auth (lean-app-token)  ->  upstream
+//! request log  ->  reconnect  ->  auth (lean-app-token)  ->  upstream
 //! ```
 //!
-//! Later layers (reconnect, fault) slot in between request log and auth, in the
-//! order `../shared/DESIGN.md` gives.
+//! The fault layer will slot in between reconnect and auth, as
+//! `../shared/DESIGN.md` gives: a synthetic reconnect is what the app saw, so the
+//! registry records it too.
 
 use tower::util::Either;
 use tower::Layer;
@@ -13,15 +14,20 @@ use tower::Layer;
 use crate::auth::{AppToken, AppTokenLayer};
 use crate::log::{RequestLog, RequestLogLayer};
 use crate::proxy::Upstream;
+use crate::reconnect::{Reconnect, ReconnectLayer};
 
 /// The assembled proxy service.
-pub type ProxyService = RequestLog<Either<AppToken<Upstream>, Upstream>>;
+pub type ProxyService = RequestLog<Reconnect<Either<AppToken<Upstream>, Upstream>>>;
 
 /// Wraps `upstream` in the proxy's layers.
-pub fn proxy_stack(upstream: Upstream, app_token: Option<AppTokenLayer>) -> ProxyService {
+pub fn proxy_stack(
+    upstream: Upstream,
+    app_token: Option<AppTokenLayer>,
+    reconnect: ReconnectLayer,
+) -> ProxyService {
     let inner = match app_token {
         Some(layer) => Either::Left(layer.layer(upstream)),
         None => Either::Right(upstream),
     };
-    RequestLogLayer::new().layer(inner)
+    RequestLogLayer::new().layer(reconnect.layer(inner))
 }

@@ -18,7 +18,7 @@ use http::Uri;
 pub use crate::auth::TokenPolicy;
 pub use crate::mockbank::MockbankSettings;
 
-pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawTls};
+pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawReconnect, RawTls};
 
 /// Environment variable holding the `lean-app-token`.
 pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
@@ -76,6 +76,21 @@ pub struct Settings {
     pub log: LogSettings,
     /// The embedded Mockbank (used when no upstream is configured).
     pub mockbank: MockbankSettings,
+    /// Reconnect awareness.
+    pub reconnect: ReconnectSettings,
+}
+
+/// Validated `[reconnect]`.
+#[derive(Debug, Clone)]
+pub struct ReconnectSettings {
+    /// Largest JSON answer inspected, in bytes.
+    pub inspect_limit: usize,
+    /// Where the registry is persisted.
+    pub state_file: PathBuf,
+    /// Resolved records kept.
+    pub history: usize,
+    /// Whether answers carrying a reconnect get `x-leanproxy-reconnect-id`.
+    pub reconnect_header: bool,
 }
 
 /// Validated `[proxy]`.
@@ -96,6 +111,8 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Where leanproxy keeps its state files.
+    pub data_dir: PathBuf,
 }
 
 /// Validated `[tls]`. Files are read when the client is built.
@@ -340,6 +357,11 @@ impl Settings {
             shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+            data_dir: if raw.proxy.data_dir.trim().is_empty() {
+                default_data_dir(env)
+            } else {
+                PathBuf::from(&raw.proxy.data_dir)
+            },
         };
 
         let ca_file = c.path("tls.ca_file", &raw.tls.ca_file);
@@ -454,6 +476,21 @@ impl Settings {
             refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
         };
 
+        let r = &raw.reconnect;
+        if r.inspect_limit == 0 {
+            c.fail("reconnect.inspect_limit", "must be greater than zero");
+        }
+        let reconnect = ReconnectSettings {
+            inspect_limit: r.inspect_limit,
+            state_file: if r.state_file.trim().is_empty() {
+                proxy.data_dir.join("reconnects.json")
+            } else {
+                PathBuf::from(&r.state_file)
+            },
+            history: r.history,
+            reconnect_header: r.reconnect_header,
+        };
+
         if c.errors.is_empty() {
             Ok(Settings {
                 proxy,
@@ -462,6 +499,7 @@ impl Settings {
                 admin,
                 log: LogSettings { format },
                 mockbank,
+                reconnect,
             })
         } else {
             Err(ConfigError::Invalid(c.errors))
@@ -484,6 +522,16 @@ fn secret(
         }
         other => other,
     }
+}
+
+/// `$XDG_DATA_HOME/leanproxy`, else `$HOME/.local/share/leanproxy`, else
+/// `.leanproxy` in the working directory.
+fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("XDG_DATA_HOME")
+        .map(|d| d.join("leanproxy"))
+        .or_else(|| set("HOME").map(|h| h.join(".local/share/leanproxy")))
+        .unwrap_or_else(|| PathBuf::from(".leanproxy"))
 }
 
 /// Reads variables from the process environment.
@@ -624,6 +672,21 @@ mod tests {
     fn upstream_with_credentials_is_refused_without_echoing_them() {
         let err = parse_upstream("https://user:hunter2@sandbox.leantech.me").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn state_file_defaults_under_the_data_dir() {
+        let env = |k: &str| (k == "HOME").then(|| "/home/dev".to_string());
+        let s = Settings::from_raw(parse("").unwrap(), &env).unwrap();
+        assert_eq!(
+            s.reconnect.state_file,
+            PathBuf::from("/home/dev/.local/share/leanproxy/reconnects.json")
+        );
+        let s = validate("[proxy]\ndata_dir = \"/tmp/lp\"\n").unwrap();
+        assert_eq!(
+            s.reconnect.state_file,
+            PathBuf::from("/tmp/lp/reconnects.json")
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[mockbank]`
     pub mockbank: RawMockbank,
+    /// `[reconnect]`
+    pub reconnect: RawReconnect,
 }
 
 /// `[proxy]`: the listener, the upstream and the timeouts.
@@ -48,6 +50,8 @@ pub struct RawProxy {
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Where leanproxy keeps its state (empty: the platform's data directory).
+    pub data_dir: String,
 }
 
 impl Default for RawProxy {
@@ -64,6 +68,7 @@ impl Default for RawProxy {
             // fails a request that cannot be retried.
             pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
+            data_dir: String::new(),
         }
     }
 }
@@ -179,6 +184,31 @@ impl Default for RawMockbank {
             webhook_secret: Secret::new("mockbank-webhook-secret"),
             async_delay: "2s".into(),
             refresh_duration: "10s".into(),
+        }
+    }
+}
+
+/// `[reconnect]`: reconnect awareness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReconnect {
+    /// Largest JSON answer (bytes) inspected for RECONNECT_REQUIRED.
+    pub inspect_limit: usize,
+    /// State file (empty: `reconnects.json` in the data directory).
+    pub state_file: String,
+    /// Resolved records kept in the history.
+    pub history: usize,
+    /// Add `x-leanproxy-reconnect-id` to answers that carry a reconnect.
+    pub reconnect_header: bool,
+}
+
+impl Default for RawReconnect {
+    fn default() -> Self {
+        Self {
+            inspect_limit: 1 << 20,
+            state_file: String::new(),
+            history: 1000,
+            reconnect_header: false,
         }
     }
 }

@@ -370,7 +370,13 @@ fn iban(rng: &mut ChaCha8Rng, number: &str) -> String {
 }
 
 /// A transaction before it is booked: amount, credit, description, merchant, kind.
-type Posting = (i64, bool, String, (&'static str, &'static str), &'static str);
+type Posting = (
+    i64,
+    bool,
+    String,
+    (&'static str, &'static str),
+    &'static str,
+);
 
 fn account(rng: &mut ChaCha8Rng, sub_type: SubType, today: NaiveDate, months: i64) -> Account {
     let number = digits(rng, 16);

@@ -3,12 +3,13 @@
 #![allow(unreachable_pub)] // test helpers are shared between modules of one crate
 #![allow(clippy::unwrap_used)] // helpers, not only #[test] fns, may panic on failure
 
+mod conformance;
 mod credentials;
 mod failures;
 mod lifecycle;
+mod mockbank;
+mod readme;
+mod reconnect;
 mod support;
 mod tls;
 mod transparency;
-mod conformance;
-mod mockbank;
-mod readme;

@@ -116,11 +116,23 @@ impl OriginBuilder {
     }
 }
 
-#[derive(Default)]
 pub struct Stats {
     pub connections: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub requests: AtomicUsize,
+    /// `/gated` sends its first chunk, then waits for a permit here.
+    pub gate: tokio::sync::Semaphore,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 /// A test origin on loopback. Stops (with all its connections) when dropped.
@@ -246,6 +258,19 @@ where
     }
 }
 
+/// An mpsc receiver as a stream.
+struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
 struct InFlight(Arc<Stats>);
 
 impl Drop for InFlight {
@@ -286,6 +311,53 @@ async fn route(req: Request<Incoming>, stats: &Arc<Stats>) -> Response<Body> {
                 Response::new(body::full("versioned"))
             };
             r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        }
+        "/bigjson" => {
+            // `{"status":"RECONNECT_REQUIRED",...,"filler":"xxx..."}` of `bytes`
+            // bytes, streamed without a length.
+            let total = num(&q, "bytes", 10 << 20) as usize;
+            let head = br#"{"status":"RECONNECT_REQUIRED","payload":{"reconnect_id":"r-big","type":"reconnect"},"filler":""#;
+            let tail = b"\"}";
+            let mut body = Vec::with_capacity(total);
+            body.extend_from_slice(head);
+            body.resize(total - tail.len(), b'x');
+            body.extend_from_slice(tail);
+            let body = Bytes::from(body);
+            let chunks: Vec<Bytes> = body.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+            let mut iter = chunks.into_iter();
+            let stream =
+                PollFnStream(move || iter.next().map(|c| Ok::<_, Infallible>(Frame::data(c))));
+            let mut r = Response::new(body::boxed(StreamBody::new(stream)));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r
+        }
+        "/gated" => {
+            // A JSON answer whose first chunk comes at once and the rest only
+            // when the test adds a permit to `gate`.
+            let stats = stats.clone();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(
+                        br#"{"status":"OK","payload":{"accounts":[],"pad":""#,
+                    ))))
+                    .await;
+                if let Ok(permit) = stats.gate.acquire().await {
+                    permit.forget();
+                }
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from(format!(
+                        "{}\"}}}}",
+                        "p".repeat(1000)
+                    )))))
+                    .await;
+            });
+            let stream = ReceiverStream(rx);
+            let mut r = Response::new(body::boxed(StreamBody::new(stream)));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
             r
         }
         "/hop" => {
@@ -410,14 +482,30 @@ pub struct Proxy {
     /// The embedded Mockbank, when no upstream was configured.
     pub mockbank: Option<leanproxy::mockbank::Mockbank>,
     pub mockbank_addr: Option<SocketAddr>,
+    /// The reconnect registry the proxy records into.
+    pub registry: leanproxy::reconnect::ReconnectRegistry,
+    data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Proxy {
-    /// Starts a proxy configured by `toml` (no environment is read).
+    /// Starts a proxy configured by `toml` (no environment is read), keeping its
+    /// state in a fresh temporary directory.
     pub async fn start(toml: &str) -> Proxy {
-        let settings = settings(toml);
+        let dir = tempfile::tempdir().unwrap();
+        let mut proxy = Proxy::start_in(toml, dir.path()).await;
+        proxy.data = Some(dir);
+        proxy
+    }
+
+    /// Starts a proxy keeping its state in `data_dir` (unless `toml` says where).
+    pub async fn start_in(toml: &str, data_dir: &std::path::Path) -> Proxy {
+        let mut settings = settings(toml);
+        if !toml.contains("state_file") && !toml.contains("data_dir") {
+            settings.proxy.data_dir = data_dir.to_owned();
+            settings.reconnect.state_file = data_dir.join("reconnects.json");
+        }
         let app = App::build(&settings).expect("proxy builds");
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -428,6 +516,7 @@ impl Proxy {
             },
         };
         let mockbank = app.mockbank().cloned();
+        let registry = app.registry().clone();
         let mockbank_addr = listeners.mockbank.as_ref().map(|l| l.local_addr().unwrap());
         let addr = listeners.proxy.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
@@ -444,6 +533,8 @@ impl Proxy {
             admin,
             mockbank,
             mockbank_addr,
+            registry,
+            data: None,
             stop: Some(stop),
             task: Some(task),
         }
@@ -456,6 +547,10 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     /// Triggers shutdown and waits for the server to finish draining.
@@ -554,14 +649,24 @@ pub struct Binary {
     pub admin: SocketAddr,
     pub mockbank: Option<SocketAddr>,
     pub output: Arc<Mutex<String>>,
+    data: Option<tempfile::TempDir>,
 }
 
 impl Binary {
     /// Runs `leanproxy serve` with ephemeral listeners and `args`; waits until
     /// it prints its addresses.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bin = Binary::spawn_in(args, env, dir.path());
+        bin.data = Some(dir);
+        bin
+    }
+
+    /// Like [`Binary::spawn`], keeping state in `data_dir`.
+    pub fn spawn_in(args: &[&str], env: &[(&str, &str)], data_dir: &std::path::Path) -> Binary {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leanproxy"));
         cmd.arg("serve")
+            .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--mockbank-listen", "127.0.0.1:0"])
             .args(args)
@@ -623,6 +728,7 @@ impl Binary {
             admin: admin.unwrap(),
             mockbank,
             output,
+            data: None,
         }
     }
 

@@ -1,0 +1,640 @@
+//! The reconnect registry: which entity needs a reconnect, with which id, since
+//! when, and how often the app called anyway. A `DashMap` behind a cheap handle,
+//! a bounded history of resolved records, and a state file written atomically
+//! (temp file + rename) after every change so a restart keeps pending records.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// Lean's reconnect ids expire 30 days after they are issued.
+const RECONNECT_ID_DAYS: i64 = 30;
+
+/// Which API generation answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `payload.reconnect_id`
+    V1,
+    /// `results_id` is the reconnect id
+    V2,
+}
+
+/// Whether the app still has to reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for the user.
+    Pending,
+    /// The user is back.
+    Resolved,
+}
+
+/// What ended a pending reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedBy {
+    /// An `entity.reconnected` webhook.
+    Webhook,
+    /// A later OK data answer for the entity.
+    OkResponse,
+    /// `DELETE /api/reconnects/{entity_id}`.
+    Admin,
+}
+
+/// Who produced the RECONNECT_REQUIRED the app saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Lean (or the upstream).
+    Upstream,
+    /// An injected fault.
+    Fault,
+}
+
+/// One entity's reconnect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The entity, when the request named it.
+    pub entity_id: Option<String>,
+    /// The id the app passes to the LinkSDK.
+    pub reconnect_id: String,
+    /// The answer's `results_id`.
+    pub results_id: Option<String>,
+    /// API generation.
+    pub api: Api,
+    /// Path of the call that was answered RECONNECT_REQUIRED (latest).
+    pub path: String,
+    /// First RECONNECT_REQUIRED.
+    pub first_seen: DateTime<Utc>,
+    /// Latest RECONNECT_REQUIRED.
+    pub last_seen: DateTime<Utc>,
+    /// Calls answered RECONNECT_REQUIRED since first seen.
+    pub hits: u64,
+    /// Calls naming the entity after it was flagged and before it was resolved:
+    /// an app that keeps calling instead of starting the reconnect.
+    pub calls_while_pending: u64,
+    /// Times Lean answered with a different reconnect id while pending.
+    pub replaced: u64,
+    /// `first_seen` + 30 days.
+    pub expires_at: DateTime<Utc>,
+    /// Pending or resolved.
+    pub state: State,
+    /// What resolved it.
+    pub resolved_by: Option<ResolvedBy>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Upstream or injected fault.
+    pub source: Source,
+}
+
+impl Record {
+    /// The registry key: the entity, or the reconnect id when the entity is unknown.
+    pub fn key(&self) -> String {
+        key_for(self.entity_id.as_deref(), &self.reconnect_id)
+    }
+}
+
+fn key_for(entity: Option<&str>, reconnect_id: &str) -> String {
+    match entity {
+        Some(e) => e.to_string(),
+        None => format!("reconnect:{reconnect_id}"),
+    }
+}
+
+/// A RECONNECT_REQUIRED answer, as the layer saw it.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    /// Entity of the request, when known.
+    pub entity_id: Option<String>,
+    /// Reconnect id from the answer.
+    pub reconnect_id: String,
+    /// `results_id` from the answer.
+    pub results_id: Option<String>,
+    /// API generation of the answer.
+    pub api: Api,
+    /// Request path.
+    pub path: String,
+    /// Who produced it.
+    pub source: Source,
+}
+
+/// What a sighting did to the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new pending record.
+    New,
+    /// Another hit on the same pending reconnect.
+    Repeat,
+    /// A pending record got a new reconnect id.
+    Replaced,
+}
+
+/// Counters for metrics and the admin API.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    /// Reconnects first seen.
+    pub total: u64,
+    /// JSON answers inspected.
+    pub inspected: u64,
+    /// Answers passed without inspection (too large or not JSON).
+    pub uninspected: u64,
+}
+
+/// What is written to the state file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    version: u32,
+    records: Vec<Record>,
+    history: Vec<Record>,
+}
+
+/// Handle on the registry. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReconnectRegistry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    records: DashMap<String, Record>,
+    history: Mutex<VecDeque<Record>>,
+    history_limit: usize,
+    state_file: Option<PathBuf>,
+    dirty: Notify,
+    /// Bumped on every change; the writer compares it with what it wrote.
+    version: AtomicU64,
+    written: Mutex<u64>,
+    total: AtomicU64,
+    inspected: AtomicU64,
+    uninspected: AtomicU64,
+}
+
+/// Why the state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading, writing or renaming failed.
+    #[error("reconnect state file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl ReconnectRegistry {
+    /// An in-memory registry keeping `history_limit` resolved records.
+    pub fn in_memory(history_limit: usize) -> Self {
+        Self::with_records(None, history_limit, Persisted::default())
+    }
+
+    fn with_records(
+        state_file: Option<PathBuf>,
+        history_limit: usize,
+        persisted: Persisted,
+    ) -> Self {
+        let records = DashMap::new();
+        for r in persisted.records {
+            records.insert(r.key(), r);
+        }
+        let mut history: VecDeque<Record> = persisted.history.into();
+        while history.len() > history_limit {
+            history.pop_front();
+        }
+        Self {
+            inner: Arc::new(Inner {
+                records,
+                history: Mutex::new(history),
+                history_limit,
+                state_file,
+                dirty: Notify::new(),
+                version: AtomicU64::new(0),
+                written: Mutex::new(0),
+                total: AtomicU64::new(0),
+                inspected: AtomicU64::new(0),
+                uninspected: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A registry persisted in `path`: loads it if present. A file that cannot be
+    /// parsed is moved aside (`<name>.corrupt-<timestamp>`) with a warning naming
+    /// both files, and the registry starts empty.
+    pub fn open(path: &Path, history_limit: usize) -> Result<Self, StateError> {
+        let io = |source| StateError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let persisted = match std::fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    let aside = path.with_file_name(format!(
+                        "{}.corrupt-{}",
+                        path.file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default(),
+                        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                    ));
+                    std::fs::rename(path, &aside).map_err(io)?;
+                    tracing::warn!(
+                        state_file = %path.display(),
+                        moved_to = %aside.display(),
+                        error = %e,
+                        "reconnect state file is corrupt; moved aside, starting empty"
+                    );
+                    Persisted::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(io(e)),
+        };
+        Ok(Self::with_records(
+            Some(path.to_owned()),
+            history_limit,
+            persisted,
+        ))
+    }
+
+    fn changed(&self) {
+        self.inner.version.fetch_add(1, Ordering::SeqCst);
+        self.inner.dirty.notify_one();
+    }
+
+    /// Records a RECONNECT_REQUIRED answer.
+    pub fn observe_reconnect(&self, s: Sighting) -> Outcome {
+        let now = Utc::now();
+        let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
+        let mut moved_to_history = None;
+        let outcome = {
+            let mut entry = self.inner.records.entry(key).or_insert_with(|| Record {
+                entity_id: s.entity_id.clone(),
+                reconnect_id: s.reconnect_id.clone(),
+                results_id: s.results_id.clone(),
+                api: s.api,
+                path: s.path.clone(),
+                first_seen: now,
+                last_seen: now,
+                hits: 0,
+                calls_while_pending: 0,
+                replaced: 0,
+                expires_at: now + chrono::Duration::days(RECONNECT_ID_DAYS),
+                state: State::Pending,
+                resolved_by: None,
+                resolved_at: None,
+                source: s.source,
+            });
+            let r = entry.value_mut();
+            let outcome = if r.hits == 0 {
+                Outcome::New
+            } else if r.state == State::Resolved {
+                // The user was back and the bank wants them again: a new record.
+                moved_to_history = Some(r.clone());
+                *r = Record {
+                    first_seen: now,
+                    expires_at: now + chrono::Duration::days(RECONNECT_ID_DAYS),
+                    hits: 0,
+                    calls_while_pending: 0,
+                    replaced: 0,
+                    state: State::Pending,
+                    resolved_by: None,
+                    resolved_at: None,
+                    ..r.clone()
+                };
+                Outcome::New
+            } else if r.reconnect_id != s.reconnect_id {
+                r.replaced += 1;
+                Outcome::Replaced
+            } else {
+                Outcome::Repeat
+            };
+            r.reconnect_id = s.reconnect_id;
+            r.results_id = s.results_id;
+            r.api = s.api;
+            r.path = s.path;
+            r.source = s.source;
+            r.last_seen = now;
+            r.hits += 1;
+            if outcome == Outcome::New {
+                r.first_seen = now;
+            }
+            outcome
+        };
+        if let Some(old) = moved_to_history {
+            self.push_history(old);
+        }
+        if outcome == Outcome::New {
+            self.inner.total.fetch_add(1, Ordering::Relaxed);
+        }
+        self.changed();
+        outcome
+    }
+
+    /// Counts a call naming `entity` while its reconnect is pending (cheap when
+    /// nothing is pending).
+    pub fn observe_call(&self, entity: &str) {
+        if let Some(mut r) = self.inner.records.get_mut(entity) {
+            if r.state == State::Pending {
+                r.calls_while_pending += 1;
+                drop(r);
+                self.changed();
+            }
+        }
+    }
+
+    /// Whether `entity` has a pending reconnect.
+    pub fn is_pending(&self, entity: &str) -> bool {
+        self.inner
+            .records
+            .get(entity)
+            .is_some_and(|r| r.state == State::Pending)
+    }
+
+    /// Resolves the pending record of `entity`. Returns the resolved record.
+    pub fn resolve_entity(&self, entity: &str, by: ResolvedBy) -> Option<Record> {
+        self.resolve_key(entity, by)
+    }
+
+    /// Resolves the pending record with this reconnect id (v1 `reconnect_id` or
+    /// v2 `results_id`), whatever its key.
+    pub fn resolve_reconnect_id(&self, reconnect_id: &str, by: ResolvedBy) -> Option<Record> {
+        let key = self
+            .inner
+            .records
+            .iter()
+            .find(|r| {
+                r.state == State::Pending
+                    && (r.reconnect_id == reconnect_id
+                        || r.results_id.as_deref() == Some(reconnect_id))
+            })
+            .map(|r| r.key().clone())?;
+        self.resolve_key(&key, by)
+    }
+
+    fn resolve_key(&self, key: &str, by: ResolvedBy) -> Option<Record> {
+        let resolved = {
+            let mut r = self.inner.records.get_mut(key)?;
+            if r.state != State::Pending {
+                return None;
+            }
+            r.state = State::Resolved;
+            r.resolved_by = Some(by);
+            r.resolved_at = Some(Utc::now());
+            r.clone()
+        };
+        self.changed();
+        Some(resolved)
+    }
+
+    fn push_history(&self, record: Record) {
+        let mut history = self
+            .inner
+            .history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        history.push_back(record);
+        while history.len() > self.inner.history_limit {
+            history.pop_front();
+        }
+    }
+
+    /// The current record of `key` (entity id, or `reconnect:<id>`).
+    pub fn get(&self, key: &str) -> Option<Record> {
+        self.inner.records.get(key).map(|r| r.clone())
+    }
+
+    /// Current records, pending first, then most recently seen first.
+    pub fn list(&self) -> Vec<Record> {
+        let mut all: Vec<Record> = self.inner.records.iter().map(|r| r.clone()).collect();
+        all.sort_by(|a, b| {
+            (a.state != State::Pending)
+                .cmp(&(b.state != State::Pending))
+                .then(b.last_seen.cmp(&a.last_seen))
+        });
+        all
+    }
+
+    /// Earlier, superseded records, oldest first.
+    pub fn history(&self) -> Vec<Record> {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Pending records.
+    pub fn pending_count(&self) -> usize {
+        self.inner
+            .records
+            .iter()
+            .filter(|r| r.state == State::Pending)
+            .count()
+    }
+
+    /// Counts an inspected (`true`) or uninspected answer.
+    pub fn count_inspection(&self, inspected: bool) {
+        let counter = if inspected {
+            &self.inner.inspected
+        } else {
+            &self.inner.uninspected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            total: self.inner.total.load(Ordering::Relaxed),
+            inspected: self.inner.inspected.load(Ordering::Relaxed),
+            uninspected: self.inner.uninspected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes the state file now if anything changed since the last write.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let Some(path) = self.inner.state_file.clone() else {
+            return Ok(());
+        };
+        let version = self.inner.version.load(Ordering::SeqCst);
+        if *self.lock_written() >= version {
+            return Ok(());
+        }
+        let snapshot = Persisted {
+            version: 1,
+            records: self.list(),
+            history: self.history(),
+        };
+        let bytes = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&target, &bytes))
+            .await
+            .map_err(|e| StateError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| StateError::Io { path, source })?;
+        let mut written = self.lock_written();
+        *written = (*written).max(version);
+        Ok(())
+    }
+
+    fn lock_written(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.inner
+            .written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps the state file up to date until the registry is dropped: waits for
+    /// changes and writes them, coalescing bursts. Spawn it once.
+    pub async fn run_writer(self) {
+        if self.inner.state_file.is_none() {
+            return;
+        }
+        let mut reported = false;
+        loop {
+            self.inner.dirty.notified().await;
+            match self.flush().await {
+                Ok(()) => reported = false,
+                // Reported once per failure streak; the proxy keeps serving.
+                Err(e) if !reported => {
+                    tracing::error!(error = %e, "cannot write the reconnect state file");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sighting(entity: Option<&str>, id: &str) -> Sighting {
+        Sighting {
+            entity_id: entity.map(str::to_string),
+            reconnect_id: id.into(),
+            results_id: Some(format!("results-{id}")),
+            api: Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: Source::Upstream,
+        }
+    }
+
+    #[test]
+    fn repeats_count_hits_and_new_ids_replace() {
+        let reg = ReconnectRegistry::in_memory(10);
+        assert_eq!(
+            reg.observe_reconnect(sighting(Some("e1"), "r1")),
+            Outcome::New
+        );
+        assert_eq!(
+            reg.observe_reconnect(sighting(Some("e1"), "r1")),
+            Outcome::Repeat
+        );
+        assert_eq!(
+            reg.observe_reconnect(sighting(Some("e1"), "r2")),
+            Outcome::Replaced
+        );
+        let r = reg.get("e1").unwrap();
+        assert_eq!((r.hits, r.replaced, r.reconnect_id.as_str()), (3, 1, "r2"));
+        assert_eq!(r.expires_at - r.first_seen, chrono::Duration::days(30));
+        assert_eq!(reg.stats().total, 1);
+    }
+
+    #[test]
+    fn unknown_entity_is_keyed_by_reconnect_id() {
+        let reg = ReconnectRegistry::in_memory(10);
+        reg.observe_reconnect(sighting(None, "r9"));
+        assert!(reg.get("reconnect:r9").is_some());
+        assert!(reg
+            .resolve_reconnect_id("r9", ResolvedBy::Webhook)
+            .is_some());
+    }
+
+    #[test]
+    fn calls_while_pending_are_counted_until_resolved() {
+        let reg = ReconnectRegistry::in_memory(10);
+        reg.observe_reconnect(sighting(Some("e1"), "r1"));
+        reg.observe_call("e1");
+        reg.observe_call("e1");
+        let resolved = reg.resolve_entity("e1", ResolvedBy::OkResponse).unwrap();
+        assert_eq!(resolved.calls_while_pending, 2);
+        reg.observe_call("e1");
+        assert_eq!(reg.get("e1").unwrap().calls_while_pending, 2);
+        assert!(
+            reg.resolve_entity("e1", ResolvedBy::Admin).is_none(),
+            "already resolved"
+        );
+    }
+
+    #[test]
+    fn resolve_by_results_id_works_for_v2() {
+        let reg = ReconnectRegistry::in_memory(10);
+        reg.observe_reconnect(sighting(Some("e1"), "r1"));
+        let r = reg
+            .resolve_reconnect_id("results-r1", ResolvedBy::Webhook)
+            .unwrap();
+        assert_eq!(r.resolved_by, Some(ResolvedBy::Webhook));
+    }
+
+    #[test]
+    fn reflagging_a_resolved_entity_keeps_the_old_record_in_bounded_history() {
+        let reg = ReconnectRegistry::in_memory(2);
+        for i in 0..4 {
+            reg.observe_reconnect(sighting(Some("e1"), &format!("r{i}")));
+            reg.resolve_entity("e1", ResolvedBy::Webhook);
+        }
+        let history = reg.history();
+        assert_eq!(history.len(), 2, "bounded");
+        assert_eq!(history[1].reconnect_id, "r2");
+        assert_eq!(reg.get("e1").unwrap().hits, 1);
+        assert_eq!(reg.stats().total, 4);
+    }
+
+    #[tokio::test]
+    async fn state_file_round_trips_and_corrupt_files_are_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/reconnects.json");
+        let reg = ReconnectRegistry::open(&path, 10).unwrap();
+        reg.observe_reconnect(sighting(Some("e1"), "r1"));
+        reg.flush().await.unwrap();
+        let again = ReconnectRegistry::open(&path, 10).unwrap();
+        assert_eq!(again.get("e1"), reg.get("e1"));
+
+        std::fs::write(&path, b"{\"version\":1,\"records\":[{\"entity_id\"").unwrap();
+        let fresh = ReconnectRegistry::open(&path, 10).unwrap();
+        assert!(fresh.list().is_empty());
+        let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("reconnects.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the corrupt file is kept aside");
+    }
+}

@@ -1,0 +1,542 @@
+//! Reconnect awareness through the proxy: RECONNECT_REQUIRED answers from the
+//! Mockbank become registry records (v1 and v2), repeats count, webhooks and OK
+//! answers resolve them, the registry survives restarts, large answers pass
+//! uninspected, and inspection never holds back the first byte.
+
+use std::time::Duration;
+
+use http::Request;
+use http_body_util::BodyExt;
+use leanproxy::body;
+use leanproxy::reconnect::{
+    Api, Outcome, ReconnectRegistry, Record, ResolvedBy, Sighting, Source, State,
+};
+use serde_json::{json, Value};
+
+use crate::support::{get, h1_client, send, Binary, Fnv, HttpClient, Observed, Origin, Proxy};
+
+/// A proxy in front of its Mockbank, with a linked OTP user.
+struct Setup {
+    proxy: Proxy,
+    client: HttpClient,
+    entity: String,
+}
+
+impl Setup {
+    async fn start(extra: &str) -> Setup {
+        Setup::start_proxy(Proxy::start(extra).await).await
+    }
+
+    async fn start_proxy(proxy: Proxy) -> Setup {
+        let mockbank = proxy.mockbank.as_ref().unwrap();
+        mockbank.clock().pause();
+        let password = mockbank.users()[0].password.clone();
+        let client = h1_client();
+        let post = |path: &str, body: Value| {
+            Request::post(proxy.url(path))
+                .header("content-type", "application/json")
+                .body(body::full(body.to_string()))
+                .unwrap()
+        };
+        let customer = send(
+            &client,
+            post("/customers/v1/", json!({"app_user_id": "app-1"})),
+        )
+        .await
+        .json();
+        let entity = send(
+            &client,
+            post(
+                "/_mockbank/link/connect",
+                json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"}),
+            ),
+        )
+        .await
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Setup {
+            proxy,
+            client,
+            entity,
+        }
+    }
+
+    async fn v1(&self) -> Observed {
+        let req = Request::post(self.proxy.url("/data/v1/accounts"))
+            .header("content-type", "application/json")
+            .body(body::full(json!({"entity_id": self.entity}).to_string()))
+            .unwrap();
+        send(&self.client, req).await
+    }
+
+    async fn v2(&self) -> Observed {
+        get(
+            &self.client,
+            &self
+                .proxy
+                .url(&format!("/data/v2/accounts?entity_id={}", self.entity)),
+        )
+        .await
+    }
+
+    fn expire_by_inactivity(&self) {
+        self.proxy
+            .mockbank
+            .as_ref()
+            .unwrap()
+            .clock()
+            .advance(Duration::from_secs(11 * 60));
+    }
+
+    fn record(&self) -> Record {
+        self.proxy
+            .registry
+            .get(&self.entity)
+            .expect("a record for the entity")
+    }
+
+    async fn reconnect(&self, id: &str) {
+        let req = Request::post(self.proxy.url("/_mockbank/link/reconnect"))
+            .header("content-type", "application/json")
+            .body(body::full(
+                json!({"reconnect_id": id, "otp": "1111"}).to_string(),
+            ))
+            .unwrap();
+        assert_eq!(send(&self.client, req).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn v1_reconnect_is_recorded_with_its_ids_and_repeats_count() {
+    let s = Setup::start("").await;
+    assert_eq!(s.v1().await.json()["status"], "OK");
+    assert!(s.proxy.registry.get(&s.entity).is_none());
+    s.expire_by_inactivity();
+    let answer = s.v1().await.json();
+    assert_eq!(answer["status"], "RECONNECT_REQUIRED");
+    let r = s.record();
+    assert_eq!(r.state, State::Pending);
+    assert_eq!(r.reconnect_id, answer["payload"]["reconnect_id"]);
+    assert_eq!(r.results_id.as_deref(), answer["results_id"].as_str());
+    assert_eq!((r.api, r.source, r.hits), (Api::V1, Source::Upstream, 1));
+    assert_eq!(r.path, "/data/v1/accounts");
+    assert_eq!(r.expires_at - r.first_seen, chrono::Duration::days(30));
+
+    for _ in 0..3 {
+        s.v1().await;
+    }
+    let r = s.record();
+    assert_eq!(r.hits, 4);
+    assert_eq!(r.reconnect_id, answer["payload"]["reconnect_id"], "same id");
+    assert_eq!(
+        r.calls_while_pending, 3,
+        "the app kept calling instead of reconnecting"
+    );
+    assert_eq!(s.proxy.registry.pending_count(), 1);
+
+    // The admin API shows it.
+    let admin = get(
+        &s.client,
+        &s.proxy.admin_url("/api/reconnects?state=pending"),
+    )
+    .await
+    .json();
+    assert_eq!(admin["pending"], 1);
+    assert_eq!(admin["reconnects"][0]["entity_id"], s.entity);
+    assert_eq!(admin["reconnects"][0]["hits"], 4);
+}
+
+#[tokio::test]
+async fn v2_reconnect_uses_the_results_id_and_an_ok_answer_resolves_it() {
+    let s = Setup::start("").await;
+    s.expire_by_inactivity();
+    let answer = s.v2().await.json();
+    assert_eq!(answer["status"], "RECONNECT_REQUIRED");
+    let r = s.record();
+    assert_eq!(r.api, Api::V2);
+    assert_eq!(r.reconnect_id, answer["results_id"]);
+
+    // Reconnect at the bank; nothing tells the proxy but the next OK answer.
+    s.reconnect(&r.reconnect_id).await;
+    assert_eq!(s.record().state, State::Pending);
+    assert_eq!(s.v2().await.json()["status"], "OK");
+    let r = s.record();
+    assert_eq!(r.state, State::Resolved);
+    assert_eq!(r.resolved_by, Some(ResolvedBy::OkResponse));
+}
+
+#[tokio::test]
+async fn entity_reconnected_webhook_resolves_through_the_handle() {
+    // The Mockbank's webhooks go to a test receiver; what it got is fed to the
+    // registry handle as the webhook catcher does.
+    let receiver = crate::support::Receiver::start(0).await;
+    let s = Setup::start(&format!(
+        "[mockbank]\nwebhook_url = \"{}\"\n",
+        receiver.url()
+    ))
+    .await;
+    s.expire_by_inactivity();
+    let reconnect_id = s.v1().await.json()["payload"]["reconnect_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.reconnect(&reconnect_id).await;
+    let webhook = receiver.wait_for("entity.reconnected", 1).await[0].json();
+    let resolved = s
+        .proxy
+        .registry
+        .resolve_reconnect_id(
+            webhook["payload"]["reconnect_id"].as_str().unwrap(),
+            ResolvedBy::Webhook,
+        )
+        .expect("the webhook names the pending reconnect");
+    assert_eq!(resolved.entity_id.as_deref(), Some(s.entity.as_str()));
+    assert_eq!(s.record().resolved_by, Some(ResolvedBy::Webhook));
+}
+
+#[tokio::test]
+async fn admin_delete_resolves_and_reconnect_header_is_added_when_asked() {
+    let s = Setup::start("[reconnect]\nreconnect_header = true\n").await;
+    s.expire_by_inactivity();
+    let answer = s.v1().await;
+    let id = answer.json()["payload"]["reconnect_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(answer.header("x-leanproxy-reconnect-id"), Some(id.as_str()));
+    let ok_header = s.proxy.registry.get(&s.entity).unwrap();
+    assert_eq!(ok_header.reconnect_id, id);
+
+    let req = Request::delete(s.proxy.admin_url(&format!("/api/reconnects/{}", s.entity)))
+        .body(body::empty())
+        .unwrap();
+    let deleted = send(&s.client, req).await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(s.record().resolved_by, Some(ResolvedBy::Admin));
+}
+
+#[tokio::test]
+async fn pending_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup::start_proxy(Proxy::start_in("", dir.path()).await).await;
+    s.expire_by_inactivity();
+    s.v1().await;
+    let before = s.record();
+    s.proxy.shutdown().await;
+
+    let again = Proxy::start_in("", dir.path()).await;
+    let after = again
+        .registry
+        .get(&before.entity_id.clone().unwrap())
+        .expect("kept across restart");
+    assert_eq!(after, before);
+    assert_eq!(again.registry.pending_count(), 1);
+}
+
+#[tokio::test]
+async fn corrupt_state_file_is_moved_aside_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("reconnects.json"),
+        b"{\"version\":1,\"records\":[{\"entity_",
+    )
+    .unwrap();
+    let origin = Origin::start().await;
+    let mut bin = Binary::spawn_in(&["--upstream", &origin.url()], &[], dir.path());
+    let r = get(&h1_client(), &bin.url("/fixed?len=1")).await;
+    assert_eq!(r.status, 200, "the proxy serves after the warning");
+    bin.terminate();
+    bin.wait_exit(Duration::from_secs(10)).await;
+    let output = bin.output();
+    assert!(
+        output.contains("corrupt") && output.contains("moved aside"),
+        "{output}"
+    );
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reconnects.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        output.contains(&aside[0]),
+        "the warning names the moved file"
+    );
+}
+
+#[tokio::test]
+async fn large_answer_passes_byte_for_byte_and_uninspected() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let size = 10 << 20;
+    let direct = get(
+        &h1_client(),
+        &format!("{}/bigjson?bytes={size}", origin.url()),
+    )
+    .await;
+    let through = get(
+        &h1_client(),
+        &proxy.url(&format!("/bigjson?bytes={size}&entity_id=e-big")),
+    )
+    .await;
+    assert_eq!(through.body.len(), size);
+    let hash = |b: &[u8]| {
+        let mut f = Fnv::default();
+        f.update(b);
+        f.0
+    };
+    assert_eq!(hash(&through.body), hash(&direct.body));
+    assert!(
+        proxy.registry.list().is_empty(),
+        "past the inspect limit: not parsed"
+    );
+    assert_eq!(proxy.registry.stats().uninspected, 1);
+
+    // Under the limit, the same kind of answer is seen.
+    let small = get(
+        &h1_client(),
+        &proxy.url("/bigjson?bytes=4096&entity_id=e-small"),
+    )
+    .await;
+    assert_eq!(small.status, 200);
+    assert_eq!(proxy.registry.get("e-small").unwrap().reconnect_id, "r-big");
+}
+
+#[tokio::test]
+async fn first_byte_is_not_held_back_by_inspection() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let response = h1_client()
+        .get(proxy.url("/gated?entity_id=e-1").parse().unwrap())
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    // The origin holds the rest of the answer until the gate opens: the first
+    // chunk must arrive before that.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk arrives while the origin still holds the rest")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert!(first.starts_with(br#"{"status":"OK""#));
+    origin.stats.gate.add_permits(1);
+    let rest = body.collect().await.unwrap().to_bytes();
+    let mut whole = first.to_vec();
+    whole.extend_from_slice(&rest);
+    serde_json::from_slice::<Value>(&whole).expect("the whole answer arrives");
+    assert_eq!(proxy.registry.stats().inspected, 1);
+}
+
+#[tokio::test]
+async fn cli_lists_shows_and_resolves_a_running_instances_reconnects() {
+    let bin = Binary::spawn(&[], &[]);
+    let client = h1_client();
+    let post = |path: &str, body: Value| {
+        Request::post(bin.url(path))
+            .header("content-type", "application/json")
+            .body(body::full(body.to_string()))
+            .unwrap()
+    };
+    let users = get(&client, &bin.url("/_mockbank/users")).await.json();
+    let password = users["users"][0]["password"].as_str().unwrap().to_string();
+    let customer = send(
+        &client,
+        post("/customers/v1/", json!({"app_user_id": "cli"})),
+    )
+    .await
+    .json();
+    let entity = send(
+        &client,
+        post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"})),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    send(
+        &client,
+        post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),
+    )
+    .await;
+    let answer = send(
+        &client,
+        post("/data/v1/accounts", json!({"entity_id": entity})),
+    )
+    .await
+    .json();
+    let reconnect_id = answer["payload"]["reconnect_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let admin = format!("http://{}", bin.admin);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::run_binary(&args)
+        })
+    };
+    let (code, list, err) = run(vec![
+        "reconnects".into(),
+        "--admin".into(),
+        admin.clone(),
+        "list".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        list.contains(&entity) && list.contains(&reconnect_id) && list.contains("pending"),
+        "{list}"
+    );
+    let (code, shown, _) = run(vec![
+        "reconnects".into(),
+        "--admin".into(),
+        admin.clone(),
+        "show".into(),
+        entity.clone(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["reconnect_id"],
+        reconnect_id
+    );
+    let (code, resolved, _) = run(vec![
+        "reconnects".into(),
+        "--admin".into(),
+        admin.clone(),
+        "resolve".into(),
+        entity.clone(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    assert!(resolved.contains("resolved"), "{resolved}");
+    let (code, _, err) = run(vec![
+        "reconnects".into(),
+        "--admin".into(),
+        admin,
+        "show".into(),
+        "nobody".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = run(vec![
+        "reconnects".into(),
+        "--admin".into(),
+        "http://127.0.0.1:1".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("is leanproxy running"), "{err}");
+}
+
+/// Per-entity event sequences, as a model and as a concurrent run must apply them.
+fn events(entity: usize) -> Vec<Option<u32>> {
+    // Some(n): RECONNECT_REQUIRED with reconnect id n; None: an OK answer.
+    let mut x = (entity as u64).wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..12)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 5 {
+                0 | 1 => None,
+                2 => Some(1),
+                3 => Some(1),
+                _ => Some(2),
+            }
+        })
+        .collect()
+}
+
+fn apply(registry: &ReconnectRegistry, entity: usize, event: Option<u32>) {
+    let key = format!("entity-{entity}");
+    match event {
+        Some(id) => {
+            let outcome = registry.observe_reconnect(Sighting {
+                entity_id: Some(key.clone()),
+                reconnect_id: format!("r-{entity}-{id}"),
+                results_id: None,
+                api: Api::V2,
+                path: "/data/v2/accounts".into(),
+                source: Source::Upstream,
+            });
+            let _: Outcome = outcome;
+        }
+        None => {
+            registry.observe_call(&key);
+            registry.resolve_entity(&key, ResolvedBy::OkResponse);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_match_a_sequential_model() {
+    const ENTITIES: usize = 1000;
+    const TASKS: usize = 64;
+    let concurrent = ReconnectRegistry::in_memory(100_000);
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let registry = concurrent.clone();
+        handles.push(tokio::spawn(async move {
+            // Each task owns the entities congruent to it; their events are
+            // interleaved with every other task's on the shared map.
+            let mine: Vec<usize> = (task..ENTITIES).step_by(TASKS).collect();
+            let mut streams: Vec<_> = mine.iter().map(|e| events(*e).into_iter()).collect();
+            loop {
+                let mut applied = false;
+                for (entity, stream) in mine.iter().zip(streams.iter_mut()) {
+                    if let Some(event) = stream.next() {
+                        apply(&registry, *entity, event);
+                        applied = true;
+                    }
+                }
+                if !applied {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+
+    let sequential = ReconnectRegistry::in_memory(100_000);
+    for entity in 0..ENTITIES {
+        for event in events(entity) {
+            apply(&sequential, entity, event);
+        }
+    }
+    let strip = |r: Record| {
+        (
+            r.entity_id,
+            r.reconnect_id,
+            r.state,
+            r.hits,
+            r.replaced,
+            r.calls_while_pending,
+            r.resolved_by,
+        )
+    };
+    let mut a: Vec<_> = concurrent.list().into_iter().map(strip).collect();
+    let mut b: Vec<_> = sequential.list().into_iter().map(strip).collect();
+    a.sort_by(|x, y| x.0.cmp(&y.0));
+    b.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > ENTITIES / 2, "most entities saw a reconnect");
+    assert_eq!(a, b);
+    assert_eq!(concurrent.stats().total, sequential.stats().total);
+    assert_eq!(concurrent.history().len(), sequential.history().len());
+    assert_eq!(concurrent.pending_count(), sequential.pending_count());
+}
