@@ -42,6 +42,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod fault;
 pub mod lean;
 pub mod log;
 pub mod mockbank;

@@ -1,0 +1,2 @@
+//! Fault injection: rules, their compact spec grammar, matching and Lean-shaped
+//! failures.
