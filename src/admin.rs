@@ -8,6 +8,9 @@
 //! | GET | `/api/reconnects` | yes | records (filters `state`, `entity_id`), history, counters |
 //! | GET | `/api/reconnects/{entity_id}` | yes | one record (key: entity id, or `reconnect:<id>`) |
 //! | DELETE | `/api/reconnects/{entity_id}` | yes | marks it resolved by admin |
+//! | GET | `/api/webhooks` | yes | received webhooks (filters `type`, `verdict`, `outcome`) |
+//! | GET | `/api/webhooks/{id}` | yes | one delivery, headers redacted |
+//! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
@@ -26,6 +29,7 @@ use crate::body::Body;
 use crate::config::Secret;
 use crate::lean::{json_response, ErrorEnvelope};
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
+use crate::webhooks::Webhooks;
 
 /// The admin API service.
 #[derive(Clone, Debug)]
@@ -38,15 +42,20 @@ struct AdminInner {
     /// `Bearer <token>`, precomputed.
     expected: Option<Secret>,
     registry: ReconnectRegistry,
+    webhooks: Webhooks,
 }
 
 impl Admin {
-    /// An admin service reading `registry`; `token` guards every endpoint but
-    /// `/healthz`.
-    pub fn new(token: Option<Secret>, registry: ReconnectRegistry) -> Self {
+    /// An admin service over the reconnect `registry` and the `webhooks` catcher;
+    /// `token` guards every endpoint but `/healthz`.
+    pub fn new(token: Option<Secret>, registry: ReconnectRegistry, webhooks: Webhooks) -> Self {
         let expected = token.map(|t| Secret::new(format!("Bearer {}", t.expose())));
         Self {
-            inner: Arc::new(AdminInner { expected, registry }),
+            inner: Arc::new(AdminInner {
+                expected,
+                registry,
+                webhooks,
+            }),
         }
     }
 
@@ -108,9 +117,62 @@ impl Admin {
                 }
             }
             (_, ["api", "reconnects", _]) => method_not_allowed(),
+            (&Method::GET, ["api", "webhooks"]) => self.webhooks(req.uri().query()),
+            (&Method::GET, ["api", "webhooks", id]) => match self.inner.webhooks.record(id) {
+                Some(record) => json_response(StatusCode::OK, &record),
+                None => unknown_webhook(id),
+            },
+            (&Method::POST, ["api", "webhooks", id, "replay"]) => {
+                match self.inner.webhooks.replay(id) {
+                    None => unknown_webhook(id),
+                    Some(statuses) if statuses.is_empty() => ErrorEnvelope::new(
+                        "NO_RELAY_TARGETS",
+                        "no relay targets configured (webhooks.relay)",
+                    )
+                    .into_response(StatusCode::CONFLICT),
+                    Some(statuses) => {
+                        json_response(StatusCode::ACCEPTED, &json!({"relay": statuses}))
+                    }
+                }
+            }
+            (_, ["api", "webhooks", ..]) => method_not_allowed(),
             _ => ErrorEnvelope::new("INVALID_URL", format!("no admin endpoint at {path}"))
                 .into_response(StatusCode::NOT_FOUND),
         }
+    }
+
+    fn webhooks(&self, query: Option<&str>) -> Response<Body> {
+        let mut kind = None;
+        let mut verdict = None;
+        let mut outcome = None;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match k.as_ref() {
+                "type" => kind = Some(v.into_owned()),
+                "verdict" => verdict = Some(v.into_owned()),
+                "outcome" => outcome = Some(v.into_owned()),
+                other => {
+                    return ErrorEnvelope::new(
+                        "INVALID_PARAMETERS",
+                        format!("unknown filter `{other}`; use type, verdict, outcome"),
+                    )
+                    .into_response(StatusCode::BAD_REQUEST)
+                }
+            }
+        }
+        let records: Vec<_> = self
+            .inner
+            .webhooks
+            .records()
+            .into_iter()
+            .filter(|r| kind.as_deref().is_none_or(|k| r.kind.as_deref() == Some(k)))
+            .filter(|r| verdict.as_deref().is_none_or(|v| r.signature.name() == v))
+            .filter(|r| {
+                outcome
+                    .as_deref()
+                    .is_none_or(|o| serde_json::to_value(r.outcome).ok() == Some(json!(o)))
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({"webhooks": records}))
     }
 
     fn reconnects(&self, query: Option<&str>) -> Response<Body> {
@@ -160,6 +222,11 @@ impl Admin {
     }
 }
 
+fn unknown_webhook(id: &str) -> Response<Body> {
+    ErrorEnvelope::new("UNKNOWN_WEBHOOK", format!("no webhook {id} is kept"))
+        .into_response(StatusCode::NOT_FOUND)
+}
+
 fn not_found(key: &str) -> Response<Body> {
     ErrorEnvelope::new("UNKNOWN_ENTITY", format!("no reconnect recorded for {key}"))
         .into_response(StatusCode::NOT_FOUND)
@@ -192,6 +259,21 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
+    fn admin(token: Option<Secret>, registry: ReconnectRegistry) -> Admin {
+        let webhooks = Webhooks::new(
+            crate::webhooks::WebhookConfig {
+                secret: None,
+                policy: crate::webhooks::Policy::Report,
+                body_limit: 1024,
+                history: 10,
+            },
+            crate::webhooks::Store::new(10),
+            None,
+            registry.clone(),
+        );
+        Admin::new(token, registry, webhooks)
+    }
+
     async fn status(admin: &Admin, path: &str, auth: Option<&str>) -> StatusCode {
         let mut req = Request::get(path).body(crate::body::empty()).unwrap();
         if let Some(auth) = auth {
@@ -203,13 +285,13 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_is_open_even_with_a_token() {
-        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
+        let admin = admin(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(status(&admin, "/healthz", None).await, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn guarded_paths_need_the_bearer_token() {
-        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
+        let admin = admin(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(
             status(&admin, "/api/x", None).await,
             StatusCode::UNAUTHORIZED
@@ -236,7 +318,7 @@ mod tests {
             path: "/data/v1/accounts".into(),
             source: Source::Upstream,
         });
-        let admin = Admin::new(None, registry.clone());
+        let admin = admin(None, registry.clone());
         let call = |method: Method, path: &str| {
             let admin = admin.clone();
             let req = Request::builder()
@@ -291,7 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_prefix_is_not_enough() {
-        let admin = Admin::new(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
+        let admin = admin(Some(Secret::new("t0k")), ReconnectRegistry::in_memory(10));
         assert_eq!(
             status(&admin, "/api/x", Some("Bearer t0")).await,
             StatusCode::UNAUTHORIZED

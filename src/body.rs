@@ -5,7 +5,7 @@
 //! return the same type. A body is a boxed stream of `Bytes` frames: nothing is
 //! buffered whole.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 
 /// Errors carried through the stack: transport and body errors of any origin.
@@ -35,4 +35,32 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed_unsync()
+}
+
+/// Why a bounded read stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body is larger than allowed.
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body failed while streaming.
+    #[error("{0}")]
+    Body(BoxError),
+}
+
+/// Reads a whole body that is expected to be small, refusing more than `max`
+/// bytes. (`http_body_util::Limited` cannot be used with this crate's boxed error
+/// type inside a `Send` future; this loop can.)
+pub async fn read_limited(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > max {
+                return Err(ReadError::TooLarge(max));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
 }

@@ -30,6 +30,7 @@
 //!     proxy: TcpListener::bind("127.0.0.1:0").await?,
 //!     admin: TcpListener::bind("127.0.0.1:0").await?,
 //!     mockbank: None,
+//!     webhooks: TcpListener::bind("127.0.0.1:0").await?,
 //! };
 //! let app = leanproxy::App::build(&settings)?;
 //! app.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await?;
@@ -50,6 +51,7 @@ pub mod proxy;
 pub mod reconnect;
 pub mod server;
 pub mod stack;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +66,7 @@ use crate::config::{ConfigError, Secret, Settings};
 use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{TlsError, Upstream, UpstreamConfig};
 use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
+use crate::webhooks::{Relay, RelayConfig, WebhookConfig, Webhooks};
 
 /// Why leanproxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The webhook relay queue cannot be used.
+    #[error(transparent)]
+    Relay(#[from] webhooks::QueueError),
     /// The reconnect state file cannot be used.
     #[error(transparent)]
     State(#[from] reconnect::StateError),
@@ -104,6 +110,8 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// The Mockbank listener, when no upstream is configured.
     pub mockbank: Option<TcpListener>,
+    /// The webhook catcher's listener.
+    pub webhooks: TcpListener,
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -124,6 +132,7 @@ impl Listeners {
             proxy: bind("proxy.listen", settings.proxy.listen).await?,
             admin: bind("admin.listen", settings.admin.listen).await?,
             mockbank,
+            webhooks: bind("webhooks.listen", settings.webhooks.listen).await?,
         })
     }
 }
@@ -137,6 +146,8 @@ pub struct App {
     admin_token: Option<Secret>,
     mockbank: Option<Mockbank>,
     reconnect: ReconnectLayer,
+    webhooks: Webhooks,
+    relay: Relay,
     grace: Duration,
 }
 
@@ -174,6 +185,31 @@ impl App {
         };
         let registry =
             ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?;
+        let w = &settings.webhooks;
+        let store = webhooks::Store::new(w.history);
+        let relay = Relay::open(
+            RelayConfig {
+                targets: w.relay.clone(),
+                dir: settings.proxy.data_dir.join("webhook-relay"),
+                queue_limit: w.queue_limit,
+                retry_initial: w.retry_initial,
+                retry_max: w.retry_max,
+                max_attempts: w.max_attempts,
+            },
+            store.clone(),
+            tls.clone(),
+        )?;
+        let webhooks = Webhooks::new(
+            WebhookConfig {
+                secret: w.secret.clone(),
+                policy: w.policy,
+                body_limit: w.body_limit,
+                history: w.history,
+            },
+            store,
+            Some(relay.clone()),
+            registry.clone(),
+        );
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
         Ok(Self {
@@ -190,8 +226,15 @@ impl App {
             admin_token: settings.admin.token.clone(),
             mockbank,
             reconnect,
+            webhooks,
+            relay,
             grace: settings.proxy.shutdown_grace,
         })
+    }
+
+    /// The webhook catcher (records, replay).
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// The reconnect registry (shared with the admin API and webhooks).
@@ -233,18 +276,32 @@ impl App {
             (Some(_), None) => return Err(Error::NoUpstream),
             (None, _) => None,
         };
+        let webhooks_addr = listeners.webhooks.local_addr()?;
+        if let Some((mockbank, _)) = &mockbank {
+            if !mockbank.has_webhook_url() {
+                // The Mockbank's webhooks come to our own catcher.
+                let url = format!("http://{webhooks_addr}/webhooks/lean")
+                    .parse()
+                    .map_err(|e| std::io::Error::other(format!("webhooks address: {e}")))?;
+                mockbank.set_webhook_url(url);
+            }
+        }
         let proxy_addr = listeners.proxy.local_addr()?;
         if !proxy_addr.ip().is_loopback() && self.app_token.is_some() {
             tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
         }
         let registry = self.reconnect.registry().clone();
-        let writer = tokio::spawn(registry.clone().run_writer());
+        let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(registry.clone().run_writer(async {
+            let _ = writer_stopped.await;
+        }));
         let stack = stack::proxy_stack(
             Upstream::new(upstream, self.tls),
             self.app_token,
             self.reconnect,
         );
-        let admin = Admin::new(self.admin_token, registry.clone());
+        let admin = Admin::new(self.admin_token, registry.clone(), self.webhooks.clone());
+        let relays = self.relay.start();
 
         let (tx, rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -252,6 +309,12 @@ impl App {
         };
         let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.grace);
         let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.grace);
+        let catcher = server::serve(
+            listeners.webhooks,
+            self.webhooks,
+            stopped(rx.clone()),
+            self.grace,
+        );
         let mockbank = async {
             if let Some((mockbank, listener)) = mockbank {
                 server::serve(listener, mockbank, stopped(rx), self.grace).await;
@@ -262,8 +325,13 @@ impl App {
             tracing::info!("shutting down: no new connections, draining in-flight exchanges");
             let _ = tx.send(true);
         };
-        tokio::join!(proxy, admin, mockbank, trigger);
-        writer.abort();
+        tokio::join!(proxy, admin, catcher, mockbank, trigger);
+        let _ = stop_writer.send(());
+        let _ = writer.await;
+        for relay in relays {
+            // Queued deliveries stay on disk for the next start.
+            relay.abort();
+        }
         registry.flush().await?;
         Ok(())
     }

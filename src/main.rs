@@ -93,6 +93,9 @@ struct ServeArgs {
     /// Mockbank listen address when it runs (overrides mockbank.listen).
     #[arg(long, value_name = "ADDR")]
     mockbank_listen: Option<String>,
+    /// Webhook catcher listen address (overrides webhooks.listen).
+    #[arg(long, value_name = "ADDR")]
+    webhooks_listen: Option<String>,
     /// Where leanproxy keeps its state (overrides proxy.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
@@ -121,6 +124,9 @@ impl ServeArgs {
         }
         if let Some(listen) = &self.mockbank_listen {
             raw.mockbank.listen = listen.clone();
+        }
+        if let Some(listen) = &self.webhooks_listen {
+            raw.webhooks.listen = listen.clone();
         }
         if let Some(dir) = &self.data_dir {
             raw.proxy.data_dir = dir.clone();
@@ -371,6 +377,10 @@ async fn run(settings: Settings) -> Result<(), Error> {
     println!(
         "leanproxy admin listening on http://{}",
         listeners.admin.local_addr()?
+    );
+    println!(
+        "leanproxy webhooks listening on http://{} (POST any path)",
+        listeners.webhooks.local_addr()?
     );
     if let (Some(mockbank), Some(listener)) = (app.mockbank(), &listeners.mockbank) {
         let url = format!("http://{}", listener.local_addr()?);

@@ -24,6 +24,8 @@ pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawRe
 pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
 /// Environment variable holding the admin API bearer token.
 pub const ENV_ADMIN_TOKEN: &str = "LEANPROXY_ADMIN_TOKEN";
+/// Environment variable holding the webhook secret.
+pub const ENV_WEBHOOK_SECRET: &str = "LEAN_WEBHOOK_SECRET";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 
@@ -78,6 +80,33 @@ pub struct Settings {
     pub mockbank: MockbankSettings,
     /// Reconnect awareness.
     pub reconnect: ReconnectSettings,
+    /// The webhook catcher and relay.
+    pub webhooks: WebhookSettings,
+}
+
+/// Validated `[webhooks]`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Secret the signatures are checked with (defaults to the Mockbank's when it runs).
+    pub secret: Option<Secret>,
+    /// What an invalid signature leads to.
+    pub policy: crate::webhooks::Policy,
+    /// Relay targets.
+    pub relay: Vec<Uri>,
+    /// Largest body accepted.
+    pub body_limit: usize,
+    /// Deliveries kept.
+    pub history: usize,
+    /// Most relays waiting.
+    pub queue_limit: usize,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
 }
 
 /// Validated `[reconnect]`.
@@ -225,7 +254,10 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
     let message = e.message().trim();
     // Unknown or missing fields quote key names, which are safe; anything else may
     // quote a value.
-    if message.starts_with("unknown field") || message.starts_with("missing field") {
+    if message.starts_with("unknown field")
+        || message.starts_with("missing field")
+        || message.starts_with("duplicate key")
+    {
         out.push_str(message);
     } else {
         let mut hidden = String::new();
@@ -491,6 +523,59 @@ impl Settings {
             reconnect_header: r.reconnect_header,
         };
 
+        let w = raw.webhooks;
+        let policy = match w.verify.as_str() {
+            "enforce" => crate::webhooks::Policy::Enforce,
+            "report" => crate::webhooks::Policy::Report,
+            "off" => crate::webhooks::Policy::Off,
+            other => {
+                c.fail(
+                    "webhooks.verify",
+                    format!("`{other}` is not one of \"enforce\", \"report\", \"off\""),
+                );
+                crate::webhooks::Policy::Report
+            }
+        };
+        let mut webhook_secret =
+            secret(&mut c, "webhooks.secret", ENV_WEBHOOK_SECRET, w.secret, env);
+        if webhook_secret.is_none() && proxy.upstream.is_none() {
+            // The embedded Mockbank signs with its own secret.
+            webhook_secret = Some(mockbank.webhook_secret.clone());
+        }
+        if policy == crate::webhooks::Policy::Enforce && webhook_secret.is_none() {
+            c.fail(
+                "webhooks.secret",
+                format!(
+                    "required when webhooks.verify is \"enforce\"; set it or {ENV_WEBHOOK_SECRET}"
+                ),
+            );
+        }
+        let relay = w
+            .relay
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| {
+                parse_upstream(u)
+                    .map_err(|e| c.fail(&format!("webhooks.relay[{i}]"), e))
+                    .ok()
+            })
+            .collect();
+        if w.max_attempts == 0 {
+            c.fail("webhooks.max_attempts", "must be at least 1");
+        }
+        let webhooks = WebhookSettings {
+            listen: c.addr("webhooks.listen", &w.listen),
+            secret: webhook_secret,
+            policy,
+            relay,
+            body_limit: w.body_limit.max(1),
+            history: w.history,
+            queue_limit: w.queue_limit,
+            retry_initial: c.duration("webhooks.retry_initial", &w.retry_initial),
+            retry_max: c.duration("webhooks.retry_max", &w.retry_max),
+            max_attempts: w.max_attempts,
+        };
+
         if c.errors.is_empty() {
             Ok(Settings {
                 proxy,
@@ -500,6 +585,7 @@ impl Settings {
                 log: LogSettings { format },
                 mockbank,
                 reconnect,
+                webhooks,
             })
         } else {
             Err(ConfigError::Invalid(c.errors))
@@ -686,6 +772,19 @@ mod tests {
         assert_eq!(
             s.reconnect.state_file,
             PathBuf::from("/tmp/lp/reconnects.json")
+        );
+    }
+
+    #[test]
+    fn enforce_without_a_webhook_secret_is_refused() {
+        let errors =
+            field_errors("[proxy]\nupstream = \"https://x\"\n[webhooks]\nverify = \"enforce\"\n");
+        assert_eq!(errors[0].key, "webhooks.secret");
+        // With the embedded Mockbank its secret applies.
+        let s = validate("[webhooks]\nverify = \"enforce\"\n").unwrap();
+        assert_eq!(
+            s.webhooks.secret.unwrap().expose(),
+            "mockbank-webhook-secret"
         );
     }
 

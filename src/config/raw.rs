@@ -11,6 +11,8 @@ pub(super) const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7070";
 pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7071";
 /// Default Mockbank listener.
 pub(super) const DEFAULT_MOCKBANK_LISTEN: &str = "127.0.0.1:7072";
+/// Default webhooks listener.
+pub(super) const DEFAULT_WEBHOOKS_LISTEN: &str = "127.0.0.1:7073";
 
 /// The whole file. Every section is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +32,8 @@ pub struct RawConfig {
     pub mockbank: RawMockbank,
     /// `[reconnect]`
     pub reconnect: RawReconnect,
+    /// `[webhooks]`
+    pub webhooks: RawWebhooks,
 }
 
 /// `[proxy]`: the listener, the upstream and the timeouts.
@@ -209,6 +213,49 @@ impl Default for RawReconnect {
             state_file: String::new(),
             history: 1000,
             reconnect_header: false,
+        }
+    }
+}
+
+/// `[webhooks]`: the webhook catcher and relay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhooks {
+    /// Listener address.
+    pub listen: String,
+    /// Webhook secret; `LEAN_WEBHOOK_SECRET` overrides it.
+    pub secret: Option<Secret>,
+    /// `enforce`, `report` or `off`.
+    pub verify: String,
+    /// The app's URLs accepted webhooks are relayed to.
+    pub relay: Vec<String>,
+    /// Largest webhook body accepted.
+    pub body_limit: usize,
+    /// Deliveries kept for inspection.
+    pub history: usize,
+    /// Most relays waiting at once.
+    pub queue_limit: usize,
+    /// First relay retry delay.
+    pub retry_initial: String,
+    /// Longest relay retry delay.
+    pub retry_max: String,
+    /// Relay attempts before giving up.
+    pub max_attempts: u32,
+}
+
+impl Default for RawWebhooks {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_WEBHOOKS_LISTEN.into(),
+            secret: None,
+            verify: "report".into(),
+            relay: Vec::new(),
+            body_limit: 1 << 20,
+            history: 1000,
+            queue_limit: 10_000,
+            retry_initial: "1s".into(),
+            retry_max: "1m".into(),
+            max_attempts: 20,
         }
     }
 }

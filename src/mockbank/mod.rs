@@ -37,7 +37,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, Uri};
-use http_body_util::BodyExt;
 
 pub use clock::Clock;
 pub use users::{Behaviour, TestUser, OTP};
@@ -134,6 +133,17 @@ impl Mockbank {
         &self.inner.users
     }
 
+    /// Sends webhooks to `url` from now on (leanproxy points its embedded Mockbank
+    /// at its own webhook listener unless `mockbank.webhook_url` is set).
+    pub fn set_webhook_url(&self, url: Uri) {
+        self.inner.webhooks.set_url(url);
+    }
+
+    /// Whether a webhook URL was configured.
+    pub fn has_webhook_url(&self) -> bool {
+        self.inner.settings.webhook_url.is_some()
+    }
+
     /// Webhooks sent so far and their delivery state.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.inner.webhooks.deliveries()
@@ -152,9 +162,10 @@ impl Mockbank {
             s.app_token.expose(),
             s.client_id,
             s.client_secret.expose(),
-            s.webhook_url
-                .as_ref()
-                .map_or("not sent (no webhook_url)".to_string(), ToString::to_string),
+            self.inner
+                .webhooks
+                .url()
+                .map_or("not sent (no webhook_url)".to_string(), |u| u.to_string()),
             s.webhook_secret.expose(),
             humantime::format_duration(s.inactivity),
             humantime::format_duration(s.corporate_session),
@@ -189,7 +200,7 @@ impl tower::Service<Request<Body>> for Mockbank {
 impl Inner {
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let bytes = match read_limited(body, MAX_BODY).await {
+        let bytes = match body::read_limited(body, MAX_BODY).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 return respond(Reply {
@@ -218,21 +229,6 @@ impl Inner {
         tracing::debug!(target: "leanproxy::mockbank", method = %parts.method, path = %parts.uri.path(), status = reply.status.as_u16(), "mockbank answer");
         respond(reply)
     }
-}
-
-/// Reads a whole (small) body, refusing more than `max` bytes.
-async fn read_limited(mut body: Body, max: usize) -> Result<bytes::Bytes, String> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > max {
-                return Err(format!("larger than {max} bytes"));
-            }
-            buf.extend_from_slice(data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 fn respond(reply: Reply) -> Response<Body> {

@@ -54,7 +54,7 @@ pub(super) struct WebhookSender {
 }
 
 struct Inner {
-    url: Option<Uri>,
+    url: std::sync::RwLock<Option<Uri>>,
     secret: Secret,
     clock: Clock,
     client: Client<HttpsConnector<HttpConnector>, Body>,
@@ -84,7 +84,7 @@ impl WebhookSender {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let (queue, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         let inner = Arc::new(Inner {
-            url,
+            url: std::sync::RwLock::new(url),
             secret,
             clock,
             client,
@@ -126,7 +126,7 @@ impl WebhookSender {
             delivered: false,
             last_error: None,
         });
-        if self.inner.url.is_none() {
+        if self.inner.url().is_none() {
             tracing::info!(target: "leanproxy::mockbank", %event_id, kind, "webhook not sent: no webhook_url configured");
         }
         let _ = self.inner.queue.send(Outgoing {
@@ -137,6 +137,20 @@ impl WebhookSender {
         event_id
     }
 
+    /// Where webhooks go now.
+    pub(super) fn url(&self) -> Option<Uri> {
+        self.inner.url()
+    }
+
+    /// Points webhooks at `url` from now on.
+    pub(super) fn set_url(&self, url: Uri) {
+        *self
+            .inner
+            .url
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(url);
+    }
+
     /// Recent deliveries, oldest first.
     pub(super) fn deliveries(&self) -> Vec<Delivery> {
         self.inner.lock_history().clone()
@@ -144,6 +158,13 @@ impl WebhookSender {
 }
 
 impl Inner {
+    fn url(&self) -> Option<Uri> {
+        self.url
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     fn lock_history(&self) -> std::sync::MutexGuard<'_, Vec<Delivery>> {
         // Entries are replaced whole; a poisoned lock holds consistent data.
         self.history
@@ -172,7 +193,7 @@ impl Inner {
 
     /// One delivery attempt; true when done (delivered, or nowhere to send).
     async fn attempt(&self, out: &Outgoing) -> bool {
-        let Some(url) = &self.url else { return true };
+        let Some(url) = self.url() else { return true };
         let signature = webhook_signature(self.secret.expose().as_bytes(), &out.body);
         let request = Request::post(url.clone())
             .header(header::CONTENT_TYPE, "application/json")

@@ -92,6 +92,9 @@ pub struct Record {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Upstream or injected fault.
     pub source: Source,
+    /// When a `results.ready` webhook named this record's results id.
+    #[serde(default)]
+    pub results_ready_at: Option<DateTime<Utc>>,
 }
 
 impl Record {
@@ -171,6 +174,8 @@ struct Inner {
     /// Bumped on every change; the writer compares it with what it wrote.
     version: AtomicU64,
     written: Mutex<u64>,
+    /// Held while the state file is written.
+    flushing: tokio::sync::Mutex<()>,
     total: AtomicU64,
     inspected: AtomicU64,
     uninspected: AtomicU64,
@@ -217,6 +222,7 @@ impl ReconnectRegistry {
                 dirty: Notify::new(),
                 version: AtomicU64::new(0),
                 written: Mutex::new(0),
+                flushing: tokio::sync::Mutex::new(()),
                 total: AtomicU64::new(0),
                 inspected: AtomicU64::new(0),
                 uninspected: AtomicU64::new(0),
@@ -293,6 +299,7 @@ impl ReconnectRegistry {
                 resolved_by: None,
                 resolved_at: None,
                 source: s.source,
+                results_ready_at: None,
             });
             let r = entry.value_mut();
             let outcome = if r.hits == 0 {
@@ -309,6 +316,7 @@ impl ReconnectRegistry {
                     state: State::Pending,
                     resolved_by: None,
                     resolved_at: None,
+                    results_ready_at: None,
                     ..r.clone()
                 };
                 Outcome::New
@@ -379,6 +387,22 @@ impl ReconnectRegistry {
             })
             .map(|r| r.key().clone())?;
         self.resolve_key(&key, by)
+    }
+
+    /// Notes that a `results.ready` webhook named `results_id`; returns the key of
+    /// the record it belongs to.
+    pub fn mark_results_ready(&self, results_id: &str) -> Option<String> {
+        let key = self
+            .inner
+            .records
+            .iter()
+            .find(|r| r.results_id.as_deref() == Some(results_id))
+            .map(|r| r.key().clone())?;
+        if let Some(mut r) = self.inner.records.get_mut(&key) {
+            r.results_ready_at = Some(Utc::now());
+        }
+        self.changed();
+        Some(key)
     }
 
     fn resolve_key(&self, key: &str, by: ResolvedBy) -> Option<Record> {
@@ -464,10 +488,13 @@ impl ReconnectRegistry {
     }
 
     /// Writes the state file now if anything changed since the last write.
+    /// Writes are serialized: the background writer and a final flush never
+    /// race on the temporary file.
     pub async fn flush(&self) -> Result<(), StateError> {
         let Some(path) = self.inner.state_file.clone() else {
             return Ok(());
         };
+        let _serial = self.inner.flushing.lock().await;
         let version = self.inner.version.load(Ordering::SeqCst);
         if *self.lock_written() >= version {
             return Ok(());
@@ -498,15 +525,20 @@ impl ReconnectRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Keeps the state file up to date until the registry is dropped: waits for
-    /// changes and writes them, coalescing bursts. Spawn it once.
-    pub async fn run_writer(self) {
+    /// Keeps the state file up to date until `stop` completes, then writes the
+    /// last changes and returns: waits for changes and writes them, coalescing
+    /// bursts. Spawn it once; never abort it mid-write.
+    pub async fn run_writer(self, stop: impl std::future::Future<Output = ()>) {
         if self.inner.state_file.is_none() {
             return;
         }
+        tokio::pin!(stop);
         let mut reported = false;
         loop {
-            self.inner.dirty.notified().await;
+            let stopping = tokio::select! {
+                () = self.inner.dirty.notified() => false,
+                () = &mut stop => true,
+            };
             match self.flush().await {
                 Ok(()) => reported = false,
                 // Reported once per failure streak; the proxy keeps serving.
@@ -515,6 +547,9 @@ impl ReconnectRegistry {
                     reported = true;
                 }
                 Err(_) => {}
+            }
+            if stopping {
+                return;
             }
         }
     }

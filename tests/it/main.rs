@@ -13,3 +13,4 @@ mod reconnect;
 mod support;
 mod tls;
 mod transparency;
+mod webhooks;

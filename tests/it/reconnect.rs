@@ -150,7 +150,13 @@ async fn v1_reconnect_is_recorded_with_its_ids_and_repeats_count() {
 
 #[tokio::test]
 async fn v2_reconnect_uses_the_results_id_and_an_ok_answer_resolves_it() {
-    let s = Setup::start("").await;
+    // The Mockbank's webhooks go elsewhere, so only the OK answer can tell.
+    let elsewhere = crate::support::Receiver::start(0).await;
+    let s = Setup::start(&format!(
+        "[mockbank]\nwebhook_url = \"{}\"\n",
+        elsewhere.url()
+    ))
+    .await;
     s.expire_by_inactivity();
     let answer = s.v2().await.json();
     assert_eq!(answer["status"], "RECONNECT_REQUIRED");
@@ -158,9 +164,13 @@ async fn v2_reconnect_uses_the_results_id_and_an_ok_answer_resolves_it() {
     assert_eq!(r.api, Api::V2);
     assert_eq!(r.reconnect_id, answer["results_id"]);
 
-    // Reconnect at the bank; nothing tells the proxy but the next OK answer.
     s.reconnect(&r.reconnect_id).await;
-    assert_eq!(s.record().state, State::Pending);
+    elsewhere.wait_for("entity.reconnected", 1).await;
+    assert_eq!(
+        s.record().state,
+        State::Pending,
+        "nothing told the proxy yet"
+    );
     assert_eq!(s.v2().await.json()["status"], "OK");
     let r = s.record();
     assert_eq!(r.state, State::Resolved);
@@ -168,13 +178,13 @@ async fn v2_reconnect_uses_the_results_id_and_an_ok_answer_resolves_it() {
 }
 
 #[tokio::test]
-async fn entity_reconnected_webhook_resolves_through_the_handle() {
-    // The Mockbank's webhooks go to a test receiver; what it got is fed to the
-    // registry handle as the webhook catcher does.
-    let receiver = crate::support::Receiver::start(0).await;
+async fn reconnect_at_the_mockbank_is_resolved_by_webhook_and_relayed_to_the_app() {
+    // No configuration but the app's relay target: the embedded Mockbank posts
+    // to leanproxy's own catcher, which resolves the record and relays.
+    let app = crate::support::Receiver::start(0).await;
     let s = Setup::start(&format!(
-        "[mockbank]\nwebhook_url = \"{}\"\n",
-        receiver.url()
+        "[webhooks]\nrelay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+        app.url()
     ))
     .await;
     s.expire_by_inactivity();
@@ -182,18 +192,40 @@ async fn entity_reconnected_webhook_resolves_through_the_handle() {
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(s.record().state, State::Pending);
+    let started = std::time::Instant::now();
     s.reconnect(&reconnect_id).await;
-    let webhook = receiver.wait_for("entity.reconnected", 1).await[0].json();
-    let resolved = s
-        .proxy
-        .registry
-        .resolve_reconnect_id(
-            webhook["payload"]["reconnect_id"].as_str().unwrap(),
-            ResolvedBy::Webhook,
-        )
-        .expect("the webhook names the pending reconnect");
-    assert_eq!(resolved.entity_id.as_deref(), Some(s.entity.as_str()));
-    assert_eq!(s.record().resolved_by, Some(ResolvedBy::Webhook));
+    let reconnected = app.wait_for("entity.reconnected", 1).await;
+    let ready = app.wait_for("results.ready", 1).await;
+    // Resolution happens when the catcher accepts the webhook, before the relay.
+    let r = s.record();
+    assert_eq!(r.state, State::Resolved);
+    assert_eq!(r.resolved_by, Some(ResolvedBy::Webhook));
+    assert!(
+        r.results_ready_at.is_some(),
+        "results.ready linked to the results id"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "resolved within a second"
+    );
+    // The app got both, signed as the Mockbank signed them.
+    for w in [&reconnected[0], &ready[0]] {
+        let sig = w.headers["lean-signature"].to_str().unwrap();
+        assert_eq!(
+            sig,
+            leanproxy::lean::webhook_signature(b"mockbank-webhook-secret", &w.body)
+        );
+    }
+    let records = s.proxy.webhooks.records();
+    let kinds: Vec<_> = records.iter().map(|r| r.kind.clone().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["entity.created", "entity.reconnected", "results.ready"]
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.signature == leanproxy::webhooks::Verdict::Valid));
 }
 
 #[tokio::test]

@@ -484,6 +484,9 @@ pub struct Proxy {
     pub mockbank_addr: Option<SocketAddr>,
     /// The reconnect registry the proxy records into.
     pub registry: leanproxy::reconnect::ReconnectRegistry,
+    /// The webhook catcher.
+    pub webhooks: leanproxy::webhooks::Webhooks,
+    pub webhooks_addr: SocketAddr,
     data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -514,7 +517,10 @@ impl Proxy {
                 Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
                 None => None,
             },
+            webhooks: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
+        let webhooks_addr = listeners.webhooks.local_addr().unwrap();
+        let webhooks = app.webhooks().clone();
         let mockbank = app.mockbank().cloned();
         let registry = app.registry().clone();
         let mockbank_addr = listeners.mockbank.as_ref().map(|l| l.local_addr().unwrap());
@@ -534,6 +540,8 @@ impl Proxy {
             mockbank,
             mockbank_addr,
             registry,
+            webhooks,
+            webhooks_addr,
             data: None,
             stop: Some(stop),
             task: Some(task),
@@ -648,6 +656,7 @@ pub struct Binary {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub mockbank: Option<SocketAddr>,
+    pub webhooks: SocketAddr,
     pub output: Arc<Mutex<String>>,
     data: Option<tempfile::TempDir>,
 }
@@ -669,6 +678,7 @@ impl Binary {
             .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--mockbank-listen", "127.0.0.1:0"])
+            .args(["--webhooks-listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("LEAN_APP_TOKEN")
             .env_remove("LEANPROXY_CONFIG")
@@ -708,8 +718,14 @@ impl Binary {
         let mut proxy = None;
         let mut admin = None;
         let mut mockbank = None;
-        let wants_mockbank = !args.contains(&"--upstream");
-        while proxy.is_none() || admin.is_none() || (wants_mockbank && mockbank.is_none()) {
+        let mut webhooks = None;
+        // The proxy line says when the embedded Mockbank runs.
+        let mut wants_mockbank = false;
+        while proxy.is_none()
+            || admin.is_none()
+            || webhooks.is_none()
+            || (wants_mockbank && mockbank.is_none())
+        {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("binary did not start: {}", output.lock().unwrap()));
@@ -718,15 +734,21 @@ impl Binary {
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|a| a.parse::<SocketAddr>().ok())
             };
+            if line.starts_with("leanproxy proxy listening") && line.contains("(embedded Mockbank)")
+            {
+                wants_mockbank = true;
+            }
             proxy = proxy.or(addr("leanproxy proxy listening on http://"));
             admin = admin.or(addr("leanproxy admin listening on http://"));
             mockbank = mockbank.or(addr("leanproxy mockbank listening on http://"));
+            webhooks = webhooks.or(addr("leanproxy webhooks listening on http://"));
         }
         Binary {
             child,
             proxy: proxy.unwrap(),
             admin: admin.unwrap(),
             mockbank,
+            webhooks: webhooks.unwrap(),
             output,
             data: None,
         }
@@ -837,7 +859,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on("127.0.0.1:0".parse().unwrap(), fail_first).await
+    }
+
+    /// A receiver on a given address (e.g. one an app was "down" on).
+    pub async fn start_on(addr: SocketAddr, fail_first: usize) -> Receiver {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let attempts = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,248 @@
+//! The webhook catcher and relay.
+//!
+//! A listener of its own (default `127.0.0.1:7073`) accepts POSTs on any path,
+//! answers 200 at once, and records each delivery: headers (redacted), raw body,
+//! Lean's `type`, `event_id`, the entity / reconnect / results ids in the payload,
+//! and the signature verdict (`lean-signature: sha512=<hex HMAC-SHA512>`). Repeated
+//! `event_id`s are recorded as duplicates and relayed once. Accepted webhooks are
+//! relayed byte-identical to the app through a durable queue. `entity.reconnected`
+//! resolves the reconnect registry; `results.ready` marks the record of the
+//! results id it names.
+
+mod relay;
+mod store;
+mod verify;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{header, Method, Request, Response, StatusCode};
+use serde_json::json;
+
+pub use relay::{QueueError, Relay, RelayConfig};
+pub use store::{Outcome, Record, RelayStatus, Store};
+pub use verify::{verify, Policy, Verdict};
+
+use crate::body::Body;
+use crate::config::Secret;
+use crate::lean::{json_response, ErrorEnvelope, SIGNATURE_HEADER};
+use crate::reconnect::{ReconnectRegistry, ResolvedBy};
+
+/// Validated webhook settings (the listener address is in `[webhooks] listen`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Webhook secret the signatures are checked with.
+    pub secret: Option<Secret>,
+    /// What an invalid signature leads to.
+    pub policy: Policy,
+    /// Largest body accepted (bytes); larger deliveries get 413.
+    pub body_limit: usize,
+    /// Deliveries kept for inspection.
+    pub history: usize,
+}
+
+/// The webhook intake service and its handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WebhookConfig,
+    store: Store,
+    relay: Option<Relay>,
+    registry: ReconnectRegistry,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("policy", &self.inner.config.policy)
+            .field("relay", &self.inner.relay.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// The catcher; `relay` forwards accepted webhooks when given.
+    pub fn new(
+        config: WebhookConfig,
+        store: Store,
+        relay: Option<Relay>,
+        registry: ReconnectRegistry,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                relay,
+                registry,
+            }),
+        }
+    }
+
+    /// Received deliveries, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.inner.store.records()
+    }
+
+    /// One delivery.
+    pub fn record(&self, id: &str) -> Option<Record> {
+        self.inner.store.get(id).map(|s| s.record())
+    }
+
+    /// Sends a received webhook to the relay targets again. `None`: no such
+    /// webhook; `Some(empty)`: no relay targets.
+    pub fn replay(&self, id: &str) -> Option<Vec<RelayStatus>> {
+        let stored = self.inner.store.get(id)?;
+        let Some(relay) = self.inner.relay.as_ref().filter(|r| r.has_targets()) else {
+            return Some(Vec::new());
+        };
+        let statuses = relay.enqueue(id, &stored.forward, &stored.body);
+        stored.update(|r| r.relay = statuses.clone());
+        Some(statuses)
+    }
+}
+
+impl Inner {
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        if req.method() != Method::POST {
+            let mut r =
+                ErrorEnvelope::new("INVALID_HTTP_METHOD", "webhooks are delivered with POST")
+                    .into_response(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+            return r;
+        }
+        let (parts, body) = req.into_parts();
+        let limit = self.config.body_limit;
+        let body = match crate::body::read_limited(body, limit).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let too_large = matches!(e, crate::body::ReadError::TooLarge(_));
+                return ErrorEnvelope::new(
+                    if too_large {
+                        "PAYLOAD_TOO_LARGE"
+                    } else {
+                        "INVALID_PARAMETERS"
+                    },
+                    if too_large {
+                        format!("webhook bodies are limited to {limit} bytes (webhooks.body_limit)")
+                    } else {
+                        format!("the webhook body could not be read: {e}")
+                    },
+                )
+                .into_response(if too_large {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                });
+            }
+        };
+        let signature = parts.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
+        let verdict = match (&self.config.secret, self.config.policy) {
+            (_, Policy::Off) | (None, _) => Verdict::Unchecked,
+            (Some(secret), _) => verify(secret.expose().as_bytes(), &body, signature),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let stored = Arc::new(store::parse(
+            id.clone(),
+            parts.uri.path(),
+            &parts.headers,
+            body,
+            verdict.clone(),
+        ));
+        let record = stored.record();
+        let kind = record.kind.clone().unwrap_or_else(|| "unknown".into());
+
+        let rejected = self.config.policy == Policy::Enforce && verdict != Verdict::Valid;
+        let duplicate = !rejected
+            && record
+                .event_id
+                .as_deref()
+                .is_some_and(|e| !self.store.first_sighting(e));
+        let outcome = if rejected {
+            Outcome::Rejected
+        } else if duplicate {
+            Outcome::Duplicate
+        } else {
+            Outcome::Accepted
+        };
+        stored.update(|r| r.outcome = outcome);
+        self.store.push(stored.clone());
+        tracing::info!(
+            target: "leanproxy::webhooks",
+            id = %id, kind = %kind, event_id = record.event_id.as_deref().unwrap_or("-"),
+            signature = verdict.name(), outcome = ?outcome,
+            "webhook received"
+        );
+
+        if rejected {
+            let reason = match &verdict {
+                Verdict::Invalid(r) => r.clone(),
+                Verdict::Missing => "no lean-signature header".into(),
+                _ => "the signature could not be checked".into(),
+            };
+            return ErrorEnvelope::new("INVALID_SIGNATURE", format!("webhook refused: {reason}"))
+                .into_response(StatusCode::UNAUTHORIZED);
+        }
+        if outcome == Outcome::Accepted {
+            self.apply(&stored, &record);
+            if let Some(relay) = self.relay.as_ref().filter(|r| r.has_targets()) {
+                let statuses = relay.enqueue(&id, &stored.forward, &stored.body);
+                stored.update(|r| r.relay = statuses);
+            }
+        }
+        json_response(StatusCode::OK, &json!({"status": "OK", "id": id}))
+    }
+
+    /// What a webhook means for the reconnect registry.
+    fn apply(&self, stored: &store::Stored, record: &Record) {
+        match record.kind.as_deref() {
+            Some("entity.reconnected") => {
+                let resolved = record
+                    .reconnect_id
+                    .as_deref()
+                    .and_then(|id| self.registry.resolve_reconnect_id(id, ResolvedBy::Webhook))
+                    .or_else(|| {
+                        record
+                            .entity_id
+                            .as_deref()
+                            .and_then(|e| self.registry.resolve_entity(e, ResolvedBy::Webhook))
+                    });
+                if let Some(r) = resolved {
+                    tracing::info!(target: "leanproxy::reconnect", entity_id = r.entity_id.as_deref().unwrap_or("unknown"), reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: entity.reconnected webhook");
+                    stored.update(|rec| rec.resolved_reconnect = Some(r.key()));
+                }
+            }
+            Some("results.ready") => {
+                if let Some(key) = record
+                    .results_id
+                    .as_deref()
+                    .and_then(|id| self.registry.mark_results_ready(id))
+                {
+                    stored.update(|rec| rec.resolved_reconnect = Some(key));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for Webhooks {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.handle(req).await) })
+    }
+}

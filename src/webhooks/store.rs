@@ -1,0 +1,322 @@
+//! Received webhooks, kept for inspection: a bounded list, newest last, with the
+//! raw body (for byte-identical relays and replays) and a redacted view.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::verify::Verdict;
+
+/// Headers never shown as received.
+const REDACTED: [&str; 5] = [
+    "lean-signature",
+    "authorization",
+    "cookie",
+    "lean-app-token",
+    "x-api-key",
+];
+
+/// Body bytes shown in a record (the relay keeps all of it).
+const SHOWN_BODY: usize = 64 * 1024;
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered 200, recorded, relayed.
+    Accepted,
+    /// Signature invalid under `enforce`: answered 401.
+    Rejected,
+    /// A repeated `event_id` (Lean retries): answered 200, not relayed again.
+    Duplicate,
+}
+
+/// Relay progress towards one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayStatus {
+    /// The app's URL.
+    pub target: String,
+    /// `queued`, `delivered`, `failed` or `dropped` (queue full).
+    pub state: &'static str,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Last failure.
+    pub last_error: Option<String>,
+}
+
+/// One received webhook, as shown by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// leanproxy's id for this delivery.
+    pub id: String,
+    /// Arrival time.
+    pub received_at: DateTime<Utc>,
+    /// Path it was posted to.
+    pub path: String,
+    /// Headers, secrets redacted.
+    pub headers: Vec<(String, String)>,
+    /// The body as text (capped at 64 KiB here).
+    pub body: String,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+    /// Lean's `type`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Lean's `event_id`.
+    pub event_id: Option<String>,
+    /// Entity named in the payload.
+    pub entity_id: Option<String>,
+    /// Reconnect id named in the payload.
+    pub reconnect_id: Option<String>,
+    /// Results id named in the payload.
+    pub results_id: Option<String>,
+    /// Signature verdict.
+    pub signature: Verdict,
+    /// Accepted, rejected or duplicate.
+    pub outcome: Outcome,
+    /// The registry record it resolved, if any (entity id or `reconnect:<id>`).
+    pub resolved_reconnect: Option<String>,
+    /// Relay progress per target.
+    pub relay: Vec<RelayStatus>,
+}
+
+/// A received webhook: its record plus what a relay needs.
+#[derive(Debug)]
+pub struct Stored {
+    record: Mutex<Record>,
+    /// The raw body.
+    pub body: Bytes,
+    /// Headers to forward unchanged (signature included).
+    pub forward: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Stored {
+    /// A snapshot of the record.
+    pub fn record(&self) -> Record {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Record> {
+        // Updates replace fields whole; a poisoned lock holds consistent data.
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Updates the record in place.
+    pub fn update(&self, f: impl FnOnce(&mut Record)) {
+        f(&mut self.lock());
+    }
+}
+
+fn text(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().map(str::to_string)
+}
+
+/// Builds the record of a delivery (ids parsed from Lean's envelope).
+pub(super) fn parse(
+    id: String,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    signature: Verdict,
+) -> Stored {
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let kind = text(&json, &["type"]);
+    let payload_id = text(&json, &["payload", "id"]);
+    let (entity_id, results_id) = match kind.as_deref() {
+        Some("results.ready") => (text(&json, &["payload", "entity_id"]), payload_id),
+        Some(k) if k.starts_with("entity.") => (
+            text(&json, &["payload", "entity_id"]).or(payload_id),
+            text(&json, &["payload", "results_id"]),
+        ),
+        _ => (
+            text(&json, &["payload", "entity_id"]),
+            text(&json, &["payload", "results_id"]),
+        ),
+    };
+    let shown: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            let value = if REDACTED.contains(&k.as_str()) {
+                "[redacted]".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (k.to_string(), value)
+        })
+        .collect();
+    let forward = headers
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "host"
+                    | "content-length"
+                    | "connection"
+                    | "keep-alive"
+                    | "transfer-encoding"
+                    | "te"
+                    | "upgrade"
+                    | "proxy-connection"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let record = Record {
+        id,
+        received_at: Utc::now(),
+        path: path.to_string(),
+        headers: shown,
+        body: String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY)]).into_owned(),
+        body_bytes: body.len(),
+        kind,
+        event_id: text(&json, &["event_id"]),
+        entity_id,
+        reconnect_id: text(&json, &["payload", "reconnect_id"]),
+        results_id,
+        signature,
+        outcome: Outcome::Accepted,
+        resolved_reconnect: None,
+        relay: Vec::new(),
+    };
+    Stored {
+        record: Mutex::new(record),
+        body,
+        forward,
+    }
+}
+
+/// The received webhooks. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Mutex<Inner>>,
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<Arc<Stored>>,
+    /// Event ids already accepted, oldest first (bounded like `items`).
+    seen: HashSet<String>,
+    seen_order: VecDeque<String>,
+}
+
+impl Store {
+    /// A store keeping the last `limit` deliveries (and as many event ids).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            limit: limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers an accepted event id; false when it was seen before.
+    pub fn first_sighting(&self, event_id: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.seen.contains(event_id) {
+            return false;
+        }
+        inner.seen.insert(event_id.to_string());
+        inner.seen_order.push_back(event_id.to_string());
+        while inner.seen_order.len() > self.limit * 4 {
+            if let Some(old) = inner.seen_order.pop_front() {
+                inner.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Keeps a delivery.
+    pub fn push(&self, stored: Arc<Stored>) {
+        let mut inner = self.lock();
+        inner.items.push_back(stored);
+        while inner.items.len() > self.limit {
+            inner.items.pop_front();
+        }
+    }
+
+    /// A delivery by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Stored>> {
+        self.lock()
+            .items
+            .iter()
+            .find(|s| s.lock().id == id)
+            .cloned()
+    }
+
+    /// Records, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().items.iter().map(|s| s.record()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(body: &str) -> Stored {
+        let mut headers = HeaderMap::new();
+        headers.insert("lean-signature", HeaderValue::from_static("sha512=abc"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:7073"));
+        parse(
+            "w1".into(),
+            "/lean",
+            &headers,
+            Bytes::from(body.to_string()),
+            Verdict::Valid,
+        )
+    }
+
+    #[test]
+    fn ids_come_from_the_payload_by_type() {
+        let r = stored(r#"{"type":"entity.reconnected","payload":{"id":"e-1","reconnect_id":"r-1"},"event_id":"ev"}"#).record();
+        assert_eq!(
+            (r.entity_id.as_deref(), r.reconnect_id.as_deref()),
+            (Some("e-1"), Some("r-1"))
+        );
+        let r = stored(r#"{"type":"results.ready","payload":{"id":"res-1"}}"#).record();
+        assert_eq!(
+            (r.entity_id, r.results_id.as_deref()),
+            (None, Some("res-1"))
+        );
+    }
+
+    #[test]
+    fn signature_is_redacted_in_the_record_but_forwarded() {
+        let s = stored("{}");
+        let shown = s.record().headers;
+        assert!(shown.contains(&("lean-signature".into(), "[redacted]".into())));
+        assert!(s
+            .forward
+            .iter()
+            .any(|(k, v)| k == "lean-signature" && v == "sha512=abc"));
+        assert!(!s.forward.iter().any(|(k, _)| k == "host"));
+    }
+
+    #[test]
+    fn store_is_bounded_and_dedups_event_ids() {
+        let store = Store::new(2);
+        for i in 0..3 {
+            let s = stored("{}");
+            s.update(|r| r.id = format!("w{i}"));
+            store.push(Arc::new(s));
+        }
+        let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["w1", "w2"]);
+        assert!(store.first_sighting("ev-1"));
+        assert!(!store.first_sighting("ev-1"));
+    }
+}

@@ -1,0 +1,330 @@
+//! The webhook catcher: verification under each policy, Lean's recorded samples,
+//! dedup, the durable relay (late receiver, crash and restart), inspection and
+//! replay.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use leanproxy::body;
+use leanproxy::lean::webhook_signature;
+use serde_json::{json, Value};
+
+use crate::support::{closed_port, get, h1_client, send, Binary, Observed, Proxy, Receiver};
+
+const SECRET: &str = "whsec-test-1";
+
+fn upstream_config(extra: &str) -> String {
+    // An upstream is configured, so the catcher uses only what it is told.
+    format!(
+        "[proxy]\nupstream = \"http://127.0.0.1:9\"\n[webhooks]\nsecret = \"{SECRET}\"\n{extra}"
+    )
+}
+
+async fn deliver(addr: std::net::SocketAddr, body: &[u8], signature: Option<String>) -> Observed {
+    let mut req = Request::post(format!("http://{addr}/hooks/lean"))
+        .header("content-type", "application/json");
+    if let Some(sig) = signature {
+        req = req.header("lean-signature", sig);
+    }
+    send(
+        &h1_client(),
+        req.body(body::full(Bytes::copy_from_slice(body))).unwrap(),
+    )
+    .await
+}
+
+fn event(kind: &str, event_id: &str, payload: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": kind, "payload": payload, "message": "m",
+        "timestamp": "2026-05-12T14:34:40.391243281Z", "event_id": event_id,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn verdicts_under_each_policy() {
+    let body = event("entity.created", "ev-1", json!({"id": "e-1"}));
+    let good = Some(webhook_signature(SECRET.as_bytes(), &body));
+    let mut tampered = body.clone();
+    *tampered.last_mut().unwrap() = b' ';
+
+    let enforce = Proxy::start(&upstream_config("verify = \"enforce\"\n")).await;
+    assert_eq!(
+        deliver(enforce.webhooks_addr, &body, good.clone())
+            .await
+            .status,
+        200
+    );
+    let refused = deliver(enforce.webhooks_addr, &tampered, good.clone()).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["status"], "INVALID_SIGNATURE");
+    assert_eq!(
+        deliver(enforce.webhooks_addr, &body, None).await.status,
+        401
+    );
+    let outcomes: Vec<(String, String)> = enforce
+        .webhooks
+        .records()
+        .iter()
+        .map(|r| {
+            (
+                r.signature.name().to_string(),
+                serde_json::to_value(r.outcome)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("valid".into(), "accepted".into()),
+            ("invalid".into(), "rejected".into()),
+            ("missing".into(), "rejected".into())
+        ]
+    );
+
+    let report = Proxy::start(&upstream_config("verify = \"report\"\n")).await;
+    assert_eq!(
+        deliver(report.webhooks_addr, &tampered, good.clone())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(report.webhooks.records()[0].signature.name(), "invalid");
+
+    let off = Proxy::start(&upstream_config("verify = \"off\"\n")).await;
+    assert_eq!(
+        deliver(off.webhooks_addr, &tampered, None).await.status,
+        200
+    );
+    assert_eq!(off.webhooks.records()[0].signature.name(), "unchecked");
+}
+
+#[tokio::test]
+async fn leans_recorded_samples_are_accepted_and_parsed() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/lean-postman/webhooks"
+    );
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("SKIPPED: {dir} is absent");
+        return;
+    };
+    let proxy = Proxy::start(&upstream_config("verify = \"enforce\"\n")).await;
+    let mut seen = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let raw = std::fs::read(&path).unwrap();
+        let sample: Value = serde_json::from_slice(&raw).unwrap();
+        let answer = deliver(
+            proxy.webhooks_addr,
+            &raw,
+            Some(webhook_signature(SECRET.as_bytes(), &raw)),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", path.display());
+        let record = proxy
+            .webhooks
+            .record(answer.json()["id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            record.kind.as_deref(),
+            sample["type"].as_str(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(record.event_id.as_deref(), sample["event_id"].as_str());
+        assert_eq!(record.signature.name(), "valid");
+        assert_eq!(record.body_bytes, raw.len());
+        let kind = sample["type"].as_str().unwrap();
+        if kind.starts_with("entity.") {
+            let expected = sample["payload"]["entity_id"]
+                .as_str()
+                .or(sample["payload"]["id"].as_str());
+            assert_eq!(record.entity_id.as_deref(), expected, "{}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "read {seen} samples");
+}
+
+#[tokio::test]
+async fn repeated_event_ids_are_duplicates_and_relayed_once() {
+    let app = Receiver::start(0).await;
+    let proxy = Proxy::start(&upstream_config(&format!(
+        "relay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+        app.url()
+    )))
+    .await;
+    let body = event("results.ready", "ev-dup", json!({"id": "res-1"}));
+    let sig = Some(webhook_signature(SECRET.as_bytes(), &body));
+    for _ in 0..3 {
+        assert_eq!(
+            deliver(proxy.webhooks_addr, &body, sig.clone())
+                .await
+                .status,
+            200,
+            "Lean gets 200 every time"
+        );
+    }
+    app.wait_for("results.ready", 1).await;
+    let outcomes: Vec<Value> = proxy
+        .webhooks
+        .records()
+        .iter()
+        .map(|r| serde_json::to_value(r.outcome).unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [json!("accepted"), json!("duplicate"), json!("duplicate")]
+    );
+    // A later delivery would have arrived by now if the duplicates were relayed.
+    let other = event("results.ready", "ev-other", json!({"id": "res-2"}));
+    deliver(
+        proxy.webhooks_addr,
+        &other,
+        Some(webhook_signature(SECRET.as_bytes(), &other)),
+    )
+    .await;
+    app.wait_for("results.ready", 2).await;
+    assert_eq!(app.received().len(), 2);
+}
+
+#[tokio::test]
+async fn relay_waits_for_a_late_app_and_delivers_once_byte_identical() {
+    let port = closed_port().await;
+    let proxy = Proxy::start(&upstream_config(&format!(
+        "relay = [\"http://{port}/webhooks/lean\"]\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n"
+    )))
+    .await;
+    let body = event(
+        "entity.reconnected",
+        "ev-late",
+        json!({"id": "e-9", "reconnect_id": "r-9"}),
+    );
+    let sig = webhook_signature(SECRET.as_bytes(), &body);
+    let answer = deliver(proxy.webhooks_addr, &body, Some(sig.clone())).await;
+    let id = answer.json()["id"].as_str().unwrap().to_string();
+    // The app is down: the relay keeps trying.
+    for _ in 0..100 {
+        if proxy.webhooks.record(&id).unwrap().relay[0].attempts >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pending = proxy.webhooks.record(&id).unwrap().relay[0].clone();
+    assert_eq!(pending.state, "queued");
+    assert!(pending.last_error.is_some());
+
+    let app = Receiver::start_on(port, 0).await;
+    let got = app.wait_for("entity.reconnected", 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], &body[..], "byte-identical");
+    assert_eq!(got[0].headers["lean-signature"].to_str().unwrap(), sig);
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.received().len(), 1, "delivered once");
+    assert_eq!(
+        proxy.webhooks.record(&id).unwrap().relay[0].state,
+        "delivered"
+    );
+}
+
+#[tokio::test]
+async fn queued_webhooks_survive_a_crash_and_are_relayed_after_restart() {
+    let port = closed_port().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("lp.toml");
+    std::fs::write(
+        &config,
+        upstream_config(&format!("relay = [\"http://{port}/webhooks/lean\"]\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n")),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let mut first = Binary::spawn_in(&args, &[], data.path());
+    let body = event(
+        "entity.reconnected",
+        "ev-crash",
+        json!({"id": "e-1", "reconnect_id": "r-1"}),
+    );
+    let sig = webhook_signature(SECRET.as_bytes(), &body);
+    assert_eq!(
+        deliver(first.webhooks, &body, Some(sig.clone()))
+            .await
+            .status,
+        200
+    );
+    // Killed without a chance to clean up.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let app = Receiver::start_on(port, 0).await;
+    let _second = Binary::spawn_in(&args, &[], data.path());
+    let got = app.wait_for("entity.reconnected", 1).await;
+    assert_eq!(&got[0].body[..], &body[..]);
+    assert_eq!(got[0].headers["lean-signature"].to_str().unwrap(), sig);
+}
+
+#[tokio::test]
+async fn admin_lists_filters_shows_and_replays() {
+    let app = Receiver::start(0).await;
+    let proxy = Proxy::start(&upstream_config(&format!(
+        "relay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+        app.url()
+    )))
+    .await;
+    let a = event("entity.created", "ev-a", json!({"id": "e-a"}));
+    let b = event("results.ready", "ev-b", json!({"id": "res-b"}));
+    deliver(
+        proxy.webhooks_addr,
+        &a,
+        Some(webhook_signature(SECRET.as_bytes(), &a)),
+    )
+    .await;
+    deliver(proxy.webhooks_addr, &b, Some("sha256=00".into())).await;
+    let client = h1_client();
+    let all = get(&client, &proxy.admin_url("/api/webhooks")).await.json();
+    assert_eq!(all["webhooks"].as_array().unwrap().len(), 2);
+    let ready = get(
+        &client,
+        &proxy.admin_url("/api/webhooks?type=results.ready"),
+    )
+    .await
+    .json();
+    assert_eq!(ready["webhooks"][0]["event_id"], "ev-b");
+    let invalid = get(&client, &proxy.admin_url("/api/webhooks?verdict=invalid"))
+        .await
+        .json();
+    assert_eq!(invalid["webhooks"].as_array().unwrap().len(), 1);
+    let id = all["webhooks"][0]["id"].as_str().unwrap().to_string();
+    let one = get(&client, &proxy.admin_url(&format!("/api/webhooks/{id}")))
+        .await
+        .json();
+    assert_eq!(one["type"], "entity.created");
+    let headers = one["headers"].as_array().unwrap();
+    assert!(headers
+        .iter()
+        .any(|h| h[0] == "lean-signature" && h[1] == "[redacted]"));
+
+    app.wait_for("entity.created", 1).await;
+    let replay = send(
+        &client,
+        Request::post(proxy.admin_url(&format!("/api/webhooks/{id}/replay")))
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(replay.status, 202);
+    let twice = app.wait_for("entity.created", 2).await;
+    assert_eq!(twice[0].body, twice[1].body);
+    assert_eq!(
+        get(&client, &proxy.admin_url("/api/webhooks/nope"))
+            .await
+            .status,
+        404
+    );
+}
