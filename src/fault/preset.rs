@@ -1,0 +1,385 @@
+//! Lean's error envelopes, as `lean_error` presets, and the texts of Lean's data
+//! errors (`status: FAILED`).
+//!
+//! Statuses, HTTP codes and messages come from the answers recorded in Lean's
+//! Postman collection (`../shared/lean-postman/`) where Lean's collection has one;
+//! [`Preset::is_recorded`] says which. The others follow Lean's general-errors
+//! table (`../shared/lean-api.md` §9), whose stored copy lists codes and meanings
+//! but not the exact texts, so their messages are leanproxy's wording.
+
+use std::fmt;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::lean::ErrorEnvelope;
+
+/// One of Lean's non-2xx answers, produced by the `lean_error` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// 500 `INTERNAL_SERVER_ERROR` (recorded, with `results_id`).
+    InternalServerError,
+    /// 429 `RATE_LIMIT_EXCEEDED`.
+    RateLimitExceeded,
+    /// 400 `INVALID_PARAMETERS` (recorded).
+    InvalidParameters,
+    /// 400 `MISSING_PARAMETERS`.
+    MissingParameters,
+    /// 404 `UNKNOWN_ENTITY` (recorded).
+    UnknownEntity,
+    /// 404 `UNKNOWN_ACCOUNT` (recorded).
+    UnknownAccount,
+    /// 404 `UNKNOWN_RESULTS_ID` (recorded).
+    UnknownResultsId,
+    /// 404 `DATA_NOT_FOUND` (recorded).
+    DataNotFound,
+    /// 403 `CONSENT_EXPIRED` (recorded, no `results_id`).
+    ConsentExpired,
+    /// 409 `CUSTOMER_ALREADY_EXISTS` (recorded, no `results_id`).
+    CustomerAlreadyExists,
+    /// 429 `DUPLICATED_REQUEST` (recorded: a refresh already pending).
+    DuplicatedRequest,
+    /// 404 `INVALID_URL`.
+    InvalidUrl,
+    /// 405 `INVALID_HTTP_METHOD`.
+    InvalidHttpMethod,
+    /// 403 `INSUFFICIENT_ACCESS_LEVEL` (a sandbox-only app calling production).
+    InsufficientAccessLevel,
+    /// 403 `INCORRECT_ACCESS_LEVEL` (no permission for the service).
+    IncorrectAccessLevel,
+    /// 403 `INVALID_CERTIFICATE`.
+    InvalidCertificate,
+    /// 401 `CERTIFICATE_TOKEN_MISMATCH` (mTLS certificate not assigned to the token).
+    CertificateTokenMismatch,
+}
+
+/// What Lean sends for one preset.
+struct Spec {
+    name: &'static str,
+    code: StatusCode,
+    message: &'static str,
+    results_id: bool,
+    recorded: bool,
+}
+
+impl Preset {
+    /// Every preset, in the order they are listed in errors and docs.
+    pub const ALL: [Preset; 17] = [
+        Preset::InternalServerError,
+        Preset::RateLimitExceeded,
+        Preset::InvalidParameters,
+        Preset::MissingParameters,
+        Preset::UnknownEntity,
+        Preset::UnknownAccount,
+        Preset::UnknownResultsId,
+        Preset::DataNotFound,
+        Preset::ConsentExpired,
+        Preset::CustomerAlreadyExists,
+        Preset::DuplicatedRequest,
+        Preset::InvalidUrl,
+        Preset::InvalidHttpMethod,
+        Preset::InsufficientAccessLevel,
+        Preset::IncorrectAccessLevel,
+        Preset::InvalidCertificate,
+        Preset::CertificateTokenMismatch,
+    ];
+
+    fn spec(self) -> Spec {
+        let (name, code, message, results_id, recorded) = match self {
+            Preset::InternalServerError => (
+                "INTERNAL_SERVER_ERROR",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something has gone wrong. If you continue to see this error, please get in touch with Lean.",
+                true,
+                true,
+            ),
+            Preset::RateLimitExceeded => (
+                "RATE_LIMIT_EXCEEDED",
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests have been made. Please wait before making another request.",
+                false,
+                false,
+            ),
+            Preset::InvalidParameters => (
+                "INVALID_PARAMETERS",
+                StatusCode::BAD_REQUEST,
+                "The request is badly formatted or a parameter of the wrong type has been provided",
+                true,
+                true,
+            ),
+            Preset::MissingParameters => (
+                "MISSING_PARAMETERS",
+                StatusCode::BAD_REQUEST,
+                "A required parameter is missing from the request",
+                true,
+                false,
+            ),
+            Preset::UnknownEntity => (
+                "UNKNOWN_ENTITY",
+                StatusCode::NOT_FOUND,
+                "The entity_id provided did not match an account in our records.",
+                true,
+                true,
+            ),
+            Preset::UnknownAccount => (
+                "UNKNOWN_ACCOUNT",
+                StatusCode::NOT_FOUND,
+                "The account_id provided does not match an account with the entity_id provided.",
+                true,
+                true,
+            ),
+            Preset::UnknownResultsId => (
+                "UNKNOWN_RESULTS_ID",
+                StatusCode::NOT_FOUND,
+                "The results_id provided has not been recognized by Lean or has not been processed yet",
+                true,
+                true,
+            ),
+            Preset::DataNotFound => (
+                "DATA_NOT_FOUND",
+                StatusCode::NOT_FOUND,
+                "The data requested could not be found",
+                false,
+                true,
+            ),
+            Preset::ConsentExpired => (
+                "CONSENT_EXPIRED",
+                StatusCode::FORBIDDEN,
+                "Consent was suspended, revoked, or expired. New consent is required, please connect the entity once again.",
+                false,
+                true,
+            ),
+            Preset::CustomerAlreadyExists => (
+                "CUSTOMER_ALREADY_EXISTS",
+                StatusCode::CONFLICT,
+                "A customer already exists for the app_user_id you have provided.",
+                false,
+                true,
+            ),
+            Preset::DuplicatedRequest => (
+                "DUPLICATED_REQUEST",
+                StatusCode::TOO_MANY_REQUESTS,
+                "Data refresh is already pending.",
+                false,
+                true,
+            ),
+            Preset::InvalidUrl => (
+                "INVALID_URL",
+                StatusCode::NOT_FOUND,
+                "The URL requested does not exist",
+                false,
+                false,
+            ),
+            Preset::InvalidHttpMethod => (
+                "INVALID_HTTP_METHOD",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The HTTP method used is not supported for this URL",
+                false,
+                false,
+            ),
+            Preset::InsufficientAccessLevel => (
+                "INSUFFICIENT_ACCESS_LEVEL",
+                StatusCode::FORBIDDEN,
+                "This application only has access to the sandbox: use sandbox.leantech.me instead of api.leantech.me",
+                false,
+                false,
+            ),
+            Preset::IncorrectAccessLevel => (
+                "INCORRECT_ACCESS_LEVEL",
+                StatusCode::FORBIDDEN,
+                "This application does not have permission to use this service",
+                false,
+                false,
+            ),
+            Preset::InvalidCertificate => (
+                "INVALID_CERTIFICATE",
+                StatusCode::FORBIDDEN,
+                "The client certificate provided is invalid",
+                false,
+                false,
+            ),
+            Preset::CertificateTokenMismatch => (
+                "CERTIFICATE_TOKEN_MISMATCH",
+                StatusCode::UNAUTHORIZED,
+                "The client certificate provided is not assigned to the lean-app-token provided",
+                false,
+                false,
+            ),
+        };
+        Spec {
+            name,
+            code,
+            message,
+            results_id,
+            recorded,
+        }
+    }
+
+    /// Lean's status code, e.g. `RATE_LIMIT_EXCEEDED`.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The HTTP status Lean answers with.
+    pub fn status_code(self) -> StatusCode {
+        self.spec().code
+    }
+
+    /// The envelope's `message`.
+    pub fn message(self) -> &'static str {
+        self.spec().message
+    }
+
+    /// Whether Lean puts a `results_id` in this envelope.
+    pub fn has_results_id(self) -> bool {
+        self.spec().results_id
+    }
+
+    /// Whether the message is Lean's recorded text (otherwise it is leanproxy's
+    /// wording of Lean's documented meaning).
+    pub fn is_recorded(self) -> bool {
+        self.spec().recorded
+    }
+
+    /// The preset named `name` (Lean's status code, any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Lean's envelope for this error, stamped now, with a fresh `results_id`
+    /// where Lean sends one.
+    pub fn envelope(&self) -> (StatusCode, ErrorEnvelope) {
+        let spec = self.spec();
+        let mut envelope = ErrorEnvelope::new(spec.name, spec.message);
+        if spec.results_id {
+            envelope.results_id = Some(uuid::Uuid::new_v4().to_string());
+        }
+        (spec.code, envelope)
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `granular_status_code` a `failed` fault uses when none is given.
+pub const DEFAULT_GRANULAR_STATUS: &str = "BANK_MAINTENANCE";
+
+/// The `granular_status_code`s Lean documents for data errors (`status: FAILED`,
+/// HTTP 200; `../shared/lean-api.md` §9). Lean's list is truncated in the stored
+/// copy, so `failed` accepts other upper-case codes too.
+pub const GRANULAR_STATUS_CODES: [&str; 10] = [
+    "UNSEEN_BANK_ERROR",
+    "BANK_MAINTENANCE",
+    "BANK_ISSUE",
+    "LEAN_ERROR",
+    "DISABLED_BY_LEAN",
+    "DISABLED_BY_CLIENT",
+    "DUPLICATED_REQUEST",
+    "EU_ACCOUNT_LOCKED",
+    "LOGGED_IN_ELSEWHERE",
+    "UNSUPPORTED_BY_BANK",
+];
+
+/// The `status_detail` object of a `status: FAILED` answer:
+/// `{"granular_status_code", "status_additional_info"}`. The texts for
+/// `BANK_ISSUE` and `LEAN_ERROR` are recorded; `BANK_MAINTENANCE`'s is the
+/// Mockbank's; the others are leanproxy's wording.
+pub fn status_detail(granular_status_code: &str) -> Value {
+    let info = match granular_status_code {
+        "BANK_MAINTENANCE" => {
+            "The bank is currently undergoing maintenance. Please try again later."
+        }
+        "BANK_ISSUE" => "Bank is experiencing technical issues",
+        "LEAN_ERROR" => "Internal system error occurred",
+        "LOGGED_IN_ELSEWHERE" => {
+            "The user is logged in to the bank elsewhere. Please try again later."
+        }
+        "DUPLICATED_REQUEST" => {
+            "Please wait for the response or wait for one minute before making another request."
+        }
+        "DISABLED_BY_LEAN" => "The bank connection has been disabled by Lean",
+        "DISABLED_BY_CLIENT" => "The bank connection has been disabled by the client",
+        "EU_ACCOUNT_LOCKED" => "The user's bank account is locked",
+        "UNSUPPORTED_BY_BANK" => "This bank does not support this request",
+        _ => "The bank could not process the request.",
+    };
+    json!({"granular_status_code": granular_status_code, "status_additional_info": info})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn names_round_trip_in_any_case() {
+        for preset in Preset::ALL {
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+            assert_eq!(
+                Preset::from_name(&preset.name().to_ascii_lowercase()),
+                Some(preset)
+            );
+            assert_eq!(preset.to_string(), preset.name());
+        }
+        assert_eq!(Preset::from_name("EXPLODE"), None);
+    }
+
+    #[test]
+    fn envelopes_have_lean_keys_and_results_id_where_lean_sends_one() {
+        for preset in Preset::ALL {
+            let (code, envelope) = preset.envelope();
+            assert_eq!(code, preset.status_code());
+            let v = serde_json::to_value(&envelope).unwrap();
+            let mut expected = vec!["message", "metadata", "status", "timestamp"];
+            if preset.has_results_id() {
+                expected.push("results_id");
+                expected.sort();
+            }
+            assert_eq!(keys(&v), expected, "{preset}");
+            assert_eq!(v["status"], preset.name());
+            assert_eq!(v["message"], preset.message());
+            assert!(v["metadata"].is_null());
+            assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        }
+    }
+
+    #[test]
+    fn recorded_presets_match_the_recorded_answers() {
+        let (code, e) = Preset::InternalServerError.envelope();
+        assert_eq!(code, 500);
+        assert!(e.results_id.is_some());
+        let (code, e) = Preset::ConsentExpired.envelope();
+        assert_eq!(code, 403);
+        assert!(e.results_id.is_none());
+        assert_eq!(Preset::RateLimitExceeded.status_code(), 429);
+        assert_eq!(Preset::DuplicatedRequest.status_code(), 429);
+        assert_eq!(Preset::CertificateTokenMismatch.status_code(), 401);
+        assert_eq!(Preset::UnknownEntity.status_code(), 404);
+        assert_eq!(Preset::InvalidParameters.status_code(), 400);
+    }
+
+    #[test]
+    fn each_envelope_gets_a_fresh_results_id() {
+        let (_, a) = Preset::UnknownEntity.envelope();
+        let (_, b) = Preset::UnknownEntity.envelope();
+        assert_ne!(a.results_id, b.results_id);
+        uuid::Uuid::parse_str(a.results_id.as_deref().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn status_detail_names_the_code() {
+        let d = status_detail("LOGGED_IN_ELSEWHERE");
+        assert_eq!(d["granular_status_code"], "LOGGED_IN_ELSEWHERE");
+        assert!(d["status_additional_info"].is_string());
+    }
+}
