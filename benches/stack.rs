@@ -9,7 +9,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use leanproxy::auth::{AppTokenLayer, TokenPolicy};
 use leanproxy::body::{self, Body};
-use leanproxy::log::RequestLogLayer;
+use leanproxy::log::{RequestLogLayer, Telemetry};
+use leanproxy::reconnect::{ReconnectLayer, DEFAULT_INSPECT_LIMIT};
 use tower::{service_fn, Layer, ServiceExt};
 
 /// A 1 KiB Lean-shaped accounts answer.
@@ -35,27 +36,50 @@ fn stack(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let answer = lean_answer();
-    let origin = service_fn(move |_req: Request<Body>| {
+    let origin = service_fn(move |req: Request<Body>| {
         let answer = answer.clone();
-        async move { Ok::<_, Infallible>(Response::new(body::full(answer))) }
+        async move {
+            // Read the request as an upstream would.
+            let _ = req.into_body().collect().await;
+            let mut r = Response::new(body::full(answer));
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Ok::<_, Infallible>(r)
+        }
     });
     let token = AppTokenLayer::new("2c9a80897169b1dd01716a0339e30003", TokenPolicy::Override)
         .expect("valid token");
-    let svc = RequestLogLayer::new().layer(token.layer(origin));
+    let (reconnect, _registry) = ReconnectLayer::pair(DEFAULT_INSPECT_LIMIT);
+    let bare = reconnect.layer(token.layer(origin.clone()));
+    let logged = RequestLogLayer::new(Telemetry::default()).layer(
+        ReconnectLayer::pair(DEFAULT_INSPECT_LIMIT)
+            .0
+            .layer(token.layer(origin)),
+    );
 
-    c.bench_function("stack/log+token over in-memory 1KiB answer", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = svc.clone().oneshot(request()).await.expect("infallible");
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes()
+    let mut group = c.benchmark_group("stack");
+    for (name, svc) in [
+        ("reconnect+token, no request log", bare.boxed_clone()),
+        (
+            "log+reconnect+token (ring, metrics, events)",
+            logged.boxed_clone(),
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let response = svc.clone().oneshot(request()).await.expect("infallible");
+                    response
+                        .into_body()
+                        .collect()
+                        .await
+                        .expect("body")
+                        .to_bytes()
+                })
             })
-        })
-    });
+        });
+    }
+    group.finish();
 }
 
 fn headers(c: &mut Criterion) {

@@ -109,9 +109,189 @@ pub fn reconnect_table(answer: &Value) -> String {
     out
 }
 
+/// One server-sent event of `/api/events` as a compact line, colored with ANSI
+/// escapes when `color` is on. `None` for comments and unknown kinds.
+pub fn tail_line(event: &str, data: &Value, color: bool) -> Option<String> {
+    use anstyle::{AnsiColor, Style};
+    let paint = |style: Style, text: &str| {
+        if color {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_string()
+        }
+    };
+    let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
+    let time = chrono::Utc::now().format("%H:%M:%S%.3f").to_string();
+    let short = |v: &Value, key: &str| -> Option<String> {
+        v.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(8).collect())
+    };
+    let line = match event {
+        "exchange" => {
+            let status = data.get("status").and_then(Value::as_u64).unwrap_or(0);
+            let status_style = match status {
+                500.. => fg(AnsiColor::Red).bold(),
+                400..=499 => fg(AnsiColor::Yellow),
+                _ => fg(AnsiColor::Green),
+            };
+            let lean = text(data, "lean_status");
+            let lean = if lean == "-" {
+                String::new()
+            } else {
+                lean.to_string()
+            };
+            let lean_style = match lean.as_str() {
+                "RECONNECT_REQUIRED" => fg(AnsiColor::Magenta).bold(),
+                "FAILED" => fg(AnsiColor::Red),
+                "OK" | "" => Style::new(),
+                _ => fg(AnsiColor::Yellow),
+            };
+            let mut line = format!(
+                "{time}  {:<6} {:<48} {} {:<18} {:>8.1}ms",
+                text(data, "method"),
+                text(data, "path"),
+                paint(status_style, &status.to_string()),
+                paint(lean_style, &lean),
+                data.get("duration_ms")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0),
+            );
+            if let Some(e) = short(data, "entity_id") {
+                line.push_str(&format!("  entity={e}"));
+            }
+            if let Some(r) = short(data, "reconnect_id") {
+                line.push_str(&format!("  reconnect={r}"));
+            }
+            if let Some(f) = data.get("fault").and_then(Value::as_str) {
+                line.push_str(&format!(
+                    "  {}",
+                    paint(fg(AnsiColor::Red), &format!("fault={f}"))
+                ));
+            }
+            line
+        }
+        "reconnect_new" => format!(
+            "{time}  {} entity={} reconnect_id={} ({})",
+            paint(fg(AnsiColor::Magenta).bold(), "RECONNECT"),
+            text(data, "entity_id"),
+            text(data, "reconnect_id"),
+            text(data, "source")
+        ),
+        "reconnect_resolved" => format!(
+            "{time}  {} entity={} by {}",
+            paint(fg(AnsiColor::Green).bold(), "RESOLVED"),
+            text(data, "entity_id"),
+            text(data, "resolved_by")
+        ),
+        "fault_hit" => format!(
+            "{time}  {} {} {} {}",
+            paint(fg(AnsiColor::Red).bold(), "FAULT"),
+            text(data, "rule"),
+            text(data, "action"),
+            text(data, "path")
+        ),
+        "webhook" => format!(
+            "{time}  {} {} signature={} {}",
+            paint(fg(AnsiColor::Cyan).bold(), "WEBHOOK"),
+            text(data, "type"),
+            text(data, "signature"),
+            text(data, "outcome")
+        ),
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// Follows `/api/events` at `base`, calling `print` with each formatted line
+/// until the stream ends.
+pub async fn tail(
+    base: &str,
+    token: Option<&Secret>,
+    color: bool,
+    mut print: impl FnMut(String),
+) -> Result<(), ClientError> {
+    let url = format!("{}/api/events", base.trim_end_matches('/'));
+    let mut request = Request::builder().method(Method::GET).uri(&url);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+    }
+    let request = request
+        .body(body::empty())
+        .map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<body::Body>();
+    let unreachable = |detail: String| ClientError::Unreachable {
+        url: base.to_string(),
+        detail,
+    };
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| unreachable(crate::proxy::classify(&e).1))?;
+    if !response.status().is_success() {
+        return Err(ClientError::NotJson {
+            status: response.status(),
+        });
+    }
+    let mut body = response.into_body();
+    let mut buffer = String::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unreachable(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buffer.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = "";
+            let mut payload = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    payload.push_str(v);
+                }
+            }
+            if let Ok(value) = serde_json::from_str::<Value>(&payload) {
+                if let Some(line) = tail_line(event, &value, color) {
+                    print(line);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_lines_are_compact_and_plain_without_color() {
+        let ex = serde_json::json!({"method": "POST", "path": "/data/v1/accounts", "status": 200,
+            "lean_status": "RECONNECT_REQUIRED", "duration_ms": 12.34, "entity_id": "0123456789abcdef",
+            "reconnect_id": "feedbeef-0000"});
+        let line = tail_line("exchange", &ex, false).unwrap();
+        assert!(
+            line.contains("POST") && line.contains("RECONNECT_REQUIRED") && line.contains("12.3ms"),
+            "{line}"
+        );
+        assert!(
+            line.contains("entity=01234567") && !line.contains('\u{1b}'),
+            "{line}"
+        );
+        let colored = tail_line("exchange", &ex, true).unwrap();
+        assert!(colored.contains('\u{1b}'));
+        assert!(tail_line(
+            "reconnect_new",
+            &serde_json::json!({"entity_id": "e"}),
+            false
+        )
+        .unwrap()
+        .contains("RECONNECT"));
+        assert!(tail_line("nonsense", &ex, false).is_none());
+    }
 
     #[test]
     fn table_lists_each_record_and_the_pending_count() {

@@ -43,9 +43,11 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod fault;
 pub mod lean;
 pub mod log;
+pub mod metrics;
 pub mod mockbank;
 pub mod proxy;
 pub mod reconnect;
@@ -55,6 +57,7 @@ pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -63,8 +66,12 @@ use tokio::sync::watch;
 use crate::admin::Admin;
 use crate::auth::AppTokenLayer;
 use crate::config::{ConfigError, Secret, Settings};
+use crate::events::{Event, Events};
+use crate::log::Telemetry;
+use crate::metrics::Metrics;
 use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{TlsError, Upstream, UpstreamConfig};
+use crate::reconnect::RegistryEvent;
 use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
 use crate::webhooks::{Relay, RelayConfig, WebhookConfig, Webhooks};
 
@@ -148,6 +155,7 @@ pub struct App {
     reconnect: ReconnectLayer,
     webhooks: Webhooks,
     relay: Relay,
+    telemetry: Telemetry,
     grace: Duration,
 }
 
@@ -185,6 +193,43 @@ impl App {
         };
         let registry =
             ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?;
+        let events = Events::default();
+        let metrics = Metrics::new();
+        if !settings.log.requests.redact {
+            tracing::warn!("log.redact is off: secrets and personal data will appear in the request log, journal and HAR. Use this only for local debugging.");
+        }
+        let telemetry = Telemetry::new(
+            settings.log.requests.clone(),
+            events.clone(),
+            metrics.clone(),
+        );
+        registry.set_observer({
+            let (events, metrics) = (events.clone(), metrics.clone());
+            Arc::new(move |event: &RegistryEvent<'_>| match event {
+                RegistryEvent::New(r) => {
+                    metrics.reconnect_new();
+                    events.publish(Event::ReconnectNew {
+                        entity_id: r.entity_id.clone(),
+                        reconnect_id: r.reconnect_id.clone(),
+                        source: format!("{:?}", r.source).to_lowercase(),
+                    });
+                }
+                RegistryEvent::Resolved(r) => {
+                    let by = r
+                        .resolved_by
+                        .and_then(|b| serde_json::to_value(b).ok())
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    metrics.reconnect_resolved(&by);
+                    events.publish(Event::ReconnectResolved {
+                        entity_id: r.entity_id.clone(),
+                        reconnect_id: r.reconnect_id.clone(),
+                        resolved_by: by,
+                    });
+                }
+                RegistryEvent::Inspection(inspected) => metrics.inspection(*inspected),
+            })
+        });
         let w = &settings.webhooks;
         let store = webhooks::Store::new(w.history);
         let relay = Relay::open(
@@ -209,6 +254,7 @@ impl App {
             store,
             Some(relay.clone()),
             registry.clone(),
+            telemetry.clone(),
         );
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
@@ -228,8 +274,14 @@ impl App {
             reconnect,
             webhooks,
             relay,
+            telemetry,
             grace: settings.proxy.shutdown_grace,
         })
+    }
+
+    /// Where completed exchanges go (ring buffer, events, metrics).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The webhook catcher (records, replay).
@@ -290,6 +342,7 @@ impl App {
         if !proxy_addr.ip().is_loopback() && self.app_token.is_some() {
             tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
         }
+        let (tx, rx) = watch::channel(false);
         let registry = self.reconnect.registry().clone();
         let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
         let writer = tokio::spawn(registry.clone().run_writer(async {
@@ -299,11 +352,17 @@ impl App {
             Upstream::new(upstream, self.tls),
             self.app_token,
             self.reconnect,
+            self.telemetry.clone(),
         );
-        let admin = Admin::new(self.admin_token, registry.clone(), self.webhooks.clone());
+        let admin = Admin::new(
+            self.admin_token,
+            registry.clone(),
+            self.webhooks.clone(),
+            self.telemetry.clone(),
+        )
+        .with_shutdown(rx.clone());
         let relays = self.relay.start();
 
-        let (tx, rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };

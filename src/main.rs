@@ -29,6 +29,15 @@ enum Command {
     Mockbank(MockbankArgs),
     /// Show or resolve the reconnects a running leanproxy has seen.
     Reconnects(ReconnectsArgs),
+    /// Follow a running leanproxy's exchanges, reconnects, faults and webhooks live.
+    Tail(AdminArg),
+}
+
+#[derive(Args, Clone)]
+struct AdminArg {
+    /// Admin API of the running instance (LEANPROXY_ADMIN_TOKEN is sent if set).
+    #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
+    admin: String,
 }
 
 #[derive(Args, Clone)]
@@ -160,6 +169,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Mockbank(args)) => mockbank(args),
         Some(Command::Reconnects(args)) => reconnects(args),
+        Some(Command::Tail(args)) => tail(args),
         None => serve(cli.serve),
     }
 }
@@ -188,12 +198,43 @@ fn exit_code(result: Result<(), Error>) -> ExitCode {
     }
 }
 
+fn admin_token() -> Option<config::Secret> {
+    config::process_env(config::ENV_ADMIN_TOKEN)
+        .filter(|t| !t.is_empty())
+        .map(config::Secret::new)
+}
+
+fn tail(args: AdminArg) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let color = std::io::stdout().is_terminal();
+    let token = admin_token();
+    let result = runtime.block_on(leanproxy::cli::tail(
+        &args.admin,
+        token.as_ref(),
+        color,
+        |line| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        },
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leanproxy tail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn reconnects(args: ReconnectsArgs) -> ExitCode {
     use http::{Method, StatusCode};
     use leanproxy::cli::{admin_call, reconnect_table};
-    let token = config::process_env(config::ENV_ADMIN_TOKEN)
-        .filter(|t| !t.is_empty())
-        .map(config::Secret::new);
+    let token = admin_token();
     let (method, path) = match &args.action {
         None | Some(ReconnectAction::List { state: None }) => {
             (Method::GET, "/api/reconnects".to_string())

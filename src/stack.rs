@@ -12,7 +12,7 @@ use tower::util::Either;
 use tower::Layer;
 
 use crate::auth::{AppToken, AppTokenLayer};
-use crate::log::{RequestLog, RequestLogLayer};
+use crate::log::{RequestLog, RequestLogLayer, Telemetry};
 use crate::proxy::Upstream;
 use crate::reconnect::{Reconnect, ReconnectLayer};
 
@@ -24,10 +24,11 @@ pub fn proxy_stack(
     upstream: Upstream,
     app_token: Option<AppTokenLayer>,
     reconnect: ReconnectLayer,
+    telemetry: Telemetry,
 ) -> ProxyService {
     let inner = match app_token {
         Some(layer) => Either::Left(layer.layer(upstream)),
         None => Either::Right(upstream),
     };
-    RequestLogLayer::new().layer(reconnect.layer(inner))
+    RequestLogLayer::new(telemetry).layer(reconnect.layer(inner))
 }

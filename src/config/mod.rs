@@ -176,6 +176,8 @@ pub struct AdminSettings {
 pub struct LogSettings {
     /// Line format.
     pub format: LogFormat,
+    /// The request log (ring buffer, captures, redaction, journal).
+    pub requests: crate::log::LogConfig,
 }
 
 /// One problem with one key.
@@ -582,7 +584,22 @@ impl Settings {
                 tls,
                 auth,
                 admin,
-                log: LogSettings { format },
+                log: LogSettings {
+                    format,
+                    requests: crate::log::LogConfig {
+                        ring_entries: raw.log.ring,
+                        ring_bytes: raw.log.ring_bytes,
+                        capture_limit: raw.log.capture,
+                        redact: raw.log.redact,
+                        journal: (!raw.log.journal.trim().is_empty()).then(|| {
+                            crate::log::JournalConfig {
+                                path: PathBuf::from(&raw.log.journal),
+                                max_bytes: raw.log.journal_max_bytes.max(1024),
+                                files: raw.log.journal_files,
+                            }
+                        }),
+                    },
+                },
                 mockbank,
                 reconnect,
                 webhooks,

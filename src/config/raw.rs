@@ -127,18 +127,39 @@ impl Default for RawAdmin {
     }
 }
 
-/// `[log]`: how leanproxy writes its own log.
+/// `[log]`: leanproxy's own log, the request log and the journal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     /// `pretty` or `json`.
     pub format: String,
+    /// Exchanges kept in the ring buffer.
+    pub ring: usize,
+    /// Bytes the ring buffer may keep.
+    pub ring_bytes: usize,
+    /// Bytes captured of each body.
+    pub capture: usize,
+    /// Remove secrets and personal data from what is kept.
+    pub redact: bool,
+    /// Journal file (empty: no journal).
+    pub journal: String,
+    /// Journal size at which it is rotated.
+    pub journal_max_bytes: u64,
+    /// Rotated journal files kept.
+    pub journal_files: usize,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
             format: "pretty".into(),
+            ring: 1000,
+            ring_bytes: 64 << 20,
+            capture: 64 << 10,
+            redact: true,
+            journal: String::new(),
+            journal_max_bytes: 10 << 20,
+            journal_files: 5,
         }
     }
 }

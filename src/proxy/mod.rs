@@ -29,6 +29,11 @@ use crate::body::{self, Body};
 use crate::lean::ErrorEnvelope;
 use crate::server::ClientAddr;
 
+/// Time from forwarding a request to the upstream's response head, put in the
+/// response's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTiming(pub std::time::Duration);
+
 /// How to reach the upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -147,9 +152,11 @@ impl Inner {
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
 
+        let sent = std::time::Instant::now();
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Ok(Ok(response)) => {
                 let (mut parts, incoming) = response.into_parts();
+                parts.extensions.insert(UpstreamTiming(sent.elapsed()));
                 remove_hop_by_hop(&mut parts.headers);
                 // The client connection has its own version (an HTTP/1.0 upstream
                 // must not turn the app's HTTP/1.1 answer into 1.0).

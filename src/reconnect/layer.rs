@@ -21,6 +21,7 @@ use super::inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Scan};
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
 use super::{X_LEANPROXY_INJECTED, X_LEANPROXY_RECONNECT_ID};
 use crate::body::{self, Body, BoxError};
+use crate::log::ExchangeNotes;
 
 /// How much of a JSON request body is copied to find its `entity_id`.
 const REQUEST_TEE_LIMIT: usize = 64 * 1024;
@@ -133,6 +134,10 @@ where
             && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
             && is_json(req.headers());
         let path = req.uri().path().to_owned();
+        let notes = req.extensions().get::<ExchangeNotes>().cloned();
+        if let (Some(n), Some(e)) = (&notes, &entity) {
+            n.set_entity(e);
+        }
         let (req, tee) = if teed {
             let slot = Arc::new(Mutex::new(Vec::new()));
             let req = req.map(|b| {
@@ -154,6 +159,7 @@ where
                     entity,
                     tee,
                     source: Source::Upstream,
+                    notes,
                 }),
             },
         }
@@ -168,6 +174,7 @@ struct Exchange {
     entity: Option<String>,
     tee: Option<Arc<Mutex<Vec<u8>>>>,
     source: Source,
+    notes: Option<ExchangeNotes>,
 }
 
 enum Plan {
@@ -219,10 +226,16 @@ impl Exchange {
         let entity = self.entity();
         if let Some(e) = &entity {
             registry.observe_call(e);
+            if let Some(n) = &self.notes {
+                n.set_entity(e);
+            }
         }
         match scan(body) {
             Scan::Reconnect(found) => {
                 let reconnect_id = found.reconnect_id.clone();
+                if let Some(n) = &self.notes {
+                    n.set_reconnect_id(&reconnect_id);
+                }
                 let outcome = registry.observe_reconnect(Sighting {
                     entity_id: entity.clone(),
                     reconnect_id: found.reconnect_id,

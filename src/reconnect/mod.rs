@@ -46,7 +46,8 @@ use http::HeaderName;
 pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Scan};
 pub use layer::{Reconnect, ReconnectLayer, ResponseFuture, DEFAULT_INSPECT_LIMIT};
 pub use registry::{
-    Api, Outcome, ReconnectRegistry, Record, ResolvedBy, Sighting, Source, State, StateError, Stats,
+    Api, Observer, Outcome, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, Source,
+    State, StateError, Stats,
 };
 
 /// Response header naming the rule (or `header`) that produced or changed an answer.

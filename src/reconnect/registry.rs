@@ -139,6 +139,20 @@ pub enum Outcome {
     Replaced,
 }
 
+/// What the registry tells its observer.
+#[derive(Debug)]
+pub enum RegistryEvent<'a> {
+    /// An entity needs a reconnect (first sighting, or a new reconnect id).
+    New(&'a Record),
+    /// A reconnect was resolved.
+    Resolved(&'a Record),
+    /// An answer was inspected (`true`) or passed uninspected.
+    Inspection(bool),
+}
+
+/// Receives [`RegistryEvent`]s (events, metrics).
+pub type Observer = Arc<dyn Fn(&RegistryEvent<'_>) + Send + Sync>;
+
 /// Counters for metrics and the admin API.
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -164,7 +178,6 @@ pub struct ReconnectRegistry {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     records: DashMap<String, Record>,
     history: Mutex<VecDeque<Record>>,
@@ -179,6 +192,16 @@ struct Inner {
     total: AtomicU64,
     inspected: AtomicU64,
     uninspected: AtomicU64,
+    observer: std::sync::OnceLock<Observer>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectRegistry")
+            .field("records", &self.records.len())
+            .field("state_file", &self.state_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the state file could not be used.
@@ -226,6 +249,7 @@ impl ReconnectRegistry {
                 total: AtomicU64::new(0),
                 inspected: AtomicU64::new(0),
                 uninspected: AtomicU64::new(0),
+                observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -272,6 +296,18 @@ impl ReconnectRegistry {
         ))
     }
 
+    /// Sets the observer told about new and resolved reconnects and inspections
+    /// (once; later calls are ignored).
+    pub fn set_observer(&self, observer: Observer) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    fn notify(&self, event: RegistryEvent<'_>) {
+        if let Some(observer) = self.inner.observer.get() {
+            observer(&event);
+        }
+    }
+
     fn changed(&self) {
         self.inner.version.fetch_add(1, Ordering::SeqCst);
         self.inner.dirty.notify_one();
@@ -280,6 +316,7 @@ impl ReconnectRegistry {
     /// Records a RECONNECT_REQUIRED answer.
     pub fn observe_reconnect(&self, s: Sighting) -> Outcome {
         let now = Utc::now();
+        let (s_entity, s_reconnect) = (s.entity_id.clone(), s.reconnect_id.clone());
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
         let mut moved_to_history = None;
         let outcome = {
@@ -343,6 +380,16 @@ impl ReconnectRegistry {
         }
         if outcome == Outcome::New {
             self.inner.total.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome != Outcome::Repeat {
+            if let Some(record) = self
+                .inner
+                .records
+                .get(&key_for(s_entity.as_deref(), &s_reconnect))
+                .map(|r| r.clone())
+            {
+                self.notify(RegistryEvent::New(&record));
+            }
         }
         self.changed();
         outcome
@@ -416,6 +463,7 @@ impl ReconnectRegistry {
             r.resolved_at = Some(Utc::now());
             r.clone()
         };
+        self.notify(RegistryEvent::Resolved(&resolved));
         self.changed();
         Some(resolved)
     }
@@ -476,6 +524,7 @@ impl ReconnectRegistry {
             &self.inner.uninspected
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.notify(RegistryEvent::Inspection(inspected));
     }
 
     /// Counters.

@@ -28,7 +28,9 @@ pub use verify::{verify, Policy, Verdict};
 
 use crate::body::Body;
 use crate::config::Secret;
+use crate::events::Event;
 use crate::lean::{json_response, ErrorEnvelope, SIGNATURE_HEADER};
+use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, ResolvedBy};
 
 /// Validated webhook settings (the listener address is in `[webhooks] listen`).
@@ -55,6 +57,7 @@ struct Inner {
     store: Store,
     relay: Option<Relay>,
     registry: ReconnectRegistry,
+    telemetry: Telemetry,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -67,12 +70,14 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// The catcher; `relay` forwards accepted webhooks when given.
+    /// The catcher; `relay` forwards accepted webhooks when given; deliveries
+    /// are published to `telemetry`'s events and metrics.
     pub fn new(
         config: WebhookConfig,
         store: Store,
         relay: Option<Relay>,
         registry: ReconnectRegistry,
+        telemetry: Telemetry,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -80,6 +85,7 @@ impl Webhooks {
                 store,
                 relay,
                 registry,
+                telemetry,
             }),
         }
     }
@@ -173,6 +179,16 @@ impl Inner {
         };
         stored.update(|r| r.outcome = outcome);
         self.store.push(stored.clone());
+        self.telemetry.metrics().webhook(&kind, verdict.name());
+        self.telemetry.events().publish(Event::Webhook {
+            id: id.clone(),
+            kind: record.kind.clone(),
+            signature: verdict.name().to_string(),
+            outcome: serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        });
         tracing::info!(
             target: "leanproxy::webhooks",
             id = %id, kind = %kind, event_id = record.event_id.as_deref().unwrap_or("-"),

@@ -8,6 +8,7 @@ mod credentials;
 mod failures;
 mod lifecycle;
 mod mockbank;
+mod observe;
 mod readme;
 mod reconnect;
 mod support;

@@ -11,6 +11,11 @@
 //! | GET | `/api/webhooks` | yes | received webhooks (filters `type`, `verdict`, `outcome`) |
 //! | GET | `/api/webhooks/{id}` | yes | one delivery, headers redacted |
 //! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again |
+//! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `lean_status`, `entity_id`, `path` prefix, `limit`) |
+//! | GET | `/api/requests/{id}` | yes | one exchange, headers and bodies redacted |
+//! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges |
+//! | GET | `/api/events` | yes | server-sent events: exchanges, reconnects, faults, webhooks |
+//! | GET | `/metrics` | yes | Prometheus text format |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
@@ -28,8 +33,12 @@ use subtle::ConstantTimeEq;
 use crate::body::Body;
 use crate::config::Secret;
 use crate::lean::{json_response, ErrorEnvelope};
+use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
 use crate::webhooks::Webhooks;
+use tokio::sync::watch;
+
+mod observe;
 
 /// The admin API service.
 #[derive(Clone, Debug)]
@@ -43,18 +52,44 @@ struct AdminInner {
     expected: Option<Secret>,
     registry: ReconnectRegistry,
     webhooks: Webhooks,
+    telemetry: Telemetry,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Admin {
-    /// An admin service over the reconnect `registry` and the `webhooks` catcher;
-    /// `token` guards every endpoint but `/healthz`.
-    pub fn new(token: Option<Secret>, registry: ReconnectRegistry, webhooks: Webhooks) -> Self {
+    /// An admin service over the reconnect `registry`, the `webhooks` catcher
+    /// and the request log's `telemetry`; `token` guards every endpoint but
+    /// `/healthz`.
+    pub fn new(
+        token: Option<Secret>,
+        registry: ReconnectRegistry,
+        webhooks: Webhooks,
+        telemetry: Telemetry,
+    ) -> Self {
         let expected = token.map(|t| Secret::new(format!("Bearer {}", t.expose())));
+        // A receiver whose sender is gone never reports shutdown.
+        let (_, shutdown) = watch::channel(false);
         Self {
             inner: Arc::new(AdminInner {
                 expected,
                 registry,
                 webhooks,
+                telemetry,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Ends event streams when `shutdown` turns true.
+    pub fn with_shutdown(self, shutdown: watch::Receiver<bool>) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(AdminInner {
+                expected: inner.expected.clone(),
+                registry: inner.registry.clone(),
+                webhooks: inner.webhooks.clone(),
+                telemetry: inner.telemetry.clone(),
+                shutdown,
             }),
         }
     }
@@ -117,6 +152,14 @@ impl Admin {
                 }
             }
             (_, ["api", "reconnects", _]) => method_not_allowed(),
+            (&Method::GET, ["api", "requests"]) => self.requests(req.uri().query()),
+            (&Method::GET, ["api", "requests.har"]) => self.har(),
+            (&Method::GET, ["api", "requests", id]) => self.request(id),
+            (&Method::GET, ["api", "events"]) => self.events(),
+            (&Method::GET, ["metrics"]) => self.metrics(),
+            (_, ["api", "requests" | "requests.har" | "events", ..] | ["metrics"]) => {
+                method_not_allowed()
+            }
             (&Method::GET, ["api", "webhooks"]) => self.webhooks(req.uri().query()),
             (&Method::GET, ["api", "webhooks", id]) => match self.inner.webhooks.record(id) {
                 Some(record) => json_response(StatusCode::OK, &record),
@@ -222,6 +265,10 @@ impl Admin {
     }
 }
 
+fn bad_filter(message: &str) -> Response<Body> {
+    ErrorEnvelope::new("INVALID_PARAMETERS", message).into_response(StatusCode::BAD_REQUEST)
+}
+
 fn unknown_webhook(id: &str) -> Response<Body> {
     ErrorEnvelope::new("UNKNOWN_WEBHOOK", format!("no webhook {id} is kept"))
         .into_response(StatusCode::NOT_FOUND)
@@ -270,8 +317,9 @@ mod tests {
             crate::webhooks::Store::new(10),
             None,
             registry.clone(),
+            Telemetry::default(),
         );
-        Admin::new(token, registry, webhooks)
+        Admin::new(token, registry, webhooks, Telemetry::default())
     }
 
     async fn status(admin: &Admin, path: &str, auth: Option<&str>) -> StatusCode {

@@ -1,0 +1,134 @@
+//! The request log, live events and metrics on the admin API.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use serde_json::json;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream, WatchStream};
+use tokio_stream::StreamExt;
+
+use super::{bad_filter, Admin};
+use crate::body::{self, Body};
+use crate::lean::{json_response, ErrorEnvelope};
+use crate::log::{ExchangeRecord, Filter};
+
+/// How often an idle event stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+impl Admin {
+    pub(super) fn requests(&self, query: Option<&str>) -> Response<Body> {
+        let mut filter = Filter::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match k.as_ref() {
+                "status" => match v.parse() {
+                    Ok(s) => filter.status = Some(s),
+                    Err(_) => return bad_filter(&format!("status: `{v}` is not an HTTP status")),
+                },
+                "lean_status" => filter.lean_status = Some(v.into_owned()),
+                "entity_id" => filter.entity_id = Some(v.into_owned()),
+                "path" => filter.path_prefix = Some(v.into_owned()),
+                "limit" => match v.parse() {
+                    Ok(n) => filter.limit = Some(n),
+                    Err(_) => return bad_filter(&format!("limit: `{v}` is not a number")),
+                },
+                other => {
+                    return bad_filter(&format!(
+                        "unknown filter `{other}`; use status, lean_status, entity_id, path, limit"
+                    ))
+                }
+            }
+        }
+        let ring = self.inner.telemetry.ring();
+        let list: Vec<ExchangeRecord> = ring
+            .list(&filter)
+            .iter()
+            .map(|r| {
+                let mut r = (**r).clone();
+                // The list is a summary; `GET /api/requests/{id}` has the bodies.
+                r.request_body = r.request_body.map(|mut c| {
+                    c.text = None;
+                    c
+                });
+                r.response_body = r.response_body.map(|mut c| {
+                    c.text = None;
+                    c
+                });
+                r
+            })
+            .collect();
+        let (entries, bytes) = ring.usage();
+        json_response(
+            StatusCode::OK,
+            &json!({"kept": entries, "kept_bytes": bytes, "requests": list}),
+        )
+    }
+
+    pub(super) fn request(&self, id: &str) -> Response<Body> {
+        match self.inner.telemetry.ring().get(id) {
+            Some(record) => json_response(StatusCode::OK, &*record),
+            None => ErrorEnvelope::new("UNKNOWN_REQUEST", format!("no exchange {id} is kept"))
+                .into_response(StatusCode::NOT_FOUND),
+        }
+    }
+
+    pub(super) fn har(&self) -> Response<Body> {
+        let records = self.inner.telemetry.ring().list(&Filter::default());
+        let mut r = json_response(StatusCode::OK, &crate::log::har_document(&records));
+        r.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"leanproxy.har\""),
+        );
+        r
+    }
+
+    pub(super) fn metrics(&self) -> Response<Body> {
+        let metrics = self.inner.telemetry.metrics();
+        metrics.set_reconnects_pending(self.inner.registry.pending_count());
+        let mut r = Response::new(body::full(metrics.encode()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        r
+    }
+
+    /// `GET /api/events`: server-sent events until the client leaves or the
+    /// process shuts down.
+    pub(super) fn events(&self) -> Response<Body> {
+        let events = BroadcastStream::new(self.inner.telemetry.events().subscribe()).map(|item| {
+            Some(match item {
+                Ok(event) => format!(
+                    "event: {}\ndata: {}\n\n",
+                    event.name(),
+                    serde_json::to_string(&*event).unwrap_or_default()
+                ),
+                Err(BroadcastStreamRecvError::Lagged(n)) => format!(": missed {n} events\n\n"),
+            })
+        });
+        let keep_alive = IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + KEEP_ALIVE,
+            KEEP_ALIVE,
+        ))
+        .map(|_| Some(": keep-alive\n\n".to_string()));
+        let stopping = WatchStream::new(self.inner.shutdown.clone())
+            .filter(|stop| *stop)
+            .map(|_| None);
+        let stream = tokio_stream::once(Some(": connected\n\n".to_string()))
+            .chain(events.merge(keep_alive).merge(stopping))
+            .take_while(Option::is_some)
+            .map(|text| Ok::<_, Infallible>(Frame::data(Bytes::from(text.unwrap_or_default()))));
+        let mut r = Response::new(body::boxed(StreamBody::new(stream)));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
+    }
+}

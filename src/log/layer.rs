@@ -1,0 +1,525 @@
+//! [`RequestLogLayer`]: request ids, and one record per exchange, completed when
+//! the answer's body ends (or the app goes away).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::notes::ExchangeNotes;
+use super::record::{lean_status, Capture, ExchangeRecord};
+use super::{redact, Telemetry};
+use crate::body::{self, Body, BoxError};
+use crate::events::{Event, ExchangeSummary};
+use crate::proxy::{Failure, UpstreamTiming};
+use crate::reconnect::X_LEANPROXY_INJECTED;
+use crate::server::ClientAddr;
+
+/// `x-request-id`
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest app-supplied request id that is propagated; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The exchange's id, also stored in the request's extensions for inner layers.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Assigns request ids and records every exchange into a [`Telemetry`].
+#[derive(Debug, Clone)]
+pub struct RequestLogLayer {
+    telemetry: Telemetry,
+}
+
+impl RequestLogLayer {
+    /// The layer, recording into `telemetry`.
+    pub fn new(telemetry: Telemetry) -> Self {
+        Self { telemetry }
+    }
+}
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog {
+            inner,
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+/// The service built by [`RequestLogLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestLog<S> {
+    inner: S,
+    telemetry: Telemetry,
+}
+
+fn usable_id(value: &HeaderValue) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LEN
+        && value.as_bytes().iter().all(|b| b.is_ascii_graphic())
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn header_list(headers: &HeaderMap, redact: bool) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let value = if redact && redact::is_secret_header(k.as_str()) {
+                redact::REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (k.to_string(), value)
+        })
+        .collect()
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A body's first bytes and total size, shared between the body and the record.
+#[derive(Debug, Default)]
+struct Tap {
+    bytes: Mutex<Vec<u8>>,
+    size: AtomicU64,
+    truncated: std::sync::atomic::AtomicBool,
+}
+
+impl Tap {
+    fn see(&self, data: &[u8], limit: usize) {
+        self.size.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if limit == 0 {
+            return;
+        }
+        let mut bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let room = limit.saturating_sub(bytes.len());
+        if data.len() > room {
+            self.truncated.store(true, Ordering::Relaxed);
+        }
+        bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn capture(&self, mime: Option<&str>, redact: bool) -> Option<Capture> {
+        let size = self.size.load(Ordering::Relaxed);
+        if size == 0 {
+            return None;
+        }
+        let bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        Some(Capture::new(
+            &bytes,
+            size,
+            self.truncated.load(Ordering::Relaxed),
+            mime,
+            redact,
+        ))
+    }
+}
+
+/// What is known when the request is sent.
+struct Pending {
+    telemetry: Telemetry,
+    id: HeaderValue,
+    started_at: chrono::DateTime<chrono::Utc>,
+    start: Instant,
+    method: String,
+    host: Option<String>,
+    path: String,
+    query: Option<String>,
+    version: String,
+    client: Option<String>,
+    request_headers: Vec<(String, String)>,
+    request_mime: Option<String>,
+    request_tap: Arc<Tap>,
+    notes: ExchangeNotes,
+}
+
+impl<S> Service<Request<Body>> for RequestLog<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if usable_id(v) => v.clone(),
+            _ => new_request_id(),
+        };
+        req.headers_mut().insert(&X_REQUEST_ID, id.clone());
+        req.extensions_mut().insert(RequestId(id.clone()));
+        let notes = ExchangeNotes::default();
+        req.extensions_mut().insert(notes.clone());
+        let t = &self.telemetry;
+        let redacting = t.redact();
+        let request_tap = Arc::new(Tap::default());
+        let pending = Pending {
+            telemetry: t.clone(),
+            id,
+            started_at: chrono::Utc::now(),
+            start: Instant::now(),
+            method: req.method().to_string(),
+            host: req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| req.uri().authority().map(|a| a.to_string())),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().map(|q| {
+                if redacting {
+                    redact::query(q)
+                } else {
+                    q.to_string()
+                }
+            }),
+            version: format!("{:?}", req.version()),
+            client: req
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|c| c.0.to_string()),
+            request_headers: header_list(req.headers(), redacting),
+            request_mime: content_type(req.headers()),
+            request_tap: request_tap.clone(),
+            notes,
+        };
+        let limit = t.capture_limit();
+        let req = req.map(|inner| {
+            if inner.is_end_stream() {
+                inner
+            } else {
+                body::boxed(TapBody {
+                    inner,
+                    tap: request_tap,
+                    limit,
+                })
+            }
+        });
+        ResponseFuture {
+            inner: self.inner.call(req),
+            pending: Some(pending),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequestLog`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(response)) => response,
+        };
+        let Some(pending) = this.pending.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        response
+            .headers_mut()
+            .insert(&X_REQUEST_ID, pending.id.clone());
+        let finisher = Finisher {
+            head_at: pending.start.elapsed(),
+            status: response.status().as_u16(),
+            response_headers: header_list(response.headers(), pending.telemetry.redact()),
+            response_mime: content_type(response.headers()),
+            fault: response
+                .headers()
+                .get(&X_LEANPROXY_INJECTED)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            correlation: response
+                .headers()
+                .get("lean-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            upstream: response.extensions().get::<UpstreamTiming>().map(|t| t.0),
+            failure: response.extensions().get::<Failure>().copied(),
+            response_tap: Arc::new(Tap::default()),
+            pending,
+        };
+        let limit = finisher.pending.telemetry.capture_limit();
+        let response = response.map(|inner| {
+            if inner.is_end_stream() {
+                finisher.finish(true);
+                inner
+            } else {
+                body::boxed(ObservedBody {
+                    inner,
+                    limit,
+                    finisher: Some(finisher),
+                })
+            }
+        });
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// What is known once the answer's head is out.
+struct Finisher {
+    pending: Pending,
+    head_at: Duration,
+    status: u16,
+    response_headers: Vec<(String, String)>,
+    response_mime: Option<String>,
+    fault: Option<String>,
+    correlation: Option<String>,
+    upstream: Option<Duration>,
+    failure: Option<Failure>,
+    response_tap: Arc<Tap>,
+}
+
+impl Finisher {
+    fn finish(self, completed: bool) {
+        let p = self.pending;
+        let t = &p.telemetry;
+        let redacting = t.redact();
+        let notes = p.notes.snapshot();
+        let duration = p.start.elapsed();
+        let lean = {
+            let bytes = self
+                .response_tap
+                .bytes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            lean_status(&bytes[..bytes.len().min(4096)])
+        };
+        let bytes_in = p.request_tap.size.load(Ordering::Relaxed);
+        let bytes_out = self.response_tap.size.load(Ordering::Relaxed);
+        let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
+        let upstream_ms = self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3);
+        let request_id = p.id.to_str().unwrap_or_default().to_string();
+
+        macro_rules! exchange_event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "leanproxy::exchange",
+                    $level,
+                    request_id = %request_id,
+                    method = %p.method,
+                    path = %p.path,
+                    query = p.query.as_deref().unwrap_or(""),
+                    status = self.status,
+                    lean_status = lean.as_deref().unwrap_or(""),
+                    entity_id = notes.entity_id.as_deref().unwrap_or(""),
+                    reconnect_id = notes.reconnect_id.as_deref().unwrap_or(""),
+                    fault = self.fault.as_deref().unwrap_or(""),
+                    upstream_ms,
+                    head_ms = (self.head_at.as_secs_f64() * 1e6).round() / 1e3,
+                    duration_ms,
+                    bytes_in,
+                    bytes_out,
+                    correlation_id = self.correlation.as_deref().unwrap_or(""),
+                    completed,
+                    "exchange"
+                )
+            };
+        }
+        if self.status >= 500 {
+            exchange_event!(tracing::Level::WARN);
+        } else {
+            exchange_event!(tracing::Level::INFO);
+        }
+
+        let metrics = t.metrics();
+        metrics.exchange(&crate::metrics::Exchange {
+            method: &p.method,
+            status: self.status,
+            lean_status: lean.as_deref(),
+            total_seconds: duration.as_secs_f64(),
+            upstream_seconds: self.upstream.map(|u| u.as_secs_f64()),
+            bytes_in,
+            bytes_out,
+        });
+        if let Some(f) = self.failure {
+            metrics.upstream_error(f.as_str());
+        }
+        t.events().publish(Event::Exchange(ExchangeSummary {
+            id: request_id.clone(),
+            started_at: p
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            method: p.method.clone(),
+            path: p.path.clone(),
+            status: self.status,
+            lean_status: lean.clone(),
+            entity_id: notes.entity_id.clone(),
+            reconnect_id: notes.reconnect_id.clone(),
+            fault: self.fault.clone(),
+            duration_ms,
+            bytes_in,
+            bytes_out,
+        }));
+        if !t.keeps_records() {
+            return;
+        }
+        let record = ExchangeRecord {
+            id: request_id,
+            started_at: p.started_at,
+            method: p.method,
+            host: p.host,
+            path: p.path,
+            query: p.query,
+            version: p.version,
+            client: p.client,
+            request_headers: p.request_headers,
+            request_body: p.request_tap.capture(p.request_mime.as_deref(), redacting),
+            status: self.status,
+            response_headers: self.response_headers,
+            response_body: self
+                .response_tap
+                .capture(self.response_mime.as_deref(), redacting),
+            lean_status: lean,
+            entity_id: notes.entity_id,
+            reconnect_id: notes.reconnect_id,
+            fault: self.fault,
+            lean_correlation_id: self.correlation,
+            upstream_ms,
+            duration_ms,
+            bytes_in,
+            bytes_out,
+            completed,
+            upstream_error: self.failure.map(|f| f.as_str().to_string()),
+        };
+        t.keep(record);
+    }
+}
+
+pin_project! {
+    /// Counts and captures the request body on its way to the upstream.
+    struct TapBody {
+        #[pin]
+        inner: Body,
+        tap: Arc<Tap>,
+        limit: usize,
+    }
+}
+
+impl http_body::Body for TapBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.tap.see(data, *this.limit);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// Counts and captures the answer on its way to the app; completes the record
+    /// at its end, or when dropped before it.
+    struct ObservedBody {
+        #[pin]
+        inner: Body,
+        limit: usize,
+        finisher: Option<Finisher>,
+    }
+
+    impl PinnedDrop for ObservedBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(f) = this.project().finisher.take() {
+                f.finish(false);
+            }
+        }
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(f)) = (frame.data_ref(), this.finisher.as_ref()) {
+                    f.response_tap.see(data, *this.limit);
+                }
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    if let Some(f) = this.finisher.take() {
+                        f.finish(true);
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = this.finisher.take() {
+                    f.finish(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = this.finisher.take() {
+                    f.finish(false);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,291 @@
+//! The request log: what the app said to Lean and what came back, without the
+//! secrets and personal data that flow through an open-banking API.
+//!
+//! [`RequestLogLayer`] (outermost) gives every exchange an id (`x-request-id`,
+//! propagated or generated, echoed on the answer) and, when the answer's body
+//! ends, completes one record: method, path, query (secrets removed), status,
+//! Lean `status`, entity, reconnect id, fault, upstream time to first byte, total
+//! time, bytes each way, `lean-correlation-id`, and capped, redacted captures of
+//! both bodies. [`Telemetry`] fans the record out to:
+//!
+//! - one structured tracing event (5xx at WARN),
+//! - the [`Ring`] buffer behind `GET /api/requests` and the HAR export,
+//! - the [`Journal`] (JSON lines, rotated by size), when configured,
+//! - the live [`Events`](crate::events::Events) (`GET /api/events`),
+//! - the [`Metrics`](crate::metrics::Metrics) (`GET /metrics`).
+
+mod har;
+mod journal;
+mod layer;
+mod notes;
+mod record;
+pub mod redact;
+mod ring;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+pub use har::document as har_document;
+pub use journal::{files as journal_files, Journal, JournalConfig};
+pub use layer::{RequestId, RequestLog, RequestLogLayer, ResponseFuture, X_REQUEST_ID};
+pub use notes::{ExchangeNotes, Notes};
+pub use record::{lean_status, Capture, ExchangeRecord};
+pub use ring::{Filter, Ring};
+
+use crate::config::LogFormat;
+use crate::events::Events;
+use crate::metrics::Metrics;
+
+/// Request log settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Exchanges kept in the ring buffer (0: none).
+    pub ring_entries: usize,
+    /// Bytes the ring buffer may keep.
+    pub ring_bytes: usize,
+    /// Bytes captured of each body.
+    pub capture_limit: usize,
+    /// Remove secrets and personal data (on unless turned off for local debugging).
+    pub redact: bool,
+    /// The journal, when configured.
+    pub journal: Option<JournalConfig>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            ring_entries: 1000,
+            ring_bytes: 64 << 20,
+            capture_limit: 64 << 10,
+            redact: true,
+            journal: None,
+        }
+    }
+}
+
+/// Where completed exchanges go. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: LogConfig,
+    ring: Ring,
+    journal: Option<Journal>,
+    events: Events,
+    metrics: Metrics,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new(LogConfig::default(), Events::default(), Metrics::new())
+    }
+}
+
+impl Telemetry {
+    /// Telemetry over `config`, publishing to `events` and counting in `metrics`.
+    /// Starts the journal's writer thread when a journal is configured.
+    pub fn new(config: LogConfig, events: Events, metrics: Metrics) -> Self {
+        let journal = config.journal.clone().map(Journal::start);
+        Self {
+            inner: Arc::new(Inner {
+                ring: Ring::new(config.ring_entries, config.ring_bytes),
+                config,
+                journal,
+                events,
+                metrics,
+            }),
+        }
+    }
+
+    /// The ring buffer.
+    pub fn ring(&self) -> &Ring {
+        &self.inner.ring
+    }
+
+    /// The journal, when configured.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.inner.journal.as_ref()
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn redact(&self) -> bool {
+        self.inner.config.redact
+    }
+
+    fn capture_limit(&self) -> usize {
+        if self.keeps_records() {
+            self.inner.config.capture_limit
+        } else {
+            0
+        }
+    }
+
+    fn keeps_records(&self) -> bool {
+        self.inner.config.ring_entries > 0 || self.inner.journal.is_some()
+    }
+
+    fn keep(&self, record: ExchangeRecord) {
+        let record = Arc::new(record);
+        if let Some(journal) = &self.inner.journal {
+            journal.append(record.clone());
+        }
+        if self.inner.config.ring_entries > 0 {
+            self.inner.ring.push(Arc::unwrap_or_clone(record));
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: `RUST_LOG` filter (default `info`),
+/// lines on stderr, human-readable or JSON.
+pub fn install_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // A second install (tests, embedding) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{self, Body};
+    use http::{HeaderValue, Request, Response};
+    use http_body_util::BodyExt;
+    use std::convert::Infallible;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    async fn exchange(
+        telemetry: &Telemetry,
+        id: Option<&str>,
+        answer: &'static str,
+    ) -> (HeaderValue, HeaderValue) {
+        let echo = service_fn(move |req: Request<Body>| async move {
+            let seen = req.headers()[&X_REQUEST_ID].clone();
+            // Like an upstream, read what the app sent.
+            req.into_body().collect().await.unwrap();
+            let mut r = Response::new(body::full(answer));
+            r.headers_mut().insert("x-seen", seen);
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Ok::<_, Infallible>(r)
+        });
+        let mut req = Request::new(body::full(r#"{"entity_id":"e"}"#));
+        if let Some(id) = id {
+            req.headers_mut()
+                .insert(&X_REQUEST_ID, HeaderValue::from_str(id).unwrap());
+        }
+        let response = RequestLogLayer::new(telemetry.clone())
+            .layer(echo)
+            .oneshot(req)
+            .await
+            .unwrap();
+        let seen = response.headers()["x-seen"].clone();
+        let echoed = response.headers()[&X_REQUEST_ID].clone();
+        response.into_body().collect().await.unwrap();
+        (seen, echoed)
+    }
+
+    #[tokio::test]
+    async fn app_request_id_is_propagated_and_echoed() {
+        let (upstream, echoed) = exchange(&Telemetry::default(), Some("app-123"), "{}").await;
+        assert_eq!(upstream, "app-123");
+        assert_eq!(echoed, "app-123");
+    }
+
+    #[tokio::test]
+    async fn missing_request_id_is_generated_once() {
+        let (upstream, echoed) = exchange(&Telemetry::default(), None, "{}").await;
+        assert_eq!(upstream, echoed);
+        assert_eq!(upstream.len(), 36);
+    }
+
+    #[tokio::test]
+    async fn oversized_request_id_is_replaced() {
+        let long = "x".repeat(129);
+        let (upstream, _) = exchange(&Telemetry::default(), Some(&long), "{}").await;
+        assert_ne!(upstream, long.as_str());
+    }
+
+    #[tokio::test]
+    async fn completed_exchange_is_kept_with_lean_status_and_sizes() {
+        let telemetry = Telemetry::default();
+        exchange(&telemetry, Some("r-1"), r#"{"status":"OK","payload":{}}"#).await;
+        let record = telemetry.ring().get("r-1").expect("kept");
+        assert_eq!(record.lean_status.as_deref(), Some("OK"));
+        assert_eq!(record.bytes_out, 28);
+        assert_eq!(record.bytes_in, 17);
+        assert!(record.completed);
+        assert!(telemetry.metrics().encode().contains("lean_status=\"OK\""));
+    }
+
+    #[test]
+    fn ring_stays_within_its_byte_cap_under_many_large_records() {
+        let ring = Ring::new(1000, 8 << 20);
+        let text = "x".repeat(1 << 20);
+        for i in 0..20_000 {
+            let mut record = sample(i);
+            record.response_body = Some(Capture {
+                mime: Some("text/plain".into()),
+                text: Some(text.clone()),
+                size: 1 << 20,
+                truncated: false,
+                note: None,
+            });
+            ring.push(record);
+            let (_, bytes) = ring.usage();
+            assert!(bytes <= ring.max_bytes(), "{bytes} bytes kept after {i}");
+        }
+        let (entries, bytes) = ring.usage();
+        assert!(entries >= 7, "recent records are kept: {entries}");
+        assert!(bytes <= 8 << 20);
+        assert_eq!(ring.list(&Filter::default())[0].id, "19999", "newest first");
+    }
+
+    fn sample(i: usize) -> ExchangeRecord {
+        ExchangeRecord {
+            id: i.to_string(),
+            started_at: chrono::Utc::now(),
+            method: "GET".into(),
+            host: None,
+            path: "/data/v2/accounts".into(),
+            query: None,
+            version: "HTTP/1.1".into(),
+            client: None,
+            request_headers: vec![],
+            request_body: None,
+            status: 200,
+            response_headers: vec![],
+            response_body: None,
+            lean_status: Some("OK".into()),
+            entity_id: None,
+            reconnect_id: None,
+            fault: None,
+            lean_correlation_id: None,
+            upstream_ms: None,
+            duration_ms: 1.0,
+            bytes_in: 0,
+            bytes_out: 0,
+            completed: true,
+            upstream_error: None,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The request log's ring buffer: the last exchanges, bounded in count and in
+//! bytes kept.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::record::ExchangeRecord;
+
+/// Filters of `GET /api/requests`.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Lean status.
+    pub lean_status: Option<String>,
+    /// Entity id.
+    pub entity_id: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Most records returned.
+    pub limit: Option<usize>,
+}
+
+/// The ring buffer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ring {
+    inner: Arc<Mutex<Inner>>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<(Arc<ExchangeRecord>, usize)>,
+    bytes: usize,
+}
+
+impl Ring {
+    /// A ring keeping at most `max_entries` records and `max_bytes` bytes.
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Pushes and pops keep `bytes` in step; a poisoned lock is consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `record`, evicting the oldest to stay within both bounds.
+    pub fn push(&self, record: ExchangeRecord) {
+        if self.max_entries == 0 {
+            return;
+        }
+        let mut record = record;
+        let mut weight = record.weight();
+        if weight > self.max_bytes {
+            record = record.without_bodies();
+            weight = record.weight();
+        }
+        let mut inner = self.lock();
+        inner.items.push_back((Arc::new(record), weight));
+        inner.bytes += weight;
+        while inner.items.len() > self.max_entries || inner.bytes > self.max_bytes {
+            match inner.items.pop_front() {
+                Some((_, w)) => inner.bytes -= w,
+                None => break,
+            }
+        }
+    }
+
+    /// Records matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Vec<Arc<ExchangeRecord>> {
+        let inner = self.lock();
+        inner
+            .items
+            .iter()
+            .rev()
+            .map(|(r, _)| r)
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| {
+                filter
+                    .lean_status
+                    .as_deref()
+                    .is_none_or(|s| r.lean_status.as_deref() == Some(s))
+            })
+            .filter(|r| {
+                filter
+                    .entity_id
+                    .as_deref()
+                    .is_none_or(|e| r.entity_id.as_deref() == Some(e))
+            })
+            .filter(|r| {
+                filter
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|p| r.path.starts_with(p))
+            })
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect()
+    }
+
+    /// One record by request id.
+    pub fn get(&self, id: &str) -> Option<Arc<ExchangeRecord>> {
+        self.lock()
+            .items
+            .iter()
+            .rev()
+            .find(|(r, _)| r.id == id)
+            .map(|(r, _)| r.clone())
+    }
+
+    /// Records and bytes kept.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.items.len(), inner.bytes)
+    }
+
+    /// The byte cap.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}

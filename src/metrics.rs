@@ -1,0 +1,298 @@
+//! Prometheus metrics (`GET /metrics`), with the prometheus-client crate.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of `leanproxy_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+    lean_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    kind: String,
+    signature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// One completed exchange, as the metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// HTTP status.
+    pub status: u16,
+    /// Lean status, when seen.
+    pub lean_status: Option<&'a str>,
+    /// Total time, body included.
+    pub total_seconds: f64,
+    /// Time to the upstream's response head.
+    pub upstream_seconds: Option<f64>,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+}
+
+/// The metrics handle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    upstream: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    reconnects_pending: Gauge,
+    reconnects: Counter,
+    reconnects_resolved: Family<KindLabels, Counter>,
+    inspections: Family<ResultLabels, Counter>,
+    faults: Family<KindLabels, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
+    upstream_errors: Family<CauseLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All of leanproxy's metrics, registered under `leanproxy_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("leanproxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 0.5 ms .. ~33 s
+        let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 17));
+        let upstream = Histogram::new(exponential_buckets(0.0005, 2.0, 17));
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let reconnects_pending = Gauge::default();
+        let reconnects = Counter::default();
+        let reconnects_resolved = Family::<KindLabels, Counter>::default();
+        let inspections = Family::<ResultLabels, Counter>::default();
+        let faults = Family::<KindLabels, Counter>::default();
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        let upstream_errors = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Exchanges by method, HTTP status and Lean status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Total exchange time, body included",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to the upstream's response head",
+            upstream.clone(),
+        );
+        registry.register("request_bytes", "Request body bytes", bytes_in.clone());
+        registry.register("response_bytes", "Response body bytes", bytes_out.clone());
+        registry.register(
+            "reconnects_pending",
+            "Entities waiting for a reconnect",
+            reconnects_pending.clone(),
+        );
+        registry.register("reconnects", "Reconnects first seen", reconnects.clone());
+        registry.register(
+            "reconnects_resolved",
+            "Reconnects resolved, by what resolved them",
+            reconnects_resolved.clone(),
+        );
+        registry.register(
+            "inspections",
+            "Answers inspected for RECONNECT_REQUIRED, or passed uninspected",
+            inspections.clone(),
+        );
+        registry.register(
+            "faults_injected",
+            "Answers a fault produced or changed, by action",
+            faults.clone(),
+        );
+        registry.register(
+            "webhooks_received",
+            "Webhooks received, by type and signature verdict",
+            webhooks.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failures reaching the upstream, by cause",
+            upstream_errors.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                duration,
+                upstream,
+                bytes_in,
+                bytes_out,
+                reconnects_pending,
+                reconnects,
+                reconnects_resolved,
+                inspections,
+                faults,
+                webhooks,
+                upstream_errors,
+            }),
+        }
+    }
+
+    /// Counts one completed exchange.
+    pub fn exchange(&self, e: &Exchange<'_>) {
+        let i = &self.inner;
+        i.requests
+            .get_or_create(&RequestLabels {
+                method: e.method.to_string(),
+                status: e.status,
+                lean_status: e.lean_status.unwrap_or("").to_string(),
+            })
+            .inc();
+        i.duration.observe(e.total_seconds);
+        if let Some(u) = e.upstream_seconds {
+            i.upstream.observe(u);
+        }
+        i.bytes_in.inc_by(e.bytes_in);
+        i.bytes_out.inc_by(e.bytes_out);
+    }
+
+    /// Counts a failure to reach the upstream.
+    pub fn upstream_error(&self, cause: &str) {
+        self.inner
+            .upstream_errors
+            .get_or_create(&CauseLabels {
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an injected fault.
+    pub fn fault(&self, action: &str) {
+        self.inner
+            .faults
+            .get_or_create(&KindLabels {
+                kind: action.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a received webhook.
+    pub fn webhook(&self, kind: &str, signature: &str) {
+        self.inner
+            .webhooks
+            .get_or_create(&WebhookLabels {
+                kind: kind.to_string(),
+                signature: signature.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a new reconnect.
+    pub fn reconnect_new(&self) {
+        self.inner.reconnects.inc();
+    }
+
+    /// Counts a resolved reconnect.
+    pub fn reconnect_resolved(&self, by: &str) {
+        self.inner
+            .reconnects_resolved
+            .get_or_create(&KindLabels {
+                kind: by.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an answer inspected (or not).
+    pub fn inspection(&self, inspected: bool) {
+        let result = if inspected {
+            "inspected"
+        } else {
+            "uninspected"
+        };
+        self.inner
+            .inspections
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the pending-reconnects gauge.
+    pub fn set_reconnects_pending(&self, n: usize) {
+        self.inner.reconnects_pending.set(n as i64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_in_the_exposition() {
+        let m = Metrics::new();
+        m.exchange(&Exchange {
+            method: "GET",
+            status: 200,
+            lean_status: Some("OK"),
+            total_seconds: 0.01,
+            upstream_seconds: Some(0.005),
+            bytes_in: 10,
+            bytes_out: 1024,
+        });
+        m.webhook("entity.reconnected", "valid");
+        m.upstream_error("connect_refused");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"leanproxy_requests_total{method="GET",status="200",lean_status="OK"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"leanproxy_webhooks_received_total{kind="entity.reconnected",signature="valid"} 1"#), "{text}");
+        assert!(
+            text.contains("leanproxy_response_bytes_total 1024"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,694 @@
+//! The request log, journal, metrics and live events: every exchange is seen,
+//! nothing secret or personal leaks into any output channel, HAR and metrics are
+//! well-formed and add up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::Request;
+use leanproxy::body;
+use leanproxy::config::Secret;
+use leanproxy::mockbank::{Clock, Mockbank, MockbankSettings};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::support::{get, h1_client, send, Binary, HttpClient, Proxy};
+
+const APP_TOKEN: &str = "apptok-7f3c91d2e8a44b6f";
+const APPS_OWN_TOKEN: &str = "ownapptok-19c0d7e2";
+const BEARER: &str = "bearer-5be1f0c3a9d24e71";
+const COOKIE: &str = "cookie-2d6e8f1a3b5c";
+const SET_COOKIE: &str = "setcookie-9a8b7c6d5e4f";
+const CLIENT_SECRET: &str = "clientsecret-0e1f2a3b4c5d";
+const WEBHOOK_SECRET: &str = "whsecret-77aa88bb99cc";
+
+/// A Mockbank with distinctive credentials, served in-process behind a wrapper
+/// that adds a `Set-Cookie` to every answer.
+async fn upstream() -> (std::net::SocketAddr, Mockbank, tokio::task::JoinHandle<()>) {
+    let mockbank = Mockbank::new(
+        MockbankSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            seed: 11,
+            inactivity: Duration::from_secs(600),
+            corporate_session: Duration::from_secs(300),
+            time_scale: 1.0,
+            app_token: Secret::new(APP_TOKEN),
+            client_id: "client-1".into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            webhook_url: None,
+            webhook_secret: Secret::new(WEBHOOK_SECRET),
+            async_delay: Duration::from_secs(2),
+            refresh_duration: Duration::from_secs(10),
+        },
+        Clock::system(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service =
+        tower::ServiceExt::map_response(mockbank.clone(), |mut r: http::Response<body::Body>| {
+            r.headers_mut().insert(
+                "set-cookie",
+                format!("session={SET_COOKIE}; HttpOnly").parse().unwrap(),
+            );
+            r
+        });
+    let task = tokio::spawn(leanproxy::server::serve(
+        listener,
+        service,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    (addr, mockbank, task)
+}
+
+/// Everything an app might send that must not be kept.
+async fn traffic(
+    client: &HttpClient,
+    proxy: &str,
+    webhooks: std::net::SocketAddr,
+    mockbank: &Mockbank,
+) -> Vec<String> {
+    let post = |path: &str, body: Value| {
+        Request::post(format!("{proxy}{path}"))
+            .header("content-type", "application/json")
+            .header("lean-app-token", APPS_OWN_TOKEN)
+            .header("authorization", format!("Bearer {BEARER}"))
+            .header("cookie", format!("sid={COOKIE}"))
+            .body(body::full(body.to_string()))
+            .unwrap()
+    };
+    let token = send(
+        client,
+        Request::post(format!("{proxy}/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body::full(format!("client_id=client-1&client_secret={CLIENT_SECRET}&grant_type=client_credentials&scope=api")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(token.status, 200, "{:?}", token.body);
+    let app_user = format!("observer-{}", uuid::Uuid::new_v4());
+    let customer = send(
+        client,
+        post("/customers/v1/", json!({"app_user_id": app_user})),
+    )
+    .await
+    .json();
+    let user = &mockbank.users()[1];
+    let entity = send(
+        client,
+        post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": user.username, "password": user.password})),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let accounts = send(
+        client,
+        post("/data/v1/accounts", json!({"entity_id": entity})),
+    )
+    .await;
+    assert_eq!(accounts.json()["status"], "OK");
+    let account = &user.accounts[0];
+    for path in [
+        format!("/data/v2/accounts?entity_id={entity}"),
+        format!("/data/v2/identity?entity_id={entity}"),
+        format!(
+            "/data/v2/accounts/{}/identities?entity_id={entity}",
+            account.id
+        ),
+        format!(
+            "/data/v2/accounts/{}/transactions?entity_id={entity}&size=5",
+            account.id
+        ),
+    ] {
+        let r = send(
+            client,
+            Request::get(format!("{proxy}{path}"))
+                .header("authorization", format!("Bearer {BEARER}"))
+                .header("cookie", format!("sid={COOKIE}"))
+                .body(body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    send(
+        client,
+        post("/data/v1/identity", json!({"entity_id": entity})),
+    )
+    .await;
+    // A signed webhook at the catcher.
+    let hook = serde_json::to_vec(
+        &json!({"type": "entity.created", "payload": {"id": entity}, "event_id": "ev-obs"}),
+    )
+    .unwrap();
+    let signature = leanproxy::lean::webhook_signature(WEBHOOK_SECRET.as_bytes(), &hook);
+    send(
+        client,
+        Request::post(format!("http://{webhooks}/hooks"))
+            .header("lean-signature", signature.clone())
+            .body(body::full(hook))
+            .unwrap(),
+    )
+    .await;
+
+    let id = &user.identity;
+    let mut secrets = vec![
+        APP_TOKEN.to_string(),
+        APPS_OWN_TOKEN.into(),
+        BEARER.into(),
+        COOKIE.into(),
+        SET_COOKIE.into(),
+        CLIENT_SECRET.into(),
+        signature.trim_start_matches("sha512=").to_string(),
+        user.password.clone(),
+        id.full_name.clone(),
+        id.short_name.clone(),
+        id.national_id.clone(),
+        id.national_id.replace('-', ""),
+        id.mobile.clone(),
+        id.email.clone(),
+        id.address.line.clone(),
+    ];
+    for a in &user.accounts {
+        secrets.push(a.iban.clone());
+        secrets.push(a.number.clone());
+    }
+    secrets
+}
+
+/// Reads server-sent events until `n` exchange events arrived (bounded).
+async fn events(
+    admin: std::net::SocketAddr,
+    n: usize,
+) -> (
+    tokio::task::JoinHandle<String>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let response = h1_client()
+            .get(format!("http://{admin}/api/events").parse().unwrap())
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        let mut text = String::new();
+        let mut ready_tx = Some(ready_tx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while text.matches("event: exchange").count() < n {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        text.push_str(&String::from_utf8_lossy(&data));
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        text
+    });
+    (handle, ready)
+}
+
+#[tokio::test]
+async fn no_secret_or_personal_value_reaches_any_output_channel() {
+    let (upstream, mockbank, _task) = upstream().await;
+    for format in ["pretty", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        let config = dir.path().join("lp.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[log]\njournal = \"{}\"\n[webhooks]\nsecret = \"{WEBHOOK_SECRET}\"\nverify = \"enforce\"\n",
+                journal.display()
+            ),
+        )
+        .unwrap();
+        let mut bin = Binary::spawn(
+            &[
+                "--upstream",
+                &format!("http://{upstream}"),
+                "--log-format",
+                format,
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &[("LEAN_APP_TOKEN", APP_TOKEN), ("RUST_LOG", "trace")],
+        );
+        let (sse, ready) = events(bin.admin, 9).await;
+        ready.await.unwrap();
+        let client = h1_client();
+        let secrets = traffic(
+            &client,
+            &format!("http://{}", bin.proxy),
+            bin.webhooks,
+            &mockbank,
+        )
+        .await;
+        let sse = sse.await.unwrap();
+        assert!(sse.matches("event: exchange").count() >= 9, "{sse}");
+
+        let admin = |path: &str| format!("http://{}{path}", bin.admin);
+        let mut channels: Vec<(String, String)> = vec![("events".into(), sse)];
+        let list = get(&client, &admin("/api/requests")).await;
+        let ids: Vec<String> = list.json()["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(ids.len() >= 9);
+        channels.push((
+            "/api/requests".into(),
+            String::from_utf8_lossy(&list.body).into_owned(),
+        ));
+        for id in &ids {
+            let one = get(&client, &admin(&format!("/api/requests/{id}"))).await;
+            channels.push((
+                format!("/api/requests/{id}"),
+                String::from_utf8_lossy(&one.body).into_owned(),
+            ));
+        }
+        for path in [
+            "/api/requests.har",
+            "/metrics",
+            "/api/webhooks",
+            "/api/reconnects",
+        ] {
+            let r = get(&client, &admin(path)).await;
+            assert_eq!(r.status, 200, "{path}");
+            channels.push((path.into(), String::from_utf8_lossy(&r.body).into_owned()));
+        }
+        // The identity answer really carried personal data, so the check can fail.
+        let one_identity = ids
+            .iter()
+            .map(|id| {
+                channels
+                    .iter()
+                    .find(|(c, _)| c == &format!("/api/requests/{id}"))
+                    .unwrap()
+                    .1
+                    .clone()
+            })
+            .find(|t| t.contains("\"/data/v2/identity\""))
+            .expect("identity exchange kept");
+        assert!(one_identity.contains("[redacted]"), "{one_identity}");
+
+        bin.terminate();
+        assert_eq!(bin.wait_exit(Duration::from_secs(10)).await, Some(0));
+        channels.push(("stdout+stderr".into(), bin.output()));
+        for file in leanproxy::log::journal_files(&journal) {
+            channels.push((
+                file.display().to_string(),
+                std::fs::read_to_string(&file).unwrap(),
+            ));
+        }
+        assert!(
+            channels.last().unwrap().1.lines().count() >= 9,
+            "the journal has the exchanges"
+        );
+        for (channel, text) in &channels {
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{format}: `{secret}` leaked into {channel}"
+                );
+            }
+        }
+    }
+}
+
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            assert!(
+                line.is_empty()
+                    || line.starts_with("# HELP ")
+                    || line.starts_with("# TYPE ")
+                    || line.starts_with("# UNIT ")
+                    || line == "# EOF",
+                "bad comment: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().enumerate().all(|(i, c)| c == '_'
+                || c == ':'
+                || c.is_ascii_alphabetic()
+                || (i > 0 && c.is_ascii_digit())),
+            "bad metric name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels: {line}"
+                );
+                for pair in labels[1..labels.len() - 1]
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label: {line}"));
+                    assert!(
+                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                        "bad label: {line}"
+                    );
+                }
+            }
+        }
+        samples.insert(series.to_string(), value);
+    }
+    assert!(text.ends_with("# EOF\n"));
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_the_exchanges_sent() {
+    let proxy = Proxy::start("").await;
+    let client = h1_client();
+    let mut sent = 0;
+    for _ in 0..7 {
+        assert_eq!(get(&client, &proxy.url("/banks/v1/")).await.status, 200);
+        sent += 1;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            get(
+                &client,
+                &proxy.url("/data/v2/accounts?entity_id=not-a-uuid")
+            )
+            .await
+            .status,
+            400
+        );
+        sent += 1;
+    }
+    let text = String::from_utf8(
+        get(&client, &proxy.admin_url("/metrics"))
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let samples = parse_prometheus(&text);
+    let requests: f64 = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("leanproxy_requests_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(requests, sent as f64, "{text}");
+    assert_eq!(
+        samples[r#"leanproxy_requests_total{method="GET",status="400",lean_status="INVALID_PARAMETERS"}"#],
+        3.0
+    );
+    assert_eq!(
+        samples[r#"leanproxy_requests_total{method="GET",status="200",lean_status=""}"#],
+        7.0
+    );
+    assert_eq!(
+        samples["leanproxy_request_duration_seconds_count"],
+        sent as f64
+    );
+    assert!(samples["leanproxy_response_bytes_total"] > 0.0);
+    assert_eq!(samples["leanproxy_reconnects_pending"], 0.0);
+}
+
+#[tokio::test]
+async fn har_is_valid_har_1_2_with_the_expected_entries() {
+    let proxy = Proxy::start("").await;
+    let client = h1_client();
+    let paths = [
+        "/banks/v1/",
+        "/data/v2/accounts?entity_id=not-a-uuid",
+        "/_mockbank/users",
+    ];
+    for p in paths {
+        get(&client, &proxy.url(p)).await;
+    }
+    let har = get(&client, &proxy.admin_url("/api/requests.har"))
+        .await
+        .json();
+    let log = &har["log"];
+    assert_eq!(log["version"], "1.2");
+    assert_eq!(log["creator"]["name"], "leanproxy");
+    assert!(log["creator"]["version"].is_string());
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), paths.len());
+    for (entry, path) in entries.iter().zip(paths) {
+        for key in [
+            "startedDateTime",
+            "time",
+            "request",
+            "response",
+            "cache",
+            "timings",
+        ] {
+            assert!(!entry[key].is_null(), "entry.{key}");
+        }
+        chrono::DateTime::parse_from_rfc3339(entry["startedDateTime"].as_str().unwrap()).unwrap();
+        let req = &entry["request"];
+        for key in [
+            "method",
+            "url",
+            "httpVersion",
+            "cookies",
+            "headers",
+            "queryString",
+            "headersSize",
+            "bodySize",
+        ] {
+            assert!(!req[key].is_null(), "request.{key}");
+        }
+        assert!(
+            req["url"].as_str().unwrap().ends_with(path),
+            "{} vs {path}",
+            req["url"]
+        );
+        assert!(req["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["name"].is_string() && h["value"].is_string()));
+        let res = &entry["response"];
+        for key in [
+            "status",
+            "statusText",
+            "httpVersion",
+            "cookies",
+            "headers",
+            "content",
+            "redirectURL",
+            "headersSize",
+            "bodySize",
+        ] {
+            assert!(!res[key].is_null(), "response.{key}");
+        }
+        assert!(res["content"]["size"].is_number() && res["content"]["mimeType"].is_string());
+        for key in ["send", "wait", "receive"] {
+            assert!(entry["timings"][key].as_f64().unwrap() >= 0.0);
+        }
+    }
+    assert_eq!(entries[1]["response"]["status"], 400);
+    assert_eq!(
+        entries[1]["request"]["queryString"][0],
+        json!({"name": "entity_id", "value": "not-a-uuid"})
+    );
+}
+
+#[tokio::test]
+async fn request_log_filters_and_journal_rotates_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j.jsonl");
+    let proxy = Proxy::start(&format!(
+        "[log]\njournal = \"{}\"\njournal_max_bytes = 4096\njournal_files = 2\n",
+        journal.display()
+    ))
+    .await;
+    let client = h1_client();
+    for _ in 0..20 {
+        get(&client, &proxy.url("/banks/v1/")).await;
+    }
+    get(
+        &client,
+        &proxy.url("/data/v2/accounts?entity_id=not-a-uuid"),
+    )
+    .await;
+    let bad = get(
+        &client,
+        &proxy.admin_url("/api/requests?lean_status=INVALID_PARAMETERS"),
+    )
+    .await
+    .json();
+    assert_eq!(bad["requests"].as_array().unwrap().len(), 1);
+    let banks = get(
+        &client,
+        &proxy.admin_url("/api/requests?path=/banks&limit=5"),
+    )
+    .await
+    .json();
+    assert_eq!(banks["requests"].as_array().unwrap().len(), 5);
+    // The journal writes on its own thread; wait (bounded) for the lines.
+    let files = {
+        let mut files = Vec::new();
+        for _ in 0..100 {
+            files = leanproxy::log::journal_files(&journal);
+            let lines: usize = files
+                .iter()
+                .map(|f| {
+                    std::fs::read_to_string(f)
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum();
+            if files.len() == 3 && lines > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        files
+    };
+    assert_eq!(files.len(), 3, "journal + 2 rotated files: {files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.len() <= 4096 + 2048,
+            "{} is {} bytes",
+            f.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            serde_json::from_str::<Value>(line).expect("each journal line is JSON");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unwritable_journal_is_reported_and_the_proxy_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"file").unwrap();
+    let config = dir.path().join("lp.toml");
+    std::fs::write(
+        &config,
+        format!("[log]\njournal = \"{}/journal.jsonl\"\n", blocker.display()),
+    )
+    .unwrap();
+    let mut bin = Binary::spawn(&["--config", config.to_str().unwrap()], &[]);
+    let client = h1_client();
+    for _ in 0..5 {
+        assert_eq!(get(&client, &bin.url("/banks/v1/")).await.status, 200);
+    }
+    bin.terminate();
+    bin.wait_exit(Duration::from_secs(10)).await;
+    let output = bin.output();
+    assert_eq!(
+        output.matches("cannot open the journal").count(),
+        1,
+        "reported once:\n{output}"
+    );
+}
+
+#[tokio::test]
+async fn tail_prints_exchanges_and_reconnects_live() {
+    let bin = Binary::spawn(&[], &[]);
+    let admin = format!("http://{}", bin.admin);
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_leanproxy"))
+        .args(["tail", "--admin", &admin])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until tail is connected: it prints each exchange, so send until one shows.
+    let client = h1_client();
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        get(&client, &bin.url("/banks/v1/")).await;
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(line);
+            break;
+        }
+    }
+    assert!(!lines.is_empty(), "tail printed nothing");
+    let users = get(&client, &bin.url("/_mockbank/users")).await.json();
+    let password = users["users"][0]["password"].as_str().unwrap().to_string();
+    let post = |path: &str, body: Value| {
+        Request::post(bin.url(path))
+            .header("content-type", "application/json")
+            .body(body::full(body.to_string()))
+            .unwrap()
+    };
+    let customer = send(
+        &client,
+        post("/customers/v1/", json!({"app_user_id": "tail"})),
+    )
+    .await
+    .json();
+    let entity = send(&client, post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"})))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    send(
+        &client,
+        post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),
+    )
+    .await;
+    send(
+        &client,
+        post("/data/v1/accounts", json!({"entity_id": entity})),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = |lines: &[String]| {
+        lines.iter().any(|l| l.contains("RECONNECT "))
+            && lines.iter().any(|l| l.contains("RECONNECT_REQUIRED"))
+    };
+    while !seen(&lines) && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let text = lines.join("\n");
+    assert!(
+        text.contains("/banks/v1/") && text.contains("200"),
+        "{text}"
+    );
+    assert!(text.contains("RECONNECT_REQUIRED"), "{text}");
+    assert!(
+        text.contains(&format!("RECONNECT entity={entity}")),
+        "{text}"
+    );
+    assert!(text.contains("WEBHOOK entity.created"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colors when not on a terminal");
+}
