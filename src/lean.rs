@@ -6,10 +6,12 @@
 //! shape so that an app's error handling sees what it would see from Lean.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::body::{full, Body};
 
@@ -31,7 +33,7 @@ pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
 /// Lean's timestamp format: RFC 3339, UTC, nanoseconds, `Z` suffix
 /// (`2025-09-10T21:05:59.919233187Z`).
 pub fn timestamp_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    timestamp(Utc::now())
 }
 
 /// Lean's error envelope for non-2xx answers.
@@ -72,6 +74,114 @@ impl ErrorEnvelope {
     pub fn into_response(self, code: StatusCode) -> Response<Body> {
         json_response(code, &self)
     }
+}
+
+/// A time in Lean's envelope format (nanoseconds, `Z`).
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+// Data answers that are not errors (HTTP 200): RECONNECT_REQUIRED, PENDING and
+// FAILED, in both API generations. The Mockbank and injected faults share them.
+
+/// v2 RECONNECT_REQUIRED: the `results_id` is the reconnect id.
+pub fn v2_reconnect(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "RECONNECT_REQUIRED",
+        "data": null,
+        "results_id": results_id,
+        "message": "User input is required to reconnect with the bank",
+        "meta": null,
+        "timestamp": timestamp(now),
+        "status_detail": null,
+    })
+}
+
+/// v2 PENDING (async).
+pub fn v2_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "PENDING",
+        "results_id": results_id,
+        "message": "Please wait for a webhook or try again later.",
+        "meta": null,
+        "timestamp": timestamp(now),
+        "status_detail": null,
+        "data": null,
+    })
+}
+
+/// v2 data error: HTTP 200, `status: FAILED`, `status_detail.granular_status_code`.
+pub fn v2_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "FAILED",
+        "results_id": results_id,
+        "message": "The request could not be completed by the bank",
+        "meta": null,
+        "timestamp": timestamp(now),
+        "status_detail": status_detail(code),
+        "data": null,
+    })
+}
+
+/// v1 RECONNECT_REQUIRED, as documented: `payload.reconnect_id`, `type: reconnect`.
+pub fn v1_reconnect(reconnect_id: Uuid, results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "RECONNECT_REQUIRED",
+        "payload": {"reconnect_id": reconnect_id, "type": "reconnect"},
+        "results_id": results_id,
+        "message": "User input is required to reconnect with the bank",
+        "timestamp": timestamp(now),
+    })
+}
+
+/// v1 PENDING (async).
+pub fn v1_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "PENDING",
+        "payload": null,
+        "results_id": results_id,
+        "message": "Results not yet returned. Please wait",
+        "timestamp": timestamp(now),
+    })
+}
+
+/// v1 data error.
+pub fn v1_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": "FAILED",
+        "payload": null,
+        "results_id": results_id,
+        "message": "The request could not be completed by the bank",
+        "timestamp": timestamp(now),
+        "meta": null,
+        "status_detail": status_detail(code),
+    })
+}
+
+/// The `status_detail` object of a `status: FAILED` answer:
+/// `{"granular_status_code", "status_additional_info"}`. The texts for
+/// `BANK_ISSUE` and `LEAN_ERROR` are recorded; `BANK_MAINTENANCE`'s is the
+/// Mockbank's; the others are leanproxy's wording.
+pub fn status_detail(granular_status_code: &str) -> Value {
+    let info = match granular_status_code {
+        "BANK_MAINTENANCE" => {
+            "The bank is currently undergoing maintenance. Please try again later."
+        }
+        "BANK_ISSUE" => "Bank is experiencing technical issues",
+        "LEAN_ERROR" => "Internal system error occurred",
+        "LOGGED_IN_ELSEWHERE" => {
+            "The user is logged in to the bank elsewhere. Please try again later."
+        }
+        "DUPLICATED_REQUEST" => {
+            "Please wait for the response or wait for one minute before making another request."
+        }
+        "DISABLED_BY_LEAN" => "The bank connection has been disabled by Lean",
+        "DISABLED_BY_CLIENT" => "The bank connection has been disabled by the client",
+        "EU_ACCOUNT_LOCKED" => "The user's bank account is locked",
+        "UNSUPPORTED_BY_BANK" => "This bank does not support this request",
+        _ => "The bank could not process the request.",
+    };
+    json!({"granular_status_code": granular_status_code, "status_additional_info": info})
 }
 
 /// A JSON response of `value` (`content-type: application/json`).

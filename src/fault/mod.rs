@@ -102,8 +102,9 @@ mod rules;
 mod spec;
 mod value;
 
+pub use crate::lean::status_detail;
 pub use matcher::{Match, PathGlob, RequestFacts};
-pub use preset::{status_detail, Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
+pub use preset::{Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
 pub use raw::{parse_rule, RawMatch, RawRule};
 pub use rule::{
     Action, Delay, Rule, RuleError, ACTION_NAMES, DEFAULT_TIMEOUT, DEFAULT_WINDOW, MAX_DURATION,

@@ -10,7 +10,6 @@
 use std::fmt;
 
 use http::StatusCode;
-use serde_json::{json, Value};
 
 use crate::lean::ErrorEnvelope;
 
@@ -285,37 +284,11 @@ pub const GRANULAR_STATUS_CODES: [&str; 10] = [
     "UNSUPPORTED_BY_BANK",
 ];
 
-/// The `status_detail` object of a `status: FAILED` answer:
-/// `{"granular_status_code", "status_additional_info"}`. The texts for
-/// `BANK_ISSUE` and `LEAN_ERROR` are recorded; `BANK_MAINTENANCE`'s is the
-/// Mockbank's; the others are leanproxy's wording.
-pub fn status_detail(granular_status_code: &str) -> Value {
-    let info = match granular_status_code {
-        "BANK_MAINTENANCE" => {
-            "The bank is currently undergoing maintenance. Please try again later."
-        }
-        "BANK_ISSUE" => "Bank is experiencing technical issues",
-        "LEAN_ERROR" => "Internal system error occurred",
-        "LOGGED_IN_ELSEWHERE" => {
-            "The user is logged in to the bank elsewhere. Please try again later."
-        }
-        "DUPLICATED_REQUEST" => {
-            "Please wait for the response or wait for one minute before making another request."
-        }
-        "DISABLED_BY_LEAN" => "The bank connection has been disabled by Lean",
-        "DISABLED_BY_CLIENT" => "The bank connection has been disabled by the client",
-        "EU_ACCOUNT_LOCKED" => "The user's bank account is locked",
-        "UNSUPPORTED_BY_BANK" => "This bank does not support this request",
-        _ => "The bank could not process the request.",
-    };
-    json!({"granular_status_code": granular_status_code, "status_additional_info": info})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(v: &Value) -> Vec<String> {
+    fn keys(v: &serde_json::Value) -> Vec<String> {
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         keys
@@ -378,6 +351,7 @@ mod tests {
 
     #[test]
     fn status_detail_names_the_code() {
+        use crate::lean::status_detail;
         let d = status_detail("LOGGED_IN_ELSEWHERE");
         assert_eq!(d["granular_status_code"], "LOGGED_IN_ELSEWHERE");
         assert!(d["status_additional_info"].is_string());

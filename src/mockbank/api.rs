@@ -510,9 +510,9 @@ impl Inner {
         if !user.bank.data_available {
             let results_id = Uuid::new_v4();
             return Ok(ok(if v1 {
-                shapes::v1_failed(results_id, "BANK_MAINTENANCE", wall)
+                crate::lean::v1_failed(results_id, "BANK_MAINTENANCE", wall)
             } else {
-                shapes::v2_failed(results_id, "BANK_MAINTENANCE", wall)
+                crate::lean::v2_failed(results_id, "BANK_MAINTENANCE", wall)
             }));
         }
 
@@ -522,9 +522,9 @@ impl Inner {
                 .ok_or_else(unknown_entity)?;
             tracing::info!(target: "leanproxy::mockbank", entity_id = %entity_id, reconnect_id = %pending.reconnect_id, "session expired: RECONNECT_REQUIRED");
             return Ok(ok(if v1 {
-                shapes::v1_reconnect(pending.reconnect_id, pending.results_id, wall)
+                crate::lean::v1_reconnect(pending.reconnect_id, pending.results_id, wall)
             } else {
-                shapes::v2_reconnect(pending.results_id, wall)
+                crate::lean::v2_reconnect(pending.results_id, wall)
             }));
         }
 
@@ -553,9 +553,9 @@ impl Inner {
                 );
             });
             return Ok(ok(if v1 {
-                shapes::v1_pending(results_id, wall)
+                crate::lean::v1_pending(results_id, wall)
             } else {
-                shapes::v2_pending(results_id, wall)
+                crate::lean::v2_pending(results_id, wall)
             }));
         }
         Ok(ok(self.render(&entity, &request, results_id)))
@@ -673,9 +673,9 @@ impl Inner {
         match stored.ready_at {
             Some(at) if at <= now => Ok(ok(self.render(entity, &stored.request, results_id))),
             _ => Ok(ok(if v1 {
-                shapes::v1_pending(results_id, wall)
+                crate::lean::v1_pending(results_id, wall)
             } else {
-                shapes::v2_pending(results_id, wall)
+                crate::lean::v2_pending(results_id, wall)
             })),
         }
     }

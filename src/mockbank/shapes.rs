@@ -72,56 +72,7 @@ pub(super) fn v2_ok(
     })
 }
 
-/// v2 RECONNECT_REQUIRED: the `results_id` is the reconnect id.
-pub(super) fn v2_reconnect(results_id: Uuid, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "RECONNECT_REQUIRED",
-        "data": null,
-        "results_id": results_id,
-        "message": "User input is required to reconnect with the bank",
-        "meta": null,
-        "timestamp": ts(now),
-        "status_detail": null,
-    })
-}
-
-/// v2 PENDING (async).
-pub(super) fn v2_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "PENDING",
-        "results_id": results_id,
-        "message": "Please wait for a webhook or try again later.",
-        "meta": null,
-        "timestamp": ts(now),
-        "status_detail": null,
-        "data": null,
-    })
-}
-
-fn status_detail(code: &str) -> Value {
-    let info = match code {
-        "BANK_MAINTENANCE" => {
-            "The bank is currently undergoing maintenance. Please try again later."
-        }
-        _ => "The bank could not process the request.",
-    };
-    json!({"granular_status_code": code, "status_additional_info": info})
-}
-
-/// v2 data error: HTTP 200, `status: FAILED`, `status_detail.granular_status_code`.
-pub(super) fn v2_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "FAILED",
-        "results_id": results_id,
-        "message": "The request could not be completed by the bank",
-        "meta": null,
-        "timestamp": ts(now),
-        "status_detail": status_detail(code),
-        "data": null,
-    })
-}
-
-// ------------------------------------------------------------------ v1 envelopes
+// ------------------------------------------------------------------ v1 envelope
 
 /// v1 success: `{status: OK, payload, results_id, message, timestamp, meta,
 /// status_detail}`.
@@ -134,41 +85,6 @@ pub(super) fn v1_ok(payload: Value, results_id: Uuid, now: DateTime<Utc>) -> Val
         "timestamp": ts(now),
         "meta": null,
         "status_detail": null,
-    })
-}
-
-/// v1 RECONNECT_REQUIRED, as documented: `payload.reconnect_id`, `type: reconnect`.
-pub(super) fn v1_reconnect(reconnect_id: Uuid, results_id: Uuid, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "RECONNECT_REQUIRED",
-        "payload": {"reconnect_id": reconnect_id, "type": "reconnect"},
-        "results_id": results_id,
-        "message": "User input is required to reconnect with the bank",
-        "timestamp": ts(now),
-    })
-}
-
-/// v1 PENDING (async).
-pub(super) fn v1_pending(results_id: Uuid, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "PENDING",
-        "payload": null,
-        "results_id": results_id,
-        "message": "Results not yet returned. Please wait",
-        "timestamp": ts(now),
-    })
-}
-
-/// v1 data error.
-pub(super) fn v1_failed(results_id: Uuid, code: &str, now: DateTime<Utc>) -> Value {
-    json!({
-        "status": "FAILED",
-        "payload": null,
-        "results_id": results_id,
-        "message": "The request could not be completed by the bank",
-        "timestamp": ts(now),
-        "meta": null,
-        "status_detail": status_detail(code),
     })
 }
 
