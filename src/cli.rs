@@ -41,13 +41,31 @@ pub async fn admin_call(
     path: &str,
     token: Option<&Secret>,
 ) -> Result<(StatusCode, Value), ClientError> {
+    admin_send(base, method, path, token, None).await
+}
+
+/// Like [`admin_call`], with a JSON body.
+pub async fn admin_send(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: Option<&Secret>,
+    json: Option<&Value>,
+) -> Result<(StatusCode, Value), ClientError> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = Request::builder().method(method).uri(&url);
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
+    let body = match json {
+        Some(v) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            body::full(v.to_string())
+        }
+        None => body::empty(),
+    };
     let request = request
-        .body(body::empty())
+        .body(body)
         .map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<body::Body>();
     let response = client
@@ -106,6 +124,45 @@ pub fn reconnect_table(answer: &Value) -> String {
         answer.get("pending").and_then(Value::as_u64).unwrap_or(0),
         records.len()
     ));
+    out
+}
+
+/// A table of `/api/faults` rules, one line each.
+pub fn fault_table(answer: &Value) -> String {
+    let mut out = format!(
+        "{:<22} {:<20} {:>6} {:>8} {:>8} {:>9}  {}\n",
+        "ID", "ACTION", "P", "MATCHED", "APPLIED", "REMAINING", "MATCH"
+    );
+    let rules = answer
+        .get("faults")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for r in &rules {
+        let matcher = r
+            .get("match")
+            .filter(|m| !m.is_null())
+            .map_or_else(|| "any request".to_string(), Value::to_string);
+        let number = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_u64)
+                .map_or("-".to_string(), |n| n.to_string())
+        };
+        let retired = r.get("retired").and_then(Value::as_bool).unwrap_or(false);
+        out.push_str(&format!(
+            "{:<22} {:<20} {:>6} {:>8} {:>8} {:>9}  {}{}\n",
+            text(r, "id"),
+            text(r, "action"),
+            r.get("probability")
+                .map_or("1".to_string(), Value::to_string),
+            number("matched"),
+            number("applied"),
+            number("remaining"),
+            matcher,
+            if retired { "  (retired)" } else { "" },
+        ));
+    }
+    out.push_str(&format!("{} rules\n", rules.len()));
     out
 }
 

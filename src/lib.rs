@@ -13,8 +13,9 @@
 //! 2. request log — `x-request-id`, one structured event per exchange ([`log`]);
 //! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
 //!    ([`reconnect`]);
-//! 4. auth — `lean-app-token` injection ([`auth`]);
-//! 5. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
+//! 4. fault — injects Lean-shaped failures on demand ([`fault`]);
+//! 5. auth — `lean-app-token` injection ([`auth`]);
+//! 6. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
 //!    error envelope ([`proxy`]).
 //!
 //! Running the proxy on an already-bound listener, as the binary and the tests do:
@@ -67,6 +68,7 @@ use crate::admin::Admin;
 use crate::auth::AppTokenLayer;
 use crate::config::{ConfigError, Secret, Settings};
 use crate::events::{Event, Events};
+use crate::fault::{FaultLayer, FaultRules};
 use crate::log::Telemetry;
 use crate::metrics::Metrics;
 use crate::mockbank::{Clock, Mockbank};
@@ -156,6 +158,8 @@ pub struct App {
     webhooks: Webhooks,
     relay: Relay,
     telemetry: Telemetry,
+    faults: FaultLayer,
+    fault_refusal: Option<String>,
     grace: Duration,
 }
 
@@ -256,6 +260,17 @@ impl App {
             registry.clone(),
             telemetry.clone(),
         );
+        let rules = FaultRules::new(settings.faults.seed);
+        rules.install(settings.faults.rules.clone()).map_err(|e| {
+            ConfigError::Invalid(vec![config::FieldError {
+                key: format!("faults.{}", e.field),
+                reason: e.reason,
+            }])
+        })?;
+        let faults = FaultLayer::new(rules)
+            .with_header_faults(settings.faults.allow_header)
+            .with_registry(registry.clone())
+            .with_telemetry(telemetry.clone());
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
         Ok(Self {
@@ -275,8 +290,15 @@ impl App {
             webhooks,
             relay,
             telemetry,
+            faults,
+            fault_refusal: settings.faults.refusal.clone(),
             grace: settings.proxy.shutdown_grace,
         })
+    }
+
+    /// The live fault rules.
+    pub fn faults(&self) -> &FaultRules {
+        self.faults.rules()
     }
 
     /// Where completed exchanges go (ring buffer, events, metrics).
@@ -352,6 +374,7 @@ impl App {
             Upstream::new(upstream, self.tls),
             self.app_token,
             self.reconnect,
+            self.faults.clone(),
             self.telemetry.clone(),
         );
         let admin = Admin::new(
@@ -360,6 +383,7 @@ impl App {
             self.webhooks.clone(),
             self.telemetry.clone(),
         )
+        .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
         .with_shutdown(rx.clone());
         let relays = self.relay.start();
 

@@ -31,6 +31,36 @@ enum Command {
     Reconnects(ReconnectsArgs),
     /// Follow a running leanproxy's exchanges, reconnects, faults and webhooks live.
     Tail(AdminArg),
+    /// Add, list or remove a running leanproxy's fault rules.
+    Faults(FaultsArgs),
+}
+
+#[derive(Args, Clone)]
+struct FaultsArgs {
+    #[command(flatten)]
+    admin: AdminArg,
+    #[command(subcommand)]
+    action: FaultAction,
+}
+
+#[derive(Subcommand, Clone)]
+enum FaultAction {
+    /// Add a rule from a compact spec, e.g. `reconnect path=/data/v2/* count=2`
+    /// or `lean_error=RATE_LIMIT_EXCEEDED p=0.1`.
+    Add {
+        /// The spec (its words may be given separately).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        spec: Vec<String>,
+    },
+    /// The rules with their counters.
+    List,
+    /// Remove one rule.
+    Rm {
+        /// Rule id.
+        id: String,
+    },
+    /// Remove every rule.
+    Clear,
 }
 
 #[derive(Args, Clone)]
@@ -170,6 +200,7 @@ fn main() -> ExitCode {
         Some(Command::Mockbank(args)) => mockbank(args),
         Some(Command::Reconnects(args)) => reconnects(args),
         Some(Command::Tail(args)) => tail(args),
+        Some(Command::Faults(args)) => faults(args),
         None => serve(cli.serve),
     }
 }
@@ -202,6 +233,69 @@ fn admin_token() -> Option<config::Secret> {
     config::process_env(config::ENV_ADMIN_TOKEN)
         .filter(|t| !t.is_empty())
         .map(config::Secret::new)
+}
+
+fn faults(args: FaultsArgs) -> ExitCode {
+    use http::Method;
+    let body = match &args.action {
+        FaultAction::Add { spec } => match leanproxy::fault::parse_spec(&spec.join(" ")) {
+            Ok(rule) => serde_json::to_value(rule.to_raw()).ok(),
+            Err(e) => {
+                eprintln!("leanproxy faults add: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let (method, path) = match &args.action {
+        FaultAction::Add { .. } => (Method::POST, "/api/faults".to_string()),
+        FaultAction::List => (Method::GET, "/api/faults".to_string()),
+        FaultAction::Rm { id } => (Method::DELETE, format!("/api/faults/{id}")),
+        FaultAction::Clear => (Method::DELETE, "/api/faults".to_string()),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let token = admin_token();
+    let call = leanproxy::cli::admin_send(
+        &args.admin.admin,
+        method,
+        &path,
+        token.as_ref(),
+        body.as_ref(),
+    );
+    match runtime.block_on(call) {
+        Err(e) => {
+            eprintln!("leanproxy faults: {e}");
+            ExitCode::FAILURE
+        }
+        Ok((status, body)) if !status.is_success() => {
+            let message = body.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            eprintln!("leanproxy faults: {status}: {message}");
+            ExitCode::from(if status == http::StatusCode::NOT_FOUND {
+                3
+            } else {
+                1
+            })
+        }
+        Ok((_, body)) => {
+            match args.action {
+                FaultAction::Add { .. } => println!(
+                    "added {} ({})",
+                    body.get("id").and_then(|v| v.as_str()).unwrap_or("?"),
+                    body.get("action").and_then(|v| v.as_str()).unwrap_or("?")
+                ),
+                FaultAction::List => print!("{}", leanproxy::cli::fault_table(&body)),
+                FaultAction::Rm { id } => println!("removed {id}"),
+                FaultAction::Clear => println!(
+                    "removed {} rules",
+                    body.get("removed").and_then(|v| v.as_u64()).unwrap_or(0)
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn tail(args: AdminArg) -> ExitCode {

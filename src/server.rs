@@ -19,6 +19,16 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
 
+/// Put in a response's extensions, it makes the server drop the connection
+/// without answering (the `reset` and `timeout` faults).
+#[derive(Debug, Clone, Copy)]
+pub struct ResetConnection;
+
+/// The error hyper sees for a [`ResetConnection`] answer.
+#[derive(Debug, thiserror::Error)]
+#[error("connection reset by an injected fault")]
+pub struct ResetRequested;
+
 /// The client's address, put in every request's extensions by the server.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
@@ -104,12 +114,47 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Oneshot<S, Request<Body>>;
+    type Error = ResetRequested;
+    type Future = ConnFuture<Oneshot<S, Request<Body>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(body::boxed);
         req.extensions_mut().insert(ClientAddr(self.peer));
-        self.inner.clone().oneshot(req)
+        ConnFuture {
+            inner: self.inner.clone().oneshot(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Turns a [`ResetConnection`] answer into an error, which makes hyper close
+    /// the connection (HTTP/1) or reset the stream (HTTP/2) without a response.
+    struct ConnFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> std::future::Future for ConnFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, ResetRequested>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project().inner.poll(cx).map(|result| {
+            let response = match result {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            if response.extensions().get::<ResetConnection>().is_some() {
+                Err(ResetRequested)
+            } else {
+                Ok(response)
+            }
+        })
     }
 }

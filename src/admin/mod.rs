@@ -16,13 +16,18 @@
 //! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges |
 //! | GET | `/api/events` | yes | server-sent events: exchanges, reconnects, faults, webhooks |
 //! | GET | `/metrics` | yes | Prometheus text format |
+//! | GET | `/api/faults` | yes | fault rules with their counters |
+//! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape); 400 names the bad field |
+//! | DELETE | `/api/faults/{id}` | yes | removes a rule |
+//! | DELETE | `/api/faults` | yes | removes every rule |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
 //! `Authorization: Bearer <token>`; without it they get 401.
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -32,12 +37,14 @@ use subtle::ConstantTimeEq;
 
 use crate::body::Body;
 use crate::config::Secret;
+use crate::fault::FaultRules;
 use crate::lean::{json_response, ErrorEnvelope};
 use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
 use crate::webhooks::Webhooks;
 use tokio::sync::watch;
 
+mod faults;
 mod observe;
 
 /// The admin API service.
@@ -46,7 +53,7 @@ pub struct Admin {
     inner: Arc<AdminInner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct AdminInner {
     /// `Bearer <token>`, precomputed.
     expected: Option<Secret>,
@@ -54,6 +61,8 @@ struct AdminInner {
     webhooks: Webhooks,
     telemetry: Telemetry,
     shutdown: watch::Receiver<bool>,
+    faults: FaultRules,
+    fault_refusal: Option<String>,
 }
 
 impl Admin {
@@ -76,22 +85,32 @@ impl Admin {
                 webhooks,
                 telemetry,
                 shutdown,
+                faults: FaultRules::new(None),
+                fault_refusal: None,
             }),
+        }
+    }
+
+    fn with(self, f: impl FnOnce(&mut AdminInner)) -> Self {
+        let mut inner = (*self.inner).clone();
+        f(&mut inner);
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
     /// Ends event streams when `shutdown` turns true.
     pub fn with_shutdown(self, shutdown: watch::Receiver<bool>) -> Self {
-        let inner = &self.inner;
-        Self {
-            inner: Arc::new(AdminInner {
-                expected: inner.expected.clone(),
-                registry: inner.registry.clone(),
-                webhooks: inner.webhooks.clone(),
-                telemetry: inner.telemetry.clone(),
-                shutdown,
-            }),
-        }
+        self.with(|i| i.shutdown = shutdown)
+    }
+
+    /// Serves `/api/faults` over `rules`; `refusal` (production guard) refuses
+    /// new rules with its reason.
+    pub fn with_faults(self, rules: FaultRules, refusal: Option<String>) -> Self {
+        self.with(|i| {
+            i.faults = rules;
+            i.fault_refusal = refusal;
+        })
     }
 
     fn authorized(&self, req: &Request<Body>) -> bool {
@@ -108,7 +127,18 @@ impl Admin {
         given.ct_eq(expected.expose().as_bytes()).into()
     }
 
-    fn route(&self, req: &Request<Body>) -> Response<Body> {
+    async fn route(&self, req: Request<Body>) -> Response<Body> {
+        // Only `POST /api/faults` reads a body; everything else answers from the head.
+        if req.method() == Method::POST && req.uri().path().trim_end_matches('/') == "/api/faults" {
+            if !self.authorized(&req) {
+                return unauthorized();
+            }
+            return self.add_fault(req).await;
+        }
+        self.answer(&req)
+    }
+
+    fn answer(&self, req: &Request<Body>) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/');
         if path == "/healthz" {
             return match *req.method() {
@@ -119,15 +149,7 @@ impl Admin {
             };
         }
         if !self.authorized(req) {
-            let mut response = ErrorEnvelope::new(
-                "UNAUTHORIZED",
-                "the admin API needs `Authorization: Bearer <admin.token>`",
-            )
-            .into_response(StatusCode::UNAUTHORIZED);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
+            return unauthorized();
         }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (req.method(), segments.as_slice()) {
@@ -152,6 +174,10 @@ impl Admin {
                 }
             }
             (_, ["api", "reconnects", _]) => method_not_allowed(),
+            (&Method::GET, ["api", "faults"]) => self.list_faults(),
+            (&Method::DELETE, ["api", "faults"]) => self.clear_faults(),
+            (&Method::DELETE, ["api", "faults", id]) => self.remove_fault(id),
+            (_, ["api", "faults", ..]) => method_not_allowed(),
             (&Method::GET, ["api", "requests"]) => self.requests(req.uri().query()),
             (&Method::GET, ["api", "requests.har"]) => self.har(),
             (&Method::GET, ["api", "requests", id]) => self.request(id),
@@ -265,6 +291,18 @@ impl Admin {
     }
 }
 
+fn unauthorized() -> Response<Body> {
+    let mut response = ErrorEnvelope::new(
+        "UNAUTHORIZED",
+        "the admin API needs `Authorization: Bearer <admin.token>`",
+    )
+    .into_response(StatusCode::UNAUTHORIZED);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 fn bad_filter(message: &str) -> Response<Body> {
     ErrorEnvelope::new("INVALID_PARAMETERS", message).into_response(StatusCode::BAD_REQUEST)
 }
@@ -290,14 +328,15 @@ fn method_not_allowed() -> Response<Body> {
 impl tower::Service<Request<Body>> for Admin {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<Body>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        ready(Ok(self.route(&req)))
+        let admin = self.clone();
+        Box::pin(async move { Ok(admin.route(req).await) })
     }
 }
 

@@ -82,7 +82,33 @@ pub struct Settings {
     pub reconnect: ReconnectSettings,
     /// The webhook catcher and relay.
     pub webhooks: WebhookSettings,
+    /// Fault injection.
+    pub faults: FaultSettings,
 }
+
+/// Validated `[fault]` and `[[faults]]`.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSettings {
+    /// Seed of probabilistic decisions.
+    pub seed: Option<u64>,
+    /// Whether `x-leanproxy-fault` is honoured.
+    pub allow_header: bool,
+    /// Whether faults may be installed at all (false against production Lean
+    /// unless explicitly allowed).
+    pub allowed: bool,
+    /// Why faults are refused, when they are.
+    pub refusal: Option<String>,
+    /// Rules installed at start.
+    pub rules: Vec<crate::fault::Rule>,
+}
+
+/// Lean's production API hosts: faults are refused against them by default.
+pub const PRODUCTION_HOSTS: [&str; 4] = [
+    "api.leantech.me",
+    "api.sa.leantech.me",
+    "api2.leantech.me",
+    "api2.sa.leantech.me",
+];
 
 /// Validated `[webhooks]`.
 #[derive(Debug, Clone)]
@@ -578,6 +604,50 @@ impl Settings {
             max_attempts: w.max_attempts,
         };
 
+        let f = &raw.fault;
+        let upstream_host = proxy.upstream.as_ref().and_then(|u| u.host()).unwrap_or("");
+        let production = PRODUCTION_HOSTS.contains(&upstream_host);
+        let sandbox_or_mockbank = proxy.upstream.is_none() || upstream_host.contains("sandbox");
+        let refusal = (production && !f.allow_faults_in_production).then(|| {
+            format!(
+                "faults are refused against the production Lean host {upstream_host}; \
+                 set fault.allow_faults_in_production = true to allow them"
+            )
+        });
+        let allow_header = f.allow_header_faults.unwrap_or(sandbox_or_mockbank);
+        if allow_header && refusal.is_some() {
+            c.fail(
+                "fault.allow_header_faults",
+                refusal.clone().unwrap_or_default(),
+            );
+        }
+        let mut rules = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (i, raw_rule) in raw.faults.iter().enumerate() {
+            match crate::fault::Rule::from_raw(raw_rule.clone()) {
+                Ok(rule) => {
+                    if !ids.insert(rule.id.clone()) {
+                        c.fail(
+                            &format!("faults[{i}].id"),
+                            format!("`{}` is used by another rule", rule.id),
+                        );
+                    }
+                    rules.push(rule);
+                }
+                Err(e) => c.fail(&format!("faults[{i}].{}", e.field), e.reason),
+            }
+        }
+        if let (Some(why), false) = (&refusal, raw.faults.is_empty()) {
+            c.fail("faults", why.clone());
+        }
+        let faults = FaultSettings {
+            seed: f.seed,
+            allow_header,
+            allowed: refusal.is_none(),
+            refusal,
+            rules,
+        };
+
         if c.errors.is_empty() {
             Ok(Settings {
                 proxy,
@@ -603,6 +673,7 @@ impl Settings {
                 mockbank,
                 reconnect,
                 webhooks,
+                faults,
             })
         } else {
             Err(ConfigError::Invalid(c.errors))
@@ -803,6 +874,36 @@ mod tests {
             s.webhooks.secret.unwrap().expose(),
             "mockbank-webhook-secret"
         );
+    }
+
+    #[test]
+    fn fault_rules_are_validated_with_their_index_and_field() {
+        let errors = field_errors(
+            "[[faults]]\naction = \"delay\"\ndelay = \"100ms\"\n[[faults]]\naction = \"status\"\nstatus = 503\nprobability = 1.5\n",
+        );
+        assert_eq!(errors[0].key, "faults[1].probability");
+        let s = validate("[fault]\nseed = 42\n[[faults]]\nid = \"slow\"\naction = \"delay\"\ndelay = \"100ms\"\nmatch = { path = \"/data/*\" }\n").unwrap();
+        assert_eq!((s.faults.rules.len(), s.faults.seed), (1, Some(42)));
+        assert!(s.faults.allow_header, "on in front of the Mockbank");
+    }
+
+    #[test]
+    fn faults_are_refused_against_production_unless_allowed() {
+        let prod = "[proxy]\nupstream = \"https://api2.leantech.me\"\n";
+        let errors = field_errors(&format!("{prod}[[faults]]\naction = \"reset\"\n"));
+        assert_eq!(errors[0].key, "faults");
+        assert!(errors[0].reason.contains("production"));
+        let s = validate(prod).unwrap();
+        assert!(!s.faults.allowed && !s.faults.allow_header);
+        let allowed = validate(&format!(
+            "{prod}[fault]\nallow_faults_in_production = true\n[[faults]]\naction = \"reset\"\n"
+        ))
+        .unwrap();
+        assert!(allowed.faults.allowed);
+        let sandbox = validate("[proxy]\nupstream = \"https://sandbox.leantech.me\"\n").unwrap();
+        assert!(sandbox.faults.allow_header);
+        let custom = validate("[proxy]\nupstream = \"http://127.0.0.1:9000\"\n").unwrap();
+        assert!(!custom.faults.allow_header);
     }
 
     #[test]

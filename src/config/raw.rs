@@ -34,6 +34,22 @@ pub struct RawConfig {
     pub reconnect: RawReconnect,
     /// `[webhooks]`
     pub webhooks: RawWebhooks,
+    /// `[fault]`
+    pub fault: RawFault,
+    /// `[[faults]]`: rules installed at start.
+    pub faults: Vec<crate::fault::RawRule>,
+}
+
+/// `[fault]`: fault injection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFault {
+    /// Seed of probabilistic decisions (absent: random).
+    pub seed: Option<u64>,
+    /// Honour `x-leanproxy-fault` (absent: only in front of the Mockbank or a sandbox).
+    pub allow_header_faults: Option<bool>,
+    /// Allow faults against a production Lean host.
+    pub allow_faults_in_production: bool,
 }
 
 /// `[proxy]`: the listener, the upstream and the timeouts.

@@ -6,6 +6,7 @@
 mod conformance;
 mod credentials;
 mod failures;
+mod faults;
 mod lifecycle;
 mod mockbank;
 mod observe;
