@@ -50,14 +50,12 @@ impl Admin {
             .map(|r| {
                 let mut r = (**r).clone();
                 // The list is a summary; `GET /api/requests/{id}` has the bodies.
-                r.request_body = r.request_body.map(|mut c| {
-                    c.text = None;
-                    c
-                });
-                r.response_body = r.response_body.map(|mut c| {
-                    c.text = None;
-                    c
-                });
+                for c in [&mut r.request_body, &mut r.response_body]
+                    .into_iter()
+                    .flatten()
+                {
+                    c.hide("see GET /api/requests/{id}");
+                }
                 r
             })
             .collect();

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::record::{Capture, ExchangeRecord};
+use super::record::{Capture, ExchangeRecord, Headers};
 
-fn headers(list: &[(String, String)]) -> Vec<Value> {
-    list.iter()
+fn headers(headers: &Headers) -> Vec<Value> {
+    headers
+        .pairs()
+        .into_iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
         .collect()
 }
@@ -20,7 +22,7 @@ fn status_text(status: u16) -> &'static str {
 }
 
 fn size(capture: &Option<Capture>) -> i64 {
-    capture.as_ref().map_or(0, |c| c.size as i64)
+    capture.as_ref().map_or(0, |c| c.size() as i64)
 }
 
 /// The HAR document of `records` (oldest first in the file).
@@ -55,16 +57,20 @@ pub fn document(records: &[Arc<ExchangeRecord>]) -> Value {
                 "bodySize": size(&r.request_body),
             });
             if let Some(body) = &r.request_body {
+                let shown = body.render();
                 request["postData"] = json!({
-                    "mimeType": body.mime.clone().unwrap_or_default(),
-                    "text": body.text.clone().or(body.note.clone()).unwrap_or_default(),
+                    "mimeType": body.mime().unwrap_or_default(),
+                    "text": shown.text.or(shown.note).unwrap_or_default(),
                 });
             }
             let mut content = json!({
                 "size": size(&r.response_body),
-                "mimeType": r.response_body.as_ref().and_then(|c| c.mime.clone()).unwrap_or_default(),
+                "mimeType": r.response_body.as_ref().and_then(|c| c.mime()).unwrap_or_default(),
             });
-            if let Some(text) = r.response_body.as_ref().and_then(|c| c.text.clone().or(c.note.clone())) {
+            if let Some(text) = r.response_body.as_ref().and_then(|c| {
+                let shown = c.render();
+                shown.text.or(shown.note)
+            }) {
                 content["text"] = json!(text);
             }
             json!({

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::notes::ExchangeNotes;
-use super::record::{lean_status, Capture, ExchangeRecord};
+use super::record::{lean_status, Capture, ExchangeRecord, Headers};
 use super::{redact, Telemetry};
 use crate::body::{self, Body, BoxError};
 use crate::events::{Event, ExchangeSummary};
@@ -77,20 +77,6 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn header_list(headers: &HeaderMap, redact: bool) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            let value = if redact && redact::is_secret_header(k.as_str()) {
-                redact::REDACTED.to_string()
-            } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            };
-            (k.to_string(), value)
-        })
-        .collect()
-}
-
 fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
@@ -125,9 +111,11 @@ impl Tap {
         if size == 0 {
             return None;
         }
-        let bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = Bytes::from(std::mem::take(
+            &mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
         Some(Capture::new(
-            &bytes,
+            bytes,
             size,
             self.truncated.load(Ordering::Relaxed),
             mime,
@@ -148,7 +136,7 @@ struct Pending {
     query: Option<String>,
     version: String,
     client: Option<String>,
-    request_headers: Vec<(String, String)>,
+    request_headers: Headers,
     request_mime: Option<String>,
     request_tap: Arc<Tap>,
     notes: ExchangeNotes,
@@ -203,7 +191,7 @@ where
                 .extensions()
                 .get::<ClientAddr>()
                 .map(|c| c.0.to_string()),
-            request_headers: header_list(req.headers(), redacting),
+            request_headers: Headers::new(req.headers().clone(), redacting),
             request_mime: content_type(req.headers()),
             request_tap: request_tap.clone(),
             notes,
@@ -258,7 +246,7 @@ where
         let finisher = Finisher {
             head_at: pending.start.elapsed(),
             status: response.status().as_u16(),
-            response_headers: header_list(response.headers(), pending.telemetry.redact()),
+            response_headers: Headers::new(response.headers().clone(), pending.telemetry.redact()),
             response_mime: content_type(response.headers()),
             fault: response
                 .headers()
@@ -297,7 +285,7 @@ struct Finisher {
     pending: Pending,
     head_at: Duration,
     status: u16,
-    response_headers: Vec<(String, String)>,
+    response_headers: Headers,
     response_mime: Option<String>,
     fault: Option<String>,
     correlation: Option<String>,

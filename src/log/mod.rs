@@ -31,7 +31,7 @@ pub use har::document as har_document;
 pub use journal::{files as journal_files, Journal, JournalConfig};
 pub use layer::{RequestId, RequestLog, RequestLogLayer, ResponseFuture, X_REQUEST_ID};
 pub use notes::{ExchangeNotes, Notes};
-pub use record::{lean_status, Capture, ExchangeRecord};
+pub use record::{lean_status, Capture, ExchangeRecord, Headers, Rendered};
 pub use ring::{Filter, Ring};
 
 use crate::config::LogFormat;
@@ -240,16 +240,16 @@ mod tests {
     #[test]
     fn ring_stays_within_its_byte_cap_under_many_large_records() {
         let ring = Ring::new(1000, 8 << 20);
-        let text = "x".repeat(1 << 20);
+        let text = bytes::Bytes::from("x".repeat(1 << 20));
         for i in 0..20_000 {
             let mut record = sample(i);
-            record.response_body = Some(Capture {
-                mime: Some("text/plain".into()),
-                text: Some(text.clone()),
-                size: 1 << 20,
-                truncated: false,
-                note: None,
-            });
+            record.response_body = Some(Capture::new(
+                text.clone(),
+                1 << 20,
+                false,
+                Some("text/plain"),
+                true,
+            ));
             ring.push(record);
             let (_, bytes) = ring.usage();
             assert!(bytes <= ring.max_bytes(), "{bytes} bytes kept after {i}");
@@ -270,10 +270,10 @@ mod tests {
             query: None,
             version: "HTTP/1.1".into(),
             client: None,
-            request_headers: vec![],
+            request_headers: Headers::default(),
             request_body: None,
             status: 200,
-            response_headers: vec![],
+            response_headers: Headers::default(),
             response_body: None,
             lean_status: Some("OK".into()),
             entity_id: None,

@@ -1,52 +1,88 @@
 //! One exchange as the request log keeps it (already redacted).
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use http::HeaderMap;
 use serde::Serialize;
 
 use super::redact;
 
-/// A captured body (redacted, capped).
-#[derive(Debug, Clone, Serialize)]
+/// A captured body: the first bytes as they passed, rendered (redacted) only
+/// when it is shown, so the exchange itself pays for a copy and nothing more.
+#[derive(Debug, Clone)]
 pub struct Capture {
-    /// Its content type.
-    pub mime: Option<String>,
+    mime: Option<String>,
+    raw: Bytes,
+    size: u64,
+    truncated: bool,
+    redact: bool,
+    hidden: Option<&'static str>,
+}
+
+/// What a capture shows.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
     /// The text, when it can be shown.
     pub text: Option<String>,
-    /// Bytes seen (the whole body, not only the capture).
-    pub size: u64,
-    /// Whether the capture stopped at the limit.
-    pub truncated: bool,
     /// Why the text is not shown, when it is not.
     pub note: Option<String>,
 }
 
 impl Capture {
-    /// A capture of `bytes` (the first bytes of a body of `size`), redacted
-    /// unless `redact` is off.
-    pub fn new(bytes: &[u8], size: u64, truncated: bool, mime: Option<&str>, redact: bool) -> Self {
-        let mime_owned = mime.map(str::to_string);
-        let kind = mime
-            .and_then(|m| m.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let shown = |text: Option<String>, note: Option<String>| Capture {
-            mime: mime_owned.clone(),
-            text,
+    /// The capture of `bytes` (the first bytes of a body of `size`), shown
+    /// redacted unless `redact` is off.
+    pub fn new(bytes: Bytes, size: u64, truncated: bool, mime: Option<&str>, redact: bool) -> Self {
+        Self {
+            mime: mime.map(str::to_string),
+            raw: bytes,
             size,
             truncated,
-            note,
-        };
+            redact,
+            hidden: None,
+        }
+    }
+
+    /// Its content type.
+    pub fn mime(&self) -> Option<&str> {
+        self.mime.as_deref()
+    }
+
+    /// Bytes of the whole body.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Drops the captured bytes, saying why.
+    pub fn hide(&mut self, why: &'static str) {
+        self.raw = Bytes::new();
+        self.hidden = Some(why);
+    }
+
+    /// The text to show (redacted) or why there is none.
+    pub fn render(&self) -> Rendered {
+        let shown = |text: Option<String>, note: Option<String>| Rendered { text, note };
+        if let Some(why) = self.hidden {
+            return shown(None, Some(why.to_string()));
+        }
+        let size = self.size;
+        let bytes = &self.raw[..];
         if bytes.is_empty() {
             return shown(None, None);
         }
+        let kind = self
+            .mime
+            .as_deref()
+            .and_then(|m| m.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default();
         let Ok(utf8) = std::str::from_utf8(bytes) else {
             return shown(None, Some(format!("{size} bytes of binary data")));
         };
-        if !redact {
+        if !self.redact {
             return shown(Some(utf8.to_string()), None);
         }
         if kind == "application/json" || kind.ends_with("+json") {
-            if truncated {
+            if self.truncated {
                 return shown(
                     None,
                     Some("truncated JSON is not shown: it cannot be redacted safely".into()),
@@ -69,21 +105,72 @@ impl Capture {
         if kind.starts_with("text/") {
             return shown(Some(utf8.to_string()), None);
         }
-        shown(
-            None,
-            Some(format!(
-                "{size} bytes of {}",
-                if kind.is_empty() {
-                    "unlabelled data"
-                } else {
-                    &kind
-                }
-            )),
-        )
+        let what = if kind.is_empty() {
+            "unlabelled data"
+        } else {
+            kind.as_str()
+        };
+        shown(None, Some(format!("{size} bytes of {what}")))
     }
 
     fn weight(&self) -> usize {
-        self.text.as_ref().map_or(0, String::len) + 64
+        self.raw.len() + 96
+    }
+}
+
+impl Serialize for Capture {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let rendered = self.render();
+        let mut s = serializer.serialize_struct("Capture", 5)?;
+        s.serialize_field("mime", &self.mime)?;
+        s.serialize_field("text", &rendered.text)?;
+        s.serialize_field("size", &self.size)?;
+        s.serialize_field("truncated", &self.truncated)?;
+        s.serialize_field("note", &rendered.note)?;
+        s.end()
+    }
+}
+
+/// Headers as they passed, redacted when shown.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    map: HeaderMap,
+    redact: bool,
+}
+
+impl Headers {
+    /// `map`, shown redacted unless `redact` is off.
+    pub fn new(map: HeaderMap, redact: bool) -> Self {
+        Self { map, redact }
+    }
+
+    /// Name and shown value of each header.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.map
+            .iter()
+            .map(|(k, v)| {
+                let value = if self.redact && redact::is_secret_header(k.as_str()) {
+                    redact::REDACTED.to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.to_string(), value)
+            })
+            .collect()
+    }
+
+    fn weight(&self) -> usize {
+        self.map
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum()
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.pairs().serialize(serializer)
     }
 }
 
@@ -106,14 +193,14 @@ pub struct ExchangeRecord {
     pub version: String,
     /// The app's address.
     pub client: Option<String>,
-    /// Request headers, secrets removed.
-    pub request_headers: Vec<(String, String)>,
+    /// Request headers, secrets removed when shown.
+    pub request_headers: Headers,
     /// Request body.
     pub request_body: Option<Capture>,
     /// HTTP status of the answer.
     pub status: u16,
-    /// Response headers, secrets removed.
-    pub response_headers: Vec<(String, String)>,
+    /// Response headers, secrets removed when shown.
+    pub response_headers: Headers,
     /// Response body.
     pub response_body: Option<Capture>,
     /// Lean `status` of the answer.
@@ -143,13 +230,8 @@ pub struct ExchangeRecord {
 impl ExchangeRecord {
     /// Approximate memory kept for this record (what the ring's byte cap counts).
     pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .request_headers
-            .iter()
-            .chain(&self.response_headers)
-            .map(|(k, v)| k.len() + v.len() + 16)
-            .sum();
-        512 + headers
+        512 + self.request_headers.weight()
+            + self.response_headers.weight()
             + self.path.len()
             + self.query.as_ref().map_or(0, String::len)
             + self.request_body.as_ref().map_or(0, Capture::weight)
@@ -162,9 +244,7 @@ impl ExchangeRecord {
             .into_iter()
             .flatten()
         {
-            if capture.text.take().is_some() {
-                capture.note = Some("body dropped: larger than the request log's byte cap".into());
-            }
+            capture.hide("body dropped: larger than the request log's byte cap");
         }
         self
     }
@@ -221,34 +301,43 @@ mod tests {
 
     #[test]
     fn truncated_json_is_never_shown() {
-        let c = Capture::new(
-            br#"{"iban":"AE07033123456789012345"#,
-            10_000,
-            true,
-            Some("application/json"),
-            true,
-        );
+        let body = Bytes::from_static(br#"{"iban":"AE07033123456789012345"#);
+        let c = Capture::new(body, 10_000, true, Some("application/json"), true).render();
         assert!(c.text.is_none());
         assert!(c.note.unwrap().contains("cannot be redacted"));
     }
 
     #[test]
     fn json_is_redacted_and_text_kept() {
+        let body = Bytes::from_static(br#"{"full_name":"Mae Zulauf"}"#);
         let c = Capture::new(
-            br#"{"full_name":"Mae Zulauf"}"#,
+            body.clone(),
             27,
             false,
             Some("application/json; charset=utf-8"),
             true,
         );
-        assert_eq!(c.text.as_deref(), Some(r#"{"full_name":"[redacted]"}"#));
-        let raw = Capture::new(
-            br#"{"full_name":"Mae Zulauf"}"#,
-            27,
-            false,
-            Some("application/json"),
-            false,
+        assert_eq!(
+            c.render().text.as_deref(),
+            Some(r#"{"full_name":"[redacted]"}"#)
         );
-        assert!(raw.text.unwrap().contains("Mae"));
+        assert!(
+            !serde_json::to_string(&c).unwrap().contains("Mae"),
+            "serialized redacted"
+        );
+        let raw = Capture::new(body, 27, false, Some("application/json"), false);
+        assert!(raw.render().text.unwrap().contains("Mae"));
+    }
+
+    #[test]
+    fn headers_are_redacted_when_shown() {
+        let mut map = HeaderMap::new();
+        map.insert("lean-app-token", http::HeaderValue::from_static("tok-1"));
+        map.insert("accept", http::HeaderValue::from_static("application/json"));
+        let shown = serde_json::to_string(&Headers::new(map, true)).unwrap();
+        assert!(
+            !shown.contains("tok-1") && shown.contains("application/json"),
+            "{shown}"
+        );
     }
 }
