@@ -65,7 +65,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::Admin;
-use crate::auth::AppTokenLayer;
+use crate::auth::{AppTokenLayer, CredentialsLayer, TokenConfig, TokenPolicy, TokenSource};
 use crate::config::{ConfigError, Secret, Settings};
 use crate::events::{Event, Events};
 use crate::fault::{FaultLayer, FaultRules};
@@ -152,6 +152,7 @@ pub struct App {
     upstream: UpstreamConfig,
     tls: rustls::ClientConfig,
     app_token: Option<AppTokenLayer>,
+    token: Option<(TokenConfig, TokenPolicy)>,
     admin_token: Option<Secret>,
     mockbank: Option<Mockbank>,
     reconnect: ReconnectLayer,
@@ -273,7 +274,25 @@ impl App {
             .with_telemetry(telemetry.clone());
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
+        let token = settings
+            .auth
+            .client
+            .clone()
+            .map(|(client_id, client_secret)| {
+                (
+                    TokenConfig {
+                        // Replaced by the Mockbank's token URL in `serve` when absent.
+                        url: settings.auth.token_url.clone().unwrap_or_default(),
+                        client_id,
+                        client_secret,
+                        scope: settings.auth.scope.clone(),
+                        refresh_margin: settings.auth.refresh_margin,
+                    },
+                    settings.auth.app_token_policy,
+                )
+            });
         Ok(Self {
+            token,
             upstream: UpstreamConfig {
                 // Replaced by the Mockbank's address in `serve` when absent.
                 base: settings.proxy.upstream.clone().unwrap_or_default(),
@@ -370,9 +389,25 @@ impl App {
         let writer = tokio::spawn(registry.clone().run_writer(async {
             let _ = writer_stopped.await;
         }));
+        let mut credentials = CredentialsLayer::new();
+        if let Some(app_token) = self.app_token {
+            credentials = credentials.app_token(app_token);
+        }
+        if let Some((mut config, policy)) = self.token {
+            if config.url == http::Uri::default() {
+                config.url = format!(
+                    "{}/oauth2/token",
+                    upstream.base.to_string().trim_end_matches('/')
+                )
+                .parse()
+                .map_err(|e| std::io::Error::other(format!("token URL: {e}")))?;
+            }
+            credentials = credentials.bearer(TokenSource::new(config, self.tls.clone()), policy);
+        }
+        let tokens = credentials.token_source().cloned();
         let stack = stack::proxy_stack(
             Upstream::new(upstream, self.tls),
-            self.app_token,
+            credentials,
             self.reconnect,
             self.faults.clone(),
             self.telemetry.clone(),
@@ -384,6 +419,7 @@ impl App {
             self.telemetry.clone(),
         )
         .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
+        .with_tokens(tokens)
         .with_shutdown(rx.clone());
         let relays = self.relay.start();
 

@@ -33,6 +33,25 @@ enum Command {
     Tail(AdminArg),
     /// Add, list or remove a running leanproxy's fault rules.
     Faults(FaultsArgs),
+    /// Mint tokens with a running leanproxy's OAuth2 client credentials.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Clone)]
+struct TokenArgs {
+    #[command(flatten)]
+    admin: AdminArg,
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Subcommand, Clone)]
+enum TokenAction {
+    /// A `customer.<id>` token for the LinkSDK (printed as JSON).
+    Customer {
+        /// The customer id.
+        id: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -201,6 +220,7 @@ fn main() -> ExitCode {
         Some(Command::Reconnects(args)) => reconnects(args),
         Some(Command::Tail(args)) => tail(args),
         Some(Command::Faults(args)) => faults(args),
+        Some(Command::Token(args)) => token(args),
         None => serve(cli.serve),
     }
 }
@@ -294,6 +314,41 @@ fn faults(args: FaultsArgs) -> ExitCode {
                 ),
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn token(args: TokenArgs) -> ExitCode {
+    let TokenAction::Customer { id } = args.action;
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let body = serde_json::json!({"customer_id": id});
+    let token = admin_token();
+    let call = leanproxy::cli::admin_send(
+        &args.admin.admin,
+        http::Method::POST,
+        "/api/tokens/customer",
+        token.as_ref(),
+        Some(&body),
+    );
+    match runtime.block_on(call) {
+        Ok((status, body)) if status.is_success() => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let message = body.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            eprintln!("leanproxy token: {status}: {message}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("leanproxy token: {e}");
+            ExitCode::FAILURE
         }
     }
 }

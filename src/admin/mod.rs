@@ -20,6 +20,9 @@
 //! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape); 400 names the bad field |
 //! | DELETE | `/api/faults/{id}` | yes | removes a rule |
 //! | DELETE | `/api/faults` | yes | removes every rule |
+//! | GET | `/api/tokens` | yes | the API token's scope and expiry (never the token) |
+//! | DELETE | `/api/tokens` | yes | forgets the cached API token |
+//! | POST | `/api/tokens/customer` | yes | `{"customer_id"}` → a `customer.<id>` token for the LinkSDK |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
@@ -35,6 +38,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::auth::TokenSource;
 use crate::body::Body;
 use crate::config::Secret;
 use crate::fault::FaultRules;
@@ -46,6 +50,7 @@ use tokio::sync::watch;
 
 mod faults;
 mod observe;
+mod tokens;
 
 /// The admin API service.
 #[derive(Clone, Debug)]
@@ -63,6 +68,7 @@ struct AdminInner {
     shutdown: watch::Receiver<bool>,
     faults: FaultRules,
     fault_refusal: Option<String>,
+    tokens: Option<TokenSource>,
 }
 
 impl Admin {
@@ -87,6 +93,7 @@ impl Admin {
                 shutdown,
                 faults: FaultRules::new(None),
                 fault_refusal: None,
+                tokens: None,
             }),
         }
     }
@@ -102,6 +109,11 @@ impl Admin {
     /// Ends event streams when `shutdown` turns true.
     pub fn with_shutdown(self, shutdown: watch::Receiver<bool>) -> Self {
         self.with(|i| i.shutdown = shutdown)
+    }
+
+    /// Serves `/api/tokens` over the OAuth2 token `source`, when configured.
+    pub fn with_tokens(self, source: Option<TokenSource>) -> Self {
+        self.with(|i| i.tokens = source)
     }
 
     /// Serves `/api/faults` over `rules`; `refusal` (production guard) refuses
@@ -129,11 +141,18 @@ impl Admin {
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
         // Only `POST /api/faults` reads a body; everything else answers from the head.
-        if req.method() == Method::POST && req.uri().path().trim_end_matches('/') == "/api/faults" {
-            if !self.authorized(&req) {
-                return unauthorized();
+        if req.method() == Method::POST {
+            let path = req.uri().path().trim_end_matches('/');
+            if path == "/api/faults" || path == "/api/tokens/customer" {
+                if !self.authorized(&req) {
+                    return unauthorized();
+                }
+                return if path == "/api/faults" {
+                    self.add_fault(req).await
+                } else {
+                    self.customer_token(req).await
+                };
             }
-            return self.add_fault(req).await;
         }
         self.answer(&req)
     }
@@ -174,6 +193,9 @@ impl Admin {
                 }
             }
             (_, ["api", "reconnects", _]) => method_not_allowed(),
+            (&Method::GET, ["api", "tokens"]) => self.token_info(),
+            (&Method::DELETE, ["api", "tokens"]) => self.forget_token(),
+            (_, ["api", "tokens", ..]) => method_not_allowed(),
             (&Method::GET, ["api", "faults"]) => self.list_faults(),
             (&Method::DELETE, ["api", "faults"]) => self.clear_faults(),
             (&Method::DELETE, ["api", "faults", id]) => self.remove_fault(id),

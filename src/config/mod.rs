@@ -26,6 +26,10 @@ pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
 pub const ENV_ADMIN_TOKEN: &str = "LEANPROXY_ADMIN_TOKEN";
 /// Environment variable holding the webhook secret.
 pub const ENV_WEBHOOK_SECRET: &str = "LEAN_WEBHOOK_SECRET";
+/// Environment variable holding the OAuth2 client id.
+pub const ENV_CLIENT_ID: &str = "LEAN_CLIENT_ID";
+/// Environment variable holding the OAuth2 client secret.
+pub const ENV_CLIENT_SECRET: &str = "LEAN_CLIENT_SECRET";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 
@@ -184,8 +188,77 @@ pub struct TlsSettings {
 pub struct AuthSettings {
     /// The `lean-app-token` to inject, if any.
     pub app_token: Option<Secret>,
-    /// What to do with an app's own token.
+    /// What to do with an app's own token (and `Authorization`).
     pub app_token_policy: TokenPolicy,
+    /// OAuth2 client credentials, when configured.
+    pub client: Option<(String, Secret)>,
+    /// The token URL (`None` with the embedded Mockbank: its own).
+    pub token_url: Option<Uri>,
+    /// Scope of the API token.
+    pub scope: String,
+    /// Refresh margin.
+    pub refresh_margin: Duration,
+}
+
+/// A named target: Lean's hosts per region and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// API base URL (`None`: the embedded Mockbank).
+    pub base: Option<Uri>,
+    /// OAuth2 token URL, when known.
+    pub token_url: Option<Uri>,
+    /// Whether Lean requires a client certificate (mTLS) there.
+    pub mtls: bool,
+}
+
+/// Resolves `mockbank`, `sandbox-uae`, `sandbox-ksa`, `production-uae`,
+/// `production-ksa` (hosts from Lean's documentation) or any URL.
+pub fn resolve_target(value: &str) -> Result<Target, String> {
+    let preset = |base: &str, token: &str, mtls: bool| Target {
+        base: base.parse().ok(),
+        token_url: token.parse().ok(),
+        mtls,
+    };
+    Ok(match value {
+        "mockbank" => Target {
+            base: None,
+            token_url: None,
+            mtls: false,
+        },
+        "sandbox-uae" => preset(
+            "https://sandbox.leantech.me",
+            "https://auth.sandbox.leantech.me/oauth2/token",
+            false,
+        ),
+        "sandbox-ksa" => preset(
+            "https://sandbox.sa.leantech.me",
+            "https://auth.sandbox.sa.leantech.me/oauth2/token",
+            false,
+        ),
+        "production-uae" => preset(
+            "https://api.leantech.me",
+            "https://auth.leantech.me/oauth2/token",
+            true,
+        ),
+        "production-ksa" => preset(
+            "https://api.sa.leantech.me",
+            "https://auth.sa.leantech.me/oauth2/token",
+            true,
+        ),
+        url => {
+            let base = parse_upstream(url).map_err(|e| {
+                format!("{e} (or one of mockbank, sandbox-uae, sandbox-ksa, production-uae, production-ksa)")
+            })?;
+            let mtls = base
+                .host()
+                .is_some_and(|h| h == "api.leantech.me" || h == "api.sa.leantech.me");
+            Target {
+                base: Some(base),
+                token_url: None,
+                mtls,
+            }
+        }
+    })
 }
 
 /// Validated `[admin]`.
@@ -404,11 +477,13 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut c = Checker::default();
 
-        let upstream = raw.proxy.upstream.as_deref().and_then(|u| {
-            parse_upstream(u)
+        let target = match raw.proxy.upstream.as_deref() {
+            None => resolve_target("mockbank").ok(),
+            Some(u) => resolve_target(u)
                 .map_err(|e| c.fail("proxy.upstream", e))
-                .ok()
-        });
+                .ok(),
+        };
+        let upstream = target.as_ref().and_then(|t| t.base.clone());
         let proxy = ProxySettings {
             listen: c.addr("proxy.listen", &raw.proxy.listen),
             upstream,
@@ -439,6 +514,16 @@ impl Settings {
             }
             (None, None) => None,
         };
+        if target.as_ref().is_some_and(|t| t.mtls) && client_identity.is_none() {
+            c.fail(
+                "tls.client_cert",
+                format!(
+                    "required for {}: Lean's production API needs your client certificate and key (mTLS); \
+                     set tls.client_cert and tls.client_key",
+                    raw.proxy.upstream.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         let tls = TlsSettings {
             ca_file,
             client_identity,
@@ -470,9 +555,54 @@ impl Settings {
                 );
             }
         }
+        let client_id = env(ENV_CLIENT_ID)
+            .filter(|v| !v.is_empty())
+            .or(raw.auth.client_id.clone());
+        let client_secret = secret(
+            &mut c,
+            "auth.client_secret",
+            ENV_CLIENT_SECRET,
+            raw.auth.client_secret.clone(),
+            env,
+        );
+        let client = match (client_id, client_secret) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (Some(_), None) => {
+                c.fail(
+                    "auth.client_secret",
+                    format!("required with auth.client_id; set it or {ENV_CLIENT_SECRET}"),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                c.fail(
+                    "auth.client_id",
+                    format!("required with auth.client_secret; set it or {ENV_CLIENT_ID}"),
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let token_url = if raw.auth.token_url.trim().is_empty() {
+            target.as_ref().and_then(|t| t.token_url.clone())
+        } else {
+            parse_upstream(&raw.auth.token_url)
+                .map_err(|e| c.fail("auth.token_url", e))
+                .ok()
+        };
+        if client.is_some() && token_url.is_none() && proxy.upstream.is_some() {
+            c.fail(
+                "auth.token_url",
+                "required with client credentials when proxy.upstream is a URL, not a named target",
+            );
+        }
         let auth = AuthSettings {
             app_token,
             app_token_policy,
+            client,
+            token_url,
+            scope: raw.auth.scope.clone(),
+            refresh_margin: c.duration("auth.refresh_margin", &raw.auth.refresh_margin),
         };
 
         let admin = AdminSettings {
@@ -904,6 +1034,49 @@ mod tests {
         assert!(sandbox.faults.allow_header);
         let custom = validate("[proxy]\nupstream = \"http://127.0.0.1:9000\"\n").unwrap();
         assert!(!custom.faults.allow_header);
+    }
+
+    #[test]
+    fn named_targets_know_hosts_token_urls_and_mtls() {
+        let s = validate("[proxy]\nupstream = \"sandbox-ksa\"\n").unwrap();
+        assert_eq!(
+            s.proxy.upstream.unwrap().to_string(),
+            "https://sandbox.sa.leantech.me/"
+        );
+        assert_eq!(
+            s.auth.token_url.unwrap().to_string(),
+            "https://auth.sandbox.sa.leantech.me/oauth2/token"
+        );
+        assert!(validate("[proxy]\nupstream = \"mockbank\"\n")
+            .unwrap()
+            .proxy
+            .upstream
+            .is_none());
+        let errors = field_errors("[proxy]\nupstream = \"production-uae\"\n");
+        assert_eq!(errors[0].key, "tls.client_cert");
+        assert!(errors[0].reason.contains("mTLS"));
+        let errors = field_errors("[proxy]\nupstream = \"https://api.sa.leantech.me\"\n");
+        assert_eq!(errors[0].key, "tls.client_cert");
+    }
+
+    #[test]
+    fn client_credentials_need_both_halves_and_a_token_url() {
+        let errors = field_errors("[auth]\nclient_id = \"app\"\n");
+        assert_eq!(errors[0].key, "auth.client_secret");
+        let errors = field_errors("[proxy]\nupstream = \"http://127.0.0.1:9\"\n[auth]\nclient_id = \"a\"\nclient_secret = \"s\"\n");
+        assert_eq!(errors[0].key, "auth.token_url");
+        let env = |k: &str| match k {
+            ENV_CLIENT_ID => Some("env-id".to_string()),
+            ENV_CLIENT_SECRET => Some("env-secret".to_string()),
+            _ => None,
+        };
+        let s = Settings::from_raw(
+            parse("[proxy]\nupstream = \"sandbox-uae\"\n").unwrap(),
+            &env,
+        )
+        .unwrap();
+        let (id, secret) = s.auth.client.unwrap();
+        assert_eq!((id.as_str(), secret.expose()), ("env-id", "env-secret"));
     }
 
     #[test]

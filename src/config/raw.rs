@@ -113,6 +113,16 @@ pub struct RawAuth {
     pub app_token: Option<Secret>,
     /// `override` or `keep`.
     pub app_token_policy: String,
+    /// OAuth2 client id; `LEAN_CLIENT_ID` overrides it.
+    pub client_id: Option<String>,
+    /// OAuth2 client secret; `LEAN_CLIENT_SECRET` overrides it.
+    pub client_secret: Option<Secret>,
+    /// Token URL (empty: the target's).
+    pub token_url: String,
+    /// Scope of the API token.
+    pub scope: String,
+    /// Refresh the token this long before it expires.
+    pub refresh_margin: String,
 }
 
 impl Default for RawAuth {
@@ -120,6 +130,11 @@ impl Default for RawAuth {
         Self {
             app_token: None,
             app_token_policy: "override".into(),
+            client_id: None,
+            client_secret: None,
+            token_url: String::new(),
+            scope: "api".into(),
+            refresh_margin: "60s".into(),
         }
     }
 }

@@ -893,13 +893,17 @@ impl Inner {
         };
         let now = self.clock.elapsed();
         let token = self.jwt(&scope);
-        self.lock().tokens.insert(
-            token.clone(),
-            Token {
-                scope,
-                expires: now + TOKEN_LIFETIME,
-            },
-        );
+        {
+            let mut state = self.lock();
+            state.tokens_issued += 1;
+            state.tokens.insert(
+                token.clone(),
+                Token {
+                    scope,
+                    expires: now + TOKEN_LIFETIME,
+                },
+            );
+        }
         Ok(ok(json!({
             "access_token": token,
             "scope": scope_text,
@@ -993,6 +997,13 @@ impl Inner {
                     _ => return Err(not_found_url(call.path)),
                 }
                 Ok(ok(self.clock_json()))
+            }
+            ["oauth", "revoke"] => {
+                allow(m, &[M::POST])?;
+                let mut state = self.lock();
+                let revoked = state.tokens.len();
+                state.tokens.clear();
+                Ok(ok(json!({"revoked": revoked})))
             }
             ["webhooks"] => {
                 allow(m, &[M::GET])?;

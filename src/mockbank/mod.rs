@@ -20,6 +20,7 @@
 //! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
 //! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
 //! | GET | `/_mockbank/webhooks` | webhooks sent and their delivery state |
+//! | POST | `/_mockbank/oauth/revoke` | revokes every OAuth token it issued |
 
 mod api;
 pub mod clock;
@@ -142,6 +143,15 @@ impl Mockbank {
     /// Whether a webhook URL was configured.
     pub fn has_webhook_url(&self) -> bool {
         self.inner.settings.webhook_url.is_some()
+    }
+
+    /// OAuth tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens_issued
     }
 
     /// Webhooks sent so far and their delivery state.

@@ -224,6 +224,8 @@ pub(super) struct State {
     pub(super) refreshes: Vec<Refresh>,
     /// Issued tokens.
     pub(super) tokens: HashMap<String, Token>,
+    /// Tokens issued so far (revoked ones included).
+    pub(super) tokens_issued: usize,
 }
 
 impl State {

@@ -9,6 +9,7 @@ mod failures;
 mod faults;
 mod lifecycle;
 mod mockbank;
+mod oauth;
 mod observe;
 mod readme;
 mod reconnect;

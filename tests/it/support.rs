@@ -658,6 +658,8 @@ pub struct Binary {
     pub mockbank: Option<SocketAddr>,
     pub webhooks: SocketAddr,
     pub output: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr; joined when the process exits.
+    readers: Vec<std::thread::JoinHandle<()>>,
     data: Option<tempfile::TempDir>,
 }
 
@@ -693,7 +695,7 @@ impl Binary {
         let output = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = output.clone();
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
@@ -708,7 +710,7 @@ impl Binary {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = output.clone();
-        std::thread::spawn(move || {
+        let out_reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
@@ -750,6 +752,7 @@ impl Binary {
             mockbank,
             webhooks: webhooks.unwrap(),
             output,
+            readers: vec![err_reader, out_reader],
             data: None,
         }
     }
@@ -773,6 +776,10 @@ impl Binary {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The pipes close with the process; let the readers finish copying.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

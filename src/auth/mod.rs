@@ -2,7 +2,15 @@
 //!
 //! [`AppTokenLayer`] adds Lean's `lean-app-token` header to every request, so the
 //! app carries no credential. The value is marked sensitive: HTTP/2 never indexes
-//! it and `Debug` output shows `Sensitive` instead of the token.
+//! it and `Debug` output shows `Sensitive` instead of the token. [`TokenSource`]
+//! keeps an OAuth2 client-credentials token; [`CredentialsLayer`] puts either on
+//! each request (v1 paths the app token, v2 paths the bearer token).
+
+mod credentials;
+mod oauth;
+
+pub use credentials::{Credentials, CredentialsLayer};
+pub use oauth::{Minted, TokenConfig, TokenError, TokenInfo, TokenSource};
 
 use std::task::{Context, Poll};
 
@@ -37,6 +45,23 @@ impl AppTokenLayer {
         let mut value = HeaderValue::from_str(token)?;
         value.set_sensitive(true);
         Ok(Self { value, policy })
+    }
+}
+
+impl AppTokenLayer {
+    /// Puts the token in `headers` per the policy.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        match self.policy {
+            TokenPolicy::Override => {
+                headers.insert(&LEAN_APP_TOKEN, self.value.clone());
+            }
+            TokenPolicy::Keep => match headers.get_mut(&LEAN_APP_TOKEN) {
+                Some(own) => own.set_sensitive(true),
+                None => {
+                    headers.insert(&LEAN_APP_TOKEN, self.value.clone());
+                }
+            },
+        }
     }
 }
 
@@ -79,18 +104,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let headers = req.headers_mut();
-        match self.layer.policy {
-            TokenPolicy::Override => {
-                headers.insert(&LEAN_APP_TOKEN, self.layer.value.clone());
-            }
-            TokenPolicy::Keep => match headers.get_mut(&LEAN_APP_TOKEN) {
-                Some(own) => own.set_sensitive(true),
-                None => {
-                    headers.insert(&LEAN_APP_TOKEN, self.layer.value.clone());
-                }
-            },
-        }
+        self.layer.apply(req.headers_mut());
         self.inner.call(req)
     }
 }
