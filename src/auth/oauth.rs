@@ -204,7 +204,7 @@ impl TokenSource {
     /// request fetches a new one.
     pub fn invalidate(&self, used: &HeaderValue) {
         let mut cached = self.inner.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref().is_some_and(|c| &c.value == used) {
+        if cached.as_ref().is_some_and(|c| c.value == *used) {
             *cached = None;
         }
     }
