@@ -300,14 +300,12 @@ impl Admin {
                     .is_none_or(|e| r.entity_id.as_deref() == Some(e))
         };
         let records: Vec<Record> = registry.list().into_iter().filter(|r| keep(r)).collect();
-        let history: Vec<Record> = registry.history().into_iter().filter(|r| keep(r)).collect();
         json_response(
             StatusCode::OK,
             &json!({
                 "pending": registry.pending_count(),
                 "stats": registry.stats(),
                 "reconnects": records,
-                "history": history,
             }),
         )
     }

@@ -106,6 +106,14 @@ pub struct FaultSettings {
     pub rules: Vec<crate::fault::Rule>,
 }
 
+/// Lean's sandbox hosts: header faults are on by default in front of them.
+pub const SANDBOX_HOSTS: [&str; 4] = [
+    "sandbox.leantech.me",
+    "sandbox.sa.leantech.me",
+    "mtls.sandbox.leantech.me",
+    "mtls.sandbox.sa.leantech.me",
+];
+
 /// Lean's production API hosts: faults are refused against them by default.
 pub const PRODUCTION_HOSTS: [&str; 4] = [
     "api.leantech.me",
@@ -735,9 +743,19 @@ impl Settings {
         };
 
         let f = &raw.fault;
-        let upstream_host = proxy.upstream.as_ref().and_then(|u| u.host()).unwrap_or("");
+        // Hosts compare case-insensitively and without a trailing dot, so no
+        // spelling slips past the production guard.
+        let upstream_host = proxy
+            .upstream
+            .as_ref()
+            .and_then(|u| u.host())
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let upstream_host = upstream_host.as_str();
         let production = PRODUCTION_HOSTS.contains(&upstream_host);
-        let sandbox_or_mockbank = proxy.upstream.is_none() || upstream_host.contains("sandbox");
+        let sandbox_or_mockbank =
+            proxy.upstream.is_none() || SANDBOX_HOSTS.contains(&upstream_host);
         let refusal = (production && !f.allow_faults_in_production).then(|| {
             format!(
                 "faults are refused against the production Lean host {upstream_host}; \
@@ -1030,6 +1048,17 @@ mod tests {
         ))
         .unwrap();
         assert!(allowed.faults.allowed);
+        let shouting = field_errors("[proxy]\nupstream = \"https://API.leantech.me.\"\n[tls]\nclient_cert = \"c\"\nclient_key = \"k\"\n[[faults]]\naction = \"reset\"\n");
+        assert_eq!(
+            shouting[0].key, "faults",
+            "no spelling slips past the guard"
+        );
+        assert!(
+            !validate("[proxy]\nupstream = \"https://notsandbox.example\"\n")
+                .unwrap()
+                .faults
+                .allow_header
+        );
         let sandbox = validate("[proxy]\nupstream = \"https://sandbox.leantech.me\"\n").unwrap();
         assert!(sandbox.faults.allow_header);
         let custom = validate("[proxy]\nupstream = \"http://127.0.0.1:9000\"\n").unwrap();

@@ -318,7 +318,6 @@ impl ReconnectRegistry {
         let now = Utc::now();
         let (s_entity, s_reconnect) = (s.entity_id.clone(), s.reconnect_id.clone());
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
-        let mut moved_to_history = None;
         let outcome = {
             let mut entry = self.inner.records.entry(key).or_insert_with(|| Record {
                 entity_id: s.entity_id.clone(),
@@ -339,32 +338,23 @@ impl ReconnectRegistry {
                 results_ready_at: None,
             });
             let r = entry.value_mut();
+            // The same reconnect seen through the other API generation: v1 shows
+            // `reconnect_id` + `results_id`, v2 shows the `results_id` alone.
+            let same = r.reconnect_id == s.reconnect_id
+                || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
+                || s.results_id.as_deref() == Some(r.reconnect_id.as_str());
             let outcome = if r.hits == 0 {
                 Outcome::New
-            } else if r.state == State::Resolved {
-                // The user was back and the bank wants them again: a new record.
-                moved_to_history = Some(r.clone());
-                *r = Record {
-                    first_seen: now,
-                    expires_at: now + chrono::Duration::days(RECONNECT_ID_DAYS),
-                    hits: 0,
-                    calls_while_pending: 0,
-                    replaced: 0,
-                    state: State::Pending,
-                    resolved_by: None,
-                    resolved_at: None,
-                    results_ready_at: None,
-                    ..r.clone()
-                };
-                Outcome::New
-            } else if r.reconnect_id != s.reconnect_id {
+            } else if !same {
                 r.replaced += 1;
                 Outcome::Replaced
             } else {
                 Outcome::Repeat
             };
-            r.reconnect_id = s.reconnect_id;
-            r.results_id = s.results_id;
+            if outcome != Outcome::Repeat || r.reconnect_id == s.reconnect_id {
+                r.reconnect_id = s.reconnect_id;
+                r.results_id = s.results_id;
+            }
             r.api = s.api;
             r.path = s.path;
             r.source = s.source;
@@ -375,9 +365,6 @@ impl ReconnectRegistry {
             }
             outcome
         };
-        if let Some(old) = moved_to_history {
-            self.push_history(old);
-        }
         if outcome == Outcome::New {
             self.inner.total.fetch_add(1, Ordering::Relaxed);
         }
@@ -439,61 +426,85 @@ impl ReconnectRegistry {
     /// Notes that a `results.ready` webhook named `results_id`; returns the key of
     /// the record it belongs to.
     pub fn mark_results_ready(&self, results_id: &str) -> Option<String> {
-        let key = self
+        let matches = |r: &Record| r.results_id.as_deref() == Some(results_id);
+        // Found first, in its own statement: the iterator's shard locks must be
+        // released before `get_mut` takes one.
+        let found = self
             .inner
             .records
             .iter()
-            .find(|r| r.results_id.as_deref() == Some(results_id))
-            .map(|r| r.key().clone())?;
-        if let Some(mut r) = self.inner.records.get_mut(&key) {
-            r.results_ready_at = Some(Utc::now());
-        }
+            .find(|r| matches(r.value()))
+            .map(|r| r.value().key());
+        let key = match found {
+            Some(key) => {
+                if let Some(mut r) = self.inner.records.get_mut(&key) {
+                    r.results_ready_at = Some(Utc::now());
+                }
+                key
+            }
+            // Usually already resolved by the `entity.reconnected` before it.
+            None => {
+                let mut history = self.lock_history();
+                let r = history.iter_mut().rev().find(|r| matches(r))?;
+                r.results_ready_at = Some(Utc::now());
+                r.key()
+            }
+        };
         self.changed();
         Some(key)
     }
 
+    /// Resolves the pending record under `key`: it leaves the live map for the
+    /// bounded history.
     fn resolve_key(&self, key: &str, by: ResolvedBy) -> Option<Record> {
-        let resolved = {
-            let mut r = self.inner.records.get_mut(key)?;
-            if r.state != State::Pending {
-                return None;
-            }
-            r.state = State::Resolved;
-            r.resolved_by = Some(by);
-            r.resolved_at = Some(Utc::now());
-            r.clone()
-        };
+        let (_, mut resolved) = self
+            .inner
+            .records
+            .remove_if(key, |_, r| r.state == State::Pending)?;
+        resolved.state = State::Resolved;
+        resolved.resolved_by = Some(by);
+        resolved.resolved_at = Some(Utc::now());
+        self.push_history(resolved.clone());
         self.notify(RegistryEvent::Resolved(&resolved));
         self.changed();
         Some(resolved)
     }
 
-    fn push_history(&self, record: Record) {
-        let mut history = self
-            .inner
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, VecDeque<Record>> {
+        // Records are pushed and popped whole; a poisoned lock is consistent.
+        self.inner
             .history
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push_history(&self, record: Record) {
+        let mut history = self.lock_history();
         history.push_back(record);
         while history.len() > self.inner.history_limit {
             history.pop_front();
         }
     }
 
-    /// The current record of `key` (entity id, or `reconnect:<id>`).
+    /// The record of `key` (entity id, or `reconnect:<id>`): the pending one, or
+    /// the latest resolved one still in the history.
     pub fn get(&self, key: &str) -> Option<Record> {
-        self.inner.records.get(key).map(|r| r.clone())
+        self.inner.records.get(key).map(|r| r.clone()).or_else(|| {
+            self.lock_history()
+                .iter()
+                .rev()
+                .find(|r| r.key() == key)
+                .cloned()
+        })
     }
 
-    /// Current records, pending first, then most recently seen first.
+    /// Pending records (most recently seen first), then resolved ones from the
+    /// history (most recently resolved first).
     pub fn list(&self) -> Vec<Record> {
-        let mut all: Vec<Record> = self.inner.records.iter().map(|r| r.clone()).collect();
-        all.sort_by(|a, b| {
-            (a.state != State::Pending)
-                .cmp(&(b.state != State::Pending))
-                .then(b.last_seen.cmp(&a.last_seen))
-        });
-        all
+        let mut pending: Vec<Record> = self.inner.records.iter().map(|r| r.clone()).collect();
+        pending.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        pending.extend(self.lock_history().iter().rev().cloned());
+        pending
     }
 
     /// Earlier, superseded records, oldest first.
@@ -678,6 +689,27 @@ mod tests {
     }
 
     #[test]
+    fn v1_and_v2_sightings_of_one_reconnect_are_repeats() {
+        let reg = ReconnectRegistry::in_memory(10);
+        reg.observe_reconnect(sighting(Some("e1"), "r1"));
+        let v2 = Sighting {
+            reconnect_id: "results-r1".into(),
+            results_id: Some("results-r1".into()),
+            api: Api::V2,
+            ..sighting(Some("e1"), "r1")
+        };
+        for _ in 0..3 {
+            assert_eq!(reg.observe_reconnect(v2.clone()), Outcome::Repeat);
+            assert_eq!(
+                reg.observe_reconnect(sighting(Some("e1"), "r1")),
+                Outcome::Repeat
+            );
+        }
+        let r = reg.get("e1").unwrap();
+        assert_eq!((r.replaced, r.hits, r.reconnect_id.as_str()), (0, 7, "r1"));
+    }
+
+    #[test]
     fn resolve_by_results_id_works_for_v2() {
         let reg = ReconnectRegistry::in_memory(10);
         reg.observe_reconnect(sighting(Some("e1"), "r1"));
@@ -696,8 +728,14 @@ mod tests {
         }
         let history = reg.history();
         assert_eq!(history.len(), 2, "bounded");
-        assert_eq!(history[1].reconnect_id, "r2");
+        assert_eq!(history[1].reconnect_id, "r3");
         assert_eq!(reg.get("e1").unwrap().hits, 1);
+        assert_eq!(reg.pending_count(), 0);
+        assert_eq!(
+            reg.inner.records.len(),
+            0,
+            "resolved records leave the live map"
+        );
         assert_eq!(reg.stats().total, 4);
     }
 

@@ -165,7 +165,11 @@ impl Inner {
         let kind = record.kind.clone().unwrap_or_else(|| "unknown".into());
 
         let rejected = self.config.policy == Policy::Enforce && verdict != Verdict::Valid;
+        // Only a delivery that is Lean's (or unchecked) may claim its event id and
+        // change state: a forged one must not block or pre-empt the real one.
+        let trusted = matches!(verdict, Verdict::Valid | Verdict::Unchecked);
         let duplicate = !rejected
+            && trusted
             && record
                 .event_id
                 .as_deref()
@@ -206,10 +210,26 @@ impl Inner {
                 .into_response(StatusCode::UNAUTHORIZED);
         }
         if outcome == Outcome::Accepted {
-            self.apply(&stored, &record);
             if let Some(relay) = self.relay.as_ref().filter(|r| r.has_targets()) {
                 let statuses = relay.enqueue(&id, &stored.forward, &stored.body);
+                let lost = statuses.iter().any(|s| s.state == "dropped");
                 stored.update(|r| r.relay = statuses);
+                if lost {
+                    // Not queued: let Lean retry it later rather than lose it.
+                    if let Some(e) = record.event_id.as_deref() {
+                        self.store.forget(e);
+                    }
+                    return ErrorEnvelope::new(
+                        "RELAY_QUEUE_FULL",
+                        "the webhook could not be queued for relay; retry later",
+                    )
+                    .into_response(StatusCode::SERVICE_UNAVAILABLE);
+                }
+            }
+            if trusted {
+                self.apply(&stored, &record);
+            } else {
+                tracing::warn!(target: "leanproxy::webhooks", id = %id, kind = %kind, "webhook with an invalid signature: recorded and relayed, but it changes nothing");
             }
         }
         json_response(StatusCode::OK, &json!({"status": "OK", "id": id}))

@@ -255,26 +255,30 @@ impl Inner {
     }
 
     fn persist(&self, job: &Job) -> Result<(), QueueError> {
-        let waiting = self.queued.load(Ordering::SeqCst);
+        // Reserve the slot first, so concurrent deliveries cannot overshoot.
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
         if waiting >= self.config.queue_limit as u64 {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(QueueError::Full(waiting as usize));
         }
         let path = self.path(job);
-        let io = |source| QueueError::Io {
-            path: path.clone(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(io)?;
-            file.write_all(&serde_json::to_vec(job).unwrap_or_default())
-                .map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        let written = (|| {
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&serde_json::to_vec(job).unwrap_or_default())?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)
+        })();
+        written.map_err(|source| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            QueueError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
     }
 
     fn forget(&self, job: &Job) {

@@ -238,6 +238,13 @@ impl Store {
         true
     }
 
+    /// Forgets an event id (its delivery could not be queued; Lean will retry).
+    pub fn forget(&self, event_id: &str) {
+        let mut inner = self.lock();
+        inner.seen.remove(event_id);
+        inner.seen_order.retain(|e| e != event_id);
+    }
+
     /// Keeps a delivery.
     pub fn push(&self, stored: Arc<Stored>) {
         let mut inner = self.lock();

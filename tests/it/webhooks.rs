@@ -328,3 +328,75 @@ async fn admin_lists_filters_shows_and_replays() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_forged_webhook_changes_nothing_and_does_not_block_the_real_one() {
+    let proxy = Proxy::start(&upstream_config("verify = \"report\"\n")).await;
+    proxy
+        .registry
+        .observe_reconnect(leanproxy::reconnect::Sighting {
+            entity_id: Some("e-1".into()),
+            reconnect_id: "r-1".into(),
+            results_id: None,
+            api: leanproxy::reconnect::Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: leanproxy::reconnect::Source::Upstream,
+        });
+    let body = event(
+        "entity.reconnected",
+        "ev-real",
+        json!({"id": "e-1", "reconnect_id": "r-1"}),
+    );
+    let forged = deliver(proxy.webhooks_addr, &body, Some("sha512=00".into())).await;
+    assert_eq!(forged.status, 200, "report mode accepts it");
+    assert!(
+        proxy.registry.is_pending("e-1"),
+        "but an invalid signature resolves nothing"
+    );
+    let real = deliver(
+        proxy.webhooks_addr,
+        &body,
+        Some(webhook_signature(SECRET.as_bytes(), &body)),
+    )
+    .await;
+    assert_eq!(real.status, 200);
+    let outcomes: Vec<Value> = proxy
+        .webhooks
+        .records()
+        .iter()
+        .map(|r| serde_json::to_value(r.outcome).unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [json!("accepted"), json!("accepted")],
+        "the real one is not a duplicate"
+    );
+    assert!(
+        !proxy.registry.is_pending("e-1"),
+        "the real one resolves it"
+    );
+}
+
+#[tokio::test]
+async fn a_full_relay_queue_answers_503_so_lean_retries() {
+    let port = closed_port().await;
+    let proxy = Proxy::start(&upstream_config(&format!(
+        "relay = [\"http://{port}/hooks\"]\nqueue_limit = 1\nretry_initial = \"10s\"\n"
+    )))
+    .await;
+    let first = event("results.ready", "ev-1", json!({"id": "res-1"}));
+    let second = event("results.ready", "ev-2", json!({"id": "res-2"}));
+    let sign = |b: &[u8]| Some(webhook_signature(SECRET.as_bytes(), b));
+    assert_eq!(
+        deliver(proxy.webhooks_addr, &first, sign(&first))
+            .await
+            .status,
+        200
+    );
+    let full = deliver(proxy.webhooks_addr, &second, sign(&second)).await;
+    assert_eq!(full.status, 503);
+    assert_eq!(full.json()["status"], "RELAY_QUEUE_FULL");
+    // Lean's retry of the same event is not a "duplicate": it was never taken.
+    let retry = deliver(proxy.webhooks_addr, &second, sign(&second)).await;
+    assert_eq!(retry.status, 503);
+}
