@@ -502,7 +502,7 @@ impl ReconnectRegistry {
     /// history (most recently resolved first).
     pub fn list(&self) -> Vec<Record> {
         let mut pending: Vec<Record> = self.inner.records.iter().map(|r| r.clone()).collect();
-        pending.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        pending.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
         pending.extend(self.lock_history().iter().rev().cloned());
         pending
     }
