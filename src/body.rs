@@ -37,6 +37,23 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// Whether `headers` declare a JSON body (`application/json`, any `+json`),
+/// case-insensitively, parameters ignored.
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            ct == "application/json" || ct.ends_with("+json")
+        })
+}
+
 /// Why a bounded read stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -89,8 +89,15 @@ pub async fn admin_send(
     Ok((status, json))
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
+/// A string field for the terminal: control characters (escape sequences from
+/// unauthenticated webhooks, say) are replaced.
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A table of `/api/reconnects` records, one line each.
@@ -183,7 +190,12 @@ pub fn tail_line(event: &str, data: &Value, color: bool) -> Option<String> {
         v.get(key)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(|s| s.chars().take(8).collect())
+            .map(|s| {
+                s.chars()
+                    .take(8)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect()
+            })
     };
     let line = match event {
         "exchange" => {
@@ -348,6 +360,13 @@ mod tests {
         .unwrap()
         .contains("RECONNECT"));
         assert!(tail_line("nonsense", &ex, false).is_none());
+    }
+
+    #[test]
+    fn tail_lines_carry_no_terminal_escapes_from_the_wire() {
+        let hook = serde_json::json!({"type": "entity.created\u{1b}[2J", "signature": "valid", "outcome": "accepted"});
+        let line = tail_line("webhook", &hook, false).unwrap();
+        assert!(!line.contains('\u{1b}'), "{line:?}");
     }
 
     #[test]

@@ -175,7 +175,13 @@ impl App {
             Some(_) => None,
             None => {
                 let clock = Clock::new(chrono::Utc::now(), settings.mockbank.time_scale);
-                Some(Mockbank::new(settings.mockbank.clone(), clock)?)
+                let mut mockbank = settings.mockbank.clone();
+                // The Mockbank accepts the configured lean-app-token (LEAN_APP_TOKEN
+                // included), so the proxy and its Mockbank always agree.
+                if let Some(token) = &settings.auth.app_token {
+                    mockbank.app_token = token.clone();
+                }
+                Some(Mockbank::new(mockbank, clock)?)
             }
         };
         let token = settings.auth.app_token.clone().or_else(|| {

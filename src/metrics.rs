@@ -57,6 +57,35 @@ pub struct Exchange<'a> {
     pub bytes_out: u64,
 }
 
+/// Webhook types Lean documents; anything else is counted as `other`, so a
+/// client cannot mint label values.
+const WEBHOOK_TYPES: [&str; 13] = [
+    "entity.created",
+    "entity.updated",
+    "entity.reconnected",
+    "results.ready",
+    "entity.data.refresh.updated",
+    "bank.availability.updated",
+    "consent.status.updated",
+    "payment_intent.created",
+    "payment.created",
+    "payment.updated",
+    "payment_source.created",
+    "payment_source.beneficiary.created",
+    "payment_source.beneficiary.updated",
+];
+
+/// HTTP methods counted by name; others are `OTHER`.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+fn bounded<'a>(value: &'a str, known: &[&str], other: &'a str) -> &'a str {
+    if known.contains(&value) {
+        value
+    } else {
+        other
+    }
+}
+
 /// The metrics handle. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -175,7 +204,7 @@ impl Metrics {
         let i = &self.inner;
         i.requests
             .get_or_create(&RequestLabels {
-                method: e.method.to_string(),
+                method: bounded(e.method, &METHODS, "OTHER").to_string(),
                 status: e.status,
                 lean_status: e.lean_status.unwrap_or("").to_string(),
             })
@@ -213,7 +242,7 @@ impl Metrics {
         self.inner
             .webhooks
             .get_or_create(&WebhookLabels {
-                kind: kind.to_string(),
+                kind: bounded(kind, &WEBHOOK_TYPES, "other").to_string(),
                 signature: signature.to_string(),
             })
             .inc();

@@ -24,7 +24,9 @@ use crate::body::{self, Body};
 use crate::events::Event;
 use crate::lean::{self, json_response, ErrorEnvelope};
 use crate::log::{ExchangeNotes, Telemetry};
-use crate::reconnect::{entity_of_body, entity_of_query, ReconnectRegistry, X_LEANPROXY_INJECTED};
+use crate::reconnect::{
+    entity_of_body, entity_of_query, ReconnectRegistry, Synthetic, X_LEANPROXY_INJECTED,
+};
 use crate::server::ResetConnection;
 
 /// The request header carrying a one-off fault spec.
@@ -224,6 +226,13 @@ fn injected(mut response: Response<Body>, id: &str) -> Response<Body> {
     response
 }
 
+/// `injected`, for an answer the fault made up itself.
+fn synthetic(response: Response<Body>, id: &str) -> Response<Body> {
+    let mut response = injected(response, id);
+    response.extensions_mut().insert(Synthetic);
+    response
+}
+
 fn is_v1(path: &str) -> bool {
     path.contains("/v1/") || path.starts_with("/v1")
 }
@@ -235,12 +244,7 @@ fn data_answer(value: serde_json::Value) -> Response<Body> {
 /// Reads up to [`PEEK_LIMIT`] bytes of a JSON request body for its `entity_id`,
 /// then puts them back in front of the rest.
 async fn peek_entity(req: Request<Body>) -> (Request<Body>, Option<String>) {
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !json || req.body().is_end_stream() {
+    if !crate::body::is_json(req.headers()) || req.body().is_end_stream() {
         return (req, None);
     }
     let (parts, mut rest) = req.into_parts();
@@ -315,7 +319,7 @@ impl Shared {
                         format!("x-leanproxy-fault refused: {reason}"),
                     )
                     .into_response(StatusCode::BAD_REQUEST);
-                    return Ok(injected(answer, "header"));
+                    return Ok(synthetic(answer, "header"));
                 }
             },
             Some(_) => {
@@ -362,7 +366,7 @@ impl Shared {
         } else {
             lean::v2_reconnect(held.results_id, now)
         };
-        Some(injected(data_answer(body), &held.rule))
+        Some(synthetic(data_answer(body), &held.rule))
     }
 
     fn count(&self, applied: &Applied, path: &str) {
@@ -481,7 +485,7 @@ impl Shared {
                 return Ok(injected(response, id));
             }
         };
-        Ok(injected(answer, id))
+        Ok(synthetic(answer, id))
     }
 }
 

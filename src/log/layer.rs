@@ -245,7 +245,16 @@ where
             .insert(&X_REQUEST_ID, pending.id.clone());
         let finisher = Finisher {
             head_at: pending.start.elapsed(),
-            status: response.status().as_u16(),
+            // A reset sends no answer at all: recorded as status 0, not completed.
+            status: if response
+                .extensions()
+                .get::<crate::server::ResetConnection>()
+                .is_some()
+            {
+                0
+            } else {
+                response.status().as_u16()
+            },
             response_headers: Headers::new(response.headers().clone(), pending.telemetry.redact()),
             response_mime: content_type(response.headers()),
             fault: response
@@ -266,7 +275,8 @@ where
         let limit = finisher.pending.telemetry.capture_limit();
         let response = response.map(|inner| {
             if inner.is_end_stream() {
-                finisher.finish(true);
+                let completed = finisher.status != 0;
+                finisher.finish(completed);
                 inner
             } else {
                 body::boxed(ObservedBody {

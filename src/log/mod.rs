@@ -130,7 +130,8 @@ impl Telemetry {
         if self.keeps_records() {
             self.inner.config.capture_limit
         } else {
-            0
+            // Enough of each answer to read Lean's `status` for logs and metrics.
+            4096
         }
     }
 

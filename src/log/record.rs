@@ -9,7 +9,8 @@ use super::redact;
 
 /// A captured body: the first bytes as they passed, rendered (redacted) only
 /// when it is shown, so the exchange itself pays for a copy and nothing more.
-#[derive(Debug, Clone)]
+/// Its `Debug` never shows the bytes.
+#[derive(Clone)]
 pub struct Capture {
     mime: Option<String>,
     raw: Bytes,
@@ -118,6 +119,16 @@ impl Capture {
     }
 }
 
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("mime", &self.mime)
+            .field("size", &self.size)
+            .field("truncated", &self.truncated)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Serialize for Capture {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -132,8 +143,8 @@ impl Serialize for Capture {
     }
 }
 
-/// Headers as they passed, redacted when shown.
-#[derive(Debug, Clone, Default)]
+/// Headers as they passed, redacted when shown (`Debug` included).
+#[derive(Clone, Default)]
 pub struct Headers {
     map: HeaderMap,
     redact: bool,
@@ -165,6 +176,12 @@ impl Headers {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.pairs()).finish()
     }
 }
 
@@ -334,7 +351,23 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("lean-app-token", http::HeaderValue::from_static("tok-1"));
         map.insert("accept", http::HeaderValue::from_static("application/json"));
-        let shown = serde_json::to_string(&Headers::new(map, true)).unwrap();
+        let headers = Headers::new(map, true);
+        assert!(
+            !format!("{headers:?}").contains("tok-1"),
+            "Debug redacts too"
+        );
+        let capture = Capture::new(
+            Bytes::from_static(b"{\"iban\":\"AE0703312345\"}"),
+            25,
+            false,
+            Some("application/json"),
+            true,
+        );
+        assert!(
+            !format!("{capture:?}").contains("AE07"),
+            "Debug shows no bytes"
+        );
+        let shown = serde_json::to_string(&headers).unwrap();
         assert!(
             !shown.contains("tok-1") && shown.contains("application/json"),
             "{shown}"

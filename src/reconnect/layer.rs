@@ -19,7 +19,7 @@ use tower::{Layer, Service};
 
 use super::inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Scan};
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
-use super::{X_LEANPROXY_INJECTED, X_LEANPROXY_RECONNECT_ID};
+use super::X_LEANPROXY_RECONNECT_ID;
 use crate::body::{self, Body, BoxError};
 use crate::log::ExchangeNotes;
 
@@ -98,15 +98,7 @@ pub struct Reconnect<S> {
     shared: Arc<Shared>,
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.split(';').next().unwrap_or_default().trim();
-            ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
-        })
-}
+use crate::body::is_json;
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -185,10 +177,9 @@ enum Plan {
 
 impl Exchange {
     fn plan(&mut self, response: &Response<Body>) -> Plan {
-        if response
-            .extensions()
-            .get::<crate::proxy::Failure>()
-            .is_some()
+        let ext = response.extensions();
+        if ext.get::<crate::proxy::Failure>().is_some()
+            || ext.get::<crate::server::ResetConnection>().is_some()
             || matches!(
                 response.status(),
                 StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
@@ -196,7 +187,9 @@ impl Exchange {
         {
             return Plan::Skip;
         }
-        if response.headers().contains_key(&X_LEANPROXY_INJECTED) {
+        // Only answers a fault made up count as synthetic; a real answer a fault
+        // merely delayed or throttled is still the upstream's.
+        if ext.get::<super::Synthetic>().is_some() {
             self.source = Source::Fault;
         }
         let limit = self.shared.inspect_limit as u64;

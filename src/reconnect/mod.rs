@@ -50,6 +50,11 @@ pub use registry::{
     State, StateError, Stats,
 };
 
+/// In an answer's extensions: a fault made this answer up (it did not come from
+/// the upstream), so a RECONNECT_REQUIRED in it is recorded as `source: fault`.
+#[derive(Debug, Clone, Copy)]
+pub struct Synthetic;
+
 /// Response header naming the rule (or `header`) that produced or changed an answer.
 pub static X_LEANPROXY_INJECTED: HeaderName = HeaderName::from_static("x-leanproxy-injected");
 /// Response header carrying the reconnect id, when `reconnect.reconnect_header` is on.

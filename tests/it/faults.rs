@@ -549,3 +549,66 @@ async fn cli_adds_lists_and_removes_rules() {
     let (code, _, _) = run(a(&["rm", "limits"])).await.unwrap();
     assert_eq!(code, 3);
 }
+
+#[tokio::test]
+async fn a_real_answer_a_fault_only_delayed_is_still_the_upstreams() {
+    let p = Proxy::start("").await;
+    let mockbank = p.mockbank.clone().unwrap();
+    let c = h1_client();
+    let post = |path: &str, body: Value| {
+        Request::post(p.url(path))
+            .header("content-type", "application/json")
+            .body(body::full(body.to_string()))
+            .unwrap()
+    };
+    let customer = send(
+        &c,
+        post("/customers/v1/", json!({"app_user_id": "delayed"})),
+    )
+    .await
+    .json();
+    let user = &mockbank.users()[0];
+    let entity = send(&c, post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": user.username, "password": user.password, "otp": "1111"})))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    send(
+        &c,
+        post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),
+    )
+    .await;
+    let r = with_fault(
+        &c,
+        &p.url(&format!("/data/v2/accounts?entity_id={entity}")),
+        "delay=1ms",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["status"], "RECONNECT_REQUIRED");
+    assert_eq!(r.header("x-leanproxy-injected"), Some("header"));
+    assert_eq!(
+        p.registry.get(&entity).unwrap().source,
+        leanproxy::reconnect::Source::Upstream
+    );
+}
+
+#[tokio::test]
+async fn a_reset_is_logged_as_no_answer() {
+    let origin = Origin::start().await;
+    let p = proxy(&origin, "").await;
+    let c = h1_client();
+    assert!(with_fault(&c, &p.url("/fixed?len=1"), "reset")
+        .await
+        .is_err());
+    let logged = get(&c, &p.admin_url("/api/requests?limit=1")).await.json();
+    assert_eq!(logged["requests"][0]["status"], 0);
+    assert_eq!(logged["requests"][0]["completed"], false);
+}
+
+#[tokio::test]
+async fn the_mockbank_accepts_the_configured_app_token() {
+    let p = Proxy::start("[auth]\napp_token = \"my-own-app-token\"\n").await;
+    assert_eq!(get(&h1_client(), &p.url("/banks/v1/")).await.status, 200);
+}
