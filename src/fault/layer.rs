@@ -360,6 +360,15 @@ impl Shared {
             tracing::info!(target: "leanproxy::fault", entity_id = entity, rule = %held.rule, "sticky reconnect fault ended: the registry resolved it");
             return None;
         }
+        self.count(
+            &Applied {
+                rule_id: held.rule.clone(),
+                action: Action::ReconnectRequired { sticky: true },
+                delay: None,
+                retry_after_secs: None,
+            },
+            path,
+        );
         let now = chrono::Utc::now();
         let body = if is_v1(path) {
             lean::v1_reconnect(held.reconnect_id, held.results_id, now)

@@ -572,3 +572,63 @@ async fn concurrent_updates_match_a_sequential_model() {
     assert_eq!(concurrent.history().len(), sequential.history().len());
     assert_eq!(concurrent.pending_count(), sequential.pending_count());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_on_the_same_entities_lose_no_update() {
+    // Every entity is flagged first; then every task sees every entity: the same
+    // reconnect twice and three calls. Whatever the interleaving, each entity
+    // ends with 1 + 64 × 2 hits, one record, and 64 × 3 calls while pending.
+    const ENTITIES: usize = 1000;
+    const TASKS: usize = 64;
+    let registry = ReconnectRegistry::in_memory(10);
+    let sighting = |e: usize| Sighting {
+        entity_id: Some(format!("shared-{e}")),
+        reconnect_id: format!("r-{e}"),
+        results_id: None,
+        api: Api::V1,
+        path: "/data/v1/accounts".into(),
+        source: Source::Upstream,
+    };
+    for e in 0..ENTITIES {
+        registry.observe_reconnect(sighting(e));
+    }
+    let mut handles = Vec::new();
+    for _ in 0..TASKS {
+        let registry = registry.clone();
+        handles.push(tokio::spawn(async move {
+            for e in 0..ENTITIES {
+                let key = format!("shared-{e}");
+                for _ in 0..2 {
+                    registry.observe_call(&key);
+                    registry.observe_reconnect(Sighting {
+                        entity_id: Some(key.clone()),
+                        reconnect_id: format!("r-{e}"),
+                        results_id: None,
+                        api: Api::V1,
+                        path: "/data/v1/accounts".into(),
+                        source: Source::Upstream,
+                    });
+                }
+                registry.observe_call(&key);
+                if e % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(
+        registry.stats().total,
+        ENTITIES as u64,
+        "one new record per entity"
+    );
+    assert_eq!(registry.pending_count(), ENTITIES);
+    for e in 0..ENTITIES {
+        let r = registry.get(&format!("shared-{e}")).unwrap();
+        assert_eq!(r.hits, (1 + TASKS * 2) as u64, "entity {e}");
+        assert_eq!(r.replaced, 0);
+        assert_eq!(r.calls_while_pending, (TASKS * 3) as u64, "entity {e}");
+    }
+}
