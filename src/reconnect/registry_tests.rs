@@ -1,0 +1,131 @@
+use super::*;
+
+fn sighting(entity: Option<&str>, id: &str) -> Sighting {
+    Sighting {
+        entity_id: entity.map(str::to_string),
+        reconnect_id: id.into(),
+        results_id: Some(format!("results-{id}")),
+        api: Api::V1,
+        path: "/data/v1/accounts".into(),
+        source: Source::Upstream,
+    }
+}
+
+#[test]
+fn repeats_count_hits_and_new_ids_replace() {
+    let reg = ReconnectRegistry::in_memory(10);
+    assert_eq!(
+        reg.observe_reconnect(sighting(Some("e1"), "r1")),
+        Outcome::New
+    );
+    assert_eq!(
+        reg.observe_reconnect(sighting(Some("e1"), "r1")),
+        Outcome::Repeat
+    );
+    assert_eq!(
+        reg.observe_reconnect(sighting(Some("e1"), "r2")),
+        Outcome::Replaced
+    );
+    let r = reg.get("e1").unwrap();
+    assert_eq!((r.hits, r.replaced, r.reconnect_id.as_str()), (3, 1, "r2"));
+    assert_eq!(r.expires_at - r.first_seen, chrono::Duration::days(30));
+    assert_eq!(reg.stats().total, 1);
+}
+
+#[test]
+fn unknown_entity_is_keyed_by_reconnect_id() {
+    let reg = ReconnectRegistry::in_memory(10);
+    reg.observe_reconnect(sighting(None, "r9"));
+    assert!(reg.get("reconnect:r9").is_some());
+    assert!(reg
+        .resolve_reconnect_id("r9", ResolvedBy::Webhook)
+        .is_some());
+}
+
+#[test]
+fn calls_while_pending_are_counted_until_resolved() {
+    let reg = ReconnectRegistry::in_memory(10);
+    reg.observe_reconnect(sighting(Some("e1"), "r1"));
+    reg.observe_call("e1");
+    reg.observe_call("e1");
+    let resolved = reg.resolve_entity("e1", ResolvedBy::OkResponse).unwrap();
+    assert_eq!(resolved.calls_while_pending, 2);
+    reg.observe_call("e1");
+    assert_eq!(reg.get("e1").unwrap().calls_while_pending, 2);
+    assert!(
+        reg.resolve_entity("e1", ResolvedBy::Admin).is_none(),
+        "already resolved"
+    );
+}
+
+#[test]
+fn v1_and_v2_sightings_of_one_reconnect_are_repeats() {
+    let reg = ReconnectRegistry::in_memory(10);
+    reg.observe_reconnect(sighting(Some("e1"), "r1"));
+    let v2 = Sighting {
+        reconnect_id: "results-r1".into(),
+        results_id: Some("results-r1".into()),
+        api: Api::V2,
+        ..sighting(Some("e1"), "r1")
+    };
+    for _ in 0..3 {
+        assert_eq!(reg.observe_reconnect(v2.clone()), Outcome::Repeat);
+        assert_eq!(
+            reg.observe_reconnect(sighting(Some("e1"), "r1")),
+            Outcome::Repeat
+        );
+    }
+    let r = reg.get("e1").unwrap();
+    assert_eq!((r.replaced, r.hits, r.reconnect_id.as_str()), (0, 7, "r1"));
+}
+
+#[test]
+fn resolve_by_results_id_works_for_v2() {
+    let reg = ReconnectRegistry::in_memory(10);
+    reg.observe_reconnect(sighting(Some("e1"), "r1"));
+    let r = reg
+        .resolve_reconnect_id("results-r1", ResolvedBy::Webhook)
+        .unwrap();
+    assert_eq!(r.resolved_by, Some(ResolvedBy::Webhook));
+}
+
+#[test]
+fn reflagging_a_resolved_entity_keeps_the_old_record_in_bounded_history() {
+    let reg = ReconnectRegistry::in_memory(2);
+    for i in 0..4 {
+        reg.observe_reconnect(sighting(Some("e1"), &format!("r{i}")));
+        reg.resolve_entity("e1", ResolvedBy::Webhook);
+    }
+    let history = reg.history();
+    assert_eq!(history.len(), 2, "bounded");
+    assert_eq!(history[1].reconnect_id, "r3");
+    assert_eq!(reg.get("e1").unwrap().hits, 1);
+    assert_eq!(reg.pending_count(), 0);
+    assert_eq!(
+        reg.inner.records.len(),
+        0,
+        "resolved records leave the live map"
+    );
+    assert_eq!(reg.stats().total, 4);
+}
+
+#[tokio::test]
+async fn state_file_round_trips_and_corrupt_files_are_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/reconnects.json");
+    let reg = ReconnectRegistry::open(&path, 10).unwrap();
+    reg.observe_reconnect(sighting(Some("e1"), "r1"));
+    reg.flush().await.unwrap();
+    let again = ReconnectRegistry::open(&path, 10).unwrap();
+    assert_eq!(again.get("e1"), reg.get("e1"));
+
+    std::fs::write(&path, b"{\"version\":1,\"records\":[{\"entity_id\"").unwrap();
+    let fresh = ReconnectRegistry::open(&path, 10).unwrap();
+    assert!(fresh.list().is_empty());
+    let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reconnects.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt file is kept aside");
+}
