@@ -111,9 +111,10 @@ impl Tap {
         if size == 0 {
             return None;
         }
-        let bytes = Bytes::from(std::mem::take(
-            &mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        let mut taken = std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()));
+        // The buffer grew by doubling; the record keeps only what it holds.
+        taken.shrink_to_fit();
+        let bytes = Bytes::from(taken);
         Some(Capture::new(
             bytes,
             size,
@@ -191,7 +192,7 @@ where
                 .extensions()
                 .get::<ClientAddr>()
                 .map(|c| c.0.to_string()),
-            request_headers: Headers::new(req.headers().clone(), redacting),
+            request_headers: Headers::copied(req.headers(), redacting),
             request_mime: content_type(req.headers()),
             request_tap: request_tap.clone(),
             notes,
@@ -255,7 +256,7 @@ where
             } else {
                 response.status().as_u16()
             },
-            response_headers: Headers::new(response.headers().clone(), pending.telemetry.redact()),
+            response_headers: Headers::copied(response.headers(), pending.telemetry.redact()),
             response_mime: content_type(response.headers()),
             fault: response
                 .headers()

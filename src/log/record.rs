@@ -156,6 +156,30 @@ impl Headers {
         Self { map, redact }
     }
 
+    /// A copy of `map` that owns its bytes. Header values parsed by hyper are
+    /// slices of the connection's read buffer; keeping those in a record would
+    /// keep the whole buffer (with the body bytes read alongside) alive. The copy
+    /// puts every value in one small allocation.
+    pub fn copied(map: &HeaderMap, redact: bool) -> Self {
+        let mut buf = bytes::BytesMut::with_capacity(map.values().map(|v| v.len()).sum());
+        let mut spans = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let start = buf.len();
+            buf.extend_from_slice(value.as_bytes());
+            spans.push((name, start, buf.len()));
+        }
+        let buf = buf.freeze();
+        let mut copy = HeaderMap::with_capacity(map.len());
+        for (name, start, end) in spans {
+            let name = http::HeaderName::from_bytes(name.as_str().as_bytes());
+            let value = http::HeaderValue::from_maybe_shared(buf.slice(start..end));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                copy.append(name, value);
+            }
+        }
+        Self { map: copy, redact }
+    }
+
     /// Name and shown value of each header.
     pub fn pairs(&self) -> Vec<(String, String)> {
         self.map

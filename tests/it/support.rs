@@ -728,9 +728,15 @@ impl Binary {
             || webhooks.is_none()
             || (wants_mockbank && mockbank.is_none())
         {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("binary did not start: {}", output.lock().unwrap()));
+            let line = match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(_) => {
+                    // Never leave the process behind when giving up on it.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("binary did not start: {}", output.lock().unwrap());
+                }
+            };
             let addr = |prefix: &str| {
                 line.strip_prefix(prefix)
                     .and_then(|rest| rest.split_whitespace().next())

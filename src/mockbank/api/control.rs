@@ -1,0 +1,347 @@
+//! The Mockbank's `/oauth2/token` and its control API under `/_mockbank/`.
+
+use super::*;
+
+impl Inner {
+    // -------------------------------------------------------------- OAuth
+
+    pub(super) fn token(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let form: HashMap<String, String> =
+            form_urlencoded::parse(call.body).into_owned().collect();
+        let oauth_error = |status: StatusCode, code: &str| Reply {
+            status,
+            body: json!({"error": code}),
+        };
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+            ));
+        }
+        let id_ok = form
+            .get("client_id")
+            .is_some_and(|id| *id == self.settings.client_id);
+        let secret_ok = form.get("client_secret").is_some_and(|s| {
+            bool::from(
+                s.as_bytes()
+                    .ct_eq(self.settings.client_secret.expose().as_bytes()),
+            )
+        });
+        if !(id_ok && secret_ok) {
+            return Err(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"));
+        }
+        let scope_text = form.get("scope").cloned().unwrap_or_else(|| "api".into());
+        let scope = match scope_text.as_str() {
+            "api" => Scope::Api,
+            other => match other.strip_prefix("customer.").map(Uuid::parse_str) {
+                Some(Ok(customer)) if self.lock().customer(customer).is_some() => {
+                    Scope::Customer(customer)
+                }
+                _ => return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope")),
+            },
+        };
+        let now = self.clock.elapsed();
+        let token = self.jwt(&scope);
+        {
+            let mut state = self.lock();
+            state.tokens_issued += 1;
+            state.tokens.insert(
+                token.clone(),
+                Token {
+                    scope,
+                    expires: now + TOKEN_LIFETIME,
+                },
+            );
+        }
+        Ok(ok(json!({
+            "access_token": token,
+            "scope": scope_text,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME.as_secs() - 1,
+        })))
+    }
+
+    /// A JWT-shaped token like Lean's (RS256 header, claims); Mockbank recognises
+    /// its tokens by value, so the signature part is random.
+    pub(super) fn jwt(&self, scope: &Scope) -> String {
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let iat = self.clock.now().timestamp();
+        let mut claims = json!({
+            "sub": self.settings.client_id,
+            "aud": "http://mockbank.leanproxy.local",
+            "nbf": iat,
+            "iss": "http://auth.mockbank.leanproxy.local",
+            "exp": iat + TOKEN_LIFETIME.as_secs() as i64,
+            "iat": iat,
+            "jti": Uuid::new_v4(),
+            "applications": [{"id": self.settings.client_id}],
+        });
+        match scope {
+            Scope::Api => {
+                claims["scope"] =
+                    json!(["customer.read", "customer.write", "bank.read", "data.read"])
+            }
+            Scope::Customer(c) => {
+                claims["scope"] = json!([
+                    "customer.read",
+                    "connect.write",
+                    "connect.read",
+                    "bank.read"
+                ]);
+                claims["customers"] = json!([{"id": c}]);
+            }
+        }
+        let signature: [u8; 32] = rand::rng().random();
+        format!(
+            "{}.{}.{}",
+            b64(&json!({"kid": "mockbank", "alg": "RS256"})),
+            b64(&claims),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        )
+    }
+
+    // -------------------------------------------------------------- control
+
+    pub(super) fn control(&self, call: &Call<'_>, rest: &[&str]) -> Result<Reply, Reply> {
+        use Method as M;
+        let m = call.method;
+        match rest {
+            ["users"] => {
+                allow(m, &[M::GET])?;
+                let users: Vec<Value> = self.users.iter().map(user_json).collect();
+                Ok(ok(json!({"otp": OTP, "users": users})))
+            }
+            ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
+            ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
+            ["entities", entity, "expire"] => {
+                allow(m, &[M::POST])?;
+                let id = parse_uuid("entity_id", entity)?;
+                let mut state = self.lock();
+                let e = state.entities.get_mut(&id).ok_or_else(unknown_entity)?;
+                e.expired = true;
+                Ok(ok(
+                    json!({"entity_id": id, "status": "EXPIRED", "message": "Session expired: the next data call answers RECONNECT_REQUIRED."}),
+                ))
+            }
+            ["clock"] => {
+                allow(m, &[M::GET])?;
+                Ok(ok(self.clock_json()))
+            }
+            ["clock", action] => {
+                allow(m, &[M::POST])?;
+                match *action {
+                    "advance" => {
+                        let seconds = call
+                            .json()?
+                            .get("seconds")
+                            .and_then(Value::as_f64)
+                            .filter(|s| *s >= 0.0 && s.is_finite());
+                        let seconds =
+                            seconds.ok_or_else(|| invalid("seconds", "a non-negative number"))?;
+                        self.clock.advance(Duration::from_secs_f64(seconds));
+                    }
+                    "pause" => self.clock.pause(),
+                    "resume" => self.clock.resume(),
+                    _ => return Err(not_found_url(call.path)),
+                }
+                Ok(ok(self.clock_json()))
+            }
+            ["oauth", "revoke"] => {
+                allow(m, &[M::POST])?;
+                let mut state = self.lock();
+                let revoked = state.tokens.len();
+                state.tokens.clear();
+                Ok(ok(json!({"revoked": revoked})))
+            }
+            ["webhooks"] => {
+                allow(m, &[M::GET])?;
+                Ok(ok(json!({"deliveries": self.webhooks.deliveries()})))
+            }
+            _ => Err(not_found_url(call.path)),
+        }
+    }
+
+    pub(super) fn clock_json(&self) -> Value {
+        json!({
+            "now": ts(self.clock.now()),
+            "paused": self.clock.is_paused(),
+            "elapsed_seconds": self.clock.elapsed().as_secs_f64(),
+        })
+    }
+
+    pub(super) fn login(&self, body: &Value) -> Result<usize, Reply> {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let refused =
+            |code: &str, message: &str| error(StatusCode::UNAUTHORIZED, code, message, false);
+        let user = self
+            .users
+            .iter()
+            .position(|u| u.username == text("username") && u.password == text("password"))
+            .ok_or_else(|| {
+                refused(
+                    "INVALID_CREDENTIALS",
+                    "The username or password is incorrect.",
+                )
+            })?;
+        if self.users[user].behaviour.needs_otp() && text("otp") != OTP {
+            return Err(refused(
+                "INVALID_OTP",
+                "The one-time password is incorrect.",
+            ));
+        }
+        Ok(user)
+    }
+
+    pub(super) fn connect(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let body = call.json()?;
+        let customer_id = body
+            .get("customer_id")
+            .and_then(Value::as_str)
+            .map(|v| parse_uuid("customer_id", v))
+            .transpose()?;
+        let app_user_id = body.get("app_user_id").and_then(Value::as_str);
+        let user = self.login(&body)?;
+        let now = self.clock.elapsed();
+        let mut state = self.lock();
+        let customer = match (customer_id, app_user_id) {
+            (Some(id), _) => state.customer(id).cloned(),
+            (None, Some(app)) => state
+                .customers
+                .iter()
+                .find(|c| c.app_user_id == app)
+                .cloned(),
+            (None, None) => return Err(missing("customer_id")),
+        }
+        .ok_or_else(unknown_customer)?;
+
+        let existing = state
+            .entities
+            .values_mut()
+            .find(|e| e.customer == customer.id && e.user == user);
+        let (entity, created) = match existing {
+            Some(e) => {
+                // Linking the same bank again renews the session.
+                e.expired = false;
+                e.pending = None;
+                e.last_activity = now;
+                e.session_start = now;
+                (e.clone(), false)
+            }
+            None => {
+                let e = Entity {
+                    id: Uuid::new_v4(),
+                    customer: customer.id,
+                    user,
+                    created: self.clock.now(),
+                    last_activity: now,
+                    session_start: now,
+                    expired: false,
+                    pending: None,
+                };
+                state.entity_order.push(e.id);
+                state.entities.insert(e.id, e.clone());
+                (e, true)
+            }
+        };
+        drop(state);
+        let u = &self.users[user];
+        let permissions: Vec<&str> = [
+            "identity",
+            "accounts",
+            "balance",
+            "transactions",
+            "identities",
+            "scheduled_payments",
+            "standing_orders",
+            "direct_debits",
+            "beneficiaries",
+        ]
+        .to_vec();
+        let payload = json!({
+            "id": entity.id,
+            "app_user_id": customer.app_user_id,
+            "customer_id": customer.id,
+            "permissions": permissions,
+            "bank_details": shapes::bank_details(u.bank),
+        });
+        if created {
+            self.webhooks.send(
+                "entity.created",
+                payload,
+                "An entity object has been created.",
+            );
+        } else {
+            self.webhooks.send(
+                "entity.updated",
+                payload,
+                "An entity object has been updated.",
+            );
+        }
+        Ok(ok(self.entity_json(&entity)))
+    }
+
+    pub(super) fn reconnect(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let body = call.json()?;
+        let reconnect_id = match body.get("reconnect_id").and_then(Value::as_str) {
+            None | Some("") => return Err(missing("reconnect_id")),
+            Some(v) => parse_uuid("reconnect_id", v)?,
+        };
+        let now = self.clock.elapsed();
+        let mut state = self.lock();
+        let unknown = || {
+            error(
+                StatusCode::NOT_FOUND,
+                "UNKNOWN_RECONNECT_ID",
+                "No entity is waiting for a reconnect with this reconnect_id.",
+                false,
+            )
+        };
+        let entity = state
+            .waiting_for(reconnect_id)
+            .cloned()
+            .ok_or_else(unknown)?;
+        if self.users[entity.user].behaviour.needs_otp()
+            && body.get("otp").and_then(Value::as_str) != Some(OTP)
+        {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_OTP",
+                "The one-time password is incorrect.",
+                false,
+            ));
+        }
+        let (entity_id, pending) =
+            state
+                .complete_reconnect(reconnect_id, now)
+                .map_err(|e| {
+                    match e {
+            crate::mockbank::state::ReconnectError::Unknown => unknown(),
+            crate::mockbank::state::ReconnectError::Expired => error(
+                StatusCode::GONE,
+                "RECONNECT_ID_EXPIRED",
+                "The reconnect_id is older than 30 days; make a new data call for a new one.",
+                false,
+            ),
+        }
+                })?;
+        drop(state);
+        self.webhooks.send(
+            "entity.reconnected",
+            json!({"id": entity_id, "reconnect_id": pending.reconnect_id}),
+            "The reconnect was successful and the results are ready for collection from the results endpoint.",
+        );
+        self.webhooks.send(
+            "results.ready",
+            json!({"id": pending.results_id}),
+            "Your results are ready.",
+        );
+        Ok(ok(json!({
+            "status": "SUCCESS",
+            "message": "The reconnect was successful.",
+            "entity_id": entity_id,
+            "reconnect_id": pending.reconnect_id,
+            "results_id": pending.results_id,
+        })))
+    }
+}
