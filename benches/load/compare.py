@@ -1,0 +1,730 @@
+#!/usr/bin/env python3
+"""Load comparison: leanproxy against nginx as reverse proxies, in one run.
+
+Both proxies sit in front of the same loopback upstream (a 1-worker nginx
+serving two fixed Lean-shaped JSON answers, 1 KiB and 512 KiB). The targets are
+measured interleaved, several rounds (direct, nginx, leanproxy, leanproxy-off,
+then the next round in a rotated order), with `wrk -t1 -c64 --latency`.
+
+Per target and answer size it reports requests/second, p50/p99 latency, CPU
+time per request and peak resident memory of the proxy process(es), time to
+first byte of the 512 KiB answer, and the ratios leanproxy/nginx and
+leanproxy(all on)/leanproxy(off).
+
+Standard library only. It installs wrk and nginx from Debian's packages if
+they are missing, runs its own nginx processes from config files in a temp
+directory, sends traffic to 127.0.0.1 only, is bounded in time and stops only
+the processes it started. Not part of the test suite.
+
+    python3 benches/load/compare.py [--quick] [--duration S] [--rounds N]
+                                    [--binary PATH] [--out FILE]
+
+The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
+--release` in the repository and `$CARGO_TARGET_DIR` (default `target`)
+`/release/leanproxy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"  # the only address this script ever sends traffic to
+CONNECTIONS = 64
+THREADS = 1
+SIZES = {"1k": 1024, "512k": 512 * 1024}
+TARGETS = ["direct", "nginx", "leanproxy", "leanproxy-off"]
+TTFB_SAMPLES = 50
+WARMUP_SECONDS = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Everything this script started, stopped at exit whatever happens.
+_STARTED: list[subprocess.Popen] = []
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+def start(cmd: list[str], **kw) -> subprocess.Popen:
+    """Starts a process in its own session (so its children can be found and
+    stopped as one group without touching anything else) and records it."""
+    p = subprocess.Popen(cmd, start_new_session=True, **kw)
+    _STARTED.append(p)
+    return p
+
+
+def stop(p: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL to the process group this script created."""
+    if p.poll() is None:
+        try:
+            p.terminate()
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    # The group id is the pid of the leader we started; it also holds nginx's
+    # workers. Killing it touches nothing we did not start.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def stop_all() -> None:
+    while _STARTED:
+        stop(_STARTED.pop())
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (nginx's workers), by scanning /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After "pid (comm) ": field 3 (state) is index 0, so utime (14) is 11.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_field(pid: int, name: str) -> int:
+    """A number from /proc/<pid>/status (VmHWM, VmRSS in KiB; Threads)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def vm_hwm_kib(pid: int) -> int:
+    return status_field(pid, "VmHWM")
+
+
+def reset_peak(pid: int) -> bool:
+    """Resets VmHWM to the current RSS (Linux >= 4.0), so the peak read after a
+    run is that run's peak. Only ever written for processes we started."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Proxy:
+    name: str
+    port: int
+    proc: subprocess.Popen | None  # None for the direct baseline
+    multi: bool = False  # nginx: master + workers
+
+    def pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        return [self.proc.pid] + (children(self.proc.pid) if self.multi else [])
+
+    def alive(self) -> bool:
+        return self.proc is None or self.proc.poll() is None
+
+
+# --------------------------------------------------------------------------
+# Setup
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("wrk", "nginx") if not shutil.which(t)]
+    if not missing:
+        return
+    log(f"installing wrk and nginx from Debian's packages (missing: {', '.join(missing)})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # apt's chatter goes to stderr: stdout carries only the report.
+    subprocess.run(["apt-get", "update"], check=True, env=env, timeout=600, stdout=sys.stderr)
+    subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", "wrk", "nginx"],
+        check=True,
+        env=env,
+        timeout=900,
+        stdout=sys.stderr,
+    )
+    for t in ("wrk", "nginx"):
+        if not shutil.which(t):
+            sys.exit(f"compare.py: {t} still missing after apt-get install")
+
+
+def leanproxy_binary(arg: str | None) -> Path:
+    explicit = arg or os.environ.get("LEANPROXY_BIN")
+    if explicit:
+        path = Path(explicit).resolve()
+        if not path.is_file():
+            sys.exit(f"compare.py: no leanproxy binary at {path}")
+        return path
+    log("building leanproxy: cargo build --release --bin leanproxy")
+    subprocess.run(
+        ["cargo", "build", "--release", "--bin", "leanproxy"],
+        cwd=REPO,
+        check=True,
+        timeout=1800,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "release" / "leanproxy"
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports the kernel hands out for 127.0.0.1:0, all held until all are
+    picked so that none repeats."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def lean_answer(size: int) -> bytes:
+    """A Lean v2 transactions answer of exactly `size` bytes."""
+    head = (
+        '{"status":"OK","results_id":"2ab8c57a-011b-418f-9419-968155e600dd",'
+        '"message":"Data successfully retrieved","meta":null,'
+        '"timestamp":"2026-05-13T19:42:30.487549603Z","status_detail":null,'
+        '"type":"transactions","data":{"transactions":['
+    )
+    tail = "]}}"
+    items = []
+    n = 0
+    length = len(head) + len(tail)
+    while True:
+        item = json.dumps(
+            {
+                "transaction_id": f"e7323898-c6c8-4493-80b0-{n:012d}",
+                "transaction_information": "CARREFOUR 1647 DUBAI ARE",
+                "transaction_reference": f"REF{n:08d}",
+                "amount": {"currency": "AED", "amount": round(10 + n * 1.37, 2)},
+                "credit_debit_indicator": "DEBIT",
+                "status": "BOOKED",
+                "booking_date_time": "2026-05-12T08:15:00Z",
+                "value_date_time": "2026-05-12T08:15:00Z",
+            },
+            separators=(",", ":"),
+        )
+        extra = len(item) + (1 if items else 0)
+        if length + extra > size:
+            break
+        items.append(item)
+        length += extra
+        n += 1
+    body = head + ",".join(items) + tail
+    # Pad to the exact size with JSON whitespace before the closing braces.
+    body = body[: -len(tail)] + " " * (size - len(body)) + tail
+    assert len(body) == size, (len(body), size)
+    json.loads(body)
+    return body.encode()
+
+
+NGINX_COMMON = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    types {{ application/json json; }}
+    default_type application/json;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+{body}
+}}
+"""
+
+UPSTREAM_BODY = """\
+    sendfile on;
+    tcp_nopush on;
+    server {{
+        listen {host}:{port};
+        root {www};
+        location / {{ }}
+    }}
+"""
+
+PEER_BODY = """\
+    upstream lean {{
+        server {host}:{up};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass http://lean;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+
+def write_nginx_conf(dir: Path, body: str) -> Path:
+    dir.mkdir(parents=True, exist_ok=True)
+    conf = dir / "nginx.conf"
+    conf.write_text(NGINX_COMMON.format(dir=dir, body=body))
+    return conf
+
+
+def start_nginx(dir: Path, conf: Path) -> subprocess.Popen:
+    # -e: the startup error log goes to our directory, not /var/log/nginx.
+    cmd = ["nginx", "-e", str(dir / "startup.log"), "-c", str(conf), "-p", str(dir)]
+    check = subprocess.run(cmd + ["-t", "-q"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        sys.exit(f"compare.py: nginx rejects {conf}:\n{check.stderr}")
+    return start(
+        cmd,
+        stdout=open(dir / "stdout.log", "wb"),
+        stderr=open(dir / "stderr.log", "wb"),
+    )
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"compare.py: {what} exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"compare.py: {what} not listening on {HOST}:{port} after {timeout}s")
+
+
+def start_leanproxy(
+    binary: Path, dir: Path, up: int, ports: list[int], off: bool
+) -> subprocess.Popen:
+    dir.mkdir(parents=True, exist_ok=True)
+    port, admin, webhooks = ports
+    cmd = [
+        str(binary),
+        "serve",
+        "--upstream", f"http://{HOST}:{up}",
+        "--listen", f"{HOST}:{port}",
+        "--admin-listen", f"{HOST}:{admin}",
+        "--webhooks-listen", f"{HOST}:{webhooks}",
+        "--data-dir", str(dir / "data"),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANPROXY_")}
+    env.pop("RUST_LOG", None)  # leanproxy's default level (info)
+    if off:
+        config = dir / "off.toml"
+        config.write_text("[log]\nring = 0\n[reconnect]\ninspect_limit = 1\n")
+        cmd += ["--config", str(config)]
+        env["RUST_LOG"] = "warn"
+    stdout = dir / "stdout.log"
+    proc = start(cmd, stdout=open(stdout, "wb"), stderr=open(dir / "stderr.log", "wb"), env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = (dir / "stderr.log").read_text(errors="replace")[-2000:]
+            sys.exit(f"compare.py: leanproxy exited with {proc.returncode}:\n{err}")
+        if b"leanproxy proxy listening on" in stdout.read_bytes():
+            return proc
+        time.sleep(0.05)
+    sys.exit("compare.py: leanproxy did not print `leanproxy proxy listening on` within 20s")
+
+
+# --------------------------------------------------------------------------
+# Measuring
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50: float  # seconds
+    p99: float
+    requests: int
+    errors: int
+    cpu_per_req: float | None = None  # seconds
+    peak_kib: int | None = None
+    worker_peak_kib: int | None = None
+    rss_after_kib: int | None = None
+    ttfb: float | None = None  # seconds (512 KiB only)
+
+
+def wrk(port: int, path: str, seconds: int) -> Sample:
+    cmd = [
+        "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
+        f"http://{HOST}:{port}{path}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    text = out.stdout
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or text}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = 0
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text):
+        errors += sum(int(g) for g in m.groups())
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        errors += int(m.group(1))
+    return Sample(rps, _seconds(dist["50"]), _seconds(dist["99"]), requests, errors)
+
+
+def ttfb(port: int, path: str, n: int = TTFB_SAMPLES) -> float:
+    """Median time from connecting to the first response byte, over `n`
+    sequential requests, each on a new connection read to its end."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        "Accept: application/json\r\nConnection: close\r\n\r\n"
+    ).encode()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with socket.create_connection((HOST, port), timeout=10) as s:
+            s.sendall(request)
+            first = s.recv(65536)
+            t1 = time.perf_counter()
+            if not first.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer on :{port}{path}: {first[:80]!r}")
+            while s.recv(1 << 20):
+                pass
+        times.append(t1 - t0)
+    return statistics.median(times)
+
+
+def measure(proxy: Proxy, size: str, seconds: int) -> Sample:
+    pids = proxy.pids()
+    for pid in pids:
+        reset_peak(pid)
+    before = sum(cpu_seconds(p) for p in pids)
+    s = wrk(proxy.port, f"/{size}.json", seconds)
+    if not proxy.alive():
+        raise RuntimeError(f"{proxy.name} died during the run")
+    pids_after = proxy.pids()
+    if pids:
+        if sorted(pids_after) != sorted(pids):
+            log(f"warning: {proxy.name}'s processes changed during the run: {pids} -> {pids_after}")
+        after = sum(cpu_seconds(p) for p in pids if Path(f"/proc/{p}").exists())
+        s.cpu_per_req = (after - before) / max(s.requests, 1)
+        s.peak_kib = sum(vm_hwm_kib(p) for p in pids_after)
+        s.rss_after_kib = sum(status_field(p, "VmRSS") for p in pids_after)
+        if proxy.multi:
+            s.worker_peak_kib = max(vm_hwm_kib(p) for p in pids_after[1:] or pids_after)
+    if size == "512k":
+        s.ttfb = ttfb(proxy.port, f"/{size}.json")
+    return s
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    return f"{s * 1e3:.2f} ms"
+
+
+def fmt_mib(kib: float | None) -> str:
+    return "–" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}"
+
+
+def facts(binary: Path) -> list[str]:
+    def run(cmd, **kw):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, **kw)
+            return (r.stdout + r.stderr).strip()
+        except OSError as e:
+            return f"({e})"
+
+    commit = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    if run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        commit += " (work tree has uncommitted changes)"
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    wrk_version = run(["wrk", "-v"]).splitlines()[0]
+    return [
+        f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        "- command: `" + " ".join(["python3 benches/load/compare.py", *sys.argv[1:]]) + "`",
+        f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}, "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+        f"- {run(['nginx', '-v'])}; {wrk_version}",
+        f"- leanproxy: {binary}, built "
+        f"{dt.datetime.fromtimestamp(binary.stat().st_mtime).astimezone().isoformat(timespec='seconds')}"
+        f"; repository HEAD {commit}",
+    ]
+
+
+def report(
+    samples: dict, rounds: int, seconds: int, sizes: dict[str, int], facts_: list[str]
+) -> str:
+    out = ["# leanproxy vs nginx: load comparison", ""]
+    out += facts_
+    out += [
+        f"- load: `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --latency`, {rounds} rounds, "
+        "targets interleaved (order rotated each round); upstream: a 1-worker nginx on "
+        "127.0.0.1 serving fixed files",
+        "- nginx peer: 1 worker, upstream keepalive 64, HTTP/1.1 to the upstream, "
+        "proxy_buffering on (default); leanproxy: defaults (inspection, request log "
+        "ring buffer, metrics on; RUST_LOG info); leanproxy-off: `[log] ring = 0`, "
+        "`[reconnect] inspect_limit = 1`, RUST_LOG=warn",
+        "- CPU/req: utime+stime of the proxy's processes (nginx: master + worker) over the "
+        "wrk run / requests completed; peak RSS: VmHWM reset before each run (nginx: "
+        "master + worker summed, worker alone in the raw rows; RSS after: VmRSS when the "
+        "run ends); TTFB: median of "
+        f"{TTFB_SAMPLES} sequential requests, new connection each, after the wrk run; "
+        "medians across rounds",
+        "",
+    ]
+    for size, nbytes in sizes.items():
+        out += [f"## {size} answer ({nbytes} bytes)", ""]
+        head = "| target | req/s | of direct | p50 | p99 | CPU/req | peak RSS |"
+        sep = "|---|---:|---:|---:|---:|---:|---:|"
+        if size == "512k":
+            head += " TTFB |"
+            sep += "---:|"
+        out += [head, sep]
+        m = {}
+        direct_rps = med(s.rps for s in samples[size]["direct"])
+        for t in TARGETS:
+            ss = samples[size][t]
+            m[t] = dict(
+                rps=med(s.rps for s in ss),
+                p50=med(s.p50 for s in ss),
+                p99=med(s.p99 for s in ss),
+                cpu=med(s.cpu_per_req for s in ss),
+                rss=med(s.peak_kib for s in ss),
+                ttfb=med(s.ttfb for s in ss),
+            )
+            row = (
+                f"| {t} | {m[t]['rps']:,.0f} | {ratio(m[t]['rps'], direct_rps)} | "
+                f"{fmt_time(m[t]['p50'])} | {fmt_time(m[t]['p99'])} | "
+                f"{fmt_time(m[t]['cpu'])} | {fmt_mib(m[t]['rss'])} |"
+            )
+            if size == "512k":
+                row += f" {fmt_time(m[t]['ttfb'])} |"
+            out.append(row)
+        for a, b in (("leanproxy", "nginx"), ("leanproxy", "leanproxy-off")):
+            row = (
+                f"| **{a}/{b}** | {ratio(m[a]['rps'], m[b]['rps'])} | | "
+                f"{ratio(m[a]['p50'], m[b]['p50'])} | {ratio(m[a]['p99'], m[b]['p99'])} | "
+                f"{ratio(m[a]['cpu'], m[b]['cpu'])} | {ratio(m[a]['rss'], m[b]['rss'])} |"
+            )
+            if size == "512k":
+                row += f" {ratio(m[a]['ttfb'], m[b]['ttfb'])} |"
+            out.append(row)
+        out.append("")
+    out += ["## Raw per-round numbers", ""]
+    out += [
+        "| size | round | target | req/s | p50 | p99 | requests | errors | CPU/req | peak RSS "
+        "| worker peak | RSS after | TTFB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        for r in range(rounds):
+            for t in TARGETS:
+                ss = samples[size][t]
+                if r >= len(ss):
+                    continue
+                s = ss[r]
+                out.append(
+                    f"| {size} | {r + 1} | {t} | {s.rps:,.0f} | {fmt_time(s.p50)} | "
+                    f"{fmt_time(s.p99)} | {s.requests} | {s.errors} | "
+                    f"{fmt_time(s.cpu_per_req)} | {fmt_mib(s.peak_kib)} | "
+                    f"{fmt_mib(s.worker_peak_kib)} | {fmt_mib(s.rss_after_kib)} | "
+                    f"{fmt_time(s.ttfb)} |"
+                )
+    total_errors = sum(s.errors for size in sizes for t in TARGETS for s in samples[size][t])
+    if total_errors:
+        out += ["", f"**{total_errors} socket errors or non-2xx answers** (see the raw rows)."]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--quick", action="store_true", help="3 s x 2 rounds")
+    ap.add_argument("--binary", help="prebuilt leanproxy (default: $LEANPROXY_BIN, else build)")
+    ap.add_argument("--out", help="also write the Markdown report to this file")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 3, 2
+    if not (1 <= args.duration <= 120 and 1 <= args.rounds <= 10):
+        ap.error("--duration must be 1..120 and --rounds 1..10")
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(stop_all)
+
+    ensure_tools()
+    binary = leanproxy_binary(args.binary)
+
+    runs = args.rounds * len(SIZES) * len(TARGETS)
+    per_run = args.duration + 0.5  # wrk start/stop, /proc reads
+    expected = (
+        runs * per_run
+        + args.rounds * len(TARGETS) * 1  # TTFB sampling of 512 KiB
+        + len(SIZES) * len(TARGETS) * (WARMUP_SECONDS + 0.5)
+        + 5
+    )
+    log(
+        f"{args.rounds} rounds x {len(SIZES)} sizes x {len(TARGETS)} targets x "
+        f"{args.duration}s: about {expected / 60:.1f} min in total"
+    )
+    budget = expected * 2 + 60  # a hard stop, whatever happens
+    deadline = time.monotonic() + budget
+
+    tmp = Path(tempfile.mkdtemp(prefix="leanproxy-load-"))
+    # nginx's workers run as an unprivileged user (www-data) and must read the files.
+    tmp.chmod(0o755)
+    try:
+        www = tmp / "www"
+        www.mkdir()
+        for name, size in SIZES.items():
+            (www / f"{name}.json").write_bytes(lean_answer(size))
+
+        up, peer, *lp = free_ports(8)
+        up_dir = tmp / "upstream"
+        up_proc = start_nginx(
+            up_dir,
+            write_nginx_conf(up_dir, UPSTREAM_BODY.format(host=HOST, port=up, www=www)),
+        )
+        wait_port(up, up_proc, "upstream nginx")
+        peer_dir = tmp / "nginx"
+        peer_proc = start_nginx(
+            peer_dir,
+            write_nginx_conf(peer_dir, PEER_BODY.format(host=HOST, port=peer, up=up)),
+        )
+        wait_port(peer, peer_proc, "nginx proxy")
+        lp_proc = start_leanproxy(binary, tmp / "leanproxy", up, lp[0:3], off=False)
+        off_proc = start_leanproxy(binary, tmp / "leanproxy-off", up, lp[3:6], off=True)
+        proxies = {
+            "direct": Proxy("direct", up, None),
+            "nginx": Proxy("nginx", peer, peer_proc, multi=True),
+            "leanproxy": Proxy("leanproxy", lp[0], lp_proc),
+            "leanproxy-off": Proxy("leanproxy-off", lp[3], off_proc),
+        }
+        for name in SIZES:  # every target answers every file before any load
+            for t in TARGETS:
+                ttfb(proxies[t].port, f"/{name}.json", n=1)
+        log(f"all up in {tmp}; warming up ({WARMUP_SECONDS}s per target and size)")
+        for name in SIZES:
+            for t in TARGETS:
+                wrk(proxies[t].port, f"/{name}.json", WARMUP_SECONDS)
+
+        facts_ = facts(binary)
+        facts_.append(
+            f"- threads at start: leanproxy {status_field(lp_proc.pid, 'Threads')} "
+            f"(tokio multi-thread runtime), nginx 1 worker process"
+        )
+        samples = {size: {t: [] for t in TARGETS} for size in SIZES}
+        for r in range(args.rounds):
+            order = TARGETS[r % len(TARGETS) :] + TARGETS[: r % len(TARGETS)]
+            for size in SIZES:
+                for t in order:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"over the time budget of {budget:.0f}s")
+                    s = measure(proxies[t], size, args.duration)
+                    samples[size][t].append(s)
+                    log(
+                        f"round {r + 1}/{args.rounds} {size:>4} {t:<13} {s.rps:>9,.0f} req/s "
+                        f"p50 {fmt_time(s.p50):>9} p99 {fmt_time(s.p99):>9} "
+                        f"cpu/req {fmt_time(s.cpu_per_req):>7} rss {fmt_mib(s.peak_kib):>9}"
+                        + (f" ttfb {fmt_time(s.ttfb)}" if s.ttfb is not None else "")
+                    )
+        facts_.append(f"- load average at the end: {os.getloadavg()[0]:.2f}")
+        text = report(samples, args.rounds, args.duration, SIZES, facts_)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+            log(f"report written to {args.out}")
+        return 0
+    finally:
+        stop_all()
+        if args.keep_tmp:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
