@@ -14,8 +14,9 @@
 //! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
 //!    ([`reconnect`]);
 //! 4. fault — injects Lean-shaped failures on demand ([`fault`]);
-//! 5. auth — `lean-app-token` injection ([`auth`]);
-//! 6. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
+//! 5. router — the target per path prefix or header ([`route`]);
+//! 6. auth — `lean-app-token` and OAuth2 bearer injection ([`auth`]);
+//! 7. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
 //!    error envelope ([`proxy`]).
 //!
 //! Running the proxy on an already-bound listener, as the binary and the tests do:
@@ -52,6 +53,7 @@ pub mod metrics;
 pub mod mockbank;
 pub mod proxy;
 pub mod reconnect;
+pub mod route;
 pub mod server;
 pub mod stack;
 pub mod webhooks;
@@ -63,6 +65,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::Layer;
 
 use crate::admin::Admin;
 use crate::auth::{AppTokenLayer, CredentialsLayer, TokenConfig, TokenPolicy, TokenSource};
@@ -162,6 +165,7 @@ pub struct App {
     faults: FaultLayer,
     fault_refusal: Option<String>,
     grace: Duration,
+    routes: Vec<(config::RouteMatch, stack::TargetService)>,
 }
 
 impl App {
@@ -297,8 +301,47 @@ impl App {
                     settings.auth.app_token_policy,
                 )
             });
+        let upstream_config = |base: http::Uri| UpstreamConfig {
+            base,
+            connect_timeout: settings.proxy.connect_timeout,
+            response_timeout: settings.proxy.response_timeout,
+            pool_idle_timeout: settings.proxy.pool_idle_timeout,
+            pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+        };
+        let routes = settings
+            .routes
+            .iter()
+            .map(|route| {
+                let mut credentials = CredentialsLayer::new();
+                if let Some(token) = &route.app_token {
+                    // Validated as a header value in `config`.
+                    let layer = AppTokenLayer::new(token.expose(), settings.auth.app_token_policy)
+                        .map_err(|_| std::io::Error::other("route app token"))?;
+                    credentials = credentials.app_token(layer);
+                }
+                if let (Some((client_id, client_secret)), Some(url)) =
+                    (&route.client, &route.token_url)
+                {
+                    let config = TokenConfig {
+                        url: url.clone(),
+                        client_id: client_id.clone(),
+                        client_secret: client_secret.clone(),
+                        scope: settings.auth.scope.clone(),
+                        refresh_margin: settings.auth.refresh_margin,
+                    };
+                    credentials = credentials.bearer(
+                        TokenSource::new(config, tls.clone()),
+                        settings.auth.app_token_policy,
+                    );
+                }
+                tracing::info!(route = %route.name, upstream = %route.upstream, matcher = ?route.matcher, "route");
+                let upstream = Upstream::new(upstream_config(route.upstream.clone()), tls.clone());
+                Ok((route.matcher.clone(), credentials.layer(upstream)))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Self {
             token,
+            routes,
             upstream: UpstreamConfig {
                 // Replaced by the Mockbank's address in `serve` when absent.
                 base: settings.proxy.upstream.clone().unwrap_or_default(),
@@ -411,9 +454,11 @@ impl App {
             credentials = credentials.bearer(TokenSource::new(config, self.tls.clone()), policy);
         }
         let tokens = credentials.token_source().cloned();
-        let stack = stack::proxy_stack(
-            Upstream::new(upstream, self.tls),
-            credentials,
+        let stack = stack::routed_stack(
+            route::Router::new(
+                credentials.layer(Upstream::new(upstream, self.tls)),
+                self.routes,
+            ),
             self.reconnect,
             self.faults.clone(),
             self.telemetry.clone(),

@@ -504,9 +504,16 @@ fn check(args: ServeArgs) -> ExitCode {
             println!("config OK ({origin})");
             match &settings.proxy.upstream {
                 Some(u) => println!("  upstream: {u}"),
-                None => {
-                    println!("  upstream: not set (give --upstream or proxy.upstream to serve)")
-                }
+                None => println!("  upstream: the embedded Mockbank (no proxy.upstream set)"),
+            }
+            for route in &settings.routes {
+                let by = match &route.matcher {
+                    leanproxy::config::RouteMatch::Prefix(p) => format!("prefix {p}"),
+                    leanproxy::config::RouteMatch::Header(n, v) => {
+                        format!("header {n}: {}", v.to_str().unwrap_or("?"))
+                    }
+                };
+                println!("  route {}: {by} -> {}", route.name, route.upstream);
             }
             println!("  proxy:    http://{}", settings.proxy.listen);
             println!("  admin:    http://{}", settings.admin.listen);

@@ -1,12 +1,13 @@
 //! The one place that orders the proxy's layers, outer to inner:
 //!
 //! ```text
-//! request log  ->  reconnect  ->  fault  ->  credentials  ->  upstream
+//! request log  ->  reconnect  ->  fault  ->  router  ->  credentials  ->  upstream
 //! ```
 //!
 //! The fault layer sits inside the reconnect layer, as `../shared/DESIGN.md`
 //! gives: a synthetic reconnect is what the app saw, so the registry records it
-//! too (`source: fault`).
+//! too (`source: fault`). The router picks a target per request; each target
+//! has its own credentials and its own upstream pool.
 
 use tower::Layer;
 
@@ -15,9 +16,13 @@ use crate::fault::{Fault, FaultLayer};
 use crate::log::{RequestLog, RequestLogLayer, Telemetry};
 use crate::proxy::Upstream;
 use crate::reconnect::{Reconnect, ReconnectLayer};
+use crate::route::Router;
+
+/// One target: its credentials in front of its upstream.
+pub type TargetService = Credentials<Upstream>;
 
 /// The assembled proxy service.
-pub type ProxyService = RequestLog<Reconnect<Fault<Credentials<Upstream>>>>;
+pub type ProxyService = RequestLog<Reconnect<Fault<Router<TargetService>>>>;
 
 /// Wraps `upstream` in the proxy's layers.
 pub fn proxy_stack(
@@ -27,6 +32,20 @@ pub fn proxy_stack(
     faults: FaultLayer,
     telemetry: Telemetry,
 ) -> ProxyService {
-    let inner = credentials.layer(upstream);
-    RequestLogLayer::new(telemetry).layer(reconnect.layer(faults.layer(inner)))
+    routed_stack(
+        Router::new(credentials.layer(upstream), Vec::new()),
+        reconnect,
+        faults,
+        telemetry,
+    )
+}
+
+/// Wraps a [`Router`] over several targets in the proxy's layers.
+pub fn routed_stack(
+    router: Router<TargetService>,
+    reconnect: ReconnectLayer,
+    faults: FaultLayer,
+    telemetry: Telemetry,
+) -> ProxyService {
+    RequestLogLayer::new(telemetry).layer(reconnect.layer(faults.layer(router)))
 }

@@ -7,6 +7,7 @@
 //! module's raw types.
 
 mod raw;
+mod routes;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use http::Uri;
 
 pub use crate::auth::TokenPolicy;
 pub use crate::mockbank::MockbankSettings;
+
+pub use routes::{RawRoute, RouteMatch, RouteSettings};
 
 pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawReconnect, RawTls};
 
@@ -88,6 +91,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Fault injection.
     pub faults: FaultSettings,
+    /// Further targets chosen by path prefix or header (`[[routes]]`).
+    pub routes: Vec<RouteSettings>,
 }
 
 /// Validated `[fault]` and `[[faults]]`.
@@ -532,6 +537,16 @@ impl Settings {
                 ),
             );
         }
+        let routes = routes::validate(&mut c, raw.routes);
+        for (i, route) in routes.iter().enumerate() {
+            if route.mtls && client_identity.is_none() {
+                c.fail(
+                    &format!("routes[{i}].upstream"),
+                    "Lean's production API needs your client certificate and key (mTLS); \
+                     set tls.client_cert and tls.client_key",
+                );
+            }
+        }
         let tls = TlsSettings {
             ca_file,
             client_identity,
@@ -752,10 +767,28 @@ impl Settings {
             .unwrap_or("")
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let upstream_host = upstream_host.as_str();
-        let production = PRODUCTION_HOSTS.contains(&upstream_host);
-        let sandbox_or_mockbank =
-            proxy.upstream.is_none() || SANDBOX_HOSTS.contains(&upstream_host);
+        let route_hosts: Vec<String> = routes
+            .iter()
+            .map(|r| {
+                r.upstream
+                    .host()
+                    .unwrap_or("")
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        // Every target counts: a production route is as guarded as a
+        // production default.
+        let production_host = std::iter::once(upstream_host.as_str())
+            .chain(route_hosts.iter().map(String::as_str))
+            .find(|h| PRODUCTION_HOSTS.contains(h));
+        let production = production_host.is_some();
+        let upstream_host = production_host.unwrap_or(upstream_host.as_str());
+        let sandbox_or_mockbank = (proxy.upstream.is_none()
+            || SANDBOX_HOSTS.contains(&upstream_host))
+            && route_hosts
+                .iter()
+                .all(|h| SANDBOX_HOSTS.contains(&h.as_str()));
         let refusal = (production && !f.allow_faults_in_production).then(|| {
             format!(
                 "faults are refused against the production Lean host {upstream_host}; \
@@ -822,6 +855,7 @@ impl Settings {
                 reconnect,
                 webhooks,
                 faults,
+                routes,
             })
         } else {
             Err(ConfigError::Invalid(c.errors))

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub fault: RawFault,
     /// `[[faults]]`: rules installed at start.
     pub faults: Vec<crate::fault::RawRule>,
+    /// `[[routes]]`: further targets by path prefix or header.
+    pub routes: Vec<super::routes::RawRoute>,
 }
 
 /// `[fault]`: fault injection.

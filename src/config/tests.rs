@@ -271,10 +271,66 @@ fn shipped_example_commented_options_are_real_keys() {
             {
                 rest
             }
+            // Commented `[[table]]` headers too, so their keys land in them.
+            Some(rest) if rest.starts_with("[[") && rest.ends_with("]]") => rest,
             _ => l,
         })
         .collect::<Vec<_>>()
         .join("\n");
     assert_ne!(uncommented, text, "the example has commented options");
     parse(&uncommented).unwrap();
+}
+
+#[test]
+fn routes_are_validated_naming_each_field() {
+    let errors = field_errors(
+        "[[routes]]\nname = \"a\"\nprefix = \"ksa/\"\nupstream = \"https://x.test\"\n\
+         [[routes]]\nname = \"a\"\nheader = \"x-r\"\nupstream = \"mockbank\"\n\
+         [[routes]]\nname = \"c\"\nprefix = \"/c\"\nupstream = \"https://x.test\"\nclient_id = \"id\"\nclient_secret = \"s3cret-value\"\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].prefix",
+            "routes[1].name",
+            "routes[1].header_value",
+            "routes[1].upstream",
+            "routes[2].token_url",
+        ],
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| !e.reason.contains("s3cret-value")));
+}
+
+#[test]
+fn a_production_route_needs_a_client_certificate_and_guards_faults() {
+    let errors = field_errors(
+        "[[routes]]\nname = \"prod\"\nprefix = \"/prod\"\nupstream = \"production-ksa\"\n",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "routes[0].upstream" && e.reason.contains("client certificate")),
+        "{errors:?}"
+    );
+
+    let s = validate(
+        "[tls]\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n\
+         [[routes]]\nname = \"prod\"\nprefix = \"/prod\"\nupstream = \"production-ksa\"\n\
+         app_token = \"t\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.routes.len(), 1);
+    assert_eq!(s.routes[0].matcher, RouteMatch::Prefix("/prod".into()));
+    assert_eq!(
+        s.routes[0].upstream.to_string(),
+        "https://api.sa.leantech.me/"
+    );
+    assert!(s.routes[0].token_url.is_some(), "the preset's token URL");
+    assert!(
+        !s.faults.allowed,
+        "faults refused: one target is production"
+    );
+    assert!(!s.faults.allow_header);
 }

@@ -13,6 +13,7 @@ mod oauth;
 mod observe;
 mod readme;
 mod reconnect;
+mod routes;
 mod support;
 mod tls;
 mod transparency;

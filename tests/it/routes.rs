@@ -1,0 +1,92 @@
+//! Several targets on one proxy (`[[routes]]`): chosen by path prefix or by a
+//! header, each seeing only its own credentials.
+
+use http::Request;
+use leanproxy::body;
+use serde_json::Value;
+
+use crate::support::{h1_client, send, Origin, Proxy};
+
+async fn seen(proxy: &Proxy, path: &str, region: Option<&str>) -> Value {
+    let mut req = Request::get(proxy.url(path));
+    if let Some(region) = region {
+        req = req.header("x-lean-region", region);
+    }
+    let r = send(&h1_client(), req.body(body::empty()).unwrap()).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+#[tokio::test]
+async fn two_targets_routed_by_prefix_and_header_each_see_only_their_credentials() {
+    let (default, uae, ksa) = (
+        Origin::start().await,
+        Origin::start().await,
+        Origin::start().await,
+    );
+    // A Mockbank (behind its own proxy) issues the KSA route's OAuth2 token.
+    let bank = Proxy::start("").await;
+    let token_url = format!("http://{}/oauth2/token", bank.mockbank_addr.unwrap());
+    let proxy = Proxy::in_front_of(
+        &default.url(),
+        &format!(
+            "[auth]\napp_token = \"tok-default\"\n\
+             [[routes]]\nname = \"uae\"\nprefix = \"/uae\"\nupstream = \"{}\"\napp_token = \"tok-uae\"\n\
+             [[routes]]\nname = \"ksa\"\nheader = \"x-lean-region\"\nheader_value = \"ksa\"\n\
+             upstream = \"{}\"\nclient_id = \"mockbank-client-id\"\n\
+             client_secret = \"mockbank-client-secret\"\ntoken_url = \"{token_url}\"\n",
+            uae.url(),
+            ksa.url()
+        ),
+    )
+    .await;
+
+    // By prefix: the prefix is removed, the query kept, only the UAE token sent.
+    let e = seen(&proxy, "/uae/echo?page=2", None).await;
+    assert_eq!(e["path"], "/echo");
+    assert_eq!(e["query"], "page=2", "{e}");
+    assert_eq!(header(&e, "lean-app-token"), Some("tok-uae"));
+    assert_eq!(header(&e, "authorization"), None);
+    assert_eq!(uae.connections(), 1);
+
+    // By header: the selector header is removed, only the bearer token sent.
+    let e = seen(&proxy, "/echo", Some("KSA")).await;
+    assert_eq!(e["path"], "/echo");
+    assert_eq!(header(&e, "x-lean-region"), None);
+    assert_eq!(header(&e, "lean-app-token"), None);
+    let bearer = header(&e, "authorization").expect("bearer token");
+    assert!(
+        bearer.starts_with("Bearer ") && bearer.len() > 20,
+        "{bearer}"
+    );
+    assert_eq!(bank.mockbank.as_ref().unwrap().tokens_issued(), 1);
+
+    // Neither: the default target with its own token.
+    let e = seen(&proxy, "/echo", Some("uae")).await;
+    assert_eq!(header(&e, "lean-app-token"), Some("tok-default"));
+    assert_eq!(header(&e, "authorization"), None);
+    assert_eq!(header(&e, "x-lean-region"), Some("uae"));
+    // A lookalike prefix is not a match: the default origin answers its own 404.
+    let r = send(
+        &h1_client(),
+        Request::get(proxy.url("/uaex/echo"))
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(&r.body[..], b"no such route");
+    assert_eq!(default.connections(), 1, "one pooled connection for both");
+    assert_eq!((uae.connections(), ksa.connections()), (1, 1));
+    proxy.shutdown().await;
+    bank.shutdown().await;
+}
