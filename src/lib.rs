@@ -166,6 +166,7 @@ pub struct App {
     fault_refusal: Option<String>,
     grace: Duration,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
+    route_tokens: Vec<(String, TokenSource)>,
 }
 
 impl App {
@@ -308,6 +309,7 @@ impl App {
             pool_idle_timeout: settings.proxy.pool_idle_timeout,
             pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
         };
+        let mut route_tokens = Vec::new();
         let routes = settings
             .routes
             .iter()
@@ -329,10 +331,9 @@ impl App {
                         scope: settings.auth.scope.clone(),
                         refresh_margin: settings.auth.refresh_margin,
                     };
-                    credentials = credentials.bearer(
-                        TokenSource::new(config, tls.clone()),
-                        settings.auth.app_token_policy,
-                    );
+                    let source = TokenSource::new(config, tls.clone());
+                    route_tokens.push((route.name.clone(), source.clone()));
+                    credentials = credentials.bearer(source, settings.auth.app_token_policy);
                 }
                 tracing::info!(route = %route.name, upstream = %route.upstream, matcher = ?route.matcher, "route");
                 let upstream = Upstream::new(upstream_config(route.upstream.clone()), tls.clone());
@@ -342,6 +343,7 @@ impl App {
         Ok(Self {
             token,
             routes,
+            route_tokens,
             upstream: UpstreamConfig {
                 // Replaced by the Mockbank's address in `serve` when absent.
                 base: settings.proxy.upstream.clone().unwrap_or_default(),
@@ -471,6 +473,7 @@ impl App {
         )
         .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
         .with_tokens(tokens)
+        .with_route_tokens(self.route_tokens)
         .with_shutdown(rx.clone());
         let relays = self.relay.start();
 

@@ -21,7 +21,7 @@
 //! | DELETE | `/api/faults/{id}` | yes | removes a rule |
 //! | DELETE | `/api/faults` | yes | removes every rule |
 //! | GET | `/api/tokens` | yes | the API token's scope and expiry (never the token) |
-//! | DELETE | `/api/tokens` | yes | forgets the cached API token |
+//! | DELETE | `/api/tokens` | yes | forgets the cached API tokens |
 //! | POST | `/api/tokens/customer` | yes | `{"customer_id"}` → a `customer.<id>` token for the LinkSDK |
 //!
 //! Every other path is guarded: when an admin token is configured (it must be
@@ -69,6 +69,7 @@ struct AdminInner {
     faults: FaultRules,
     fault_refusal: Option<String>,
     tokens: Option<TokenSource>,
+    route_tokens: Vec<(String, TokenSource)>,
 }
 
 impl Admin {
@@ -94,6 +95,7 @@ impl Admin {
                 faults: FaultRules::new(None),
                 fault_refusal: None,
                 tokens: None,
+                route_tokens: Vec::new(),
             }),
         }
     }
@@ -114,6 +116,11 @@ impl Admin {
     /// Serves `/api/tokens` over the OAuth2 token `source`, when configured.
     pub fn with_tokens(self, source: Option<TokenSource>) -> Self {
         self.with(|i| i.tokens = source)
+    }
+
+    /// Shows (and forgets) the token of each `[[routes]]` target, by route name.
+    pub fn with_route_tokens(self, sources: Vec<(String, TokenSource)>) -> Self {
+        self.with(|i| i.route_tokens = sources)
     }
 
     /// Serves `/api/faults` over `rules`; `refusal` (production guard) refuses

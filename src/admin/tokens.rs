@@ -19,23 +19,35 @@ fn not_configured() -> Response<Body> {
 impl Admin {
     pub(super) fn token_info(&self) -> Response<Body> {
         let source = self.inner.tokens.as_ref();
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .inner
+            .route_tokens
+            .iter()
+            .map(|(name, s)| (name.clone(), json!(s.info())))
+            .collect();
         json_response(
             StatusCode::OK,
             &json!({
                 "configured": source.is_some(),
                 "api": source.and_then(|s| s.info()),
+                "routes": routes,
             }),
         )
     }
 
     pub(super) fn forget_token(&self) -> Response<Body> {
-        match &self.inner.tokens {
-            Some(s) => {
-                s.clear();
-                json_response(StatusCode::OK, &json!({"cleared": true}))
-            }
-            None => not_configured(),
+        let inner = &self.inner;
+        if inner.tokens.is_none() && inner.route_tokens.is_empty() {
+            return not_configured();
         }
+        for source in inner
+            .tokens
+            .iter()
+            .chain(inner.route_tokens.iter().map(|(_, s)| s))
+        {
+            source.clear();
+        }
+        json_response(StatusCode::OK, &json!({"cleared": true}))
     }
 
     pub(super) async fn customer_token(&self, req: Request<Body>) -> Response<Body> {

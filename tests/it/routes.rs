@@ -69,6 +69,20 @@ async fn two_targets_routed_by_prefix_and_header_each_see_only_their_credentials
         "{bearer}"
     );
     assert_eq!(bank.mockbank.as_ref().unwrap().tokens_issued(), 1);
+    // The admin API shows the route's token scope and expiry, never the token.
+    let info = send(
+        &h1_client(),
+        Request::get(proxy.admin_url("/api/tokens"))
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    let info_text = String::from_utf8_lossy(&info.body).into_owned();
+    assert_eq!(info.json()["routes"]["ksa"]["scope"], "api", "{info_text}");
+    assert!(
+        !info_text.contains(&bearer["Bearer ".len()..]),
+        "{info_text}"
+    );
 
     // Neither: the default target with its own token.
     let e = seen(&proxy, "/echo", Some("uae")).await;

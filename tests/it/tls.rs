@@ -174,3 +174,41 @@ fn key_not_matching_the_certificate_is_a_startup_error() {
         "names both files: {err}"
     );
 }
+
+#[test]
+fn production_preset_accepts_leans_concatenated_chain_and_refuses_a_foreign_key() {
+    let client = pki("leanproxy-client");
+    let other = pki("someone-else");
+    let dir = tempfile::tempdir().unwrap();
+    // Certificate and chain concatenated into one file, as Lean's guide has it.
+    let cert = write(
+        dir.path(),
+        "chain.pem",
+        &format!("{}{}", client.leaf_pem, client.ca_pem),
+    );
+    let key = write(dir.path(), "client.key", &client.leaf_key_pem);
+    let foreign = write(dir.path(), "other.key", &other.leaf_key_pem);
+    for target in ["production-uae", "production-ksa"] {
+        let config = |key: &str| {
+            let path = dir.path().join(format!("{target}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "[proxy]\nupstream = \"{target}\"\n[tls]\nclient_cert = \"{cert}\"\nclient_key = \"{key}\"\n"
+                ),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let (code, stdout, stderr) =
+            crate::support::run_binary(&["check", "--config", &config(&key)]);
+        assert_eq!(code, 0, "{target}: {stdout}{stderr}");
+        let (code, _, stderr) =
+            crate::support::run_binary(&["check", "--config", &config(&foreign)]);
+        assert_eq!(code, 2, "{target}: {stderr}");
+        assert!(
+            stderr.contains("does not match") && stderr.contains(&foreign),
+            "{stderr}"
+        );
+    }
+}
