@@ -241,3 +241,30 @@ fn production_presets_refuse_to_start_without_a_client_certificate() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_token_request_for_many_calls_arriving_as_the_token_comes_due() {
+    // Mockbank tokens live 3599 s; with a 3598 s margin the token is due for
+    // refresh one second after it was fetched.
+    let p = Proxy::start(&format!("{OAUTH}refresh_margin = \"3598s\"\n")).await;
+    let mockbank = p.mockbank.clone().unwrap();
+    let c = h1_client();
+    let url = p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000");
+    assert_eq!(get(&c, &url).await.status, 404);
+    assert_eq!(mockbank.tokens_issued(), 1);
+    assert_eq!(get(&c, &url).await.status, 404);
+    assert_eq!(mockbank.tokens_issued(), 1, "still fresh: cached");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let calls: Vec<_> = (0..500)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { get(&c, &url).await.status })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 404);
+    }
+    assert_eq!(mockbank.tokens_issued(), 2, "one refresh for 500 calls");
+    p.shutdown().await;
+}
