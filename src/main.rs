@@ -535,27 +535,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     leanproxy::log::install_tracing(settings.log.format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("leanproxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match runtime.block_on(run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream | Error::State(_))) => {
-            eprintln!("leanproxy: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("leanproxy: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(runtime.block_on(run(settings)))
 }
 
 async fn run(settings: Settings) -> Result<(), Error> {
