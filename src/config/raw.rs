@@ -184,12 +184,13 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
+        let log = crate::log::LogConfig::default();
         Self {
             format: "pretty".into(),
-            ring: 1000,
-            ring_bytes: 64 << 20,
-            capture: 64 << 10,
-            redact: true,
+            ring: log.ring_entries,
+            ring_bytes: log.ring_bytes,
+            capture: log.capture_limit,
+            redact: log.redact,
             journal: String::new(),
             journal_max_bytes: 10 << 20,
             journal_files: 5,

@@ -57,7 +57,10 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             ring_entries: 1000,
-            ring_bytes: 64 << 20,
+            // 16 MiB: a thousand small exchanges, or the last ~128 with both
+            // bodies captured whole (64 KiB each). At 64 MiB the ring alone
+            // took the proxy from 19 MiB to ~145 MiB RSS under 512 KiB answers.
+            ring_bytes: 16 << 20,
             capture_limit: 64 << 10,
             redact: true,
             journal: None,
