@@ -14,7 +14,8 @@
 //! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
 //!    ([`reconnect`]);
 //! 4. fault — injects Lean-shaped failures on demand ([`fault`]);
-//! 5. router — the target per path prefix or header ([`route`]);
+//! 5. router — the target per path prefix or header ([`route`]); its selector
+//!    runs before reconnect and fault, so they see the path the target sees;
 //! 6. auth — `lean-app-token` and OAuth2 bearer injection ([`auth`]);
 //! 7. upstream — URI rewrite, hop-by-hop hygiene, pooled client, 502/504 in Lean's
 //!    error envelope ([`proxy`]).

@@ -1,8 +1,12 @@
-//! [`Router`]: several targets on one proxy. Each request goes to the first
-//! route whose path prefix or header matches, else to the default target. A
-//! matched prefix is removed from the path (`/ksa/v1/x` is forwarded as `/v1/x`)
-//! and a matched selector header is removed, so the target sees the request it
-//! would have seen directly.
+//! Several targets on one proxy, in two parts:
+//!
+//! - [`RouteSelect`], outside the reconnect and fault layers, picks the first
+//!   route whose path prefix or header matches. It removes a matched prefix from
+//!   the path (`/ksa/v1/x` becomes `/v1/x`) and a matched selector header, and
+//!   marks the request with [`RouteTarget`]. Fault rules and reconnect
+//!   inspection therefore see the path the target will see.
+//! - [`Router`], innermost, sends a marked request to its route's target and
+//!   any other request to the default target.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,21 +19,65 @@ use tower::{Service, ServiceExt};
 use crate::body::Body;
 pub use crate::config::RouteMatch;
 
-/// Chooses a target service per request.
+/// Which route a request was given to (an index into the router's routes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteTarget(pub usize);
+
+/// Sends each request to its [`RouteTarget`]'s service, else to the default.
 #[derive(Clone, Debug)]
 pub struct Router<S> {
-    routes: Arc<[(RouteMatch, S)]>,
+    matchers: Arc<[RouteMatch]>,
+    targets: Arc<[S]>,
     default: S,
 }
 
 impl<S> Router<S> {
     /// Routes to `default` unless one of `routes` (tried in order) matches.
     pub fn new(default: S, routes: Vec<(RouteMatch, S)>) -> Self {
+        let (matchers, targets): (Vec<_>, Vec<_>) = routes.into_iter().unzip();
         Self {
-            routes: routes.into(),
+            matchers: matchers.into(),
+            targets: targets.into(),
             default,
         }
     }
+
+    /// The selector to place outside the layers that read the path.
+    pub fn selector<T>(&self, inner: T) -> RouteSelect<T> {
+        RouteSelect {
+            matchers: self.matchers.clone(),
+            inner,
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for Router<S>
+where
+    S: Service<Request<Body>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, Request<Body>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call drives a clone of its target to readiness (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let target = req
+            .extensions()
+            .get::<RouteTarget>()
+            .and_then(|t| self.targets.get(t.0));
+        target.unwrap_or(&self.default).clone().oneshot(req)
+    }
+}
+
+/// Matches routes and rewrites the request for its target; see the module docs.
+#[derive(Clone, Debug)]
+pub struct RouteSelect<S> {
+    matchers: Arc<[RouteMatch]>,
+    inner: S,
 }
 
 /// The path and query of `uri` with `prefix` removed, when the path is
@@ -55,41 +103,49 @@ fn rewrite(req: &mut Request<Body>, pq: PathAndQuery) {
     }
 }
 
-impl<S> Service<Request<Body>> for Router<S>
-where
-    S: Service<Request<Body>> + Clone,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Oneshot<S, Request<Body>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call drives a clone of its target to readiness (`oneshot`).
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        for (matcher, service) in self.routes.iter() {
-            match matcher {
-                RouteMatch::Prefix(prefix) => {
-                    if let Some(pq) = strip_prefix(req.uri(), prefix) {
-                        rewrite(&mut req, pq);
-                        return service.clone().oneshot(req);
-                    }
+/// Finds the request's route and rewrites the request for it.
+fn select(matchers: &[RouteMatch], req: &mut Request<Body>) -> Option<usize> {
+    for (i, matcher) in matchers.iter().enumerate() {
+        match matcher {
+            RouteMatch::Prefix(prefix) => {
+                if let Some(pq) = strip_prefix(req.uri(), prefix) {
+                    rewrite(req, pq);
+                    return Some(i);
                 }
-                RouteMatch::Header(name, value) => {
-                    let hit = req
-                        .headers()
-                        .get(name)
-                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()));
-                    if hit {
-                        req.headers_mut().remove(name);
-                        return service.clone().oneshot(req);
-                    }
+            }
+            RouteMatch::Header(name, value) => {
+                let hit = req
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()));
+                if hit {
+                    req.headers_mut().remove(name);
+                    return Some(i);
                 }
             }
         }
-        self.default.clone().oneshot(req)
+    }
+    None
+}
+
+impl<S> Service<Request<Body>> for RouteSelect<S>
+where
+    S: Service<Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if let Some(i) = select(&self.matchers, &mut req) {
+            req.extensions_mut().insert(RouteTarget(i));
+        }
+        self.inner.call(req)
     }
 }
 
@@ -129,12 +185,13 @@ mod tests {
                 ),
             ],
         );
+        let service = router.selector(router.clone());
         let call = |uri: &str, header: Option<&str>| {
             let mut req = Request::builder().uri(uri);
             if let Some(h) = header {
                 req = req.header("x-target", h);
             }
-            router
+            service
                 .clone()
                 .oneshot(req.body(crate::body::empty()).unwrap())
         };

@@ -28,7 +28,7 @@ impl Admin {
         json_response(
             StatusCode::OK,
             &json!({
-                "configured": source.is_some(),
+                "configured": source.is_some() || !routes.is_empty(),
                 "api": source.and_then(|s| s.info()),
                 "routes": routes,
             }),

@@ -262,9 +262,13 @@ pub fn resolve_target(value: &str) -> Result<Target, String> {
             let base = parse_upstream(url).map_err(|e| {
                 format!("{e} (or one of mockbank, sandbox-uae, sandbox-ksa, production-uae, production-ksa)")
             })?;
-            let mtls = base
+            let host = base
                 .host()
-                .is_some_and(|h| h == "api.leantech.me" || h == "api.sa.leantech.me");
+                .unwrap_or("")
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            // Lean's v1 production hosts need mTLS; api2 (OAuth) does not.
+            let mtls = host == "api.leantech.me" || host == "api.sa.leantech.me";
             Target {
                 base: Some(base),
                 token_url: None,
@@ -537,16 +541,7 @@ impl Settings {
                 ),
             );
         }
-        let routes = routes::validate(&mut c, raw.routes);
-        for (i, route) in routes.iter().enumerate() {
-            if route.mtls && client_identity.is_none() {
-                c.fail(
-                    &format!("routes[{i}].upstream"),
-                    "Lean's production API needs your client certificate and key (mTLS); \
-                     set tls.client_cert and tls.client_key",
-                );
-            }
-        }
+        let routes = routes::validate(&mut c, raw.routes, client_identity.is_some());
         let tls = TlsSettings {
             ca_file,
             client_identity,

@@ -60,7 +60,11 @@ pub struct RouteSettings {
 }
 
 /// Validates every route; problems name `routes[i].<field>`.
-pub(super) fn validate(c: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteSettings> {
+pub(super) fn validate(
+    c: &mut Checker,
+    raw: Vec<RawRoute>,
+    has_client_identity: bool,
+) -> Vec<RouteSettings> {
     let mut routes = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, r) in raw.into_iter().enumerate() {
@@ -92,9 +96,16 @@ pub(super) fn validate(c: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteSettings
                 let name = HeaderName::from_bytes(name.trim().as_bytes())
                     .map_err(|_| c.fail(&key("header"), format!("`{name}` is not a header name")))
                     .ok();
-                let value = HeaderValue::from_str(&value)
-                    .map_err(|_| c.fail(&key("header_value"), "is not a valid header value"))
-                    .ok();
+                // Incoming values arrive trimmed, so compare trimmed.
+                let value = match value.trim() {
+                    "" => {
+                        c.fail(&key("header_value"), "must not be empty");
+                        None
+                    }
+                    v => HeaderValue::from_str(v)
+                        .map_err(|_| c.fail(&key("header_value"), "is not a valid header value"))
+                        .ok(),
+                };
                 name.zip(value).map(|(n, v)| RouteMatch::Header(n, v))
             }
             (None, Some(_), None) => {
@@ -130,21 +141,29 @@ pub(super) fn validate(c: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteSettings
                 .map_err(|e| c.fail(&key("upstream"), e))
                 .ok(),
         };
+        if target.as_ref().is_some_and(|t| t.mtls) && !has_client_identity {
+            c.fail(
+                &key("upstream"),
+                "Lean's production API needs your client certificate and key (mTLS); \
+                 set tls.client_cert and tls.client_key",
+            );
+        }
         if let Some(token) = &r.app_token {
             if token.expose().trim().is_empty() || HeaderValue::from_str(token.expose()).is_err() {
                 c.fail(&key("app_token"), "must be a non-empty header value");
             }
         }
-        let client = match (r.client_id, r.client_secret) {
-            (Some(id), Some(secret)) if !id.is_empty() && !secret.expose().is_empty() => {
-                Some((id, secret))
-            }
+        let id = r.client_id.filter(|v| !v.trim().is_empty());
+        let secret = r.client_secret.filter(|v| !v.expose().trim().is_empty());
+        let client = match (id, secret) {
+            (Some(id), Some(secret)) => Some((id, secret)),
             (None, None) => None,
-            _ => {
-                c.fail(
-                    &key("client_secret"),
-                    "client_id and client_secret go together and must not be empty",
-                );
+            (Some(_), None) => {
+                c.fail(&key("client_secret"), "required with client_id, not empty");
+                None
+            }
+            (None, Some(_)) => {
+                c.fail(&key("client_id"), "required with client_secret, not empty");
                 None
             }
         };

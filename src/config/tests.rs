@@ -334,3 +334,28 @@ fn a_production_route_needs_a_client_certificate_and_guards_faults() {
     );
     assert!(!s.faults.allow_header);
 }
+
+#[test]
+fn route_errors_keep_the_files_order_and_normalise_hosts() {
+    let errors = field_errors(
+        "[[routes]]\nname = \"\"\nprefix = \"/a\"\nupstream = \"https://x.test\"\n\
+         [[routes]]\nname = \"b\"\nprefix = \"/b\"\nupstream = \"https://API.leantech.me.\"\n\
+         [[routes]]\nname = \"c\"\nheader = \"x-r\"\nheader_value = \"  \"\nupstream = \"https://x.test\"\n\
+         [[routes]]\nname = \"d\"\nprefix = \"/d\"\nupstream = \"https://x.test\"\nclient_secret = \"s\"\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].name",
+            "routes[1].upstream",
+            "routes[2].header_value",
+            "routes[3].client_id",
+        ],
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].reason.contains("client certificate"),
+        "{errors:?}"
+    );
+}

@@ -43,7 +43,8 @@ async fn two_targets_routed_by_prefix_and_header_each_see_only_their_credentials
              [[routes]]\nname = \"uae\"\nprefix = \"/uae\"\nupstream = \"{}\"\napp_token = \"tok-uae\"\n\
              [[routes]]\nname = \"ksa\"\nheader = \"x-lean-region\"\nheader_value = \"ksa\"\n\
              upstream = \"{}\"\nclient_id = \"mockbank-client-id\"\n\
-             client_secret = \"mockbank-client-secret\"\ntoken_url = \"{token_url}\"\n",
+             client_secret = \"mockbank-client-secret\"\ntoken_url = \"{token_url}\"\n\
+             [[faults]]\naction = \"status\"\nstatus = 418\nmatch = {{ path = \"/teapot\" }}\n",
             uae.url(),
             ksa.url()
         ),
@@ -57,6 +58,16 @@ async fn two_targets_routed_by_prefix_and_header_each_see_only_their_credentials
     assert_eq!(header(&e, "lean-app-token"), Some("tok-uae"));
     assert_eq!(header(&e, "authorization"), None);
     assert_eq!(uae.connections(), 1);
+
+    // Fault rules see the path the target sees, without the route prefix.
+    let r = send(
+        &h1_client(),
+        Request::get(proxy.url("/uae/teapot"))
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 418);
 
     // By header: the selector header is removed, only the bearer token sent.
     let e = seen(&proxy, "/echo", Some("KSA")).await;
