@@ -8,18 +8,25 @@
 
 mod raw;
 mod routes;
+mod settings;
+mod targets;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::Uri;
-
 pub use crate::auth::TokenPolicy;
 pub use crate::mockbank::MockbankSettings;
 
 pub use routes::{RawRoute, RouteMatch, RouteSettings};
+pub use settings::{
+    AdminSettings, AuthSettings, FaultSettings, LogFormat, LogSettings, ProxySettings,
+    ReconnectSettings, Settings, TlsSettings, WebhookSettings,
+};
+pub use targets::{
+    normal_host, parse_upstream, resolve_target, Target, PRODUCTION_HOSTS, SANDBOX_HOSTS,
+};
 
 pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawReconnect, RawTls};
 
@@ -58,242 +65,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
     }
-}
-
-/// Format of leanproxy's own log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable single lines, colored on a terminal.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The proxy listener, upstream and timeouts.
-    pub proxy: ProxySettings,
-    /// TLS towards the upstream.
-    pub tls: TlsSettings,
-    /// Credentials added on the way out.
-    pub auth: AuthSettings,
-    /// The admin listener.
-    pub admin: AdminSettings,
-    /// leanproxy's own log.
-    pub log: LogSettings,
-    /// The embedded Mockbank (used when no upstream is configured).
-    pub mockbank: MockbankSettings,
-    /// Reconnect awareness.
-    pub reconnect: ReconnectSettings,
-    /// The webhook catcher and relay.
-    pub webhooks: WebhookSettings,
-    /// Fault injection.
-    pub faults: FaultSettings,
-    /// Further targets chosen by path prefix or header (`[[routes]]`).
-    pub routes: Vec<RouteSettings>,
-}
-
-/// Validated `[fault]` and `[[faults]]`.
-#[derive(Debug, Clone, Default)]
-pub struct FaultSettings {
-    /// Seed of probabilistic decisions.
-    pub seed: Option<u64>,
-    /// Whether `x-leanproxy-fault` is honoured.
-    pub allow_header: bool,
-    /// Whether faults may be installed at all (false against production Lean
-    /// unless explicitly allowed).
-    pub allowed: bool,
-    /// Why faults are refused, when they are.
-    pub refusal: Option<String>,
-    /// Rules installed at start.
-    pub rules: Vec<crate::fault::Rule>,
-}
-
-/// Lean's sandbox hosts: header faults are on by default in front of them.
-pub const SANDBOX_HOSTS: [&str; 4] = [
-    "sandbox.leantech.me",
-    "sandbox.sa.leantech.me",
-    "mtls.sandbox.leantech.me",
-    "mtls.sandbox.sa.leantech.me",
-];
-
-/// Lean's production API hosts: faults are refused against them by default.
-pub const PRODUCTION_HOSTS: [&str; 4] = [
-    "api.leantech.me",
-    "api.sa.leantech.me",
-    "api2.leantech.me",
-    "api2.sa.leantech.me",
-];
-
-/// Validated `[webhooks]`.
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    /// Listener address.
-    pub listen: SocketAddr,
-    /// Secret the signatures are checked with (defaults to the Mockbank's when it runs).
-    pub secret: Option<Secret>,
-    /// What an invalid signature leads to.
-    pub policy: crate::webhooks::Policy,
-    /// Relay targets.
-    pub relay: Vec<Uri>,
-    /// Largest body accepted.
-    pub body_limit: usize,
-    /// Deliveries kept.
-    pub history: usize,
-    /// Most relays waiting.
-    pub queue_limit: usize,
-    /// First retry delay.
-    pub retry_initial: Duration,
-    /// Longest retry delay.
-    pub retry_max: Duration,
-    /// Attempts before giving up.
-    pub max_attempts: u32,
-}
-
-/// Validated `[reconnect]`.
-#[derive(Debug, Clone)]
-pub struct ReconnectSettings {
-    /// Largest JSON answer inspected, in bytes.
-    pub inspect_limit: usize,
-    /// Where the registry is persisted.
-    pub state_file: PathBuf,
-    /// Resolved records kept.
-    pub history: usize,
-    /// Whether answers carrying a reconnect get `x-leanproxy-reconnect-id`.
-    pub reconnect_header: bool,
-}
-
-/// Validated `[proxy]`.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    /// Proxy listener address.
-    pub listen: SocketAddr,
-    /// Upstream base URL (`http` or `https`, optional path prefix). `None`: the
-    /// embedded Mockbank.
-    pub upstream: Option<Uri>,
-    /// Connect timeout (TCP + TLS).
-    pub connect_timeout: Duration,
-    /// Time to the upstream's response head.
-    pub response_timeout: Duration,
-    /// Grace period for in-flight exchanges at shutdown.
-    pub shutdown_grace: Duration,
-    /// Idle lifetime of pooled upstream connections.
-    pub pool_idle_timeout: Duration,
-    /// Idle pooled connections kept per host.
-    pub pool_max_idle_per_host: usize,
-    /// Where leanproxy keeps its state files.
-    pub data_dir: PathBuf,
-}
-
-/// Validated `[tls]`. Files are read when the client is built.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// Extra trusted CA certificates (PEM).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate chain and its key (PEM), both or neither.
-    pub client_identity: Option<(PathBuf, PathBuf)>,
-}
-
-/// Validated `[auth]`.
-#[derive(Debug, Clone, Default)]
-pub struct AuthSettings {
-    /// The `lean-app-token` to inject, if any.
-    pub app_token: Option<Secret>,
-    /// What to do with an app's own token (and `Authorization`).
-    pub app_token_policy: TokenPolicy,
-    /// OAuth2 client credentials, when configured.
-    pub client: Option<(String, Secret)>,
-    /// The token URL (`None` with the embedded Mockbank: its own).
-    pub token_url: Option<Uri>,
-    /// Scope of the API token.
-    pub scope: String,
-    /// Refresh margin.
-    pub refresh_margin: Duration,
-}
-
-/// A named target: Lean's hosts per region and environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// API base URL (`None`: the embedded Mockbank).
-    pub base: Option<Uri>,
-    /// OAuth2 token URL, when known.
-    pub token_url: Option<Uri>,
-    /// Whether Lean requires a client certificate (mTLS) there.
-    pub mtls: bool,
-}
-
-/// Resolves `mockbank`, `sandbox-uae`, `sandbox-ksa`, `production-uae`,
-/// `production-ksa` (hosts from Lean's documentation) or any URL.
-pub fn resolve_target(value: &str) -> Result<Target, String> {
-    let preset = |base: &str, token: &str, mtls: bool| Target {
-        base: base.parse().ok(),
-        token_url: token.parse().ok(),
-        mtls,
-    };
-    Ok(match value {
-        "mockbank" => Target {
-            base: None,
-            token_url: None,
-            mtls: false,
-        },
-        "sandbox-uae" => preset(
-            "https://sandbox.leantech.me",
-            "https://auth.sandbox.leantech.me/oauth2/token",
-            false,
-        ),
-        "sandbox-ksa" => preset(
-            "https://sandbox.sa.leantech.me",
-            "https://auth.sandbox.sa.leantech.me/oauth2/token",
-            false,
-        ),
-        "production-uae" => preset(
-            "https://api.leantech.me",
-            "https://auth.leantech.me/oauth2/token",
-            true,
-        ),
-        "production-ksa" => preset(
-            "https://api.sa.leantech.me",
-            "https://auth.sa.leantech.me/oauth2/token",
-            true,
-        ),
-        url => {
-            let base = parse_upstream(url).map_err(|e| {
-                format!("{e} (or one of mockbank, sandbox-uae, sandbox-ksa, production-uae, production-ksa)")
-            })?;
-            let host = base
-                .host()
-                .unwrap_or("")
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
-            // Lean's v1 production hosts need mTLS; api2 (OAuth) does not.
-            let mtls = host == "api.leantech.me" || host == "api.sa.leantech.me";
-            Target {
-                base: Some(base),
-                token_url: None,
-                mtls,
-            }
-        }
-    })
-}
-
-/// Validated `[admin]`.
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    /// Admin listener address.
-    pub listen: SocketAddr,
-    /// Bearer token required on guarded admin endpoints.
-    pub token: Option<Secret>,
-}
-
-/// Validated `[log]`.
-#[derive(Debug, Clone, Default)]
-pub struct LogSettings {
-    /// Line format.
-    pub format: LogFormat,
-    /// The request log (ring buffer, captures, redaction, journal).
-    pub requests: crate::log::LogConfig,
 }
 
 /// One problem with one key.
@@ -454,37 +225,6 @@ impl Checker {
     }
 }
 
-/// Validates an upstream base URL: absolute, `http` or `https`, no query.
-pub fn parse_upstream(value: &str) -> Result<Uri, String> {
-    let uri: Uri = value
-        .parse()
-        .map_err(|e| format!("`{value}` is not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        Some(other) => {
-            return Err(format!(
-                "scheme `{other}` is not supported; use http or https"
-            ))
-        }
-        None => {
-            return Err(format!(
-                "`{value}` has no scheme; write e.g. https://{value}"
-            ))
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{value}` has no host"));
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        // Never echo the value: it holds credentials.
-        return Err("must not carry credentials (user:password@); use [auth] instead".into());
-    }
-    if uri.query().is_some() {
-        return Err(format!("`{value}` must not carry a query string"));
-    }
-    Ok(uri)
-}
-
 impl Settings {
     /// Validates `raw`, taking secrets from `env` when set there (the environment
     /// wins over the file). Returns every problem found, not just the first.
@@ -535,9 +275,9 @@ impl Settings {
             c.fail(
                 "tls.client_cert",
                 format!(
-                    "required for {}: Lean's production API needs your client certificate and key (mTLS); \
-                     set tls.client_cert and tls.client_key",
-                    raw.proxy.upstream.as_deref().unwrap_or_default()
+                    "required for {}: {}",
+                    raw.proxy.upstream.as_deref().unwrap_or_default(),
+                    targets::MTLS_REQUIRED
                 ),
             );
         }
@@ -753,43 +493,28 @@ impl Settings {
         };
 
         let f = &raw.fault;
-        // Hosts compare case-insensitively and without a trailing dot, so no
-        // spelling slips past the production guard.
-        let upstream_host = proxy
-            .upstream
-            .as_ref()
-            .and_then(|u| u.host())
-            .unwrap_or("")
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let route_hosts: Vec<String> = routes
-            .iter()
-            .map(|r| {
-                r.upstream
-                    .host()
-                    .unwrap_or("")
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase()
-            })
-            .collect();
         // Every target counts: a production route is as guarded as a
-        // production default.
-        let production_host = std::iter::once(upstream_host.as_str())
-            .chain(route_hosts.iter().map(String::as_str))
-            .find(|h| PRODUCTION_HOSTS.contains(h));
-        let production = production_host.is_some();
-        let upstream_host = production_host.unwrap_or(upstream_host.as_str());
-        let sandbox_or_mockbank = (proxy.upstream.is_none()
-            || SANDBOX_HOSTS.contains(&upstream_host))
-            && route_hosts
-                .iter()
-                .all(|h| SANDBOX_HOSTS.contains(&h.as_str()));
-        let refusal = (production && !f.allow_faults_in_production).then(|| {
-            format!(
-                "faults are refused against the production Lean host {upstream_host}; \
-                 set fault.allow_faults_in_production = true to allow them"
-            )
-        });
+        // production default. Hosts are normalised (`normal_host`), so no
+        // spelling slips past the guard.
+        let hosts: Vec<String> = proxy
+            .upstream
+            .iter()
+            .chain(routes.iter().map(|r| &r.upstream))
+            .map(normal_host)
+            .collect();
+        let production_host = hosts
+            .iter()
+            .find(|h| PRODUCTION_HOSTS.contains(&h.as_str()));
+        // The Mockbank (no upstream) counts as a sandbox.
+        let sandbox_or_mockbank = hosts.iter().all(|h| SANDBOX_HOSTS.contains(&h.as_str()));
+        let refusal = production_host
+            .filter(|_| !f.allow_faults_in_production)
+            .map(|host| {
+                format!(
+                    "faults are refused against the production Lean host {host}; \
+                     set fault.allow_faults_in_production = true to allow them"
+                )
+            });
         let allow_header = f.allow_header_faults.unwrap_or(sandbox_or_mockbank);
         if allow_header && refusal.is_some() {
             c.fail(

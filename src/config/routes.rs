@@ -142,11 +142,7 @@ pub(super) fn validate(
                 .ok(),
         };
         if target.as_ref().is_some_and(|t| t.mtls) && !has_client_identity {
-            c.fail(
-                &key("upstream"),
-                "Lean's production API needs your client certificate and key (mTLS); \
-                 set tls.client_cert and tls.client_key",
-            );
+            c.fail(&key("upstream"), super::targets::MTLS_REQUIRED);
         }
         if let Some(token) = &r.app_token {
             if token.expose().trim().is_empty() || HeaderValue::from_str(token.expose()).is_err() {

@@ -1,0 +1,165 @@
+//! The validated configuration: what [`super::Settings::from_raw`] produces and
+//! the rest of leanproxy reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+
+use super::{MockbankSettings, RouteSettings, Secret, TokenPolicy};
+
+/// Format of leanproxy's own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable single lines, colored on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The proxy listener, upstream and timeouts.
+    pub proxy: ProxySettings,
+    /// TLS towards the upstream.
+    pub tls: TlsSettings,
+    /// Credentials added on the way out.
+    pub auth: AuthSettings,
+    /// The admin listener.
+    pub admin: AdminSettings,
+    /// leanproxy's own log.
+    pub log: LogSettings,
+    /// The embedded Mockbank (used when no upstream is configured).
+    pub mockbank: MockbankSettings,
+    /// Reconnect awareness.
+    pub reconnect: ReconnectSettings,
+    /// The webhook catcher and relay.
+    pub webhooks: WebhookSettings,
+    /// Fault injection.
+    pub faults: FaultSettings,
+    /// Further targets chosen by path prefix or header (`[[routes]]`).
+    pub routes: Vec<RouteSettings>,
+}
+
+/// Validated `[fault]` and `[[faults]]`.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSettings {
+    /// Seed of probabilistic decisions.
+    pub seed: Option<u64>,
+    /// Whether `x-leanproxy-fault` is honoured.
+    pub allow_header: bool,
+    /// Whether faults may be installed at all (false against production Lean
+    /// unless explicitly allowed).
+    pub allowed: bool,
+    /// Why faults are refused, when they are.
+    pub refusal: Option<String>,
+    /// Rules installed at start.
+    pub rules: Vec<crate::fault::Rule>,
+}
+
+/// Validated `[webhooks]`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Secret the signatures are checked with (defaults to the Mockbank's when it runs).
+    pub secret: Option<Secret>,
+    /// What an invalid signature leads to.
+    pub policy: crate::webhooks::Policy,
+    /// Relay targets.
+    pub relay: Vec<Uri>,
+    /// Largest body accepted.
+    pub body_limit: usize,
+    /// Deliveries kept.
+    pub history: usize,
+    /// Most relays waiting.
+    pub queue_limit: usize,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+}
+
+/// Validated `[reconnect]`.
+#[derive(Debug, Clone)]
+pub struct ReconnectSettings {
+    /// Largest JSON answer inspected, in bytes.
+    pub inspect_limit: usize,
+    /// Where the registry is persisted.
+    pub state_file: PathBuf,
+    /// Resolved records kept.
+    pub history: usize,
+    /// Whether answers carrying a reconnect get `x-leanproxy-reconnect-id`.
+    pub reconnect_header: bool,
+}
+
+/// Validated `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Proxy listener address.
+    pub listen: SocketAddr,
+    /// Upstream base URL (`http` or `https`, optional path prefix). `None`: the
+    /// embedded Mockbank.
+    pub upstream: Option<Uri>,
+    /// Connect timeout (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response head.
+    pub response_timeout: Duration,
+    /// Grace period for in-flight exchanges at shutdown.
+    pub shutdown_grace: Duration,
+    /// Idle lifetime of pooled upstream connections.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept per host.
+    pub pool_max_idle_per_host: usize,
+    /// Where leanproxy keeps its state files.
+    pub data_dir: PathBuf,
+}
+
+/// Validated `[tls]`. Files are read when the client is built.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and its key (PEM), both or neither.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Validated `[auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// The `lean-app-token` to inject, if any.
+    pub app_token: Option<Secret>,
+    /// What to do with an app's own token (and `Authorization`).
+    pub app_token_policy: TokenPolicy,
+    /// OAuth2 client credentials, when configured.
+    pub client: Option<(String, Secret)>,
+    /// The token URL (`None` with the embedded Mockbank: its own).
+    pub token_url: Option<Uri>,
+    /// Scope of the API token.
+    pub scope: String,
+    /// Refresh margin.
+    pub refresh_margin: Duration,
+}
+
+/// Validated `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Admin listener address.
+    pub listen: SocketAddr,
+    /// Bearer token required on guarded admin endpoints.
+    pub token: Option<Secret>,
+}
+
+/// Validated `[log]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// The request log (ring buffer, captures, redaction, journal).
+    pub requests: crate::log::LogConfig,
+}
