@@ -48,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod fault;
+pub mod future;
 pub mod lean;
 pub mod log;
 pub mod metrics;

@@ -4,13 +4,10 @@
 //! bearer-authenticated, idempotent request without a body refreshes the token
 //! and retries once.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use pin_project_lite::pin_project;
 use serde_json::json;
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceExt};
@@ -18,6 +15,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::oauth::TokenSource;
 use super::{AppTokenLayer, TokenPolicy};
 use crate::body::{self, Body};
+use crate::future::ResponseFuture;
 use crate::lean::ErrorEnvelope;
 
 /// Adds `lean-app-token` and/or `Authorization: Bearer`.
@@ -69,40 +67,6 @@ pub struct Credentials<S> {
     layer: CredentialsLayer,
 }
 
-type BoxResponse<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
-
-pin_project! {
-    /// Response future of [`Credentials`].
-    pub struct ResponseFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project! {
-    #[project = Projected]
-    enum State<F, E> {
-        // The app token (or nothing) was added synchronously.
-        Ready { #[pin] inner: F },
-        // A bearer token is fetched first.
-        Bearer { future: BoxResponse<E> },
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F, E>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            Projected::Ready { inner } => inner.poll(cx),
-            Projected::Bearer { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
 fn wants_bearer(path: &str) -> bool {
     path.contains("/v2/") || path.ends_with("/v2")
 }
@@ -144,11 +108,7 @@ where
             if let Some(app) = &self.layer.app_token {
                 app.apply(req.headers_mut());
             }
-            return ResponseFuture {
-                state: State::Ready {
-                    inner: self.inner.call(req),
-                },
-            };
+            return ResponseFuture::inner(self.inner.call(req));
         }
         let Some((source, _)) = bearer.cloned() else {
             unreachable!("use_bearer implies a bearer source")
@@ -156,11 +116,7 @@ where
         // Boxed so the future does not name `S::Future` across awaits.
         let clone = self.inner.clone();
         let inner = BoxCloneService::new(std::mem::replace(&mut self.inner, clone));
-        ResponseFuture {
-            state: State::Bearer {
-                future: Box::pin(with_bearer(source, inner, req)),
-            },
-        }
+        ResponseFuture::boxed(with_bearer(source, inner, req))
     }
 }
 

@@ -3,8 +3,6 @@
 //! recorded like real ones (`source: fault`). Every answer it produces or changes
 //! carries `x-leanproxy-injected: <rule id or "header">`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,7 +12,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use uuid::Uuid;
 
@@ -22,6 +19,7 @@ use super::body::{ThrottleBody, TruncateBody};
 use super::{parse_spec, Action, Applied, FaultRules, Preset, RequestFacts};
 use crate::body::{self, Body};
 use crate::events::Event;
+pub use crate::future::ResponseFuture;
 use crate::lean::{self, json_response, ErrorEnvelope};
 use crate::log::{ExchangeNotes, Telemetry};
 use crate::reconnect::{
@@ -143,43 +141,8 @@ pub struct Fault<S> {
     shared: Arc<Shared>,
 }
 
-type BoxResponse<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
-
 /// The wrapped service, boxed inside a fault's future.
 type Inner<E> = tower::util::BoxService<Request<Body>, Response<Body>, E>;
-
-pin_project! {
-    /// Response future of [`Fault`]: the inner future untouched when no fault can
-    /// apply, otherwise the fault's own.
-    pub struct ResponseFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project! {
-    #[project = Projected]
-    enum State<F, E> {
-        // No fault can apply.
-        Passthrough { #[pin] inner: F },
-        // A fault may apply.
-        Faulted { future: BoxResponse<E> },
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F, E>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            Projected::Passthrough { inner } => inner.poll(cx),
-            Projected::Faulted { future } => future.as_mut().poll(cx),
-        }
-    }
-}
 
 impl<S> Service<Request<Body>> for Fault<S>
 where
@@ -199,11 +162,7 @@ where
         let spec = req.headers_mut().remove(&X_LEANPROXY_FAULT);
         let shared = &self.shared;
         if spec.is_none() && shared.sticky.is_empty() && shared.rules.is_empty() {
-            return ResponseFuture {
-                state: State::Passthrough {
-                    inner: self.inner.call(req),
-                },
-            };
+            return ResponseFuture::inner(self.inner.call(req));
         }
         // The ready service goes into the future; a fresh clone stays here. It is
         // boxed so the future does not name `S::Future` (which trips the
@@ -211,11 +170,7 @@ where
         let clone = self.inner.clone();
         let inner = tower::util::BoxService::new(std::mem::replace(&mut self.inner, clone));
         let shared = shared.clone();
-        ResponseFuture {
-            state: State::Faulted {
-                future: Box::pin(async move { shared.handle(req, spec, inner).await }),
-            },
-        }
+        ResponseFuture::boxed(async move { shared.handle(req, spec, inner).await })
     }
 }
 
