@@ -101,7 +101,7 @@ fn headers(c: &mut Criterion) {
             leanproxy::proxy::remove_hop_by_hop(&mut h);
             leanproxy::proxy::add_forwarded(
                 &mut h,
-                Some([127, 0, 0, 1].into()),
+                Some(&HeaderValue::from_static("127.0.0.1")),
                 Some(HeaderValue::from_static("127.0.0.1:7070")),
             );
             h

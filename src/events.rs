@@ -122,6 +122,11 @@ impl Events {
         }
     }
 
+    /// Whether anybody listens (to skip building an event nobody reads).
+    pub fn listening(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// A new listener.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()

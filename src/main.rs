@@ -210,7 +210,7 @@ fn load(args: &ServeArgs) -> Result<Settings, ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Some(Command::Check(config)) => check(ServeArgs {
             config,
             ..ServeArgs::default()
@@ -222,7 +222,9 @@ fn main() -> ExitCode {
         Some(Command::Faults(args)) => faults(args),
         Some(Command::Token(args)) => token(args),
         None => serve(cli.serve),
-    }
+    };
+    leanproxy::log::BatchedStderr::flush_global();
+    code
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -236,6 +238,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn exit_code(result: Result<(), Error>) -> ExitCode {
+    // Log lines still waiting come before the error that ends the process.
+    leanproxy::log::BatchedStderr::flush_global();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ (Error::Config(_) | Error::Tls(_) | Error::NoUpstream | Error::State(_))) => {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,8 +30,43 @@ pub struct ResetConnection;
 pub struct ResetRequested;
 
 /// The client's address, put in every request's extensions by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+///
+/// Its text forms are rendered once per connection: formatting an address for
+/// every exchange showed in profiles.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    addr: SocketAddr,
+    text: Arc<str>,
+    ip: HeaderValue,
+}
+
+impl ClientAddr {
+    /// Renders `addr`'s text forms.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip().to_string();
+        Self {
+            addr,
+            text: Arc::from(addr.to_string()),
+            // An IP address is always a valid header value.
+            ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
+        }
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ip:port`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The IP, as `X-Forwarded-For` carries it.
+    pub fn ip_header(&self) -> &HeaderValue {
+        &self.ip
+    }
+}
 
 /// Serves `listener` with `service` until `shutdown` completes, then stops
 /// accepting and lets open exchanges finish for at most `grace`.
@@ -74,7 +109,7 @@ pub async fn serve<S>(
         let _ = stream.set_nodelay(true);
         let conn_service = ConnService {
             inner: service.clone(),
-            peer,
+            peer: ClientAddr::new(peer),
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -106,7 +141,7 @@ pub async fn serve<S>(
 #[derive(Clone)]
 struct ConnService<S> {
     inner: S,
-    peer: SocketAddr,
+    peer: ClientAddr,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -119,7 +154,7 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(body::boxed);
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        req.extensions_mut().insert(self.peer.clone());
         ConnFuture {
             inner: self.inner.clone().oneshot(req),
         }

@@ -73,8 +73,22 @@ fn usable_id(value: &HeaderValue) -> bool {
 
 fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // The thread-local generator: `Uuid::new_v4` makes a getrandom(2) call per
+    // exchange.
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let text = uuid.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -187,12 +201,12 @@ where
                     q.to_string()
                 }
             }),
-            version: format!("{:?}", req.version()),
+            version: version_name(req.version()).to_string(),
             client: req
                 .extensions()
                 .get::<ClientAddr>()
-                .map(|c| c.0.to_string()),
-            request_headers: Headers::copied(req.headers(), redacting),
+                .map(|c| c.text().to_string()),
+            request_headers: Headers::new(req.headers(), redacting),
             request_mime: content_type(req.headers()),
             request_tap: request_tap.clone(),
             notes,
@@ -245,7 +259,6 @@ where
             .headers_mut()
             .insert(&X_REQUEST_ID, pending.id.clone());
         let finisher = Finisher {
-            head_at: pending.start.elapsed(),
             // A reset sends no answer at all: recorded as status 0, not completed.
             status: if response
                 .extensions()
@@ -256,7 +269,7 @@ where
             } else {
                 response.status().as_u16()
             },
-            response_headers: Headers::copied(response.headers(), pending.telemetry.redact()),
+            response_headers: Headers::new(response.headers(), pending.telemetry.redact()),
             response_mime: content_type(response.headers()),
             fault: response
                 .headers()
@@ -294,7 +307,6 @@ where
 /// What is known once the answer's head is out.
 struct Finisher {
     pending: Pending,
-    head_at: Duration,
     status: u16,
     response_headers: Headers,
     response_mime: Option<String>,
@@ -334,19 +346,19 @@ impl Finisher {
                     request_id = %request_id,
                     method = %p.method,
                     path = %p.path,
-                    query = p.query.as_deref().unwrap_or(""),
+                    // Fields with nothing to say (`None`) are left out of the line.
+                    query = p.query.as_deref(),
                     status = self.status,
-                    lean_status = lean.as_deref().unwrap_or(""),
-                    entity_id = notes.entity_id.as_deref().unwrap_or(""),
-                    reconnect_id = notes.reconnect_id.as_deref().unwrap_or(""),
-                    fault = self.fault.as_deref().unwrap_or(""),
+                    lean_status = lean.as_deref(),
+                    entity_id = notes.entity_id.as_deref(),
+                    reconnect_id = notes.reconnect_id.as_deref(),
+                    fault = self.fault.as_deref(),
                     upstream_ms,
-                    head_ms = (self.head_at.as_secs_f64() * 1e6).round() / 1e3,
                     duration_ms,
                     bytes_in,
                     bytes_out,
-                    correlation_id = self.correlation.as_deref().unwrap_or(""),
-                    completed,
+                    correlation_id = self.correlation.as_deref(),
+                    completed = (!completed).then_some(false),
                     "exchange"
                 )
             };
@@ -370,22 +382,25 @@ impl Finisher {
         if let Some(f) = self.failure {
             metrics.upstream_error(f.as_str());
         }
-        t.events().publish(Event::Exchange(ExchangeSummary {
-            id: request_id.clone(),
-            started_at: p
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            method: p.method.clone(),
-            path: p.path.clone(),
-            status: self.status,
-            lean_status: lean.clone(),
-            entity_id: notes.entity_id.clone(),
-            reconnect_id: notes.reconnect_id.clone(),
-            fault: self.fault.clone(),
-            duration_ms,
-            bytes_in,
-            bytes_out,
-        }));
+        let events = t.events();
+        if events.listening() {
+            events.publish(Event::Exchange(ExchangeSummary {
+                id: request_id.clone(),
+                started_at: p
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                method: p.method.clone(),
+                path: p.path.clone(),
+                status: self.status,
+                lean_status: lean.clone(),
+                entity_id: notes.entity_id.clone(),
+                reconnect_id: notes.reconnect_id.clone(),
+                fault: self.fault.clone(),
+                duration_ms,
+                bytes_in,
+                bytes_out,
+            }));
+        }
         if !t.keeps_records() {
             return;
         }

@@ -144,51 +144,62 @@ impl Serialize for Capture {
 }
 
 /// Headers as they passed, redacted when shown (`Debug` included).
+///
+/// Kept as one owned block of names and values rather than a `HeaderMap`:
+/// header values parsed by hyper are slices of the connection's read buffer,
+/// and keeping those in a record would keep the whole buffer (with the body
+/// bytes read alongside) alive; and a record's headers are only ever shown,
+/// never looked up, so building a map for each exchange would be wasted work.
 #[derive(Clone, Default)]
 pub struct Headers {
-    map: HeaderMap,
+    /// Every name and value, back to back.
+    text: Box<[u8]>,
+    /// Where each name and its value end in `text`.
+    ends: Box<[(u32, u32)]>,
     redact: bool,
 }
 
 impl Headers {
-    /// `map`, shown redacted unless `redact` is off.
-    pub fn new(map: HeaderMap, redact: bool) -> Self {
-        Self { map, redact }
+    /// A copy of `map`, shown redacted unless `redact` is off.
+    pub fn new(map: &HeaderMap, redact: bool) -> Self {
+        let size = map
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum::<usize>();
+        let (mut text, mut ends) = (Vec::with_capacity(size), Vec::with_capacity(map.len()));
+        for (name, value) in map {
+            text.extend_from_slice(name.as_str().as_bytes());
+            let name_end = text.len();
+            text.extend_from_slice(value.as_bytes());
+            // Header blocks are far below 4 GiB (hyper caps them at ~400 KiB).
+            ends.push((name_end as u32, text.len() as u32));
+        }
+        Self {
+            text: text.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+            redact,
+        }
     }
 
-    /// A copy of `map` that owns its bytes. Header values parsed by hyper are
-    /// slices of the connection's read buffer; keeping those in a record would
-    /// keep the whole buffer (with the body bytes read alongside) alive. The copy
-    /// puts every value in one small allocation.
-    pub fn copied(map: &HeaderMap, redact: bool) -> Self {
-        let mut buf = bytes::BytesMut::with_capacity(map.values().map(|v| v.len()).sum());
-        let mut spans = Vec::with_capacity(map.len());
-        for (name, value) in map {
-            let start = buf.len();
-            buf.extend_from_slice(value.as_bytes());
-            spans.push((name, start, buf.len()));
-        }
-        let buf = buf.freeze();
-        let mut copy = HeaderMap::with_capacity(map.len());
-        for (name, start, end) in spans {
-            let name = http::HeaderName::from_bytes(name.as_str().as_bytes());
-            let value = http::HeaderValue::from_maybe_shared(buf.slice(start..end));
-            if let (Ok(name), Ok(value)) = (name, value) {
-                copy.append(name, value);
-            }
-        }
-        Self { map: copy, redact }
+    fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let name = std::str::from_utf8(&self.text[start..name_end]).unwrap_or("");
+            let value = &self.text[name_end..end];
+            start = end;
+            (name, value)
+        })
     }
 
     /// Name and shown value of each header.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        self.map
-            .iter()
+        self.iter()
             .map(|(k, v)| {
-                let value = if self.redact && redact::is_secret_header(k.as_str()) {
+                let value = if self.redact && redact::is_secret_header(k) {
                     redact::REDACTED.to_string()
                 } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    String::from_utf8_lossy(v).into_owned()
                 };
                 (k.to_string(), value)
             })
@@ -196,10 +207,7 @@ impl Headers {
     }
 
     fn weight(&self) -> usize {
-        self.map
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum()
+        self.text.len() + 32 * self.ends.len()
     }
 }
 
@@ -375,7 +383,7 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("lean-app-token", http::HeaderValue::from_static("tok-1"));
         map.insert("accept", http::HeaderValue::from_static("application/json"));
-        let headers = Headers::new(map, true);
+        let headers = Headers::new(&map, true);
         assert!(
             !format!("{headers:?}").contains("tok-1"),
             "Debug redacts too"

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,8 +58,10 @@ pub struct Upstream {
 
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Body>,
-    /// `scheme://authority/base-path`, without a trailing slash.
-    prefix: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// The base URL's path, without a trailing slash (often empty).
+    base_path: String,
     /// The base URL as configured, for messages.
     display: String,
     response_timeout: Duration,
@@ -85,13 +88,15 @@ impl Upstream {
             .build(connector);
 
         let base = &config.base;
-        let scheme = base.scheme_str().unwrap_or("http");
-        let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
-        let path = base.path().trim_end_matches('/');
         Self {
             inner: Arc::new(Inner {
                 client,
-                prefix: format!("{scheme}://{authority}{path}"),
+                scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
+                authority: base
+                    .authority()
+                    .cloned()
+                    .unwrap_or_else(|| Authority::from_static("localhost")),
+                base_path: base.path().trim_end_matches('/').to_string(),
                 display: base.to_string(),
                 response_timeout: config.response_timeout,
             }),
@@ -126,7 +131,24 @@ impl Inner {
             )
             .into_response(StatusCode::BAD_REQUEST);
         }
-        let uri = match Uri::try_from(format!("{}{}", self.prefix, path_and_query)) {
+        let path_and_query = if self.base_path.is_empty() {
+            // The request's own bytes, shared rather than copied.
+            Ok(req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")))
+        } else {
+            PathAndQuery::try_from(format!("{}{}", self.base_path, path_and_query))
+        };
+        let uri = path_and_query.map_err(http::Error::from).and_then(|pq| {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).map_err(http::Error::from)
+        });
+        let uri = match uri {
             Ok(uri) => uri,
             Err(e) => {
                 return ErrorEnvelope::new(
@@ -142,12 +164,15 @@ impl Inner {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let client = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|c| c.ip_header().clone());
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
         // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
         headers.remove(header::HOST);
-        add_forwarded(headers, client, original_host);
+        add_forwarded(headers, client.as_ref(), original_host);
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
