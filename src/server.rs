@@ -29,6 +29,12 @@ pub struct ResetConnection;
 #[error("connection reset by an injected fault")]
 pub struct ResetRequested;
 
+/// The most an app's HTTP/1 connection buffers: a request head must fit, and
+/// at most this much of an answer waits for the socket. hyper's default
+/// (about 400 KiB) let every connection queue that much of a large answer,
+/// tens of MiB over 64 connections (benches/README.md).
+const CONNECTION_BUFFER: usize = 64 * 1024;
+
 /// The client's address, put in every request's extensions by the server.
 ///
 /// Its text forms are rendered once per connection: formatting an address for
@@ -83,7 +89,10 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(CONNECTION_BUFFER);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();

@@ -35,6 +35,13 @@ use crate::server::ClientAddr;
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTiming(pub std::time::Duration);
 
+/// The most an upstream HTTP/1 connection buffers from its socket. hyper's
+/// default (about 400 KiB) lets each answer chunk grow that large, and the
+/// chunks in flight on 64 connections took tens of MiB with 512 KiB answers;
+/// 64 KiB chunks keep that bounded at a few more reads per answer
+/// (benches/README.md).
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+
 /// How to reach the upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -85,6 +92,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             .build(connector);
 
         let base = &config.base;

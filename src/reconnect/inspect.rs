@@ -85,6 +85,57 @@ pub fn scan(body: &[u8]) -> Scan {
     }
 }
 
+/// What the first bytes of an answer tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lead<'a> {
+    /// The answer is an object whose first member is `status` with this plain
+    /// string value (`{"status":"OK",...`), as every Lean answer is.
+    Status(&'a [u8]),
+    /// Too few bytes to tell yet.
+    NeedMore,
+    /// Some other shape: only a scan of the whole answer can tell.
+    Other,
+}
+
+/// Reads the leading `status` of an answer from its first bytes, so that an
+/// answer which is not RECONNECT_REQUIRED need not be copied to its end.
+pub(super) fn leading_status(prefix: &[u8]) -> Lead<'_> {
+    const KEY: &[u8] = b"\"status\"";
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while prefix.get(*i).is_some_and(|b| b" \t\r\n".contains(b)) {
+            *i += 1;
+        }
+    };
+    let expect = |i: &mut usize, want: &[u8]| -> Option<bool> {
+        skip_ws(i);
+        let have = &prefix[(*i).min(prefix.len())..];
+        let n = have.len().min(want.len());
+        if have[..n] != want[..n] {
+            return Some(false);
+        }
+        if n < want.len() {
+            return None;
+        }
+        *i += want.len();
+        Some(true)
+    };
+    for want in [&b"{"[..], KEY, b":", b"\""] {
+        match expect(&mut i, want) {
+            Some(true) => {}
+            Some(false) => return Lead::Other,
+            None => return Lead::NeedMore,
+        }
+    }
+    let rest = &prefix[i..];
+    match memchr::memchr2(b'"', b'\\', rest) {
+        Some(end) if rest[end] == b'"' => Lead::Status(&rest[..end]),
+        Some(_) => Lead::Other, // an escape: leave it to the full parse
+        None if rest.len() > 64 => Lead::Other,
+        None => Lead::NeedMore,
+    }
+}
+
 /// Whether a complete answer body is a Lean `status: OK` answer.
 pub fn is_ok_answer(body: &[u8]) -> bool {
     #[derive(Deserialize)]
@@ -160,6 +211,37 @@ mod tests {
         );
         assert!(is_ok_answer(br#"{"data":{"x":[1,2]},"status":"OK"}"#));
         assert!(!is_ok_answer(br#"{"status":"FAILED"}"#));
+    }
+
+    #[test]
+    fn leading_status_is_read_from_the_first_bytes() {
+        assert_eq!(
+            leading_status(br#"{"status":"OK","data":"#),
+            Lead::Status(b"OK")
+        );
+        assert_eq!(
+            leading_status(b" {\n  \"status\" : \"RECONNECT_REQUIRED\","),
+            Lead::Status(b"RECONNECT_REQUIRED")
+        );
+        for short in [
+            &b""[..],
+            b" ",
+            b"{",
+            b"{\"sta",
+            b"{\"status\"",
+            b"{\"status\": \"O",
+        ] {
+            assert_eq!(leading_status(short), Lead::NeedMore, "{short:?}");
+        }
+        for other in [
+            &br#"{"data":{"status":"OK"}}"#[..],
+            br#"["status"]"#,
+            br#"{"status":null}"#,
+            br#"{"status":"O\u004b"}"#,
+            b"<html>",
+        ] {
+            assert_eq!(leading_status(other), Lead::Other, "{other:?}");
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Scan};
+use super::inspect::{
+    entity_of_body, entity_of_query, is_ok_answer, leading_status, scan, Lead, Scan,
+};
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
 use super::X_LEANPROXY_RECONNECT_ID;
 use crate::body::{self, Body, BoxError};
@@ -214,6 +216,10 @@ impl Exchange {
 
     /// Scans a complete answer; returns the reconnect id it carried, if any.
     fn finish(&self, body: &[u8]) -> Option<String> {
+        self.conclude(Seen::Body(body))
+    }
+
+    fn conclude(&self, seen: Seen<'_>) -> Option<String> {
         let registry = &self.shared.registry;
         registry.count_inspection(true);
         let entity = self.entity();
@@ -223,7 +229,11 @@ impl Exchange {
                 n.set_entity(e);
             }
         }
-        match scan(body) {
+        let scanned = match seen {
+            Seen::Body(body) => scan(body),
+            Seen::Status { .. } => Scan::Clear,
+        };
+        match scanned {
             Scan::Reconnect(found) => {
                 let reconnect_id = found.reconnect_id.clone();
                 if let Some(n) = &self.notes {
@@ -262,7 +272,11 @@ impl Exchange {
             Scan::Clear => {
                 let data_call = self.path.contains("/data/") || self.path.starts_with("/v1/");
                 if let Some(e) = entity.filter(|e| data_call && registry.is_pending(e)) {
-                    if is_ok_answer(body) {
+                    let ok = match seen {
+                        Seen::Body(body) => is_ok_answer(body),
+                        Seen::Status { ok } => ok,
+                    };
+                    if ok {
                         if let Some(r) = registry.resolve_entity(&e, ResolvedBy::OkResponse) {
                             tracing::info!(target: "leanproxy::reconnect", entity_id = %e, reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: an OK answer");
                         }
@@ -274,8 +288,6 @@ impl Exchange {
     }
 
     fn stream(self, response: Response<Body>) -> Response<Body> {
-        let capacity = content_length(response.headers())
-            .map_or(0, |n| n.min(self.shared.inspect_limit as u64) as usize);
         let limit = self.shared.inspect_limit;
         response.map(|inner| {
             if inner.is_end_stream() {
@@ -284,8 +296,9 @@ impl Exchange {
             }
             body::boxed(InspectBody {
                 inner,
-                copy: Vec::with_capacity(capacity),
+                copy: Vec::new(),
                 limit,
+                lead: LeadState::Reading,
                 exchange: Some(self),
             })
         })
@@ -375,15 +388,94 @@ where
     }
 }
 
+/// What an answer showed, for [`Exchange::conclude`].
+#[derive(Clone, Copy)]
+enum Seen<'a> {
+    /// The whole answer.
+    Body(&'a [u8]),
+    /// Only its leading `status`, which is not RECONNECT_REQUIRED.
+    Status { ok: bool },
+}
+
+/// How far [`InspectBody`] got with the answer's leading `status`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LeadState {
+    /// Still reading the first bytes.
+    Reading,
+    /// Settled: not a reconnect; nothing more is copied.
+    Settled { ok: bool },
+    /// Another shape or RECONNECT_REQUIRED: the whole answer is scanned.
+    Whole,
+}
+
 pin_project! {
-    /// Forwards each frame at once, keeping a bounded copy for the scan at end
-    /// of body.
+    /// Forwards each frame at once. An answer whose first bytes show a
+    /// `status` other than RECONNECT_REQUIRED is settled there (no copy, no
+    /// scan); any other is copied, within the limit, for the scan at its end.
     struct InspectBody {
         #[pin]
         inner: Body,
         copy: Vec<u8>,
         limit: usize,
+        lead: LeadState,
         exchange: Option<Exchange>,
+    }
+}
+
+impl InspectBody {
+    fn see(
+        copy: &mut Vec<u8>,
+        limit: usize,
+        lead: &mut LeadState,
+        exchange: &mut Option<Exchange>,
+        data: &Bytes,
+    ) {
+        if exchange.is_none() || matches!(lead, LeadState::Settled { .. }) {
+            return;
+        }
+        if *lead == LeadState::Reading && copy.is_empty() {
+            // Most answers settle on their first frame, before any copy.
+            *lead = leading_status(data).into();
+            if let LeadState::Settled { .. } = lead {
+                return;
+            }
+        }
+        if copy.len() + data.len() > limit {
+            // Too large to inspect: stop copying, count it, pass it on.
+            if let Some(exchange) = exchange.take() {
+                exchange.shared.registry.count_inspection(false);
+            }
+            *copy = Vec::new();
+            return;
+        }
+        copy.extend_from_slice(data);
+        if *lead == LeadState::Reading {
+            *lead = leading_status(copy).into();
+            if let LeadState::Settled { .. } = lead {
+                *copy = Vec::new();
+            }
+        }
+    }
+
+    fn end(copy: &[u8], lead: LeadState, exchange: &mut Option<Exchange>) {
+        if let Some(exchange) = exchange.take() {
+            match lead {
+                LeadState::Settled { ok } => exchange.conclude(Seen::Status { ok }),
+                _ => exchange.finish(copy),
+            };
+        }
+    }
+}
+
+impl From<Lead<'_>> for LeadState {
+    fn from(lead: Lead<'_>) -> Self {
+        match lead {
+            Lead::Status(b"RECONNECT_REQUIRED") | Lead::Other => LeadState::Whole,
+            Lead::Status(status) => LeadState::Settled {
+                ok: status == b"OK",
+            },
+            Lead::NeedMore => LeadState::Reading,
+        }
     }
 }
 
@@ -399,28 +491,15 @@ impl http_body::Body for InspectBody {
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(exchange)) = (frame.data_ref(), this.exchange.as_ref()) {
-                    if this.copy.len() + data.len() > *this.limit {
-                        // Too large to inspect: stop copying, count it, pass it on.
-                        exchange.shared.registry.count_inspection(false);
-                        *this.exchange = None;
-                        *this.copy = Vec::new();
-                    } else {
-                        this.copy.extend_from_slice(data);
-                    }
+                if let Some(data) = frame.data_ref() {
+                    Self::see(this.copy, *this.limit, this.lead, this.exchange, data);
                 }
                 // hyper stops polling once the body says it has ended.
                 if this.inner.is_end_stream() {
-                    if let Some(exchange) = this.exchange.take() {
-                        exchange.finish(this.copy);
-                    }
+                    Self::end(this.copy, *this.lead, this.exchange);
                 }
             }
-            Poll::Ready(None) => {
-                if let Some(exchange) = this.exchange.take() {
-                    exchange.finish(this.copy);
-                }
-            }
+            Poll::Ready(None) => Self::end(this.copy, *this.lead, this.exchange),
             _ => {}
         }
         polled
@@ -469,5 +548,66 @@ impl http_body::Body for TeeBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use std::convert::Infallible;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    /// Sends `answer` for a v2 data call on entity `e-1`, cut into frames of
+    /// `frame` bytes, and reads it to its end.
+    async fn exchange(registry: &ReconnectRegistry, answer: &'static [u8], frame: usize) {
+        let upstream = service_fn(move |_req: Request<Body>| async move {
+            let frames = answer
+                .chunks(frame)
+                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c))));
+            let body = body::boxed(StreamBody::new(tokio_stream::iter(frames)));
+            let mut response = Response::new(body);
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Ok::<_, Infallible>(response)
+        });
+        let service = ReconnectLayer::new(registry.clone(), 1 << 20).layer(upstream);
+        let request = Request::get("http://lean/data/v2/accounts?entity_id=e-1")
+            .body(body::empty())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let seen = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(seen, answer, "the answer passes unchanged");
+    }
+
+    const RECONNECT: &[u8] = br#"{"status":"RECONNECT_REQUIRED","data":null,"results_id":"r-9","message":"m","meta":null,"timestamp":"t","status_detail":null}"#;
+    const OK: &[u8] = br#"{"status":"OK","data":{"accounts":[]},"results_id":"x","message":"RECONNECT_REQUIRED is not this answer's status"}"#;
+
+    #[tokio::test]
+    async fn answers_cut_into_tiny_frames_are_read_as_whole_answers() {
+        for frame in [1, 3, 7, 11, 4096] {
+            let registry = ReconnectRegistry::in_memory(10);
+            exchange(&registry, RECONNECT, frame).await;
+            assert!(
+                registry.is_pending("e-1"),
+                "frames of {frame}: reconnect seen"
+            );
+            // The leading status settles this answer without a full scan, and
+            // that OK still resolves the pending entity.
+            exchange(&registry, OK, frame).await;
+            assert!(!registry.is_pending("e-1"), "frames of {frame}: resolved");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leading_non_ok_status_settles_without_resolving() {
+        let registry = ReconnectRegistry::in_memory(10);
+        exchange(&registry, RECONNECT, 5).await;
+        exchange(&registry, br#"{"status":"FAILED","data":null}"#, 5).await;
+        assert!(registry.is_pending("e-1"));
+        // Another first member: the whole answer is scanned.
+        exchange(&registry, br#"{"data":null,"status":"OK"}"#, 5).await;
+        assert!(!registry.is_pending("e-1"));
     }
 }
