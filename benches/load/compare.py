@@ -18,6 +18,11 @@ the processes it started. Not part of the test suite.
 
     python3 benches/load/compare.py [--quick] [--duration S] [--rounds N]
                                     [--binary PATH] [--out FILE]
+    python3 benches/load/compare.py --soak 300 [--soak-connections 1000]
+
+Each answer size is measured on fresh proxy processes, so one size's memory
+does not show in the other's. `--soak` instead runs one leanproxy under 1,000
+keep-alive connections and samples its memory every 5 s.
 
 The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
 --release` in the repository and `$CARGO_TARGET_DIR` (default `target`)
@@ -616,6 +621,75 @@ def report(
 # --------------------------------------------------------------------------
 
 
+def start_proxies(binary: Path, tmp: Path, up: int, label: str) -> dict[str, Proxy]:
+    """Fresh nginx peer and leanproxy processes (so that each answer size is
+    measured on processes that have seen no other size)."""
+    peer, *lp = free_ports(7)
+    peer_dir = tmp / label / "nginx"
+    peer_proc = start_nginx(
+        peer_dir,
+        write_nginx_conf(peer_dir, PEER_BODY.format(host=HOST, port=peer, up=up)),
+    )
+    wait_port(peer, peer_proc, "nginx proxy")
+    lp_proc = start_leanproxy(binary, tmp / label / "leanproxy", up, lp[0:3], off=False)
+    off_proc = start_leanproxy(binary, tmp / label / "leanproxy-off", up, lp[3:6], off=True)
+    return {
+        "direct": Proxy("direct", up, None),
+        "nginx": Proxy("nginx", peer, peer_proc, multi=True),
+        "leanproxy": Proxy("leanproxy", lp[0], lp_proc),
+        "leanproxy-off": Proxy("leanproxy-off", lp[3], off_proc),
+    }
+
+
+def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> str:
+    """Memory of one fresh leanproxy (defaults) under `connections` keep-alive
+    connections for `seconds`, 1 KiB answers, sampled every 5 s."""
+    ports = free_ports(3)
+    proc = start_leanproxy(binary, tmp / "soak", up, ports, off=False)
+    path = "/1k.json"
+    ttfb(ports[0], path, n=1)
+    before = status_field(proc.pid, "VmRSS")
+    cmd = [
+        "wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+        f"http://{HOST}:{ports[0]}{path}",
+    ]  # fmt: skip
+    log(f"soak: {' '.join(cmd)}")
+    load = start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    samples: list[tuple[float, int]] = []
+    while load.poll() is None and time.monotonic() - t0 < seconds + 30:
+        time.sleep(5)
+        if proc.poll() is not None:
+            raise RuntimeError("leanproxy died during the soak")
+        samples.append((time.monotonic() - t0, status_field(proc.pid, "VmRSS")))
+    out, _ = load.communicate(timeout=60)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    peak = vm_hwm_kib(proc.pid)
+    stop(proc)
+    # Memory settles while the pools fill; flatness is judged after the first minute.
+    settled = [kib for t, kib in samples if t >= min(60, seconds / 5)]
+    lo, hi = min(settled), max(settled)
+    mid = statistics.median(settled)
+    lines = [
+        "## Soak: memory under keep-alive load",
+        "",
+        f"- `{' '.join(cmd)}` against one fresh leanproxy (defaults), 1 KiB answers; "
+        "VmRSS sampled every 5 s",
+        f"- requests/s {float(rps.group(1)) if rps else 0:,.0f}; socket errors "
+        f"{sum(int(g) for g in errors.groups()) if errors else 0}",
+        f"- RSS before load {fmt_mib(before)}; peak (VmHWM) {fmt_mib(peak)}",
+        f"- after the first minute: min {fmt_mib(lo)}, median {fmt_mib(mid)}, max {fmt_mib(hi)}; "
+        f"spread {100 * (hi - lo) / mid:.1f} % of the median "
+        f"(last sample {fmt_mib(settled[-1])})",
+        "",
+        "| t (s) | RSS |",
+        "|---:|---:|",
+    ]
+    lines += [f"| {t:.0f} | {fmt_mib(kib)} |" for t, kib in samples[::6]]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
@@ -624,11 +698,23 @@ def main() -> int:
     ap.add_argument("--binary", help="prebuilt leanproxy (default: $LEANPROXY_BIN, else build)")
     ap.add_argument("--out", help="also write the Markdown report to this file")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    ap.add_argument(
+        "--soak",
+        type=int,
+        metavar="SECONDS",
+        help="instead of the comparison: leanproxy's memory over SECONDS (60..900) "
+        "with --soak-connections keep-alive connections",
+    )
+    ap.add_argument("--soak-connections", type=int, default=1000, help="(default 1000)")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 2
     if not (1 <= args.duration <= 120 and 1 <= args.rounds <= 10):
         ap.error("--duration must be 1..120 and --rounds 1..10")
+    if args.soak is not None and not (
+        60 <= args.soak <= 900 and 1 <= args.soak_connections <= 5000
+    ):
+        ap.error("--soak must be 60..900 seconds and --soak-connections 1..5000")
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -637,21 +723,6 @@ def main() -> int:
 
     ensure_tools()
     binary = leanproxy_binary(args.binary)
-
-    runs = args.rounds * len(SIZES) * len(TARGETS)
-    per_run = args.duration + 0.5  # wrk start/stop, /proc reads
-    expected = (
-        runs * per_run
-        + args.rounds * len(TARGETS) * 1  # TTFB sampling of 512 KiB
-        + len(SIZES) * len(TARGETS) * (WARMUP_SECONDS + 0.5)
-        + 5
-    )
-    log(
-        f"{args.rounds} rounds x {len(SIZES)} sizes x {len(TARGETS)} targets x "
-        f"{args.duration}s: about {expected / 60:.1f} min in total"
-    )
-    budget = expected * 2 + 60  # a hard stop, whatever happens
-    deadline = time.monotonic() + budget
 
     tmp = Path(tempfile.mkdtemp(prefix="leanproxy-load-"))
     # nginx's workers run as an unprivileged user (www-data) and must read the files.
@@ -662,55 +733,69 @@ def main() -> int:
         for name, size in SIZES.items():
             (www / f"{name}.json").write_bytes(lean_answer(size))
 
-        up, peer, *lp = free_ports(8)
+        (up,) = free_ports(1)
         up_dir = tmp / "upstream"
         up_proc = start_nginx(
             up_dir,
             write_nginx_conf(up_dir, UPSTREAM_BODY.format(host=HOST, port=up, www=www)),
         )
         wait_port(up, up_proc, "upstream nginx")
-        peer_dir = tmp / "nginx"
-        peer_proc = start_nginx(
-            peer_dir,
-            write_nginx_conf(peer_dir, PEER_BODY.format(host=HOST, port=peer, up=up)),
+
+        if args.soak is not None:
+            text = "# leanproxy: memory soak\n\n" + "\n".join(facts(binary)) + "\n\n"
+            text += soak(binary, tmp, up, args.soak, args.soak_connections)
+            print(text)
+            if args.out:
+                Path(args.out).write_text(text)
+            return 0
+
+        runs = args.rounds * len(SIZES) * len(TARGETS)
+        per_run = args.duration + 0.5  # wrk start/stop, /proc reads
+        expected = (
+            runs * per_run
+            + args.rounds * len(TARGETS) * 1  # TTFB sampling of 512 KiB
+            + len(SIZES) * len(TARGETS) * (WARMUP_SECONDS + 0.5)
+            + len(SIZES) * 3  # fresh processes per size
+            + 5
         )
-        wait_port(peer, peer_proc, "nginx proxy")
-        lp_proc = start_leanproxy(binary, tmp / "leanproxy", up, lp[0:3], off=False)
-        off_proc = start_leanproxy(binary, tmp / "leanproxy-off", up, lp[3:6], off=True)
-        proxies = {
-            "direct": Proxy("direct", up, None),
-            "nginx": Proxy("nginx", peer, peer_proc, multi=True),
-            "leanproxy": Proxy("leanproxy", lp[0], lp_proc),
-            "leanproxy-off": Proxy("leanproxy-off", lp[3], off_proc),
-        }
-        for name in SIZES:  # every target answers every file before any load
-            for t in TARGETS:
-                ttfb(proxies[t].port, f"/{name}.json", n=1)
-        log(f"all up in {tmp}; warming up ({WARMUP_SECONDS}s per target and size)")
-        for name in SIZES:
-            for t in TARGETS:
-                wrk(proxies[t].port, f"/{name}.json", WARMUP_SECONDS)
+        log(
+            f"{args.rounds} rounds x {len(SIZES)} sizes x {len(TARGETS)} targets x "
+            f"{args.duration}s: about {expected / 60:.1f} min in total"
+        )
+        budget = expected * 2 + 60  # a hard stop, whatever happens
+        deadline = time.monotonic() + budget
 
         facts_ = facts(binary)
-        facts_.append(
-            f"- threads at start: leanproxy {status_field(lp_proc.pid, 'Threads')} "
-            f"(tokio multi-thread runtime), nginx 1 worker process"
-        )
         samples = {size: {t: [] for t in TARGETS} for size in SIZES}
-        for r in range(args.rounds):
-            order = TARGETS[r % len(TARGETS) :] + TARGETS[: r % len(TARGETS)]
-            for size in SIZES:
+        for name in SIZES:
+            proxies = start_proxies(binary, tmp, up, name)
+            if name == next(iter(SIZES)):
+                facts_.append(
+                    f"- threads at start: leanproxy "
+                    f"{status_field(proxies['leanproxy'].proc.pid, 'Threads')} "
+                    "(tokio multi-thread runtime), nginx 1 worker process"
+                )
+            for t in TARGETS:  # every target answers before any load
+                ttfb(proxies[t].port, f"/{name}.json", n=1)
+            log(f"{name}: fresh proxies up in {tmp / name}; warming up ({WARMUP_SECONDS}s each)")
+            for t in TARGETS:
+                wrk(proxies[t].port, f"/{name}.json", WARMUP_SECONDS)
+            for r in range(args.rounds):
+                order = TARGETS[r % len(TARGETS) :] + TARGETS[: r % len(TARGETS)]
                 for t in order:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"over the time budget of {budget:.0f}s")
-                    s = measure(proxies[t], size, args.duration)
-                    samples[size][t].append(s)
+                    s = measure(proxies[t], name, args.duration)
+                    samples[name][t].append(s)
                     log(
-                        f"round {r + 1}/{args.rounds} {size:>4} {t:<13} {s.rps:>9,.0f} req/s "
+                        f"round {r + 1}/{args.rounds} {name:>4} {t:<13} {s.rps:>9,.0f} req/s "
                         f"p50 {fmt_time(s.p50):>9} p99 {fmt_time(s.p99):>9} "
                         f"cpu/req {fmt_time(s.cpu_per_req):>7} rss {fmt_mib(s.peak_kib):>9}"
                         + (f" ttfb {fmt_time(s.ttfb)}" if s.ttfb is not None else "")
                     )
+            for p in proxies.values():
+                if p.proc is not None:
+                    stop(p.proc)
         facts_.append(f"- load average at the end: {os.getloadavg()[0]:.2f}")
         text = report(samples, args.rounds, args.duration, SIZES, facts_)
         print(text)

@@ -60,11 +60,12 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             ring_entries: 1000,
-            // 16 MiB: a thousand small exchanges, or the last ~128 with both
-            // bodies captured whole (64 KiB each). At 64 MiB the ring alone
-            // took the proxy from 19 MiB to ~145 MiB RSS under 512 KiB answers.
-            ring_bytes: 16 << 20,
-            capture_limit: 64 << 10,
+            // 8 MiB: a thousand small exchanges, or the last ~250 with both
+            // bodies captured to the limit (16 KiB each). Under 512 KiB
+            // answers at 64 connections, peak RSS was ~145 MiB with 64 MiB and
+            // 64 KiB, ~60 MiB with 16 MiB and 64 KiB, ~32 MiB with these.
+            ring_bytes: 8 << 20,
+            capture_limit: 16 << 10,
             redact: true,
             journal: None,
         }
