@@ -482,6 +482,10 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let held_lines = self
+            .telemetry
+            .clone()
+            .report_held_lines(stopped(rx.clone()));
         let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.grace);
         let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.grace);
         let catcher = server::serve(
@@ -500,7 +504,7 @@ impl App {
             tracing::info!("shutting down: no new connections, draining in-flight exchanges");
             let _ = tx.send(true);
         };
-        tokio::join!(proxy, admin, catcher, mockbank, trigger);
+        tokio::join!(proxy, admin, catcher, mockbank, trigger, held_lines);
         let _ = stop_writer.send(());
         let _ = writer.await;
         for relay in relays {

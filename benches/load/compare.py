@@ -679,8 +679,8 @@ def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> st
         f"- requests/s {float(rps.group(1)) if rps else 0:,.0f}; socket errors "
         f"{sum(int(g) for g in errors.groups()) if errors else 0}",
         f"- RSS before load {fmt_mib(before)}; peak (VmHWM) {fmt_mib(peak)}",
-        f"- after the first minute: min {fmt_mib(lo)}, median {fmt_mib(mid)}, max {fmt_mib(hi)}; "
-        f"spread {100 * (hi - lo) / mid:.1f} % of the median "
+        f"- after the first minute: min {fmt_mib(lo)}, median {fmt_mib(mid)}, max {fmt_mib(hi)}: "
+        f"{100 * (lo - mid) / mid:+.1f} % / {100 * (hi - mid) / mid:+.1f} % of the median "
         f"(last sample {fmt_mib(settled[-1])})",
         "",
         "| t (s) | RSS |",

@@ -562,6 +562,7 @@ impl Settings {
                         ring_bytes: raw.log.ring_bytes,
                         capture_limit: raw.log.capture,
                         redact: raw.log.redact,
+                        lines_per_second: raw.log.lines_per_second,
                         journal: (!raw.log.journal.trim().is_empty()).then(|| {
                             crate::log::JournalConfig {
                                 path: PathBuf::from(&raw.log.journal),

@@ -180,6 +180,8 @@ pub struct RawLog {
     pub journal_max_bytes: u64,
     /// Rotated journal files kept.
     pub journal_files: usize,
+    /// Exchange lines on stderr per second at most (0: every one).
+    pub lines_per_second: u32,
 }
 
 impl Default for RawLog {
@@ -194,6 +196,7 @@ impl Default for RawLog {
             journal: String::new(),
             journal_max_bytes: 10 << 20,
             journal_files: 5,
+            lines_per_second: log.lines_per_second,
         }
     }
 }

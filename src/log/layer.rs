@@ -364,8 +364,14 @@ impl Finisher {
             };
         }
         if self.status >= 500 {
-            exchange_event!(tracing::Level::WARN);
-        } else {
+            if tracing::enabled!(target: "leanproxy::exchange", tracing::Level::WARN)
+                && t.admit_line(self.status)
+            {
+                exchange_event!(tracing::Level::WARN);
+            }
+        } else if tracing::enabled!(target: "leanproxy::exchange", tracing::Level::INFO)
+            && t.admit_line(self.status)
+        {
             exchange_event!(tracing::Level::INFO);
         }
 

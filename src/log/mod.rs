@@ -17,6 +17,7 @@
 mod har;
 mod journal;
 mod layer;
+mod lines;
 mod notes;
 mod record;
 pub mod redact;
@@ -54,6 +55,9 @@ pub struct LogConfig {
     pub redact: bool,
     /// The journal, when configured.
     pub journal: Option<JournalConfig>,
+    /// Exchange lines on stderr per second at most (0: every exchange); the
+    /// others are counted in one line a second.
+    pub lines_per_second: u32,
 }
 
 impl Default for LogConfig {
@@ -68,6 +72,7 @@ impl Default for LogConfig {
             capture_limit: 16 << 10,
             redact: true,
             journal: None,
+            lines_per_second: 100,
         }
     }
 }
@@ -85,6 +90,7 @@ struct Inner {
     journal: Option<Journal>,
     events: Events,
     metrics: Metrics,
+    lines: lines::LineBudget,
 }
 
 impl Default for Telemetry {
@@ -101,6 +107,7 @@ impl Telemetry {
         Self {
             inner: Arc::new(Inner {
                 ring: Ring::new(config.ring_entries, config.ring_bytes),
+                lines: lines::LineBudget::new(config.lines_per_second),
                 config,
                 journal,
                 events,
@@ -127,6 +134,43 @@ impl Telemetry {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Whether an exchange with `status` gets its line on stderr.
+    fn admit_line(&self, status: u16) -> bool {
+        self.inner.lines.admit(status)
+    }
+
+    /// Once a second until `stop` completes (and once more then), one line
+    /// counting the exchange lines held back by `log.lines_per_second`.
+    pub async fn report_held_lines(self, stop: impl std::future::Future<Output = ()>) {
+        let lines = &self.inner.lines;
+        if lines.per_second() == 0 {
+            return;
+        }
+        let report = || {
+            let held = lines.take_held();
+            if held.total() > 0 {
+                tracing::info!(
+                    target: "leanproxy::exchange",
+                    held = held.total(),
+                    "{} more exchanges than log.lines_per_second = {} allows ({}); each is in /api/requests, the journal and `leanproxy tail`",
+                    held.total(),
+                    lines.per_second(),
+                    held.breakdown(),
+                );
+            }
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => report(),
+                () = &mut stop => break,
+            }
+        }
+        report();
     }
 
     fn redact(&self) -> bool {

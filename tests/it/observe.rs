@@ -607,6 +607,48 @@ async fn unwritable_journal_is_reported_and_the_proxy_keeps_serving() {
 }
 
 #[tokio::test]
+async fn exchange_lines_beyond_the_rate_are_counted_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lp.toml");
+    std::fs::write(&config, "[log]\nlines_per_second = 5\n").unwrap();
+    let mut bin = Binary::spawn(&["--config", config.to_str().unwrap()], &[]);
+    let client = h1_client();
+    const SENT: usize = 60;
+    for _ in 0..SENT {
+        assert_eq!(get(&client, &bin.url("/banks/v1/")).await.status, 200);
+    }
+    // Every exchange is still in the request log.
+    let kept = get(
+        &client,
+        &format!("http://{}/api/requests?limit=1000", bin.admin),
+    )
+    .await
+    .json();
+    let kept = kept["requests"].as_array().map_or(0, |r| r.len());
+    assert!(kept >= SENT, "{kept} records");
+    bin.terminate();
+    bin.wait_exit(Duration::from_secs(10)).await;
+    let output = bin.output();
+    let lines = output
+        .lines()
+        .filter(|l| l.contains("leanproxy::exchange") && l.contains("path=/banks/v1/"))
+        .count();
+    // Held-back counts come in lines like "55 more exchanges than ...".
+    let held: usize = output
+        .lines()
+        .filter_map(|l| l.split_once(" more exchanges than log.lines_per_second = 5"))
+        .filter_map(|(head, _)| head.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(lines < SENT, "some lines held back:\n{output}");
+    assert!(held > 0, "a held-back count is printed:\n{output}");
+    // The Mockbank's own startup calls may add exchanges; none goes missing.
+    assert!(
+        lines + held >= SENT,
+        "{lines} lines + {held} held:\n{output}"
+    );
+}
+
+#[tokio::test]
 async fn tail_prints_exchanges_and_reconnects_live() {
     let bin = Binary::spawn(&[], &[]);
     let admin = format!("http://{}", bin.admin);
