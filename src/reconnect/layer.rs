@@ -289,6 +289,8 @@ impl Exchange {
 
     fn stream(self, response: Response<Body>) -> Response<Body> {
         let limit = self.shared.inspect_limit;
+        let expected =
+            content_length(response.headers()).map_or(0, |n| n.min(limit as u64) as usize);
         response.map(|inner| {
             if inner.is_end_stream() {
                 self.finish(&[]);
@@ -297,6 +299,7 @@ impl Exchange {
             body::boxed(InspectBody {
                 inner,
                 copy: Vec::new(),
+                expected,
                 limit,
                 lead: LeadState::Reading,
                 exchange: Some(self),
@@ -416,6 +419,8 @@ pin_project! {
         #[pin]
         inner: Body,
         copy: Vec<u8>,
+        // The answer's length (capped at the limit), reserved when copying starts.
+        expected: usize,
         limit: usize,
         lead: LeadState,
         exchange: Option<Exchange>,
@@ -425,6 +430,7 @@ pin_project! {
 impl InspectBody {
     fn see(
         copy: &mut Vec<u8>,
+        expected: usize,
         limit: usize,
         lead: &mut LeadState,
         exchange: &mut Option<Exchange>,
@@ -447,6 +453,9 @@ impl InspectBody {
             }
             *copy = Vec::new();
             return;
+        }
+        if copy.is_empty() {
+            copy.reserve_exact(expected.max(data.len()));
         }
         copy.extend_from_slice(data);
         if *lead == LeadState::Reading {
@@ -492,7 +501,14 @@ impl http_body::Body for InspectBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    Self::see(this.copy, *this.limit, this.lead, this.exchange, data);
+                    Self::see(
+                        this.copy,
+                        *this.expected,
+                        *this.limit,
+                        this.lead,
+                        this.exchange,
+                        data,
+                    );
                 }
                 // hyper stops polling once the body says it has ended.
                 if this.inner.is_end_stream() {
