@@ -153,8 +153,7 @@ impl Telemetry {
             if held.total() > 0 {
                 tracing::info!(
                     target: "leanproxy::exchange",
-                    held = held.total(),
-                    "{} more exchanges than log.lines_per_second = {} allows ({}); each is in /api/requests, the journal and `leanproxy tail`",
+                    "{} more exchanges than log.lines_per_second = {} allows ({}); see /api/requests, `leanproxy tail` or log.journal",
                     held.total(),
                     lines.per_second(),
                     held.breakdown(),
