@@ -482,10 +482,12 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let held_lines = self
-            .telemetry
-            .clone()
-            .report_held_lines(stopped(rx.clone()));
+        // Reports until every server has drained, so lines held back during
+        // the drain are counted too.
+        let (servers_done, drained) = tokio::sync::oneshot::channel::<()>();
+        let held_lines = self.telemetry.clone().report_held_lines(async {
+            let _ = drained.await;
+        });
         let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.grace);
         let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.grace);
         let catcher = server::serve(
@@ -504,7 +506,11 @@ impl App {
             tracing::info!("shutting down: no new connections, draining in-flight exchanges");
             let _ = tx.send(true);
         };
-        tokio::join!(proxy, admin, catcher, mockbank, trigger, held_lines);
+        let servers = async move {
+            tokio::join!(proxy, admin, catcher, mockbank, trigger);
+            let _ = servers_done.send(());
+        };
+        tokio::join!(servers, held_lines);
         let _ = stop_writer.send(());
         let _ = writer.await;
         for relay in relays {

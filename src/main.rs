@@ -210,6 +210,12 @@ fn load(args: &ServeArgs) -> Result<Settings, ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic first writes the log lines still waiting (src/log/stderr.rs).
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        leanproxy::log::BatchedStderr::flush_global();
+        report(info);
+    }));
     let code = match cli.command {
         Some(Command::Check(config)) => check(ServeArgs {
             config,

@@ -196,7 +196,7 @@ impl Default for RawLog {
             journal: String::new(),
             journal_max_bytes: 10 << 20,
             journal_files: 5,
-            lines_per_second: log.lines_per_second,
+            lines_per_second: 100,
         }
     }
 }

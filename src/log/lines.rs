@@ -35,7 +35,7 @@ impl Held {
         self.by_class.iter().sum()
     }
 
-    /// `2xx 1,204, 5xx 3`.
+    /// `2xx 1204, 5xx 3`.
     pub(crate) fn breakdown(&self) -> String {
         self.by_class
             .iter()

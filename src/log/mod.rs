@@ -55,8 +55,10 @@ pub struct LogConfig {
     pub redact: bool,
     /// The journal, when configured.
     pub journal: Option<JournalConfig>,
-    /// Exchange lines on stderr per second at most (0: every exchange); the
-    /// others are counted in one line a second.
+    /// Exchange lines on stderr per second at most, for 5xx answers (WARN)
+    /// and for the others (INFO) each (0: every exchange). The others are
+    /// counted, and reported by [`Telemetry::report_held_lines`], which must
+    /// then run. The `leanproxy` binary sets 100 (`log.lines_per_second`).
     pub lines_per_second: u32,
 }
 
@@ -72,7 +74,7 @@ impl Default for LogConfig {
             capture_limit: 16 << 10,
             redact: true,
             journal: None,
-            lines_per_second: 100,
+            lines_per_second: 0,
         }
     }
 }
@@ -90,7 +92,9 @@ struct Inner {
     journal: Option<Journal>,
     events: Events,
     metrics: Metrics,
+    /// Budgets for INFO (below 500) and WARN (5xx) exchange lines.
     lines: lines::LineBudget,
+    warn_lines: lines::LineBudget,
 }
 
 impl Default for Telemetry {
@@ -108,6 +112,7 @@ impl Telemetry {
             inner: Arc::new(Inner {
                 ring: Ring::new(config.ring_entries, config.ring_bytes),
                 lines: lines::LineBudget::new(config.lines_per_second),
+                warn_lines: lines::LineBudget::new(config.lines_per_second),
                 config,
                 journal,
                 events,
@@ -138,25 +143,37 @@ impl Telemetry {
 
     /// Whether an exchange with `status` gets its line on stderr.
     fn admit_line(&self, status: u16) -> bool {
-        self.inner.lines.admit(status)
+        if status >= 500 {
+            self.inner.warn_lines.admit(status)
+        } else {
+            self.inner.lines.admit(status)
+        }
     }
 
     /// Once a second until `stop` completes (and once more then), one line
     /// counting the exchange lines held back by `log.lines_per_second`.
     pub async fn report_held_lines(self, stop: impl std::future::Future<Output = ()>) {
-        let lines = &self.inner.lines;
-        if lines.per_second() == 0 {
+        let per_second = self.inner.lines.per_second();
+        if per_second == 0 {
             return;
         }
+        const SEE: &str = "see /api/requests, `leanproxy tail` or log.journal";
         let report = || {
-            let held = lines.take_held();
+            let held = self.inner.lines.take_held();
             if held.total() > 0 {
                 tracing::info!(
                     target: "leanproxy::exchange",
-                    "{} more exchanges than log.lines_per_second = {} allows ({}); see /api/requests, `leanproxy tail` or log.journal",
+                    "{} more exchanges than log.lines_per_second = {per_second} allows ({}); {SEE}",
                     held.total(),
-                    lines.per_second(),
                     held.breakdown(),
+                );
+            }
+            let held = self.inner.warn_lines.take_held();
+            if held.total() > 0 {
+                tracing::warn!(
+                    target: "leanproxy::exchange",
+                    "{} more 5xx exchanges than log.lines_per_second = {per_second} allows; {SEE}",
+                    held.total(),
                 );
             }
         };
@@ -216,10 +233,12 @@ pub fn install_tracing(format: LogFormat) {
         LogFormat::Pretty => builder
             .fmt_fields(
                 tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-                    if field.name() == "message" {
-                        write!(w, "{value:?}")
-                    } else {
-                        write!(w, "{field}={value:?}")
+                    let name = field.name();
+                    match name {
+                        "message" => write!(w, "{value:?}"),
+                        // Where events bridged from the `log` crate came from.
+                        _ if name.starts_with("log.") => Ok(()),
+                        _ => write!(w, "{}={value:?}", name.trim_start_matches("r#")),
                     }
                 })
                 .delimited(" "),

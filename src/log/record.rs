@@ -171,7 +171,7 @@ impl Headers {
             text.extend_from_slice(name.as_str().as_bytes());
             let name_end = text.len();
             text.extend_from_slice(value.as_bytes());
-            // Header blocks are far below 4 GiB (hyper caps them at ~400 KiB).
+            // Header blocks are far below 4 GiB (leanproxy caps them at 64 KiB).
             ends.push((name_end as u32, text.len() as u32));
         }
         Self {

@@ -33,15 +33,17 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what is pending. Holding the lock while writing keeps lines in
-    /// order between the flusher and a writer past the high-water mark.
+    /// Writes what is pending. Taking stderr's lock before the batch keeps
+    /// batches in order between the flusher and a writer past the high-water
+    /// mark; the batch's own lock is not held during the write, so threads
+    /// adding lines never wait for a slow stderr.
     fn flush(&self) {
-        let mut pending = self.lock();
-        if !pending.is_empty() {
+        let mut out = io::stderr().lock();
+        let batch = std::mem::take(&mut *self.lock());
+        if !batch.is_empty() {
             // Nothing sensible to do when stderr is gone; dropping the lines
             // matches what `eprintln!`-style logging would lose.
-            let _ = io::stderr().lock().write_all(&pending);
-            pending.clear();
+            let _ = out.write_all(&batch);
         }
     }
 }
@@ -105,13 +107,14 @@ pub struct Line<'a> {
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut pending = self.shared.lock();
-        let was_empty = pending.is_empty();
-        pending.extend_from_slice(buf);
-        if self.shared.direct || pending.len() >= HIGH_WATER {
-            let result = io::stderr().lock().write_all(&pending);
-            pending.clear();
-            result?;
+        let (was_empty, full) = {
+            let mut pending = self.shared.lock();
+            let was_empty = pending.is_empty();
+            pending.extend_from_slice(buf);
+            (was_empty, pending.len() >= HIGH_WATER)
+        };
+        if self.shared.direct || full {
+            self.shared.flush();
         } else if was_empty {
             self.shared.ready.notify_one();
         }
