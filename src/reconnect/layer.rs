@@ -454,7 +454,8 @@ impl InspectBody {
             *copy = Vec::new();
             return;
         }
-        if copy.is_empty() {
+        if copy.is_empty() && *lead == LeadState::Whole {
+            // Copying for a full scan: reserve the whole answer once.
             copy.reserve_exact(expected.max(data.len()));
         }
         copy.extend_from_slice(data);
@@ -577,6 +578,15 @@ mod tests {
     /// Sends `answer` for a v2 data call on entity `e-1`, cut into frames of
     /// `frame` bytes, and reads it to its end.
     async fn exchange(registry: &ReconnectRegistry, answer: &'static [u8], frame: usize) {
+        exchange_limited(registry, answer, frame, 1 << 20).await;
+    }
+
+    async fn exchange_limited(
+        registry: &ReconnectRegistry,
+        answer: &'static [u8],
+        frame: usize,
+        limit: usize,
+    ) {
         let upstream = service_fn(move |_req: Request<Body>| async move {
             let frames = answer
                 .chunks(frame)
@@ -588,7 +598,7 @@ mod tests {
                 .insert("content-type", HeaderValue::from_static("application/json"));
             Ok::<_, Infallible>(response)
         });
-        let service = ReconnectLayer::new(registry.clone(), 1 << 20).layer(upstream);
+        let service = ReconnectLayer::new(registry.clone(), limit).layer(upstream);
         let request = Request::get("http://lean/data/v2/accounts?entity_id=e-1")
             .body(body::empty())
             .unwrap();
@@ -614,6 +624,27 @@ mod tests {
             exchange(&registry, OK, frame).await;
             assert!(!registry.is_pending("e-1"), "frames of {frame}: resolved");
         }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_past_the_limit_counts_by_what_its_first_bytes_show() {
+        let registry = ReconnectRegistry::in_memory(10);
+        // The limit is below either answer's size; neither has a Content-Length.
+        exchange_limited(&registry, RECONNECT, 4, 64).await;
+        let stats = registry.stats();
+        assert_eq!(
+            (stats.inspected, stats.uninspected),
+            (0, 1),
+            "copy passed the limit"
+        );
+        assert!(!registry.is_pending("e-1"), "too large to read its ids");
+        exchange_limited(&registry, OK, 4, 64).await;
+        let stats = registry.stats();
+        assert_eq!(
+            (stats.inspected, stats.uninspected),
+            (1, 1),
+            "settled on its leading status, so never copied up to the limit"
+        );
     }
 
     #[tokio::test]
