@@ -66,7 +66,9 @@ pub struct Upstream {
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: Scheme,
-    authority: Authority,
+    /// `None` only for a base URL without a host (config validation refuses
+    /// those; a library caller may not have).
+    authority: Option<Authority>,
     /// The base URL's path, without a trailing slash (often empty).
     base_path: String,
     /// The base URL as configured, for messages.
@@ -100,10 +102,7 @@ impl Upstream {
             inner: Arc::new(Inner {
                 client,
                 scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
-                authority: base
-                    .authority()
-                    .cloned()
-                    .unwrap_or_else(|| Authority::from_static("localhost")),
+                authority: base.authority().cloned(),
                 base_path: base.path().trim_end_matches('/').to_string(),
                 display: base.to_string(),
                 response_timeout: config.response_timeout,
@@ -139,6 +138,13 @@ impl Inner {
             )
             .into_response(StatusCode::BAD_REQUEST);
         }
+        let Some(authority) = &self.authority else {
+            return ErrorEnvelope::new(
+                "INVALID_URL",
+                format!("leanproxy: the upstream URL {} has no host", self.display),
+            )
+            .into_response(StatusCode::BAD_GATEWAY);
+        };
         let path_and_query = if self.base_path.is_empty() {
             // The request's own bytes, shared rather than copied.
             Ok(req
@@ -152,7 +158,7 @@ impl Inner {
         let uri = path_and_query.map_err(http::Error::from).and_then(|pq| {
             let mut parts = http::uri::Parts::default();
             parts.scheme = Some(self.scheme.clone());
-            parts.authority = Some(self.authority.clone());
+            parts.authority = Some(authority.clone());
             parts.path_and_query = Some(pq);
             Uri::from_parts(parts).map_err(http::Error::from)
         });
