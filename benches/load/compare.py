@@ -669,6 +669,8 @@ def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> st
     stop(proc)
     # Memory settles while the pools fill; flatness is judged after the first minute.
     settled = [kib for t, kib in samples if t >= min(60, seconds / 5)]
+    if not settled:
+        raise RuntimeError(f"the soak ended after {len(samples)} samples: {out[-500:]}")
     lo, hi = min(settled), max(settled)
     mid = statistics.median(settled)
     lines = [
