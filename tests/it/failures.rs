@@ -106,3 +106,46 @@ async fn upstream_errors_are_passed_through_untouched() {
         "an upstream's own 502 is not rewritten"
     );
 }
+
+/// Heads may be up to 64 KiB each way: larger request heads get 431 from the
+/// proxy, larger answer heads a 502, and the proxy keeps serving.
+#[tokio::test]
+async fn heads_up_to_64_kib_pass_and_larger_ones_are_refused() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let client = h1_client();
+    let send_with_header = |kib: usize| {
+        let request = http::Request::get(proxy.url("/echo"))
+            .header("x-app-data", "a".repeat(kib * 1024))
+            .body(leanproxy::body::empty())
+            .unwrap();
+        crate::support::send(&client, request)
+    };
+    let r = send_with_header(48).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["headers"]["x-app-data"][0].as_str().map(str::len),
+        Some(48 * 1024)
+    );
+    let before = origin
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(send_with_header(70).await.status, 431);
+    let after = origin
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        before, after,
+        "the oversized request never reached the origin"
+    );
+
+    let r = get(&client, &proxy.url("/big-headers?kib=48")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-big").map(str::len), Some(48 * 1024));
+    let r = get(&client, &proxy.url("/big-headers?kib=80")).await;
+    assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["metadata"]["source"], "leanproxy");
+    assert_eq!(get(&client, &proxy.url("/echo")).await.status, 200);
+}

@@ -372,8 +372,9 @@ async fn route(req: Request<Incoming>, stats: &Arc<Stats>) -> Response<Body> {
         }
         "/big-headers" => {
             let mut r = Response::new(body::full("big"));
+            let kib = num(&q, "kib", 8) as usize;
             r.headers_mut()
-                .insert("x-big", "b".repeat(8 * 1024).parse().unwrap());
+                .insert("x-big", "b".repeat(kib * 1024).parse().unwrap());
             r
         }
         "/lean" => {
