@@ -5,8 +5,13 @@
 //! return the same type. A body is a boxed stream of `Bytes` frames: nothing is
 //! buffered whole.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use pin_project_lite::pin_project;
 
 /// Errors carried through the stack: transport and body errors of any origin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -35,6 +40,84 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed_unsync()
+}
+
+/// Looks at a body as it streams past, without changing it (see [`watched`]).
+pub(crate) trait Watch: Send + 'static {
+    /// A data frame passes.
+    fn data(&mut self, data: &Bytes);
+
+    /// The body ended (`complete`), or failed or was dropped before its end.
+    /// Called once.
+    fn end(self, complete: bool)
+    where
+        Self: Sized,
+    {
+        let _ = complete;
+    }
+}
+
+pin_project! {
+    struct Watched<W: Watch> {
+        #[pin]
+        inner: Body,
+        watch: Option<W>,
+    }
+
+    impl<W: Watch> PinnedDrop for Watched<W> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(watch) = this.project().watch.take() {
+                watch.end(false);
+            }
+        }
+    }
+}
+
+/// `inner`, shown frame by frame to `watch`, which also learns how it ended.
+pub(crate) fn watched<W: Watch>(inner: Body, watch: W) -> Body {
+    boxed(Watched {
+        inner,
+        watch: Some(watch),
+    })
+}
+
+impl<W: Watch> http_body::Body for Watched<W> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(watch)) = (frame.data_ref(), this.watch.as_mut()) {
+                    watch.data(data);
+                }
+                // hyper stops polling once the body says it has ended.
+                this.inner.is_end_stream().then_some(true)
+            }
+            Poll::Ready(None) => Some(true),
+            Poll::Ready(Some(Err(_))) => Some(false),
+            Poll::Pending => None,
+        };
+        if let Some(complete) = ended {
+            if let Some(watch) = this.watch.take() {
+                watch.end(complete);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether `headers` declare a JSON body (`application/json`, any `+json`),
@@ -80,4 +163,39 @@ pub async fn read_limited(mut body: Body, max: usize) -> Result<Bytes, ReadError
         }
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what it saw into a shared log.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl Watch for Seen {
+        fn data(&mut self, data: &Bytes) {
+            self.0.lock().unwrap().push(format!("{} bytes", data.len()));
+        }
+
+        fn end(self, complete: bool) {
+            self.0.lock().unwrap().push(format!("end {complete}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watch_sees_each_frame_and_one_end() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let body = watched(full("hello"), Seen(log.clone()));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert_eq!(*log.lock().unwrap(), ["5 bytes", "end true"]);
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        drop(watched(full("never read"), Seen(log.clone())));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["end false"],
+            "dropped before its end"
+        );
+    }
 }

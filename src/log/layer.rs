@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::notes::ExchangeNotes;
 use super::record::{lean_status, Capture, ExchangeRecord, Headers};
 use super::{redact, Telemetry};
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::events::{Event, ExchangeSummary};
 use crate::proxy::{Failure, UpstreamTiming};
 use crate::reconnect::X_LEANPROXY_INJECTED;
@@ -216,11 +216,13 @@ where
             if inner.is_end_stream() {
                 inner
             } else {
-                body::boxed(TapBody {
+                body::watched(
                     inner,
-                    tap: request_tap,
-                    limit,
-                })
+                    RequestTap {
+                        tap: request_tap,
+                        limit,
+                    },
+                )
             }
         });
         ResponseFuture {
@@ -293,11 +295,7 @@ where
                 finisher.finish(completed);
                 inner
             } else {
-                body::boxed(ObservedBody {
-                    inner,
-                    limit,
-                    finisher: Some(finisher),
-                })
+                body::watched(inner, AnswerTap { finisher, limit })
             }
         });
         Poll::Ready(Ok(response))
@@ -442,104 +440,31 @@ impl Finisher {
     }
 }
 
-pin_project! {
-    /// Counts and captures the request body on its way to the upstream.
-    struct TapBody {
-        #[pin]
-        inner: Body,
-        tap: Arc<Tap>,
-        limit: usize,
+/// Counts and captures the request body on its way to the upstream.
+struct RequestTap {
+    tap: Arc<Tap>,
+    limit: usize,
+}
+
+impl body::Watch for RequestTap {
+    fn data(&mut self, data: &Bytes) {
+        self.tap.see(data, self.limit);
     }
 }
 
-impl http_body::Body for TapBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.tap.see(data, *this.limit);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// Counts and captures the answer on its way to the app; completes the record
+/// at its end, or when it fails or is dropped before it.
+struct AnswerTap {
+    finisher: Finisher,
+    limit: usize,
 }
 
-pin_project! {
-    /// Counts and captures the answer on its way to the app; completes the record
-    /// at its end, or when dropped before it.
-    struct ObservedBody {
-        #[pin]
-        inner: Body,
-        limit: usize,
-        finisher: Option<Finisher>,
+impl body::Watch for AnswerTap {
+    fn data(&mut self, data: &Bytes) {
+        self.finisher.response_tap.see(data, self.limit);
     }
 
-    impl PinnedDrop for ObservedBody {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(f) = this.project().finisher.take() {
-                f.finish(false);
-            }
-        }
-    }
-}
-
-impl http_body::Body for ObservedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(f)) = (frame.data_ref(), this.finisher.as_ref()) {
-                    f.response_tap.see(data, *this.limit);
-                }
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
-                    if let Some(f) = this.finisher.take() {
-                        f.finish(true);
-                    }
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(f) = this.finisher.take() {
-                    f.finish(true);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(f) = this.finisher.take() {
-                    f.finish(false);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn end(self, complete: bool) {
+        self.finisher.finish(complete);
     }
 }

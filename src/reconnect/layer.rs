@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -22,7 +22,7 @@ use super::inspect::{
 };
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
 use super::X_LEANPROXY_RECONNECT_ID;
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::log::ExchangeNotes;
 
 /// How much of a JSON request body is copied to find its `entity_id`.
@@ -134,12 +134,7 @@ where
         }
         let (req, tee) = if teed {
             let slot = Arc::new(Mutex::new(Vec::new()));
-            let req = req.map(|b| {
-                body::boxed(TeeBody {
-                    inner: b,
-                    slot: slot.clone(),
-                })
-            });
+            let req = req.map(|b| body::watched(b, Tee(slot.clone())));
             (req, Some(slot))
         } else {
             (req, None)
@@ -296,14 +291,16 @@ impl Exchange {
                 self.finish(&[]);
                 return inner;
             }
-            body::boxed(InspectBody {
+            body::watched(
                 inner,
-                copy: Vec::new(),
-                expected,
-                limit,
-                lead: LeadState::Reading,
-                exchange: Some(self),
-            })
+                Inspect {
+                    copy: Vec::new(),
+                    expected,
+                    limit,
+                    lead: LeadState::Reading,
+                    exchange: Some(self),
+                },
+            )
         })
     }
 
@@ -400,7 +397,7 @@ enum Seen<'a> {
     Status { ok: bool },
 }
 
-/// How far [`InspectBody`] got with the answer's leading `status`.
+/// How far [`Inspect`] got with the answer's leading `status`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum LeadState {
     /// Still reading the first bytes.
@@ -411,69 +408,61 @@ enum LeadState {
     Whole,
 }
 
-pin_project! {
-    /// Forwards each frame at once. An answer whose first bytes show a
-    /// `status` other than RECONNECT_REQUIRED is settled there (no copy, no
-    /// scan); any other is copied, within the limit, for the scan at its end.
-    struct InspectBody {
-        #[pin]
-        inner: Body,
-        copy: Vec<u8>,
-        // The answer's length (capped at the limit), reserved when copying starts.
-        expected: usize,
-        limit: usize,
-        lead: LeadState,
-        exchange: Option<Exchange>,
-    }
+/// Watches an answer as each frame is forwarded. An answer whose first bytes
+/// show a `status` other than RECONNECT_REQUIRED is settled there (no copy, no
+/// scan); any other is copied, within the limit, for the scan at its end.
+struct Inspect {
+    copy: Vec<u8>,
+    // The answer's length (capped at the limit), reserved when copying starts.
+    expected: usize,
+    limit: usize,
+    lead: LeadState,
+    /// `None` once the answer proved too large to inspect.
+    exchange: Option<Exchange>,
 }
 
-impl InspectBody {
-    fn see(
-        copy: &mut Vec<u8>,
-        expected: usize,
-        limit: usize,
-        lead: &mut LeadState,
-        exchange: &mut Option<Exchange>,
-        data: &Bytes,
-    ) {
-        if exchange.is_none() || matches!(lead, LeadState::Settled { .. }) {
+impl body::Watch for Inspect {
+    fn data(&mut self, data: &Bytes) {
+        if self.exchange.is_none() || matches!(self.lead, LeadState::Settled { .. }) {
             return;
         }
-        if *lead == LeadState::Reading && copy.is_empty() {
+        if self.lead == LeadState::Reading && self.copy.is_empty() {
             // Most answers settle on their first frame, before any copy.
-            *lead = leading_status(data).into();
-            if let LeadState::Settled { .. } = lead {
+            self.lead = leading_status(data).into();
+            if let LeadState::Settled { .. } = self.lead {
                 return;
             }
         }
-        if copy.len() + data.len() > limit {
+        if self.copy.len() + data.len() > self.limit {
             // Too large to inspect: stop copying, count it, pass it on.
-            if let Some(exchange) = exchange.take() {
+            if let Some(exchange) = self.exchange.take() {
                 exchange.shared.registry.count_inspection(false);
             }
-            *copy = Vec::new();
+            self.copy = Vec::new();
             return;
         }
-        if copy.is_empty() && *lead == LeadState::Whole {
+        if self.copy.is_empty() && self.lead == LeadState::Whole {
             // Copying for a full scan: reserve the whole answer once.
-            copy.reserve_exact(expected.max(data.len()));
+            self.copy.reserve_exact(self.expected.max(data.len()));
         }
-        copy.extend_from_slice(data);
-        if *lead == LeadState::Reading {
-            *lead = leading_status(copy).into();
-            if let LeadState::Settled { .. } = lead {
-                *copy = Vec::new();
+        self.copy.extend_from_slice(data);
+        if self.lead == LeadState::Reading {
+            self.lead = leading_status(&self.copy).into();
+            if let LeadState::Settled { .. } = self.lead {
+                self.copy = Vec::new();
             }
         }
     }
 
-    fn end(copy: &[u8], lead: LeadState, exchange: &mut Option<Exchange>) {
-        if let Some(exchange) = exchange.take() {
-            match lead {
-                LeadState::Settled { ok } => exchange.conclude(Seen::Status { ok }),
-                _ => exchange.finish(copy),
-            };
-        }
+    /// A failed or abandoned answer concludes nothing.
+    fn end(self, complete: bool) {
+        let Some(exchange) = self.exchange.filter(|_| complete) else {
+            return;
+        };
+        match self.lead {
+            LeadState::Settled { ok } => exchange.conclude(Seen::Status { ok }),
+            _ => exchange.finish(&self.copy),
+        };
     }
 }
 
@@ -489,88 +478,23 @@ impl From<Lead<'_>> for LeadState {
     }
 }
 
-impl http_body::Body for InspectBody {
-    type Data = Bytes;
-    type Error = BoxError;
+/// Copies the first bytes of a request body on its way to the upstream.
+struct Tee(Arc<Mutex<Vec<u8>>>);
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    Self::see(
-                        this.copy,
-                        *this.expected,
-                        *this.limit,
-                        this.lead,
-                        this.exchange,
-                        data,
-                    );
-                }
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
-                    Self::end(this.copy, *this.lead, this.exchange);
-                }
-            }
-            Poll::Ready(None) => Self::end(this.copy, *this.lead, this.exchange),
-            _ => {}
+impl body::Watch for Tee {
+    fn data(&mut self, data: &Bytes) {
+        if let Ok(mut copy) = self.0.lock() {
+            let room = REQUEST_TEE_LIMIT.saturating_sub(copy.len());
+            copy.extend_from_slice(&data[..data.len().min(room)]);
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project! {
-    /// Passes the request body on unchanged, copying its first bytes.
-    struct TeeBody {
-        #[pin]
-        inner: Body,
-        slot: Arc<Mutex<Vec<u8>>>,
-    }
-}
-
-impl http_body::Body for TeeBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let (Some(data), Ok(mut copy)) = (frame.data_ref(), this.slot.lock()) {
-                let room = REQUEST_TEE_LIMIT.saturating_sub(copy.len());
-                copy.extend_from_slice(&data[..data.len().min(room)]);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::BoxError;
+    use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
     use tower::{service_fn, Layer, ServiceExt};
