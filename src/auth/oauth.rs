@@ -138,13 +138,7 @@ struct TokenAnswer {
 impl TokenSource {
     /// A token source using `tls` for https token URLs.
     pub fn new(config: TokenConfig, tls: rustls::ClientConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::proxy::tls::http1_connector(tls);
         Self {
             inner: Arc::new(Inner {
                 config,

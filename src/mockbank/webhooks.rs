@@ -74,13 +74,7 @@ impl WebhookSender {
     /// inside a Tokio runtime.
     pub(super) fn new(url: Option<Uri>, secret: Secret, clock: Clock) -> Result<Self, TlsError> {
         let tls = crate::proxy::tls::client_config(&TlsSettings::default())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::proxy::tls::http1_connector(tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let (queue, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         let inner = Arc::new(Inner {

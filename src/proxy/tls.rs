@@ -112,6 +112,20 @@ fn pem_reason(e: &rustls_pki_types::pem::Error, what: &str) -> String {
     }
 }
 
+/// A connector for leanproxy's own small HTTP/1.1 requests (the token
+/// endpoint, webhook deliveries) to plain or TLS URLs, trusting `tls`.
+pub(crate) fn http1_connector(
+    tls: rustls::ClientConfig,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,13 +106,7 @@ impl Relay {
             source,
         };
         std::fs::create_dir_all(&config.dir).map_err(|e| io(&config.dir, e))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::proxy::tls::http1_connector(tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let queues: Vec<Lane> = config
             .targets
