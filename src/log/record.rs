@@ -303,23 +303,15 @@ impl ExchangeRecord {
 /// first `"status"` key, which in Lean's envelopes comes before any nested one.
 pub fn lean_status(body: &[u8]) -> Option<String> {
     let at = memchr::memmem::find(body, b"\"status\"")?;
-    let rest = &body[at + 8..];
-    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    if rest[colon] != b':' {
-        return None;
+    match crate::reconnect::status_value(&body[at + 8..]) {
+        crate::reconnect::Lead::Status(value)
+            if value.iter().all(|b| b.is_ascii_uppercase() || *b == b'_') =>
+        {
+            // Upper-case ASCII only, so valid UTF-8.
+            Some(String::from_utf8_lossy(value).into_owned())
+        }
+        _ => None,
     }
-    let rest = &rest[colon + 1..];
-    let quote = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    if rest[quote] != b'"' {
-        return None;
-    }
-    let rest = &rest[quote + 1..];
-    let end = rest.iter().position(|b| *b == b'"')?;
-    let value = std::str::from_utf8(&rest[..end]).ok()?;
-    value
-        .bytes()
-        .all(|b| b.is_ascii_uppercase() || b == b'_')
-        .then(|| value.to_string())
 }
 
 #[cfg(test)]

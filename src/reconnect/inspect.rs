@@ -87,7 +87,7 @@ pub fn scan(body: &[u8]) -> Scan {
 
 /// What the first bytes of an answer tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Lead<'a> {
+pub(crate) enum Lead<'a> {
     /// The answer is an object whose first member is `status` with this plain
     /// string value (`{"status":"OK",...`), as every Lean answer is.
     Status(&'a [u8]),
@@ -100,40 +100,47 @@ pub(super) enum Lead<'a> {
 /// Reads the leading `status` of an answer from its first bytes, so that an
 /// answer which is not RECONNECT_REQUIRED need not be copied to its end.
 pub(super) fn leading_status(prefix: &[u8]) -> Lead<'_> {
-    const KEY: &[u8] = b"\"status\"";
     let mut i = 0;
-    let skip_ws = |i: &mut usize| {
-        while prefix.get(*i).is_some_and(|b| b" \t\r\n".contains(b)) {
-            *i += 1;
-        }
-    };
-    let expect = |i: &mut usize, want: &[u8]| -> Option<bool> {
-        skip_ws(i);
-        let have = &prefix[(*i).min(prefix.len())..];
-        let n = have.len().min(want.len());
-        if have[..n] != want[..n] {
-            return Some(false);
-        }
-        if n < want.len() {
-            return None;
-        }
-        *i += want.len();
-        Some(true)
-    };
-    for want in [&b"{"[..], KEY, b":", b"\""] {
-        match expect(&mut i, want) {
-            Some(true) => {}
-            Some(false) => return Lead::Other,
-            None => return Lead::NeedMore,
-        }
+    match expect(prefix, &mut i, &[b"{", b"\"status\""]) {
+        Ok(()) => status_value(&prefix[i..]),
+        Err(lead) => lead,
     }
-    let rest = &prefix[i..];
+}
+
+/// The plain string value that follows a `"status"` key (`rest` starts just
+/// after the key): `: "OK"` gives `Status(b"OK")`.
+pub(crate) fn status_value(rest: &[u8]) -> Lead<'_> {
+    let mut i = 0;
+    if let Err(lead) = expect(rest, &mut i, &[b":", b"\""]) {
+        return lead;
+    }
+    let rest = &rest[i..];
     match memchr::memchr2(b'"', b'\\', rest) {
         Some(end) if rest[end] == b'"' => Lead::Status(&rest[..end]),
         Some(_) => Lead::Other, // an escape: leave it to the full parse
         None if rest.len() > 64 => Lead::Other,
         None => Lead::NeedMore,
     }
+}
+
+/// Matches each of `tokens` in turn from `bytes[*i..]`, JSON whitespace before
+/// each; `Err` says the bytes end too early (`NeedMore`) or differ (`Other`).
+fn expect(bytes: &[u8], i: &mut usize, tokens: &[&[u8]]) -> Result<(), Lead<'static>> {
+    for want in tokens {
+        while bytes.get(*i).is_some_and(|b| b" \t\r\n".contains(b)) {
+            *i += 1;
+        }
+        let have = &bytes[(*i).min(bytes.len())..];
+        let n = have.len().min(want.len());
+        if have[..n] != want[..n] {
+            return Err(Lead::Other);
+        }
+        if n < want.len() {
+            return Err(Lead::NeedMore);
+        }
+        *i += want.len();
+    }
+    Ok(())
 }
 
 /// Whether a complete answer body is a Lean `status: OK` answer.

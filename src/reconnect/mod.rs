@@ -44,6 +44,7 @@ mod registry;
 use http::HeaderName;
 
 pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Scan};
+pub(crate) use inspect::{status_value, Lead};
 pub use layer::{Reconnect, ReconnectLayer, ResponseFuture, DEFAULT_INSPECT_LIMIT};
 pub use registry::{
     Api, Observer, Outcome, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, Source,
