@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 use crate::support::{get, h1_client, run_binary, send, Proxy};
 
+/// A data call that needs a token and answers 404 (the entity is unknown) once
+/// authenticated.
+const UNKNOWN_IDENTITY: &str = "/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000";
+
 const OAUTH: &str =
     "[auth]\nclient_id = \"mockbank-client-id\"\nclient_secret = \"mockbank-client-secret\"\n";
 
@@ -18,12 +22,7 @@ async fn one_token_request_for_many_concurrent_calls() {
     let mockbank = p.mockbank.clone().unwrap();
     let c = h1_client();
     assert_eq!(
-        get(
-            &c,
-            &p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000")
-        )
-        .await
-        .status,
+        get(&c, &p.url(UNKNOWN_IDENTITY)).await.status,
         404,
         "authenticated: the entity is unknown"
     );
@@ -44,10 +43,7 @@ async fn one_token_request_for_many_concurrent_calls() {
     assert_eq!(forget.status, 200);
     let mut calls = Vec::new();
     for _ in 0..500 {
-        let (c, url) = (
-            c.clone(),
-            p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000"),
-        );
+        let (c, url) = (c.clone(), p.url(UNKNOWN_IDENTITY));
         calls.push(tokio::spawn(async move { get(&c, &url).await.status }));
     }
     for call in calls {
@@ -70,15 +66,7 @@ async fn revoked_token_is_refreshed_and_retried_for_get_but_not_post() {
     let p = Proxy::start(OAUTH).await;
     let mockbank = p.mockbank.clone().unwrap();
     let c = h1_client();
-    assert_eq!(
-        get(
-            &c,
-            &p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000")
-        )
-        .await
-        .status,
-        404
-    );
+    assert_eq!(get(&c, &p.url(UNKNOWN_IDENTITY)).await.status, 404);
     assert_eq!(mockbank.tokens_issued(), 1);
 
     let revoke = |p: &Proxy| {
@@ -90,11 +78,7 @@ async fn revoked_token_is_refreshed_and_retried_for_get_but_not_post() {
         )
     };
     revoke(&p).await;
-    let retried = get(
-        &c,
-        &p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000"),
-    )
-    .await;
+    let retried = get(&c, &p.url(UNKNOWN_IDENTITY)).await;
     assert_eq!(
         retried.status, 404,
         "refreshed and retried: the app never sees the 401"
@@ -171,11 +155,7 @@ async fn v1_paths_get_the_app_token_and_v2_paths_the_bearer() {
     assert_eq!(v1.status, 404, "authenticated with the app token");
     let before = p.mockbank.as_ref().unwrap().tokens_issued();
     assert_eq!(before, 0, "no OAuth token needed for v1");
-    get(
-        &c,
-        &p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000"),
-    )
-    .await;
+    get(&c, &p.url(UNKNOWN_IDENTITY)).await;
     assert_eq!(
         p.mockbank.as_ref().unwrap().tokens_issued(),
         1,
@@ -249,7 +229,7 @@ async fn one_token_request_for_many_calls_arriving_as_the_token_comes_due() {
     let p = Proxy::start(&format!("{OAUTH}refresh_margin = \"3598s\"\n")).await;
     let mockbank = p.mockbank.clone().unwrap();
     let c = h1_client();
-    let url = p.url("/data/v2/identity?entity_id=00000000-0000-0000-0000-000000000000");
+    let url = p.url(UNKNOWN_IDENTITY);
     assert_eq!(get(&c, &url).await.status, 404);
     assert_eq!(mockbank.tokens_issued(), 1);
     assert_eq!(get(&c, &url).await.status, 404);
