@@ -10,7 +10,8 @@ use leanproxy::body;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get, h1_client, run_binary, send, Binary, HttpClient, Observed, Origin, Proxy,
+    get, h1_client, link_entity, post_json, run_binary, send, Binary, HttpClient, Observed, Origin,
+    Proxy,
 };
 
 /// A proxy in front of a test origin, honouring `x-leanproxy-fault`; `fault`
@@ -311,22 +312,17 @@ async fn sticky_reconnect_holds_until_the_registry_resolves_it() {
     let p = Proxy::start("").await;
     let mockbank = p.mockbank.clone().unwrap();
     let c = h1_client();
-    let post = |path: &str, body: Value| {
-        Request::post(p.url(path))
-            .header("content-type", "application/json")
-            .body(body::full(body.to_string()))
-            .unwrap()
-    };
-    let customer = send(&c, post("/customers/v1/", json!({"app_user_id": "sticky"})))
-        .await
-        .json();
+    let post = |path: &str, body: Value| post_json(p.url(path), body);
     let user = &mockbank.users()[1];
-    let entity = send(&c, post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": user.username, "password": user.password})))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let entity = link_entity(
+        &c,
+        &p.url(""),
+        "sticky",
+        &user.username,
+        &user.password,
+        None,
+    )
+    .await;
     let added = add_rule(&p, json!({"id": "hold", "action": "reconnect_required", "sticky": true, "count": 1, "match": {"path": "/data/*"}})).await;
     assert_eq!(added.status, 201);
 
@@ -555,25 +551,17 @@ async fn a_real_answer_a_fault_only_delayed_is_still_the_upstreams() {
     let p = Proxy::start("").await;
     let mockbank = p.mockbank.clone().unwrap();
     let c = h1_client();
-    let post = |path: &str, body: Value| {
-        Request::post(p.url(path))
-            .header("content-type", "application/json")
-            .body(body::full(body.to_string()))
-            .unwrap()
-    };
-    let customer = send(
-        &c,
-        post("/customers/v1/", json!({"app_user_id": "delayed"})),
-    )
-    .await
-    .json();
+    let post = |path: &str, body: Value| post_json(p.url(path), body);
     let user = &mockbank.users()[0];
-    let entity = send(&c, post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": user.username, "password": user.password, "otp": "1111"})))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let entity = link_entity(
+        &c,
+        &p.url(""),
+        "delayed",
+        &user.username,
+        &user.password,
+        Some("1111"),
+    )
+    .await;
     send(
         &c,
         post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),

@@ -12,7 +12,7 @@ use leanproxy::mockbank::{Clock, Mockbank, MockbankSettings};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::support::{get, h1_client, send, Binary, HttpClient, Proxy};
+use crate::support::{get, h1_client, link_entity, post_json, send, Binary, HttpClient, Proxy};
 
 const APP_TOKEN: &str = "apptok-7f3c91d2e8a44b6f";
 const APPS_OWN_TOKEN: &str = "ownapptok-19c0d7e2";
@@ -681,24 +681,16 @@ async fn tail_prints_exchanges_and_reconnects_live() {
     assert!(!lines.is_empty(), "tail printed nothing");
     let users = get(&client, &bin.url("/_mockbank/users")).await.json();
     let password = users["users"][0]["password"].as_str().unwrap().to_string();
-    let post = |path: &str, body: Value| {
-        Request::post(bin.url(path))
-            .header("content-type", "application/json")
-            .body(body::full(body.to_string()))
-            .unwrap()
-    };
-    let customer = send(
+    let post = |path: &str, body: Value| post_json(bin.url(path), body);
+    let entity = link_entity(
         &client,
-        post("/customers/v1/", json!({"app_user_id": "tail"})),
+        &bin.url(""),
+        "tail",
+        "otp_user",
+        &password,
+        Some("1111"),
     )
-    .await
-    .json();
-    let entity = send(&client, post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"})))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     send(
         &client,
         post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),

@@ -13,7 +13,9 @@ use leanproxy::reconnect::{
 };
 use serde_json::{json, Value};
 
-use crate::support::{get, h1_client, send, Binary, Fnv, HttpClient, Observed, Origin, Proxy};
+use crate::support::{
+    get, h1_client, link_entity, post_json, send, Binary, Fnv, HttpClient, Observed, Origin, Proxy,
+};
 
 /// A proxy in front of its Mockbank, with a linked OTP user.
 struct Setup {
@@ -32,30 +34,15 @@ impl Setup {
         mockbank.clock().pause();
         let password = mockbank.users()[0].password.clone();
         let client = h1_client();
-        let post = |path: &str, body: Value| {
-            Request::post(proxy.url(path))
-                .header("content-type", "application/json")
-                .body(body::full(body.to_string()))
-                .unwrap()
-        };
-        let customer = send(
+        let entity = link_entity(
             &client,
-            post("/customers/v1/", json!({"app_user_id": "app-1"})),
+            &proxy.url(""),
+            "app-1",
+            "otp_user",
+            &password,
+            Some("1111"),
         )
-        .await
-        .json();
-        let entity = send(
-            &client,
-            post(
-                "/_mockbank/link/connect",
-                json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"}),
-            ),
-        )
-        .await
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        .await;
         Setup {
             proxy,
             client,
@@ -367,29 +354,18 @@ async fn first_byte_is_not_held_back_by_inspection() {
 async fn cli_lists_shows_and_resolves_a_running_instances_reconnects() {
     let bin = Binary::spawn(&[], &[]);
     let client = h1_client();
-    let post = |path: &str, body: Value| {
-        Request::post(bin.url(path))
-            .header("content-type", "application/json")
-            .body(body::full(body.to_string()))
-            .unwrap()
-    };
+    let post = |path: &str, body: Value| post_json(bin.url(path), body);
     let users = get(&client, &bin.url("/_mockbank/users")).await.json();
     let password = users["users"][0]["password"].as_str().unwrap().to_string();
-    let customer = send(
+    let entity = link_entity(
         &client,
-        post("/customers/v1/", json!({"app_user_id": "cli"})),
+        &bin.url(""),
+        "cli",
+        "otp_user",
+        &password,
+        Some("1111"),
     )
-    .await
-    .json();
-    let entity = send(
-        &client,
-        post("/_mockbank/link/connect", json!({"customer_id": customer["customer_id"], "username": "otp_user", "password": password, "otp": "1111"})),
-    )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     send(
         &client,
         post(&format!("/_mockbank/entities/{entity}/expire"), json!({})),

@@ -995,3 +995,50 @@ impl Drop for Receiver {
         self.task.abort();
     }
 }
+
+/// A JSON POST to `url`.
+pub fn post_json(url: String, body: serde_json::Value) -> Request<Body> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(body::full(body.to_string()))
+        .unwrap()
+}
+
+/// Creates the customer `app_user_id` and links the Mockbank user `username`
+/// (with `otp` when given) through `base` (`http://host:port`, the proxy or
+/// the Mockbank); returns the new entity's id.
+pub async fn link_entity(
+    client: &HttpClient,
+    base: &str,
+    app_user_id: &str,
+    username: &str,
+    password: &str,
+    otp: Option<&str>,
+) -> String {
+    let customer = send(
+        client,
+        post_json(
+            format!("{base}/customers/v1/"),
+            serde_json::json!({"app_user_id": app_user_id}),
+        ),
+    )
+    .await
+    .json();
+    let mut link = serde_json::json!({
+        "customer_id": customer["customer_id"],
+        "username": username,
+        "password": password,
+    });
+    if let Some(otp) = otp {
+        link["otp"] = otp.into();
+    }
+    let linked = send(
+        client,
+        post_json(format!("{base}/_mockbank/link/connect"), link),
+    )
+    .await;
+    linked.json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("linked: {:?}", String::from_utf8_lossy(&linked.body)))
+        .to_string()
+}
