@@ -483,16 +483,12 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
                 addr,
                 source,
             })?;
+        let shutdown = shutdown_signal();
         let url = format!("http://{}", listener.local_addr()?);
         println!("leanproxy mockbank listening on {url}");
         println!("{}", mockbank.banner(&url));
-        leanproxy::serve_mockbank(
-            mockbank,
-            listener,
-            shutdown_signal(),
-            settings.proxy.shutdown_grace,
-        )
-        .await;
+        leanproxy::serve_mockbank(mockbank, listener, shutdown, settings.proxy.shutdown_grace)
+            .await;
         Ok(())
     }))
 }
@@ -555,6 +551,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 async fn run(settings: Settings) -> Result<(), Error> {
     let app = App::build(&settings)?;
     let listeners = Listeners::bind(&settings).await?;
+    let shutdown = shutdown_signal();
     // Stable lines on stdout: people and scripts (the tests) read the real ports.
     let upstream = match (&settings.proxy.upstream, &listeners.mockbank) {
         (Some(upstream), _) => upstream.to_string(),
@@ -578,33 +575,52 @@ async fn run(settings: Settings) -> Result<(), Error> {
         println!("leanproxy mockbank listening on {url}");
         println!("{}", mockbank.banner(&url));
     }
-    app.serve(listeners, shutdown_signal()).await
+    app.serve(listeners, shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: callers call it before printing the "listening" lines, so a
+/// signal sent as soon as those lines appear stops the server gracefully
+/// instead of killing it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| {
+            signal(kind)
+                .map_err(|e| tracing::error!(error = %e, "cannot listen for {name}"))
+                .ok()
+        };
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let received = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = received(interrupt) => tracing::info!("SIGINT received"),
+                () = received(terminate) => tracing::info!("SIGTERM received"),
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+    {
+        let ctrl_c = tokio::signal::ctrl_c();
+        async move {
+            match ctrl_c.await {
+                Ok(()) => tracing::info!("SIGINT received"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGINT");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
     }
 }

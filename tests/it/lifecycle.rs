@@ -1,12 +1,15 @@
 //! Process-level behaviour: graceful shutdown, streaming large bodies in bounded
 //! memory, the `check` command and startup refusals.
 
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use http::Request;
 use http_body_util::BodyExt;
 
-use crate::support::{get, h1_client, run_binary, send, streamed, Binary, Fnv, Origin, Proxy};
+use crate::support::{
+    get, h1_client, run_binary, send, streamed, wait_bounded, Binary, Fnv, Origin, Proxy,
+};
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish_and_stops_accepting() {
@@ -65,6 +68,39 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert_eq!(&answer.body[..], b"slow answer");
     assert_eq!(bin.wait_exit(Duration::from_secs(10)).await, Some(0));
     assert!(bin.output().contains("SIGTERM received"));
+}
+
+#[test]
+fn a_signal_sent_as_soon_as_the_first_address_is_printed_stops_it_gracefully() {
+    // The handlers must be in place before the "listening" lines: a script
+    // that stops the proxy the moment it reads them gets a clean exit, not a
+    // death by the default SIGTERM/SIGINT action. The signal goes straight from
+    // the line reader, so the window is as small as a script can make it.
+    let dir = tempfile::tempdir().unwrap();
+    let signals = [rustix::process::Signal::TERM, rustix::process::Signal::INT];
+    for (round, signal) in signals.repeat(3).into_iter().enumerate() {
+        let mut child = Binary::command(&[], &[], dir.path()).spawn().unwrap();
+        let pid = rustix::process::Pid::from_child(&child);
+        // Read every line to the end: a closed pipe would fail its later prints.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut sent = false;
+        for line in stdout.lines() {
+            if !sent && line.unwrap().starts_with("leanproxy proxy listening") {
+                rustix::process::kill_process(pid, signal).unwrap();
+                sent = true;
+            }
+        }
+        assert!(sent, "round {round}: no proxy address printed");
+        let status = wait_bounded(&mut child, Duration::from_secs(10));
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "round {round} ({status}): {stderr}");
+    }
 }
 
 #[tokio::test]

@@ -674,8 +674,9 @@ impl Binary {
         bin
     }
 
-    /// Like [`Binary::spawn`], keeping state in `data_dir`.
-    pub fn spawn_in(args: &[&str], env: &[(&str, &str)], data_dir: &std::path::Path) -> Binary {
+    /// The `leanproxy serve` command [`Binary::spawn_in`] runs: ephemeral
+    /// loopback listeners, no credentials from the environment, piped output.
+    pub fn command(args: &[&str], env: &[(&str, &str)], data_dir: &std::path::Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leanproxy"));
         cmd.arg("serve")
             .args(["--data-dir", data_dir.to_str().unwrap()])
@@ -692,7 +693,14 @@ impl Binary {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("binary starts");
+        cmd
+    }
+
+    /// Like [`Binary::spawn`], keeping state in `data_dir`.
+    pub fn spawn_in(args: &[&str], env: &[(&str, &str)], data_dir: &std::path::Path) -> Binary {
+        let mut child = Binary::command(args, env, data_dir)
+            .spawn()
+            .expect("binary starts");
         let output = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = output.clone();
@@ -819,6 +827,22 @@ impl Drop for Binary {
 
 /// Runs the binary to completion with `args` (bounded: killed after 30 s) and
 /// returns (code, stdout, stderr).
+/// Waits (blocking, bounded) for `child` to exit; kills it and fails past `limit`.
+pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("leanproxy did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn run_binary(args: &[&str]) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leanproxy"))
         .args(args)
@@ -830,14 +854,7 @@ pub fn run_binary(args: &[&str]) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("leanproxy {args:?} did not exit within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_bounded(&mut child, Duration::from_secs(30));
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
