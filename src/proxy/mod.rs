@@ -69,6 +69,10 @@ struct Inner {
     /// `None` only for a base URL without a host (config validation refuses
     /// those; a library caller may not have).
     authority: Option<Authority>,
+    /// The Host header for a plain-http upstream (always HTTP/1.1), built once
+    /// from `authority`. `None` for https: ALPN may choose h2, which carries
+    /// `:authority` instead, so the client sets Host per connection there.
+    host: Option<HeaderValue>,
     /// The base URL's path, without a trailing slash (often empty).
     base_path: String,
     /// The base URL as configured, for messages.
@@ -89,25 +93,46 @@ impl Upstream {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
+        let base = &config.base;
+        let host = match base.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTPS => None,
+            _ => host_header(base),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .http1_max_buf_size(UPSTREAM_READ_BUFFER)
+            // `forward` sets Host from a value built once; the client would
+            // format it again for every request.
+            .set_host(host.is_none())
             .build(connector);
-
-        let base = &config.base;
         Self {
             inner: Arc::new(Inner {
                 client,
                 scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
                 authority: base.authority().cloned(),
+                host,
                 base_path: base.path().trim_end_matches('/').to_string(),
                 display: base.to_string(),
                 response_timeout: config.response_timeout,
             }),
         }
+    }
+}
+
+/// The Host header an HTTP/1.1 client sends for `base`: its host, with the port
+/// only when it differs from the scheme's default.
+fn host_header(base: &Uri) -> Option<HeaderValue> {
+    let host = base.host()?;
+    let default_port = match base.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match base.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
@@ -184,8 +209,15 @@ impl Inner {
             .map(|c| c.ip_header().clone());
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
-        // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
-        headers.remove(header::HOST);
+        match &self.host {
+            Some(host) => {
+                headers.insert(header::HOST, host.clone());
+            }
+            // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
+            None => {
+                headers.remove(header::HOST);
+            }
+        }
         add_forwarded(headers, client.as_ref(), original_host);
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
@@ -216,5 +248,30 @@ impl Inner {
                 failure_response(Failure::ResponseTimeout, &detail, &self.display)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_carries_the_port_only_when_it_is_not_the_default() {
+        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
+        assert_eq!(host("http://127.0.0.1:8080/v1"), "127.0.0.1:8080");
+        assert_eq!(host("http://sandbox.leantech.me"), "sandbox.leantech.me");
+        assert_eq!(
+            host("http://sandbox.leantech.me:80/"),
+            "sandbox.leantech.me"
+        );
+        assert_eq!(
+            host("https://sandbox.leantech.me:443"),
+            "sandbox.leantech.me"
+        );
+        assert_eq!(
+            host("https://sandbox.leantech.me:8443"),
+            "sandbox.leantech.me:8443"
+        );
+        assert_eq!(host("http://[::1]:9000"), "[::1]:9000");
     }
 }
