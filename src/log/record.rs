@@ -1,8 +1,11 @@
 //! One exchange as the request log keeps it (already redacted).
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
+use memchr::memmem::Finder;
 use serde::Serialize;
 
 use super::redact;
@@ -302,7 +305,10 @@ impl ExchangeRecord {
 /// Lean's top-level `status` from the first bytes of an answer: the value of the
 /// first `"status"` key, which in Lean's envelopes comes before any nested one.
 pub fn lean_status(body: &[u8]) -> Option<String> {
-    let at = memchr::memmem::find(body, b"\"status\"")?;
+    // Built once: `memmem::find` sets up its searcher on every call, which
+    // cost more than the search over a 1 KiB answer.
+    static STATUS_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"status\""));
+    let at = STATUS_KEY.find(body)?;
     match crate::reconnect::status_value(&body[at + 8..]) {
         crate::reconnect::Lead::Status(value)
             if value.iter().all(|b| b.is_ascii_uppercase() || *b == b'_') =>
