@@ -545,7 +545,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    exit_code(runtime.block_on(run(settings)))
+    // On a worker, not on this thread: the accept loops then run where the
+    // I/O driver wakes, and a new connection needs no wake-up of the main
+    // thread first (a futex hop seen in `strace -f` on every accept).
+    exit_code(runtime.block_on(async {
+        match tokio::spawn(run(settings)).await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }))
 }
 
 async fn run(settings: Settings) -> Result<(), Error> {
