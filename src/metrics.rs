@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics`), with the prometheus-client crate.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,9 +13,10 @@ use prometheus_client::registry::Registry;
 /// Labels of `leanproxy_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    // Static for the usual values, so counting an exchange allocates nothing.
+    method: Cow<'static, str>,
     status: u16,
-    lean_status: String,
+    lean_status: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +80,19 @@ const WEBHOOK_TYPES: [&str; 13] = [
 /// HTTP methods counted by name; others are `OTHER`.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
+/// Lean statuses most answers carry; others are counted under their own text.
+const LEAN_STATUSES: [&str; 5] = ["", "OK", "PENDING", "FAILED", "RECONNECT_REQUIRED"];
+
+/// The entry of `known` equal to `value`.
+fn static_of(value: &str, known: &[&'static str]) -> Option<&'static str> {
+    known.iter().find(|k| **k == value).copied()
+}
+
+/// `value` as one of `known` (no allocation), or owned.
+fn label(value: &str, known: &[&'static str]) -> Cow<'static, str> {
+    static_of(value, known).map_or_else(|| Cow::Owned(value.to_string()), Cow::Borrowed)
+}
+
 fn bounded<'a>(value: &'a str, known: &[&str], other: &'a str) -> &'a str {
     if known.contains(&value) {
         value
@@ -103,7 +118,9 @@ struct Inner {
     reconnects_pending: Gauge,
     reconnects: Counter,
     reconnects_resolved: Family<KindLabels, Counter>,
-    inspections: Family<ResultLabels, Counter>,
+    /// The two `leanproxy_inspections` series, looked up once.
+    inspected: Counter,
+    uninspected: Counter,
     faults: Family<KindLabels, Counter>,
     webhooks: Family<WebhookLabels, Counter>,
     upstream_errors: Family<CauseLabels, Counter>,
@@ -180,6 +197,14 @@ impl Metrics {
             "Failures reaching the upstream, by cause",
             upstream_errors.clone(),
         );
+        let result = |result: &str| {
+            inspections
+                .get_or_create(&ResultLabels {
+                    result: result.to_string(),
+                })
+                .clone()
+        };
+        let (inspected, uninspected) = (result("inspected"), result("uninspected"));
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -191,7 +216,8 @@ impl Metrics {
                 reconnects_pending,
                 reconnects,
                 reconnects_resolved,
-                inspections,
+                inspected,
+                uninspected,
                 faults,
                 webhooks,
                 upstream_errors,
@@ -204,9 +230,9 @@ impl Metrics {
         let i = &self.inner;
         i.requests
             .get_or_create(&RequestLabels {
-                method: bounded(e.method, &METHODS, "OTHER").to_string(),
+                method: Cow::Borrowed(static_of(e.method, &METHODS).unwrap_or("OTHER")),
                 status: e.status,
-                lean_status: e.lean_status.unwrap_or("").to_string(),
+                lean_status: label(e.lean_status.unwrap_or(""), &LEAN_STATUSES),
             })
             .inc();
         i.duration.observe(e.total_seconds);
@@ -265,17 +291,11 @@ impl Metrics {
 
     /// Counts an answer inspected (or not).
     pub fn inspection(&self, inspected: bool) {
-        let result = if inspected {
-            "inspected"
+        if inspected {
+            self.inner.inspected.inc();
         } else {
-            "uninspected"
-        };
-        self.inner
-            .inspections
-            .get_or_create(&ResultLabels {
-                result: result.to_string(),
-            })
-            .inc();
+            self.inner.uninspected.inc();
+        }
     }
 
     /// Sets the pending-reconnects gauge.
@@ -308,9 +328,30 @@ mod tests {
             bytes_in: 10,
             bytes_out: 1024,
         });
+        let mut other = Exchange {
+            method: "PROPFIND",
+            status: 400,
+            lean_status: Some("INVALID_PARAMETERS"),
+            total_seconds: 0.01,
+            upstream_seconds: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        m.exchange(&other);
+        other.lean_status = None;
+        m.exchange(&other);
+        m.inspection(true);
         m.webhook("entity.reconnected", "valid");
         m.upstream_error("connect_refused");
         let text = m.encode();
+        for line in [
+            r#"leanproxy_requests_total{method="OTHER",status="400",lean_status="INVALID_PARAMETERS"} 1"#,
+            r#"leanproxy_requests_total{method="OTHER",status="400",lean_status=""} 1"#,
+            r#"leanproxy_inspections_total{result="inspected"} 1"#,
+            r#"leanproxy_inspections_total{result="uninspected"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(
             text.contains(
                 r#"leanproxy_requests_total{method="GET",status="200",lean_status="OK"} 1"#
