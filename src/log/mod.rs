@@ -212,7 +212,7 @@ impl Telemetry {
             journal.append(record.clone());
         }
         if self.inner.config.ring_entries > 0 {
-            self.inner.ring.push(Arc::unwrap_or_clone(record));
+            self.inner.ring.push(record);
         }
     }
 }
@@ -334,7 +334,7 @@ mod tests {
                 Some("text/plain"),
                 true,
             ));
-            ring.push(record);
+            ring.push(Arc::new(record));
             let (_, bytes) = ring.usage();
             assert!(bytes <= ring.max_bytes(), "{bytes} bytes kept after {i}");
         }

@@ -51,25 +51,39 @@ impl Ring {
     }
 
     /// Keeps `record`, evicting the oldest to stay within both bounds.
-    pub fn push(&self, record: ExchangeRecord) {
+    ///
+    /// Shared with the journal's queue, so it is not copied; the evicted
+    /// records are freed after the lock is released.
+    pub fn push(&self, record: Arc<ExchangeRecord>) {
         if self.max_entries == 0 {
             return;
         }
         let mut record = record;
         let mut weight = record.weight();
         if weight > self.max_bytes {
-            record = record.without_bodies();
+            record = Arc::new(Arc::unwrap_or_clone(record).without_bodies());
             weight = record.weight();
         }
-        let mut inner = self.lock();
-        inner.items.push_back((Arc::new(record), weight));
-        inner.bytes += weight;
-        while inner.items.len() > self.max_entries || inner.bytes > self.max_bytes {
-            match inner.items.pop_front() {
-                Some((_, w)) => inner.bytes -= w,
-                None => break,
+        // Usually one record goes per push; only more need a Vec.
+        let (mut evicted, mut more) = (None, Vec::new());
+        {
+            let mut inner = self.lock();
+            inner.items.push_back((record, weight));
+            inner.bytes += weight;
+            while inner.items.len() > self.max_entries || inner.bytes > self.max_bytes {
+                match inner.items.pop_front() {
+                    Some((old, w)) => {
+                        inner.bytes -= w;
+                        match evicted {
+                            None => evicted = Some(old),
+                            Some(_) => more.push(old),
+                        }
+                    }
+                    None => break,
+                }
             }
         }
+        drop((evicted, more));
     }
 
     /// Records matching `filter`, newest first.
