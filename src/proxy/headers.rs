@@ -28,24 +28,65 @@ pub(super) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the few headers present, rather than a hashed removal per
-    // hop-by-hop name: most messages carry none or one of them.
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    // hop-by-hop name. Most messages carry none of them, or `Connection:
+    // keep-alive`/`close`, whose tokens name no further header: those cases
+    // allocate nothing.
+    let mut present = 0u16; // bit i: HOP_BY_HOP[i] is present
+    let mut named: Vec<HeaderName> = Vec::new();
     for (name, value) in headers.iter() {
-        if HOP_BY_HOP.contains(name) && !doomed.contains(name) {
-            doomed.push(name.clone());
+        let index = hop_by_hop_index(name.as_str().as_bytes());
+        if let Some(i) = index {
+            present |= 1 << i;
         }
-        if name == header::CONNECTION {
-            let named = value
-                .to_str()
-                .into_iter()
-                .flat_map(|v| v.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
-            doomed.extend(named);
+        if index == Some(0) {
+            // Connection
+            let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
+            for token in tokens.map(str::trim) {
+                let mut lower = [0u8; 24];
+                let known = token.is_empty()
+                    || token.len() <= lower.len() && {
+                        let lower = &mut lower[..token.len()];
+                        lower.copy_from_slice(token.as_bytes());
+                        lower.make_ascii_lowercase();
+                        lower == b"close" || hop_by_hop_index(lower).is_some()
+                    };
+                if known {
+                    // A hop-by-hop name is removed below when present.
+                    continue;
+                }
+                if let Ok(other) = HeaderName::from_bytes(token.as_bytes()) {
+                    if !named.contains(&other) {
+                        named.push(other);
+                    }
+                }
+            }
         }
     }
-    for name in doomed {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in named {
         headers.remove(name);
     }
+}
+
+/// Where a lower-case name is in [`HOP_BY_HOP`]: a match on the bytes, which
+/// is cheaper than comparing `HeaderName`s one by one.
+fn hop_by_hop_index(lower: &[u8]) -> Option<usize> {
+    Some(match lower {
+        b"connection" => 0,
+        b"keep-alive" => 1,
+        b"proxy-connection" => 2,
+        b"proxy-authenticate" => 3,
+        b"proxy-authorization" => 4,
+        b"te" => 5,
+        b"trailer" => 6,
+        b"transfer-encoding" => 7,
+        b"upgrade" => 8,
+        _ => return None,
+    })
 }
 
 /// Adds the client to `X-Forwarded-For` (appending to a chain the app's own proxy
@@ -100,7 +141,7 @@ mod tests {
     #[test]
     fn removes_standard_and_connection_named_headers() {
         let mut h = map(&[
-            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "Keep-Alive, X-Secret-Hop, close, ,TE"),
             ("connection", "x-other"),
             ("keep-alive", "timeout=5"),
             ("x-secret-hop", "1"),
@@ -115,6 +156,18 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "lean-correlation-id"]);
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(
+                hop_by_hop_index(name.as_str().as_bytes()),
+                Some(i),
+                "{name}"
+            );
+        }
+        assert_eq!(hop_by_hop_index(b"content-type"), None);
     }
 
     #[test]
