@@ -127,13 +127,10 @@ pub fn is_json(headers: &http::HeaderMap) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
-            let ct = ct
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            ct == "application/json" || ct.ends_with("+json")
+            // Compared in place: lower-casing a copy allocated per answer.
+            let ct = ct.split(';').next().unwrap_or_default().trim().as_bytes();
+            ct.eq_ignore_ascii_case(b"application/json")
+                || ct.len() >= 5 && ct[ct.len() - 5..].eq_ignore_ascii_case(b"+json")
         })
 }
 
@@ -197,5 +194,28 @@ mod watch_tests {
             ["end false"],
             "dropped before its end"
         );
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types_in_any_case_with_parameters() {
+        let json = |ct: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(ct) = ct {
+                headers.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            is_json(&headers)
+        };
+        assert!(json(Some("application/json")));
+        assert!(json(Some("Application/JSON; charset=utf-8")));
+        assert!(json(Some(" application/problem+JSON ;q=1")));
+        assert!(!json(Some("text/plain")));
+        assert!(!json(Some("json")));
+        assert!(!json(Some("application/jsonl")));
+        assert!(!json(None));
     }
 }
