@@ -97,27 +97,32 @@ pub fn add_forwarded(
     client: Option<&HeaderValue>,
     host: Option<HeaderValue>,
 ) {
+    // One lookup per header through the entry API: each lookup hashes the
+    // name byte by byte.
     if let Some(ip) = client {
-        // The chain may arrive split over several header lines.
-        let mut chain = Vec::new();
-        for earlier in headers.get_all(&X_FORWARDED_FOR) {
-            chain.extend_from_slice(earlier.as_bytes());
-            chain.extend_from_slice(b", ");
-        }
-        let value = if chain.is_empty() {
-            Ok(ip.clone())
-        } else {
-            chain.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
-        };
-        if let Ok(value) = value {
-            headers.insert(&X_FORWARDED_FOR, value);
+        match headers.entry(&X_FORWARDED_FOR) {
+            header::Entry::Vacant(entry) => {
+                entry.insert(ip.clone());
+            }
+            header::Entry::Occupied(mut entry) => {
+                // The chain may arrive split over several header lines.
+                let mut chain = Vec::new();
+                for earlier in entry.iter() {
+                    chain.extend_from_slice(earlier.as_bytes());
+                    chain.extend_from_slice(b", ");
+                }
+                chain.extend_from_slice(ip.as_bytes());
+                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
+                    // Replaces every earlier line with the one chain.
+                    entry.insert(value);
+                }
+            }
         }
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        // The client side of leanproxy speaks plain HTTP (h1 or h2c).
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
+    // The client side of leanproxy speaks plain HTTP (h1 or h2c).
+    headers
+        .entry(&X_FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static("http"));
     if let Some(host) = host {
         headers.entry(&X_FORWARDED_HOST).or_insert(host);
     }
