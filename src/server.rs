@@ -18,6 +18,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::proxy::UpstreamSlot;
 
 /// Put in a response's extensions, it makes the server drop the connection
 /// without answering (the `reset` and `timeout` faults).
@@ -35,42 +36,54 @@ pub struct ResetRequested;
 /// tens of MiB over 64 connections (benches/README.md).
 const CONNECTION_BUFFER: usize = 64 * 1024;
 
-/// The client's address, put in every request's extensions by the server.
+/// The client's address, put in every request's extensions by the server,
+/// with what belongs to the client's connection.
 ///
 /// Its text forms are rendered once per connection: formatting an address for
-/// every exchange showed in profiles.
+/// every exchange showed in profiles. Cloning it is one reference count.
 #[derive(Debug, Clone)]
-pub struct ClientAddr {
+pub struct ClientAddr(Arc<Peer>);
+
+#[derive(Debug)]
+struct Peer {
     addr: SocketAddr,
-    text: Arc<str>,
+    text: Box<str>,
     ip: HeaderValue,
+    upstream: Arc<UpstreamSlot>,
 }
 
 impl ClientAddr {
     /// Renders `addr`'s text forms.
     pub fn new(addr: SocketAddr) -> Self {
         let ip = addr.ip().to_string();
-        Self {
+        Self(Arc::new(Peer {
             addr,
-            text: Arc::from(addr.to_string()),
+            text: addr.to_string().into_boxed_str(),
             // An IP address is always a valid header value.
             ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
-        }
+            upstream: Arc::default(),
+        }))
     }
 
     /// The address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr
     }
 
     /// `ip:port`.
     pub fn text(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 
     /// The IP, as `X-Forwarded-For` carries it.
     pub fn ip_header(&self) -> &HeaderValue {
-        &self.ip
+        &self.0.ip
+    }
+
+    /// The upstream connection this client's connection used last (plain-http
+    /// upstreams; see [`crate::proxy`]).
+    pub fn upstream_slot(&self) -> &Arc<UpstreamSlot> {
+        &self.0.upstream
     }
 }
 

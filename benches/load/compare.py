@@ -19,6 +19,7 @@ the processes it started. Not part of the test suite.
     python3 benches/load/compare.py [--quick] [--duration S] [--rounds N]
                                     [--binary PATH] [--out FILE]
     python3 benches/load/compare.py --soak 300 [--soak-connections 1000]
+    python3 benches/load/compare.py --baseline PATH   # A/B: adds another build
 
 Each answer size is measured on fresh proxy processes, so one size's memory
 does not show in the other's. `--soak` instead runs one leanproxy under 1,000
@@ -55,6 +56,7 @@ CONNECTIONS = 64
 THREADS = 1
 SIZES = {"1k": 1024, "512k": 512 * 1024}
 TARGETS = ["direct", "nginx", "leanproxy", "leanproxy-off"]
+BASELINE = "baseline"  # with --baseline: another leanproxy build, everything on
 TTFB_SAMPLES = 50
 WARMUP_SECONDS = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -582,7 +584,10 @@ def report(
             if size == "512k":
                 row += f" {fmt_time(m[t]['ttfb'])} |"
             out.append(row)
-        for a, b in (("leanproxy", "nginx"), ("leanproxy", "leanproxy-off")):
+        pairs = [("leanproxy", "nginx"), ("leanproxy", "leanproxy-off")]
+        if BASELINE in TARGETS:
+            pairs.append(("leanproxy", BASELINE))
+        for a, b in pairs:
             row = (
                 f"| **{a}/{b}** | {ratio(m[a]['rps'], m[b]['rps'])} | | "
                 f"{ratio(m[a]['p50'], m[b]['p50'])} | {ratio(m[a]['p99'], m[b]['p99'])} | "
@@ -621,10 +626,12 @@ def report(
 # --------------------------------------------------------------------------
 
 
-def start_proxies(binary: Path, tmp: Path, up: int, label: str) -> dict[str, Proxy]:
+def start_proxies(
+    binary: Path, tmp: Path, up: int, label: str, baseline: Path | None
+) -> dict[str, Proxy]:
     """Fresh nginx peer and leanproxy processes (so that each answer size is
     measured on processes that have seen no other size)."""
-    peer, *lp = free_ports(7)
+    peer, *lp = free_ports(10)
     peer_dir = tmp / label / "nginx"
     peer_proc = start_nginx(
         peer_dir,
@@ -633,12 +640,16 @@ def start_proxies(binary: Path, tmp: Path, up: int, label: str) -> dict[str, Pro
     wait_port(peer, peer_proc, "nginx proxy")
     lp_proc = start_leanproxy(binary, tmp / label / "leanproxy", up, lp[0:3], off=False)
     off_proc = start_leanproxy(binary, tmp / label / "leanproxy-off", up, lp[3:6], off=True)
-    return {
+    proxies = {
         "direct": Proxy("direct", up, None),
         "nginx": Proxy("nginx", peer, peer_proc, multi=True),
         "leanproxy": Proxy("leanproxy", lp[0], lp_proc),
         "leanproxy-off": Proxy("leanproxy-off", lp[3], off_proc),
     }
+    if baseline is not None:
+        base_proc = start_leanproxy(baseline, tmp / label / BASELINE, up, lp[6:9], off=False)
+        proxies[BASELINE] = Proxy(BASELINE, lp[6], base_proc)
+    return proxies
 
 
 def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> str:
@@ -708,6 +719,12 @@ def main() -> int:
         "with --soak-connections keep-alive connections",
     )
     ap.add_argument("--soak-connections", type=int, default=1000, help="(default 1000)")
+    ap.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="another leanproxy build (say, the previous commit's), measured in the same "
+        "rounds as the target `baseline` with everything on, for an A/B comparison",
+    )
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 2
@@ -725,6 +742,12 @@ def main() -> int:
 
     ensure_tools()
     binary = leanproxy_binary(args.binary)
+    baseline = None
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        if not baseline.is_file():
+            sys.exit(f"compare.py: no baseline binary at {baseline}")
+        TARGETS.append(BASELINE)
 
     tmp = Path(tempfile.mkdtemp(prefix="leanproxy-load-"))
     # nginx's workers run as an unprivileged user (www-data) and must read the files.
@@ -770,7 +793,7 @@ def main() -> int:
         facts_ = facts(binary)
         samples = {size: {t: [] for t in TARGETS} for size in SIZES}
         for name in SIZES:
-            proxies = start_proxies(binary, tmp, up, name)
+            proxies = start_proxies(binary, tmp, up, name, baseline)
             if name == next(iter(SIZES)):
                 facts_.append(
                     f"- threads at start: leanproxy "

@@ -67,9 +67,17 @@ impl Failure {
 
 /// Classifies a client error and renders its causes as one line.
 pub fn classify(err: &(dyn StdError + 'static)) -> (Failure, String) {
+    classify_chain(err, false)
+}
+
+/// Classifies an error from opening a connection.
+pub(crate) fn classify_connect(err: &(dyn StdError + 'static)) -> (Failure, String) {
+    classify_chain(err, true)
+}
+
+fn classify_chain(err: &(dyn StdError + 'static), mut connect: bool) -> (Failure, String) {
     let mut failure = None;
     let mut parts: Vec<String> = Vec::new();
-    let mut connect = false;
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {

@@ -6,6 +6,7 @@
 
 mod error;
 mod headers;
+mod pool;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -22,13 +23,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use error::classify_connect;
 pub use error::{classify, failure_response, Failure};
 pub use headers::{add_forwarded, remove_hop_by_hop};
+pub use pool::UpstreamSlot;
 pub use tls::TlsError;
 
 use crate::body::{self, Body};
 use crate::lean::ErrorEnvelope;
 use crate::server::ClientAddr;
+use pool::{H1Pool, PoolError};
 
 /// Time from forwarding a request to the upstream's response head, put in the
 /// response's extensions.
@@ -65,6 +69,10 @@ pub struct Upstream {
 
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// For a plain-http upstream: HTTP/1 connections kept by the app
+    /// connections that use them (`pool.rs`). `None` for https, where ALPN
+    /// may choose h2 and the pooled `client` multiplexes.
+    h1: Option<Arc<H1Pool>>,
     scheme: Scheme,
     /// `None` only for a base URL without a host (config validation refuses
     /// those; a library caller may not have).
@@ -88,16 +96,34 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
+        let base = &config.base;
+        let plain = base.scheme() != Some(&Scheme::HTTPS);
+        let host = if plain { host_header(base) } else { None };
+        let h1 = match (plain, base.authority()) {
+            (true, Some(authority)) => Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .ok()
+                .map(|target| {
+                    let mut builder = hyper::client::conn::http1::Builder::new();
+                    builder.max_buf_size(UPSTREAM_READ_BUFFER);
+                    H1Pool::new(
+                        http.clone(),
+                        builder,
+                        target,
+                        config.pool_max_idle_per_host,
+                        config.pool_idle_timeout,
+                    )
+                }),
+            _ => None,
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let base = &config.base;
-        let host = match base.scheme() {
-            Some(scheme) if *scheme == Scheme::HTTPS => None,
-            _ => host_header(base),
-        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -111,6 +137,7 @@ impl Upstream {
         Self {
             inner: Arc::new(Inner {
                 client,
+                h1,
                 scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
                 authority: base.authority().cloned(),
                 host,
@@ -182,8 +209,11 @@ impl Inner {
         };
         let uri = path_and_query.map_err(http::Error::from).and_then(|pq| {
             let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(self.scheme.clone());
-            parts.authority = Some(authority.clone());
+            // hyper's own HTTP/1 connections send the URI as given: origin-form.
+            if self.h1.is_none() {
+                parts.scheme = Some(self.scheme.clone());
+                parts.authority = Some(authority.clone());
+            }
             parts.path_and_query = Some(pq);
             Uri::from_parts(parts).map_err(http::Error::from)
         });
@@ -203,10 +233,7 @@ impl Inner {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let client = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|c| c.ip_header().clone());
+        let client = req.extensions_mut().remove::<ClientAddr>();
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
         match &self.host {
@@ -218,24 +245,42 @@ impl Inner {
                 headers.remove(header::HOST);
             }
         }
-        add_forwarded(headers, client.as_ref(), original_host);
+        add_forwarded(
+            headers,
+            client.as_ref().map(ClientAddr::ip_header),
+            original_host,
+        );
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
 
         let sent = std::time::Instant::now();
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let exchange = async {
+            match &self.h1 {
+                Some(pool) => {
+                    let slot = client.map(|c| c.upstream_slot().clone());
+                    pool.send(slot, req).await.map_err(|e| match e {
+                        PoolError::Connect(e) => classify_connect(&*e),
+                        PoolError::Exchange(e) => classify(&e),
+                    })
+                }
+                None => match self.client.request(req).await {
+                    Ok(response) => Ok(response.map(body::boxed)),
+                    Err(e) => Err(classify(&e)),
+                },
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
             Ok(Ok(response)) => {
-                let (mut parts, incoming) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
                 parts.extensions.insert(UpstreamTiming(sent.elapsed()));
                 remove_hop_by_hop(&mut parts.headers);
                 // The client connection has its own version (an HTTP/1.0 upstream
                 // must not turn the app's HTTP/1.1 answer into 1.0).
                 parts.version = Version::default();
-                Response::from_parts(parts, body::boxed(incoming))
+                Response::from_parts(parts, body)
             }
-            Ok(Err(err)) => {
-                let (failure, detail) = classify(&err);
+            Ok(Err((failure, detail))) => {
                 tracing::warn!(upstream = %self.display, cause = failure.as_str(), %detail, "upstream failure");
                 failure_response(failure, &detail, &self.display)
             }

@@ -11,6 +11,7 @@ mod lifecycle;
 mod mockbank;
 mod oauth;
 mod observe;
+mod pool;
 mod readme;
 mod reconnect;
 mod routes;
