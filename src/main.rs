@@ -234,13 +234,24 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("leanproxy: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        })
+    runtime_with(None)
+}
+
+/// A multi-thread runtime with `workers` threads (`None`: one per CPU).
+fn runtime_with(
+    workers: Option<std::num::NonZeroUsize>,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `top -H` and /proc show whose threads these are (the blocking pool's
+    // threads, started on demand, share the name).
+    builder.thread_name("leanproxy-rt");
+    if let Some(n) = workers {
+        builder.worker_threads(n.get());
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("leanproxy: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn exit_code(result: Result<(), Error>) -> ExitCode {
@@ -468,7 +479,7 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
         }
     }
     leanproxy::log::install_tracing(settings.log.format);
-    let runtime = match runtime() {
+    let runtime = match runtime_with(settings.proxy.workers) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -541,7 +552,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     leanproxy::log::install_tracing(settings.log.format);
-    let runtime = match runtime() {
+    let runtime = match runtime_with(settings.proxy.workers) {
         Ok(rt) => rt,
         Err(code) => return code,
     };

@@ -43,6 +43,9 @@ pub const ENV_CLIENT_SECRET: &str = "LEAN_CLIENT_SECRET";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 
+/// The most runtime worker threads `proxy.workers` accepts.
+const MAX_WORKERS: usize = 1024;
+
 /// A secret value (token, key). Its `Debug` never shows it, and config parse
 /// errors never quote it.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
@@ -249,6 +252,16 @@ impl Settings {
             shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+            workers: match raw.proxy.workers {
+                n if n > MAX_WORKERS => {
+                    c.fail(
+                        "proxy.workers",
+                        format!("at most {MAX_WORKERS} (0: one per CPU)"),
+                    );
+                    None
+                }
+                n => std::num::NonZeroUsize::new(n),
+            },
             data_dir: if raw.proxy.data_dir.trim().is_empty() {
                 default_data_dir(env)
             } else {

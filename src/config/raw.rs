@@ -72,6 +72,8 @@ pub struct RawProxy {
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Runtime worker threads serving the listeners (0: one per CPU).
+    pub workers: usize,
     /// Where leanproxy keeps its state (empty: the platform's data directory).
     pub data_dir: String,
 }
@@ -90,6 +92,7 @@ impl Default for RawProxy {
             // fails a request that cannot be retried.
             pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
+            workers: 0,
             data_dir: String::new(),
         }
     }

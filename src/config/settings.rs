@@ -116,6 +116,8 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Runtime worker threads; `None`: one per CPU.
+    pub workers: Option<std::num::NonZeroUsize>,
     /// Where leanproxy keeps its state files.
     pub data_dir: PathBuf,
 }

@@ -280,3 +280,37 @@ async fn json_log_lines_are_json_objects() {
     assert_eq!(exchange["status"], 200);
     assert_eq!(exchange["path"], "/fixed");
 }
+
+/// Threads of `pid` of leanproxy's runtime (its workers; the blocking pool
+/// shares the name but starts no thread for a proxy in front of an IP address).
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "leanproxy-rt")
+        .count()
+}
+
+#[tokio::test]
+async fn proxy_workers_sets_the_runtime_threads() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for workers in [1, 3] {
+        let path = dir.path().join(format!("workers-{workers}.toml"));
+        std::fs::write(&path, format!("[proxy]\nworkers = {workers}\n")).unwrap();
+        let mut bin = Binary::spawn(
+            &[
+                "--upstream",
+                &origin.url(),
+                "--config",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let r = get(&h1_client(), &bin.url("/fixed?len=3")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(runtime_threads(bin.child.id()), workers);
+        bin.terminate();
+        assert_eq!(bin.wait_exit(Duration::from_secs(10)).await, Some(0));
+    }
+}
