@@ -20,6 +20,7 @@ the processes it started. Not part of the test suite.
                                     [--binary PATH] [--out FILE]
     python3 benches/load/compare.py --soak 300 [--soak-connections 1000]
     python3 benches/load/compare.py --baseline PATH   # A/B: adds another build
+    python3 benches/load/compare.py --floor           # adds a bare hyper proxy
 
 Each answer size is measured on fresh proxy processes, so one size's memory
 does not show in the other's. `--soak` instead runs one leanproxy under 1,000
@@ -57,6 +58,7 @@ THREADS = 1
 SIZES = {"1k": 1024, "512k": 512 * 1024}
 TARGETS = ["direct", "nginx", "leanproxy", "leanproxy-off"]
 BASELINE = "baseline"  # with --baseline: another leanproxy build, everything on
+FLOOR = "hyper-floor"  # with --floor: examples/hyper_floor.rs, hyper and nothing else
 TTFB_SAMPLES = 50
 WARMUP_SECONDS = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -547,7 +549,14 @@ def report(
         "- nginx peer: 1 worker, upstream keepalive 64, HTTP/1.1 to the upstream, "
         "proxy_buffering on (default); leanproxy: defaults (inspection, request log "
         "ring buffer, metrics on; RUST_LOG info); leanproxy-off: `[log] ring = 0`, "
-        "`[reconnect] inspect_limit = 1`, RUST_LOG=warn",
+        "`[reconnect] inspect_limit = 1`, RUST_LOG=warn"
+        + (f"; {BASELINE}: the --baseline build, defaults" if BASELINE in TARGETS else "")
+        + (
+            f"; {FLOOR}: examples/hyper_floor.rs (hyper alone, one upstream connection "
+            "per app connection)"
+            if FLOOR in TARGETS
+            else ""
+        ),
         "- CPU/req: utime+stime of the proxy's processes (nginx: master + worker) over the "
         "wrk run / requests completed; peak RSS: VmHWM reset before each run (nginx: "
         "master + worker summed, worker alone in the raw rows; RSS after: VmRSS when the "
@@ -587,6 +596,8 @@ def report(
         pairs = [("leanproxy", "nginx"), ("leanproxy", "leanproxy-off")]
         if BASELINE in TARGETS:
             pairs.append(("leanproxy", BASELINE))
+        if FLOOR in TARGETS:
+            pairs += [("leanproxy", FLOOR), (FLOOR, "nginx")]
         for a, b in pairs:
             row = (
                 f"| **{a}/{b}** | {ratio(m[a]['rps'], m[b]['rps'])} | | "
@@ -626,12 +637,41 @@ def report(
 # --------------------------------------------------------------------------
 
 
+def floor_binary() -> Path:
+    """Builds examples/hyper_floor.rs (release) and returns its path."""
+    log("building the floor: cargo build --release --example hyper_floor")
+    subprocess.run(
+        ["cargo", "build", "--release", "--example", "hyper_floor"],
+        cwd=REPO,
+        check=True,
+        timeout=1800,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "release" / "examples" / "hyper_floor"
+
+
+def start_floor(binary: Path, dir: Path, up: int, port: int) -> subprocess.Popen:
+    dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(binary), f"{HOST}:{port}", f"{HOST}:{up}"]
+    out = dir / "stdout.log"
+    proc = start(cmd, stdout=open(out, "wb"), stderr=open(dir / "stderr.log", "wb"))
+    wait_port(port, proc, "hyper_floor")
+    return proc
+
+
 def start_proxies(
-    binary: Path, tmp: Path, up: int, label: str, baseline: Path | None
+    binary: Path,
+    tmp: Path,
+    up: int,
+    label: str,
+    baseline: Path | None,
+    floor: Path | None,
 ) -> dict[str, Proxy]:
     """Fresh nginx peer and leanproxy processes (so that each answer size is
     measured on processes that have seen no other size)."""
-    peer, *lp = free_ports(10)
+    peer, *lp = free_ports(11)
     peer_dir = tmp / label / "nginx"
     peer_proc = start_nginx(
         peer_dir,
@@ -649,6 +689,9 @@ def start_proxies(
     if baseline is not None:
         base_proc = start_leanproxy(baseline, tmp / label / BASELINE, up, lp[6:9], off=False)
         proxies[BASELINE] = Proxy(BASELINE, lp[6], base_proc)
+    if floor is not None:
+        floor_proc = start_floor(floor, tmp / label / FLOOR, up, lp[9])
+        proxies[FLOOR] = Proxy(FLOOR, lp[9], floor_proc)
     return proxies
 
 
@@ -725,6 +768,12 @@ def main() -> int:
         help="another leanproxy build (say, the previous commit's), measured in the same "
         "rounds as the target `baseline` with everything on, for an A/B comparison",
     )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure examples/hyper_floor.rs (built here), a hyper proxy that does "
+        "nothing else: the least a hyper-based proxy costs",
+    )
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 2
@@ -748,6 +797,9 @@ def main() -> int:
         if not baseline.is_file():
             sys.exit(f"compare.py: no baseline binary at {baseline}")
         TARGETS.append(BASELINE)
+    floor = floor_binary() if args.floor else None
+    if floor is not None:
+        TARGETS.append(FLOOR)
 
     tmp = Path(tempfile.mkdtemp(prefix="leanproxy-load-"))
     # nginx's workers run as an unprivileged user (www-data) and must read the files.
@@ -793,7 +845,7 @@ def main() -> int:
         facts_ = facts(binary)
         samples = {size: {t: [] for t in TARGETS} for size in SIZES}
         for name in SIZES:
-            proxies = start_proxies(binary, tmp, up, name, baseline)
+            proxies = start_proxies(binary, tmp, up, name, baseline, floor)
             if name == next(iter(SIZES)):
                 facts_.append(
                     f"- threads at start: leanproxy "
