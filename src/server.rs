@@ -18,7 +18,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
-use crate::proxy::UpstreamSlot;
+use crate::proxy::{DriveSlot, UpstreamSlot};
 
 /// Put in a response's extensions, it makes the server drop the connection
 /// without answering (the `reset` and `timeout` faults).
@@ -80,9 +80,9 @@ impl ClientAddr {
         &self.0.ip
     }
 
-    /// The upstream connection this client's connection used last (plain-http
-    /// upstreams; see [`crate::proxy`]).
-    pub fn upstream_slot(&self) -> &Arc<UpstreamSlot> {
+    /// The upstream connections this client's connection used last
+    /// (plain-http upstreams; see `proxy/pool.rs`).
+    pub(crate) fn upstream_slot(&self) -> &Arc<UpstreamSlot> {
         &self.0.upstream
     }
 }
@@ -137,8 +137,9 @@ pub async fn serve<S>(
         let watcher = graceful.watcher();
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
+            let slot = conn_service.peer.upstream_slot().clone();
             let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
-            if let Err(e) = watcher.watch(conn).await {
+            if let Err(e) = DriveSlot::new(watcher.watch(conn), slot).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use error::classify_connect;
 pub use error::{classify, failure_response, Failure};
 pub use headers::{add_forwarded, remove_hop_by_hop};
-pub use pool::UpstreamSlot;
+pub(crate) use pool::{DriveSlot, UpstreamSlot};
 pub use tls::TlsError;
 
 use crate::body::{self, Body};
@@ -67,12 +67,18 @@ pub struct Upstream {
     inner: Arc<Inner>,
 }
 
+/// How requests reach the upstream.
+enum Transport {
+    /// A plain-http upstream: HTTP/1 connections kept by the app connections
+    /// that use them (`pool.rs`).
+    Kept(Arc<H1Pool>),
+    /// https, where ALPN may choose h2, which hyper-util's pooled client
+    /// multiplexes (also a base URL without a host, which `forward` refuses).
+    Pooled(Box<Client<HttpsConnector<HttpConnector>, Body>>),
+}
+
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-    /// For a plain-http upstream: HTTP/1 connections kept by the app
-    /// connections that use them (`pool.rs`). `None` for https, where ALPN
-    /// may choose h2 and the pooled `client` multiplexes.
-    h1: Option<Arc<H1Pool>>,
+    transport: Transport,
     scheme: Scheme,
     /// `None` only for a base URL without a host (config validation refuses
     /// those; a library caller may not have).
@@ -89,8 +95,9 @@ struct Inner {
 }
 
 impl Upstream {
-    /// Builds the pooled client. `tls` is used for `https` upstreams; ALPN offers
-    /// h2 and http/1.1.
+    /// Builds the way to the upstream: HTTP/1 connections kept by app
+    /// connections for `http`, a pooled client over rustls for `https` (with
+    /// `tls`; ALPN offers h2 and http/1.1).
     pub fn new(config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -99,45 +106,47 @@ impl Upstream {
         let base = &config.base;
         let plain = base.scheme() != Some(&Scheme::HTTPS);
         let host = if plain { host_header(base) } else { None };
-        let h1 = match (plain, base.authority()) {
+        let kept = match (plain, base.authority()) {
             (true, Some(authority)) => Uri::builder()
                 .scheme(Scheme::HTTP)
                 .authority(authority.clone())
                 .path_and_query("/")
                 .build()
-                .ok()
-                .map(|target| {
-                    let mut builder = hyper::client::conn::http1::Builder::new();
-                    builder.max_buf_size(UPSTREAM_READ_BUFFER);
-                    H1Pool::new(
-                        http.clone(),
-                        builder,
-                        target,
-                        config.pool_max_idle_per_host,
-                        config.pool_idle_timeout,
-                    )
-                }),
+                .ok(),
             _ => None,
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
-            // `forward` sets Host from a value built once; the client would
-            // format it again for every request.
-            .set_host(host.is_none())
-            .build(connector);
+        let transport = match kept {
+            Some(target) => {
+                let mut builder = hyper::client::conn::http1::Builder::new();
+                builder.max_buf_size(UPSTREAM_READ_BUFFER);
+                Transport::Kept(H1Pool::new(
+                    http,
+                    builder,
+                    target,
+                    config.pool_max_idle_per_host,
+                    config.pool_idle_timeout,
+                ))
+            }
+            None => {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(http);
+                Transport::Pooled(Box::new(
+                    Client::builder(TokioExecutor::new())
+                        .pool_timer(TokioTimer::new())
+                        .timer(TokioTimer::new())
+                        .pool_idle_timeout(config.pool_idle_timeout)
+                        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                        .http1_max_buf_size(UPSTREAM_READ_BUFFER)
+                        .build(connector),
+                ))
+            }
+        };
         Self {
             inner: Arc::new(Inner {
-                client,
-                h1,
+                transport,
                 scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
                 authority: base.authority().cloned(),
                 host,
@@ -210,7 +219,7 @@ impl Inner {
         let uri = path_and_query.map_err(http::Error::from).and_then(|pq| {
             let mut parts = http::uri::Parts::default();
             // hyper's own HTTP/1 connections send the URI as given: origin-form.
-            if self.h1.is_none() {
+            if let Transport::Pooled(_) = self.transport {
                 parts.scheme = Some(self.scheme.clone());
                 parts.authority = Some(authority.clone());
             }
@@ -256,15 +265,15 @@ impl Inner {
 
         let sent = std::time::Instant::now();
         let exchange = async {
-            match &self.h1 {
-                Some(pool) => {
+            match &self.transport {
+                Transport::Kept(pool) => {
                     let slot = client.map(|c| c.upstream_slot().clone());
                     pool.send(slot, req).await.map_err(|e| match e {
                         PoolError::Connect(e) => classify_connect(&*e),
                         PoolError::Exchange(e) => classify(&e),
                     })
                 }
-                None => match self.client.request(req).await {
+                Transport::Pooled(pooled) => match pooled.request(req).await {
                     Ok(response) => Ok(response.map(body::boxed)),
                     Err(e) => Err(classify(&e)),
                 },

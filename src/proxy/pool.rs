@@ -12,8 +12,11 @@
 //! Here an app connection keeps its upstream connection in an
 //! [`UpstreamSlot`], and the app connection's own task drives it: the request
 //! future polls it until the answer's head arrives, the answer's body polls it
-//! until its end, and the next request on the same app connection finds it in
-//! the slot. No lock is shared between app connections on that path and no task
+//! until its end, and between requests [`DriveSlot`] polls it with the app
+//! connection's task, so an upstream that closes it, or a request body still
+//! being sent, is seen to at once; it is closed after `proxy.pool_idle_timeout`
+//! without use. The next request on the same app connection finds it in the
+//! slot. No lock is shared between app connections on that path and no task
 //! is spawned. When the app connection closes, its upstream connection is
 //! parked in the pool shared by all app connections, where a task of its own
 //! watches it until the next app connection takes it back (an app that opens a
@@ -29,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -40,6 +43,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::body::{self, Body, BoxError};
@@ -55,11 +59,13 @@ pub(crate) enum PoolError {
     Exchange(hyper::Error),
 }
 
-/// The upstream connection an app connection used last, ready for its next
-/// request. One per app connection (see [`crate::server::ClientAddr`]); when
-/// the app connection ends, the connection in it is parked in its pool.
+/// The upstream connections an app connection used last, one per upstream
+/// (routes), ready for its next request. One per app connection (see
+/// [`crate::server::ClientAddr`]), driven between requests by [`DriveSlot`];
+/// when the app connection ends, the connections in it are parked in their
+/// pools.
 #[derive(Default)]
-pub struct UpstreamSlot(Mutex<Option<Idle>>);
+pub(crate) struct UpstreamSlot(Mutex<Vec<Idle>>);
 
 impl std::fmt::Debug for UpstreamSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,25 +74,95 @@ impl std::fmt::Debug for UpstreamSlot {
 }
 
 impl UpstreamSlot {
-    fn lock(&self) -> MutexGuard<'_, Option<Idle>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
         // Only whole values are put in and taken out; a poisoned lock is consistent.
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Polls the connections held here with the app connection's task: drops
+    /// those that ended (the upstream closed them, or answered `Connection:
+    /// close`) or that stayed unused past their pool's idle timeout, and keeps
+    /// sending a request body an early answer left unfinished. `timer` wakes
+    /// the task for the next idle timeout; it is set at most once per timeout
+    /// period, not per request.
+    fn drive(&self, cx: &mut Context<'_>, timer: &mut Option<Pin<Box<Sleep>>>) {
+        let mut held = self.lock();
+        if held.is_empty() {
+            return;
+        }
+        held.retain_mut(|idle| match idle.connection.as_mut() {
+            Some(connection) => connection.as_mut().poll(cx).is_pending(),
+            None => false,
+        });
+        loop {
+            let Some(due) = held.iter().map(Idle::due).min() else {
+                return;
+            };
+            match timer {
+                Some(timer) if timer.deadline() == due => {}
+                Some(timer) => timer.as_mut().reset(due),
+                None => *timer = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            let Some(timer) = timer.as_mut() else { return };
+            if timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            // Dropping one closes its connection (its sender goes).
+            let now = Instant::now();
+            held.retain(|idle| idle.due() > now);
+        }
+    }
 }
 
 impl Drop for UpstreamSlot {
     fn drop(&mut self) {
-        let idle = self
-            .0
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(idle) = idle {
+        let held = std::mem::take(
+            self.0
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for idle in held {
             let pool = idle.pool.clone();
             pool.park(idle);
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An app connection's future that also drives, between requests, the
+    /// upstream connections in its [`UpstreamSlot`].
+    pub(crate) struct DriveSlot<F> {
+        #[pin]
+        inner: F,
+        slot: Arc<UpstreamSlot>,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F> DriveSlot<F> {
+    pub(crate) fn new(inner: F, slot: Arc<UpstreamSlot>) -> Self {
+        Self {
+            inner,
+            slot,
+            timer: None,
+        }
+    }
+}
+
+impl<F: Future> Future for DriveSlot<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let polled = this.inner.poll(cx);
+        if polled.is_pending() {
+            // After the app connection's turn: an answer that just ended has
+            // put its connection back, and this registers the task for it.
+            this.slot.drive(cx, this.timer);
+        }
+        polled
     }
 }
 
@@ -180,14 +256,20 @@ impl H1Pool {
 
     /// A ready connection from `slot` or the parked ones, if there is one.
     async fn reuse(self: &Arc<Self>, slot: Option<&UpstreamSlot>) -> Option<Lease> {
-        if let Some(idle) = slot.and_then(|slot| slot.lock().take()) {
-            if !Arc::ptr_eq(&idle.pool, self) {
-                // Another target's connection (routes): back to its own pool.
-                let pool = idle.pool.clone();
-                pool.park(idle);
-            } else if idle.since.elapsed() < self.idle_timeout {
-                if let Some(lease) = idle.checked().await {
-                    return Some(lease);
+        if let Some(slot) = slot {
+            let held = {
+                let mut held = slot.lock();
+                let mine = held.iter().position(|idle| Arc::ptr_eq(&idle.pool, self));
+                mine.map(|i| held.swap_remove(i))
+            };
+            if let Some(mut idle) = held {
+                match idle.readiness().await {
+                    Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
+                    // Another request of this app connection (HTTP/2) is still
+                    // sending its body on it: it stays, and this one goes on
+                    // another connection.
+                    Readiness::Busy => slot.lock().push(idle),
+                    _ => {}
                 }
             }
         }
@@ -195,13 +277,10 @@ impl H1Pool {
             let parked = {
                 let now = Instant::now();
                 let mut parked = self.parked();
-                loop {
-                    match parked.pop() {
-                        Some(p) if now.duration_since(p.since) < self.idle_timeout => break p,
-                        Some(_) => {}
-                        None => return None,
-                    }
-                }
+                parked.retain(|p| now.duration_since(p.since) < self.idle_timeout);
+                // The newest that its task has brought to rest.
+                let ready = parked.iter().rposition(|p| p.sender.is_ready())?;
+                parked.swap_remove(ready)
             };
             // Back from its task, so this app connection's task drives it.
             let (back, connection) = oneshot::channel();
@@ -211,14 +290,14 @@ impl H1Pool {
             let Ok(connection) = connection.await else {
                 continue;
             };
-            let idle = Idle {
+            let mut idle = Idle {
                 sender: parked.sender,
                 connection: Some(connection),
                 since: parked.since,
                 pool: self.clone(),
             };
-            if let Some(lease) = idle.checked().await {
-                return Some(lease);
+            if let Readiness::Ready = idle.readiness().await {
+                return Some(idle.lease());
             }
         }
     }
@@ -253,7 +332,10 @@ impl H1Pool {
         }
         let mut parked = self.parked();
         if parked.len() >= self.max_parked {
-            return;
+            parked.retain(|p| !p.sender.is_closed());
+            if parked.len() >= self.max_parked {
+                return;
+            }
         }
         let Some(mut connection) = idle.connection else {
             return; // it has ended
@@ -313,36 +395,51 @@ async fn reaper(pool: Weak<H1Pool>, period: Duration) {
     }
 }
 
+/// Whether an idle connection can take a request.
+enum Readiness {
+    Ready,
+    /// Still finishing the last exchange (sending its request body).
+    Busy,
+    Ended,
+}
+
 impl Idle {
-    /// The connection for a request, if it can take one now.
-    async fn checked(mut self) -> Option<Lease> {
-        poll_fn(|cx| Poll::Ready(self.ready(cx)))
-            .await
-            .then(|| Lease {
-                sender: self.sender,
-                connection: self.connection,
-                pool: self.pool,
-                reused: true,
-            })
+    /// When it has been unused for its pool's idle timeout.
+    fn due(&self) -> Instant {
+        self.since + self.pool.idle_timeout
     }
 
-    /// Whether the connection can take a request now: polls it (with the
-    /// caller's task) so that a close by the upstream shows, then its sender.
-    fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+    async fn readiness(&mut self) -> Readiness {
+        poll_fn(|cx| Poll::Ready(self.poll_readiness(cx))).await
+    }
+
+    /// Polls the connection (with the caller's task) so that a close by the
+    /// upstream shows, then asks its sender.
+    fn poll_readiness(&mut self, cx: &mut Context<'_>) -> Readiness {
         // A few turns: finishing the last answer and becoming ready may take
         // more than one poll of the connection.
         for _ in 0..3 {
             if let Some(connection) = self.connection.as_mut() {
                 if connection.as_mut().poll(cx).is_ready() {
-                    return false;
+                    return Readiness::Ended;
                 }
             }
             match self.sender.poll_ready(cx) {
-                Poll::Ready(result) => return result.is_ok(),
+                Poll::Ready(Ok(())) => return Readiness::Ready,
+                Poll::Ready(Err(_)) => return Readiness::Ended,
                 Poll::Pending => {}
             }
         }
-        false
+        Readiness::Busy
+    }
+
+    fn lease(self) -> Lease {
+        Lease {
+            sender: self.sender,
+            connection: self.connection,
+            pool: self.pool,
+            reused: true,
+        }
     }
 }
 
@@ -400,11 +497,13 @@ impl Lease {
         }
     }
 
-    /// Back in `slot` for the app connection's next request, or parked when
-    /// the slot is gone or already holds one (HTTP/2 app connections run
-    /// several requests at once).
+    /// Back in `slot` for the app connection's next request (where the app
+    /// connection's task drives it until then), or parked when the slot is gone
+    /// or already holds one for this upstream (HTTP/2 app connections run
+    /// several requests at once). `proxy.pool_max_idle_per_host = 0` keeps
+    /// none.
     fn release(self, slot: Option<Arc<UpstreamSlot>>) {
-        if self.sender.is_closed() {
+        if self.sender.is_closed() || self.pool.max_parked == 0 {
             return;
         }
         let idle = Idle {
@@ -413,17 +512,16 @@ impl Lease {
             since: Instant::now(),
             pool: self.pool,
         };
-        let idle = match slot {
-            Some(slot) => {
-                let mut held = slot.lock();
-                if held.is_none() {
-                    *held = Some(idle);
-                    return;
-                }
-                idle
+        if let Some(slot) = slot {
+            let mut held = slot.lock();
+            if !held
+                .iter()
+                .any(|other| Arc::ptr_eq(&other.pool, &idle.pool))
+            {
+                held.push(idle);
+                return;
             }
-            None => idle,
-        };
+        }
         let pool = idle.pool.clone();
         pool.park(idle);
     }
@@ -458,7 +556,8 @@ impl http_body::Body for LeasedBody {
         }
         let finished = match &polled {
             Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            // hyper polls no further once trailers came.
+            Poll::Ready(Some(Ok(frame))) => frame.is_trailers() || this.inner.is_end_stream(),
             Poll::Ready(Some(Err(_))) => {
                 this.lease = None;
                 false

@@ -87,7 +87,7 @@ async fn concurrent_requests_on_one_h2_app_connection_each_get_a_connection() {
 }
 
 #[tokio::test]
-async fn an_answer_dropped_midway_closes_its_upstream_connection() {
+async fn an_app_that_drops_an_answer_midway_gets_its_next_answer_whole() {
     let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
     let client = h1_client();
@@ -111,10 +111,12 @@ async fn an_answer_dropped_midway_closes_its_upstream_connection() {
     assert_eq!(origin.connections(), 2);
 }
 
-/// A raw HTTP/1.1 origin: answers `n` bytes of `x` to each request, with
-/// keep-alive, and closes each connection `close_after` after its first
-/// answer, without saying so in the answer. Reports each connection's
-/// number of requests and when it saw the proxy close it.
+/// A raw HTTP/1.1 origin: answers `{"ok":true}` to each request, with
+/// keep-alive. With `close_after`, it closes each connection that long after
+/// its first answer, without saying so in the answer. With `early`, it answers
+/// a request with a body `413` at once, before reading the body, then reads and
+/// discards the body and goes on. Reports how many connections it accepted and
+/// when it saw the proxy close one.
 struct RawOrigin {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -122,8 +124,14 @@ struct RawOrigin {
     task: tokio::task::JoinHandle<()>,
 }
 
+#[derive(Clone, Copy, Default)]
+struct RawMode {
+    close_after: Option<Duration>,
+    early: bool,
+}
+
 impl RawOrigin {
-    async fn start(close_after: Option<Duration>) -> RawOrigin {
+    async fn start(mode: RawMode) -> RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -133,7 +141,7 @@ impl RawOrigin {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_raw(stream, close_after, tx.clone()));
+                tokio::spawn(serve_raw(stream, mode, tx.clone()));
             }
         });
         RawOrigin {
@@ -155,40 +163,96 @@ impl Drop for RawOrigin {
     }
 }
 
+/// Reads until `buf` holds `n` bytes; false at the end of the stream.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
+    let mut chunk = [0u8; 16384];
+    while buf.len() < n {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+        }
+    }
+    true
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
 async fn serve_raw(
     mut stream: TcpStream,
-    close_after: Option<Duration>,
+    mode: RawMode,
     closed_by_peer: mpsc::UnboundedSender<Instant>,
 ) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     loop {
-        // One request head (the tests send no request bodies).
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => {
-                    let _ = closed_by_peer.send(Instant::now());
-                    return;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        let end = loop {
+            if let Some(end) = head_end(&buf) {
+                break end;
             }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let want = buf.len() + 1;
+            if !fill(&mut stream, &mut buf, want).await {
+                let _ = closed_by_peer.send(Instant::now());
+                return;
+            }
+        };
+        let length = content_length(&buf[..end]);
         buf.drain(..end);
-        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
-        if stream.write_all(answer).await.is_err() {
+        let answer: &[u8] = if mode.early && length > 0 {
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}"
+        };
+        if mode.early && stream.write_all(answer).await.is_err() {
             return;
         }
-        if let Some(after) = close_after {
+        if !fill(&mut stream, &mut buf, length).await {
+            return;
+        }
+        buf.drain(..length);
+        if !mode.early && stream.write_all(answer).await.is_err() {
+            return;
+        }
+        if let Some(after) = mode.close_after {
             tokio::time::sleep(after).await;
             return; // dropped: closed without a word
         }
     }
 }
 
+/// Sockets of this process's network namespace connected to `port` and left
+/// half-closed (CLOSE_WAIT: the peer closed, this side did not).
+fn close_wait_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap();
+            u16::from_str_radix(remote_port, 16).ok() == Some(port) && fields[3] == "08"
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn an_upstream_that_closes_idle_connections_costs_no_request() {
-    let origin = RawOrigin::start(Some(Duration::from_millis(20))).await;
+    let origin = RawOrigin::start(RawMode {
+        close_after: Some(Duration::from_millis(20)),
+        ..RawMode::default()
+    })
+    .await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
     let client = h1_client();
     for round in 0..5 {
@@ -203,7 +267,7 @@ async fn an_upstream_that_closes_idle_connections_costs_no_request() {
 
 #[tokio::test]
 async fn parked_connections_are_closed_after_the_idle_timeout() {
-    let mut origin = RawOrigin::start(None).await;
+    let mut origin = RawOrigin::start(RawMode::default()).await;
     let proxy = Proxy::in_front_of(&origin.url(), "pool_idle_timeout = \"300ms\"\n").await;
     {
         // One app connection, closed when the client is dropped: its upstream
@@ -224,4 +288,120 @@ async fn parked_connections_are_closed_after_the_idle_timeout() {
     // And a new request still finds its way.
     assert_eq!(get(&h1_client(), &proxy.url("/ok")).await.status, 200);
     assert_eq!(origin.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_by_the_upstream_is_closed_here_too() {
+    let origin = RawOrigin::start(RawMode {
+        close_after: Some(Duration::from_millis(20)),
+        ..RawMode::default()
+    })
+    .await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    // The app connection stays open and idle, its upstream connection held.
+    let client = h1_client();
+    assert_eq!(get(&client, &proxy.url("/ok")).await.status, 200);
+    // Well past the origin's close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while close_wait_to(origin.addr.port()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a socket to the origin stays half-closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&client, &proxy.url("/ok")).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_idle_app_connection_lets_its_upstream_connection_go_after_the_idle_timeout() {
+    let mut origin = RawOrigin::start(RawMode::default()).await;
+    let proxy = Proxy::in_front_of(&origin.url(), "pool_idle_timeout = \"300ms\"\n").await;
+    let client = h1_client();
+    assert_eq!(get(&client, &proxy.url("/ok")).await.status, 200);
+    let used = Instant::now();
+    // The app connection is still open (the client keeps it).
+    let closed = tokio::time::timeout(Duration::from_secs(5), origin.closed_by_peer.recv())
+        .await
+        .expect("the proxy closes the idle upstream connection")
+        .unwrap();
+    let idle = closed - used;
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_millis(1500),
+        "closed after {idle:?}"
+    );
+    assert_eq!(get(&client, &proxy.url("/ok")).await.status, 200);
+    assert_eq!(origin.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_answer_before_the_upload_ends_leaves_the_app_connection_usable() {
+    let origin = RawOrigin::start(RawMode {
+        early: true,
+        ..RawMode::default()
+    })
+    .await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    // One app connection, spoken to by hand: a 1 MiB upload the upstream
+    // answers 413 before reading it, then a GET on the same connection.
+    let mut app = TcpStream::connect(proxy.addr).await.unwrap();
+    let size = 1 << 20;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: app\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    );
+    let exchange = async {
+        app.write_all(head.as_bytes()).await.unwrap();
+        app.write_all(&vec![b' '; size]).await.unwrap();
+        app.write_all(b"GET /ok HTTP/1.1\r\nhost: app\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answers = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&answers).contains("{\"ok\":true}") {
+            let n = app.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answers));
+            answers.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&answers).into_owned()
+    };
+    let answers = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("both answers on the same app connection");
+    assert!(answers.starts_with("HTTP/1.1 413"), "{answers}");
+    assert!(answers.contains("HTTP/1.1 200"), "{answers}");
+    assert_eq!(origin.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn pool_max_idle_per_host_zero_keeps_no_connection() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "pool_max_idle_per_host = 0\n").await;
+    let client = h1_client();
+    for _ in 0..5 {
+        assert_eq!(get(&client, &proxy.url("/fixed?len=10")).await.status, 200);
+    }
+    assert_eq!(origin.connections(), 5);
+}
+
+#[tokio::test]
+async fn one_app_connection_keeps_a_connection_per_route() {
+    let (default, uae) = (Origin::start().await, Origin::start().await);
+    let proxy = Proxy::in_front_of(
+        &default.url(),
+        &format!(
+            "[[routes]]\nname = \"uae\"\nprefix = \"/uae\"\nupstream = \"{}\"\n",
+            uae.url()
+        ),
+    )
+    .await;
+    let client = h1_client();
+    for _ in 0..20 {
+        assert_eq!(get(&client, &proxy.url("/fixed?len=10")).await.status, 200);
+        assert_eq!(
+            get(&client, &proxy.url("/uae/fixed?len=10")).await.status,
+            200
+        );
+    }
+    assert_eq!((default.connections(), uae.connections()), (1, 1));
 }
