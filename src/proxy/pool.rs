@@ -31,7 +31,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,8 +64,53 @@ pub(crate) enum PoolError {
 /// [`crate::server::ClientAddr`]), driven between requests by [`DriveSlot`];
 /// when the app connection ends, the connections in it are parked in their
 /// pools.
-#[derive(Default)]
-pub(crate) struct UpstreamSlot(Mutex<Vec<Idle>>);
+pub(crate) struct UpstreamSlot {
+    held: Mutex<Vec<Idle>>,
+    /// The waker the held connections are polled with between requests.
+    waker: Arc<SlotWaker>,
+}
+
+impl Default for UpstreamSlot {
+    fn default() -> Self {
+        Self {
+            held: Mutex::default(),
+            waker: Arc::new(SlotWaker {
+                woken: AtomicBool::new(false),
+                task: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+/// Wakes the app connection's task for its held connections, and notes that
+/// one of them has something to do: between requests they are polled only
+/// then, not at every turn of the app connection's task.
+struct SlotWaker {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl SlotWaker {
+    fn task(&self) -> MutexGuard<'_, Option<Waker>> {
+        // A waker is replaced whole; a poisoned lock is consistent.
+        self.task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = self.task().as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
 
 impl std::fmt::Debug for UpstreamSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,7 +121,7 @@ impl std::fmt::Debug for UpstreamSlot {
 impl UpstreamSlot {
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
         // Only whole values are put in and taken out; a poisoned lock is consistent.
-        self.0
+        self.held
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -92,34 +137,58 @@ impl UpstreamSlot {
         if held.is_empty() {
             return;
         }
-        held.retain_mut(|idle| match idle.connection.as_mut() {
-            Some(connection) => connection.as_mut().poll(cx).is_pending(),
-            None => false,
-        });
-        loop {
-            let Some(due) = held.iter().map(Idle::due).min() else {
-                return;
-            };
-            match timer {
-                Some(timer) if timer.deadline() == due => {}
-                Some(timer) => timer.as_mut().reset(due),
-                None => *timer = Some(Box::pin(tokio::time::sleep_until(due))),
+        {
+            let mut task = self.waker.task();
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
             }
-            let Some(timer) = timer.as_mut() else { return };
-            if timer.as_mut().poll(cx).is_pending() {
+        }
+        let woken = self.waker.woken.swap(false, Ordering::AcqRel);
+        if woken || held.iter().any(|idle| !idle.watched) {
+            let waker = Waker::from(self.waker.clone());
+            let mut slot_cx = Context::from_waker(&waker);
+            held.retain_mut(|idle| match idle.poll_readiness(&mut slot_cx) {
+                Readiness::Ready => {
+                    idle.watched = true;
+                    true
+                }
+                Readiness::Busy => {
+                    idle.watched = false;
+                    true
+                }
+                Readiness::Ended => false,
+            });
+        }
+        // The timer is set for the oldest due time it has seen and moved on
+        // only when it fires: connections are released at every request, and
+        // moving it each time would cost a timer-wheel update per exchange.
+        if let Some(timer) = timer.as_mut() {
+            if !timer.is_elapsed() {
                 return;
             }
             // Dropping one closes its connection (its sender goes).
             let now = Instant::now();
             held.retain(|idle| idle.due() > now);
         }
+        let Some(due) = held.iter().map(Idle::due).min() else {
+            return;
+        };
+        let timer = match timer {
+            Some(timer) => {
+                timer.as_mut().reset(due);
+                timer
+            }
+            None => timer.insert(Box::pin(tokio::time::sleep_until(due))),
+        };
+        // Registers the task; it cannot be due yet (`due` is in the future).
+        let _ = timer.as_mut().poll(cx);
     }
 }
 
 impl Drop for UpstreamSlot {
     fn drop(&mut self) {
         let held = std::mem::take(
-            self.0
+            self.held
                 .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
@@ -174,6 +243,9 @@ struct Idle {
     connection: Option<Pin<Box<Connection>>>,
     since: Instant,
     pool: Arc<H1Pool>,
+    /// Seen ready while polled with its slot's waker: until that waker fires
+    /// it is still ready, and nothing needs to poll it.
+    watched: bool,
 }
 
 /// A connection parked in the pool, running as a task of its own until an
@@ -263,12 +335,22 @@ impl H1Pool {
                 mine.map(|i| held.swap_remove(i))
             };
             if let Some(mut idle) = held {
-                match idle.readiness().await {
+                // Still as its slot's last poll left it: ready.
+                let quiet = idle.watched && !slot.waker.woken.load(Ordering::Acquire);
+                let readiness = if quiet && idle.sender.is_ready() {
+                    Readiness::Ready
+                } else {
+                    idle.readiness().await
+                };
+                match readiness {
                     Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
                     // Another request of this app connection (HTTP/2) is still
                     // sending its body on it: it stays, and this one goes on
                     // another connection.
-                    Readiness::Busy => slot.lock().push(idle),
+                    Readiness::Busy => {
+                        idle.watched = false;
+                        slot.lock().push(idle);
+                    }
                     _ => {}
                 }
             }
@@ -295,6 +377,7 @@ impl H1Pool {
                 connection: Some(connection),
                 since: parked.since,
                 pool: self.clone(),
+                watched: false,
             };
             if let Readiness::Ready = idle.readiness().await {
                 return Some(idle.lease());
@@ -511,6 +594,7 @@ impl Lease {
             connection: self.connection,
             since: Instant::now(),
             pool: self.pool,
+            watched: false,
         };
         if let Some(slot) = slot {
             let mut held = slot.lock();
