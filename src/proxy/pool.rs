@@ -12,10 +12,11 @@
 //! Here an app connection keeps its upstream connection in an
 //! [`UpstreamSlot`], and the app connection's own task drives it: the request
 //! future polls it until the answer's head arrives, the answer's body polls it
-//! until its end, and between requests [`DriveSlot`] polls it with the app
-//! connection's task, so an upstream that closes it, or a request body still
-//! being sent, is seen to at once; it is closed after `proxy.pool_idle_timeout`
-//! without use. The next request on the same app connection finds it in the
+//! until its end, and between requests [`DriveSlot`] polls it from the app
+//! connection's task whenever it has something to do (its waker is the slot's,
+//! which wakes that task), so an upstream that closes it, or a request body
+//! still being sent, is seen to at once; it is closed after
+//! `proxy.pool_idle_timeout` without use. The next request on the same app connection finds it in the
 //! slot. No lock is shared between app connections on that path and no task
 //! is spawned. When the app connection closes, its upstream connection is
 //! parked in the pool shared by all app connections, where a task of its own
@@ -162,26 +163,26 @@ impl UpstreamSlot {
         // The timer is set for the oldest due time it has seen and moved on
         // only when it fires: connections are released at every request, and
         // moving it each time would cost a timer-wheel update per exchange.
-        if let Some(timer) = timer.as_mut() {
-            if !timer.is_elapsed() {
+        loop {
+            if let Some(timer) = timer.as_mut() {
+                // Out of tokio's budget: a refused poll would neither set the
+                // timer nor come back to it.
+                let fired = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
+                if fired.poll(cx).is_pending() {
+                    return;
+                }
+                // Dropping one closes its connection (its sender goes).
+                let now = Instant::now();
+                held.retain(|idle| idle.due() > now);
+            }
+            let Some(due) = held.iter().map(Idle::due).min() else {
                 return;
+            };
+            match timer {
+                Some(timer) => timer.as_mut().reset(due),
+                None => *timer = Some(Box::pin(tokio::time::sleep_until(due))),
             }
-            // Dropping one closes its connection (its sender goes).
-            let now = Instant::now();
-            held.retain(|idle| idle.due() > now);
         }
-        let Some(due) = held.iter().map(Idle::due).min() else {
-            return;
-        };
-        let timer = match timer {
-            Some(timer) => {
-                timer.as_mut().reset(due);
-                timer
-            }
-            None => timer.insert(Box::pin(tokio::time::sleep_until(due))),
-        };
-        // Registers the task; it cannot be due yet (`due` is in the future).
-        let _ = timer.as_mut().poll(cx);
     }
 }
 
@@ -340,7 +341,10 @@ impl H1Pool {
                 let readiness = if quiet && idle.sender.is_ready() {
                     Readiness::Ready
                 } else {
-                    idle.readiness().await
+                    // With the slot's waker: one that stays behind (busy) must
+                    // wake the app connection's task, not this request's.
+                    let waker = Waker::from(slot.waker.clone());
+                    idle.poll_readiness(&mut Context::from_waker(&waker))
                 };
                 match readiness {
                     Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
@@ -585,7 +589,13 @@ impl Lease {
     /// or already holds one for this upstream (HTTP/2 app connections run
     /// several requests at once). `proxy.pool_max_idle_per_host = 0` keeps
     /// none.
-    fn release(self, slot: Option<Arc<UpstreamSlot>>) {
+    ///
+    /// `by` is the task releasing it, when known: unless that is the app
+    /// connection's own task (which drives the slot when it next waits), the
+    /// slot's waker is woken, so that the app connection's task polls it: an
+    /// HTTP/2 stream runs in a task of its own, and an answer's body may be
+    /// dropped after that task last woke the app connection's.
+    fn release(self, slot: Option<Arc<UpstreamSlot>>, by: Option<&Waker>) {
         if self.sender.is_closed() || self.pool.max_parked == 0 {
             return;
         }
@@ -603,6 +613,14 @@ impl Lease {
                 .any(|other| Arc::ptr_eq(&other.pool, &idle.pool))
             {
                 held.push(idle);
+                drop(held);
+                let own = by.is_some_and(|by| {
+                    let task = slot.waker.task();
+                    task.as_ref().is_some_and(|task| task.will_wake(by))
+                });
+                if !own {
+                    slot.waker.wake_by_ref();
+                }
                 return;
             }
         }
@@ -650,7 +668,7 @@ impl http_body::Body for LeasedBody {
         };
         if finished {
             if let Some((lease, slot)) = this.lease.take() {
-                lease.release(slot);
+                lease.release(slot, Some(cx.waker()));
             }
         }
         polled
@@ -670,7 +688,7 @@ impl Drop for LeasedBody {
         // hyper does not poll a body that says it has ended (an empty answer).
         if let Some((lease, slot)) = self.lease.take() {
             if http_body::Body::is_end_stream(&self.inner) {
-                lease.release(slot);
+                lease.release(slot, None);
             }
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use leanproxy::body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,6 +163,9 @@ impl Drop for RawOrigin {
     }
 }
 
+/// The size of `/big`'s answer: enough frames to use up a task's budget.
+const BIG: usize = 4 << 20;
+
 /// Reads until `buf` holds `n` bytes; false at the end of the stream.
 async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
     let mut chunk = [0u8; 16384];
@@ -208,9 +211,25 @@ async fn serve_raw(
             }
         };
         let length = content_length(&buf[..end]);
+        let target = String::from_utf8_lossy(&buf[..end])
+            .split(' ')
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
         buf.drain(..end);
+        let big;
         let answer: &[u8] = if mode.early && length > 0 {
             b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+        } else if target == "/empty" {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else if target == "/big" {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {BIG}\r\n\r\n"
+            )
+            .into_bytes();
+            answer.resize(answer.len() + BIG, b'b');
+            big = answer;
+            &big
         } else {
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}"
         };
@@ -404,4 +423,62 @@ async fn one_app_connection_keeps_a_connection_per_route() {
         );
     }
     assert_eq!((default.connections(), uae.connections()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_idle_timeout_holds_after_a_large_answer() {
+    let mut origin = RawOrigin::start(RawMode::default()).await;
+    let proxy = Proxy::in_front_of(&origin.url(), "pool_idle_timeout = \"300ms\"\n").await;
+    let client = h1_client();
+    let r = get(&client, &proxy.url("/big")).await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, BIG));
+    let used = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), origin.closed_by_peer.recv())
+        .await
+        .expect("the proxy closes the idle upstream connection")
+        .unwrap();
+    assert!(
+        closed - used < Duration::from_millis(1500),
+        "{:?}",
+        closed - used
+    );
+}
+
+#[tokio::test]
+async fn h2_app_connections_let_closed_and_idle_upstream_connections_go() {
+    // Closed by the upstream after an empty answer, which hyper drops unread.
+    let origin = RawOrigin::start(RawMode {
+        close_after: Some(Duration::from_millis(20)),
+        ..RawMode::default()
+    })
+    .await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let client = h2_client();
+    assert_eq!(get(&client, &proxy.url("/empty")).await.status, 204);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while close_wait_to(origin.addr.port()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a socket to the origin stays half-closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&client, &proxy.url("/ok")).await.status, 200);
+
+    // Unused past the idle timeout while the h2 app connection stays open.
+    let mut origin = RawOrigin::start(RawMode::default()).await;
+    let proxy = Proxy::in_front_of(&origin.url(), "pool_idle_timeout = \"300ms\"\n").await;
+    let client = h2_client();
+    assert_eq!(get(&client, &proxy.url("/empty")).await.status, 204);
+    let used = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), origin.closed_by_peer.recv())
+        .await
+        .expect("the proxy closes the idle upstream connection")
+        .unwrap();
+    assert!(
+        closed - used < Duration::from_millis(1500),
+        "{:?}",
+        closed - used
+    );
 }
