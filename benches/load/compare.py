@@ -205,9 +205,15 @@ def leanproxy_binary(arg: str | None) -> Path:
         if not path.is_file():
             sys.exit(f"compare.py: no leanproxy binary at {path}")
         return path
-    log("building leanproxy: cargo build --release --bin leanproxy")
+    return cargo_release(["--bin", "leanproxy"], "leanproxy")
+
+
+def cargo_release(what: list[str], path: str) -> Path:
+    """`cargo build --release <what>` in the repository; the built file at
+    `path` under `$CARGO_TARGET_DIR` (default `target`) `/release`."""
+    log(f"building: cargo build --release {' '.join(what)}")
     subprocess.run(
-        ["cargo", "build", "--release", "--bin", "leanproxy"],
+        ["cargo", "build", "--release", *what],
         cwd=REPO,
         check=True,
         timeout=1800,
@@ -215,7 +221,7 @@ def leanproxy_binary(arg: str | None) -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     if not target.is_absolute():
         target = REPO / target
-    return target / "release" / "leanproxy"
+    return target / "release" / path
 
 
 def free_ports(n: int) -> list[int]:
@@ -639,17 +645,7 @@ def report(
 
 def floor_binary() -> Path:
     """Builds examples/hyper_floor.rs (release) and returns its path."""
-    log("building the floor: cargo build --release --example hyper_floor")
-    subprocess.run(
-        ["cargo", "build", "--release", "--example", "hyper_floor"],
-        cwd=REPO,
-        check=True,
-        timeout=1800,
-    )
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target
-    return target / "release" / "examples" / "hyper_floor"
+    return cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
 
 
 def start_floor(binary: Path, dir: Path, up: int, port: int) -> subprocess.Popen:
