@@ -6,24 +6,25 @@
 //! body chunk cross back, and for each answer with a body the client spawns one
 //! more task that returns the connection to the pool (whose key it hashes at
 //! each checkout and return). Replacing it here took a 1 KiB exchange from
-//! 63,700 to 58,900 instructions (callgrind) and saved the wake-ups between
+//! 63,700 to 59,700 instructions (callgrind) and saved the wake-ups between
 //! tasks, often on two threads (benches/README.md).
 //!
 //! Here an app connection keeps its upstream connection in an
 //! [`UpstreamSlot`], and the app connection's own task drives it: the request
 //! future polls it until the answer's head arrives, the answer's body polls it
 //! until its end, and between requests [`DriveSlot`] polls it from the app
-//! connection's task whenever it has something to do (its waker is the slot's,
-//! which wakes that task), so an upstream that closes it, or a request body
-//! still being sent, is seen to at once; it is closed after
-//! `proxy.pool_idle_timeout` without use. The next request on the same app connection finds it in the
-//! slot. No lock is shared between app connections on that path and no task
-//! is spawned. When the app connection closes, its upstream connection is
-//! parked in the pool shared by all app connections, where a task of its own
-//! watches it until the next app connection takes it back (an app that opens a
-//! new connection for every request still reuses upstream connections). Parked
-//! connections are bounded by `proxy.pool_max_idle_per_host` and closed after
-//! `proxy.pool_idle_timeout`, like hyper-util's.
+//! connection's task whenever it has something to do (its waker is the
+//! slot's, which wakes that task). So an upstream that closes it, or a request
+//! body still being sent, is seen to at once, and it is closed after
+//! `proxy.pool_idle_timeout` without use. The next request on the same app
+//! connection finds it in the slot. No lock is shared between app connections
+//! on that path and no task is spawned. When the app connection closes, its
+//! upstream connection is parked in the pool shared by all app connections,
+//! where a task of its own watches it until the next app connection takes it
+//! back (an app that opens a new connection for every request still reuses
+//! upstream connections). Parked connections are bounded by
+//! `proxy.pool_max_idle_per_host` and closed after `proxy.pool_idle_timeout`,
+//! like hyper-util's; with `pool_max_idle_per_host = 0` none is kept at all.
 //!
 //! hyper offers the pieces (`client::conn::http1`); the keeping is written here
 //! because no crate ties an upstream connection to the task of a downstream one.
