@@ -58,6 +58,7 @@ pub mod reconnect;
 pub mod route;
 pub mod server;
 pub mod stack;
+mod sync;
 pub mod webhooks;
 
 use std::future::Future;

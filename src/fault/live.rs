@@ -2,7 +2,9 @@
 //! its `count`, its ttl and, for `rate_limit`, the current window.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+use crate::sync::lock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,12 +35,6 @@ pub(super) struct Live {
 struct Window {
     start: Option<Instant>,
     seen: u64,
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves the data consistent, so a panic
-    // elsewhere does not make it unusable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Live {

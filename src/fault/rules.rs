@@ -17,10 +17,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::live::{lock, Live};
+use super::live::Live;
 use super::matcher::RequestFacts;
 use super::raw::RawRule;
 use super::rule::{Action, Delay, Rule, RuleError};
+use crate::sync::lock;
 
 /// A fault to apply to one request, with its random values already drawn.
 #[derive(Debug, Clone, PartialEq)]

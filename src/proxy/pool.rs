@@ -32,7 +32,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -49,6 +49,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::body::{self, Body, BoxError};
+use crate::sync::lock;
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
@@ -92,15 +93,6 @@ struct SlotWaker {
     task: Mutex<Option<Waker>>,
 }
 
-impl SlotWaker {
-    fn task(&self) -> MutexGuard<'_, Option<Waker>> {
-        // A waker is replaced whole; a poisoned lock is consistent.
-        self.task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 impl Wake for SlotWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -108,7 +100,7 @@ impl Wake for SlotWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        if let Some(task) = self.task().as_ref() {
+        if let Some(task) = lock(&self.task).as_ref() {
             task.wake_by_ref();
         }
     }
@@ -121,13 +113,6 @@ impl std::fmt::Debug for UpstreamSlot {
 }
 
 impl UpstreamSlot {
-    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
-        // Only whole values are put in and taken out; a poisoned lock is consistent.
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Polls the connections held here with the app connection's task: drops
     /// those that ended (the upstream closed them, or answered `Connection:
     /// close`) or that stayed unused past their pool's idle timeout, and keeps
@@ -135,12 +120,12 @@ impl UpstreamSlot {
     /// the task for the next idle timeout; it is set at most once per timeout
     /// period, not per request.
     fn drive(&self, cx: &mut Context<'_>, timer: &mut Option<Pin<Box<Sleep>>>) {
-        let mut held = self.lock();
+        let mut held = lock(&self.held);
         if held.is_empty() {
             return;
         }
         {
-            let mut task = self.waker.task();
+            let mut task = lock(&self.waker.task);
             if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
                 *task = Some(cx.waker().clone());
             }
@@ -189,11 +174,7 @@ impl UpstreamSlot {
 
 impl Drop for UpstreamSlot {
     fn drop(&mut self) {
-        let held = std::mem::take(
-            self.held
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let held = std::mem::take(&mut *lock(&self.held));
         for idle in held {
             let pool = idle.pool.clone();
             pool.park(idle);
@@ -291,13 +272,6 @@ impl H1Pool {
         })
     }
 
-    fn parked(&self) -> MutexGuard<'_, Vec<Parked>> {
-        // Only whole values are pushed and popped; a poisoned lock is consistent.
-        self.parked
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Sends `req` (origin-form URI, Host set) on the connection in `slot`,
     /// else on a parked one, else on a new one. A request that a reused
     /// connection closed under before sending it is sent once more on a new
@@ -332,7 +306,7 @@ impl H1Pool {
     async fn reuse(self: &Arc<Self>, slot: Option<&UpstreamSlot>) -> Option<Lease> {
         if let Some(slot) = slot {
             let held = {
-                let mut held = slot.lock();
+                let mut held = lock(&slot.held);
                 let mine = held.iter().position(|idle| Arc::ptr_eq(&idle.pool, self));
                 mine.map(|i| held.swap_remove(i))
             };
@@ -354,7 +328,7 @@ impl H1Pool {
                     // another connection.
                     Readiness::Busy => {
                         idle.watched = false;
-                        slot.lock().push(idle);
+                        lock(&slot.held).push(idle);
                     }
                     _ => {}
                 }
@@ -363,7 +337,7 @@ impl H1Pool {
         loop {
             let parked = {
                 let now = Instant::now();
-                let mut parked = self.parked();
+                let mut parked = lock(&self.parked);
                 parked.retain(|p| now.duration_since(p.since) < self.idle_timeout);
                 // The newest that its task has brought to rest.
                 let ready = parked.iter().rposition(|p| p.sender.is_ready())?;
@@ -418,7 +392,7 @@ impl H1Pool {
         if idle.sender.is_closed() {
             return;
         }
-        let mut parked = self.parked();
+        let mut parked = lock(&self.parked);
         if parked.len() >= self.max_parked {
             parked.retain(|p| !p.sender.is_closed());
             if parked.len() >= self.max_parked {
@@ -473,7 +447,7 @@ async fn reaper(pool: Weak<H1Pool>, period: Duration) {
     loop {
         tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
-        let mut parked = pool.parked();
+        let mut parked = lock(&pool.parked);
         // Dropping a sender ends its connection's task.
         parked.retain(|p| p.since.elapsed() < pool.idle_timeout && !p.sender.is_closed());
         if parked.is_empty() {
@@ -608,7 +582,7 @@ impl Lease {
             watched: false,
         };
         if let Some(slot) = slot {
-            let mut held = slot.lock();
+            let mut held = lock(&slot.held);
             if !held
                 .iter()
                 .any(|other| Arc::ptr_eq(&other.pool, &idle.pool))
@@ -616,7 +590,7 @@ impl Lease {
                 held.push(idle);
                 drop(held);
                 let own = by.is_some_and(|by| {
-                    let task = slot.waker.task();
+                    let task = lock(&slot.waker.task);
                     task.as_ref().is_some_and(|task| task.will_wake(by))
                 });
                 if !own {

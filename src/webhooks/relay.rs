@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use super::store::{RelayStatus, Store};
 use crate::body::{self, Body};
+use crate::sync::lock;
 
 /// How long a target may take to answer one attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -229,11 +230,6 @@ impl Relay {
             })
             .collect()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Queues are pushed and popped whole; a poisoned lock holds consistent data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn now_nanos() -> u64 {
