@@ -134,7 +134,7 @@ impl UpstreamSlot {
         if woken || held.iter().any(|idle| !idle.watched) {
             let waker = Waker::from(self.waker.clone());
             let mut slot_cx = Context::from_waker(&waker);
-            held.retain_mut(|idle| match idle.poll_readiness(&mut slot_cx) {
+            held.retain_mut(|idle| match idle.conn.poll_readiness(&mut slot_cx) {
                 Readiness::Ready => {
                     idle.watched = true;
                     true
@@ -176,7 +176,7 @@ impl Drop for UpstreamSlot {
     fn drop(&mut self) {
         let held = std::mem::take(&mut *lock(&self.held));
         for idle in held {
-            let pool = idle.pool.clone();
+            let pool = idle.conn.pool.clone();
             pool.park(idle);
         }
     }
@@ -218,14 +218,18 @@ impl<F: Future> Future for DriveSlot<F> {
     }
 }
 
+/// An upstream connection, held by the task that drives it.
+struct Conn {
+    sender: http1::SendRequest<Body>,
+    /// `None` once it has ended.
+    connection: Option<Pin<Box<Connection>>>,
+    pool: Arc<H1Pool>,
+}
+
 /// An upstream connection between two requests.
 struct Idle {
-    sender: http1::SendRequest<Body>,
-    /// The connection, driven by the app connection's task; `None` once it
-    /// has ended.
-    connection: Option<Pin<Box<Connection>>>,
+    conn: Conn,
     since: Instant,
-    pool: Arc<H1Pool>,
     /// Seen ready while polled with its slot's waker: until that waker fires
     /// it is still ready, and nothing needs to poll it.
     watched: bool,
@@ -280,25 +284,22 @@ impl H1Pool {
     pub(crate) async fn send(
         self: &Arc<Self>,
         slot: Option<Arc<UpstreamSlot>>,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
-        let lease = match self.reuse(slot.as_deref()).await {
+        let mut lease = match self.reuse(slot.as_deref()).await {
             Some(lease) => lease,
             None => self.connect().await?,
         };
-        let req = match lease.send(req, slot.clone()).await {
-            Ok(response) => return Ok(response),
-            Err(Unsent::Failed(e)) => return Err(PoolError::Exchange(e)),
-            Err(Unsent::Retry(req)) => *req,
-        };
-        tracing::debug!(upstream = %self.target, "reused upstream connection closed; sending on a new one");
-        match self.connect().await?.send(req, slot).await {
-            Ok(response) => Ok(response),
-            Err(Unsent::Failed(e)) => Err(PoolError::Exchange(e)),
-            // A new connection only gives a request back when it closed at once.
-            Err(Unsent::Retry(_)) => Err(PoolError::Connect(
-                "the upstream closed the new connection before the request was sent".into(),
-            )),
+        loop {
+            match lease.send(req, slot.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(Unsent::Failed(e)) => return Err(PoolError::Exchange(e)),
+                // Only a reused connection gives a request back, so this
+                // happens once at most.
+                Err(Unsent::Retry(unsent)) => req = *unsent,
+            }
+            tracing::debug!(upstream = %self.target, "reused upstream connection closed; sending on a new one");
+            lease = self.connect().await?;
         }
     }
 
@@ -307,19 +308,21 @@ impl H1Pool {
         if let Some(slot) = slot {
             let held = {
                 let mut held = lock(&slot.held);
-                let mine = held.iter().position(|idle| Arc::ptr_eq(&idle.pool, self));
+                let mine = held
+                    .iter()
+                    .position(|idle| Arc::ptr_eq(&idle.conn.pool, self));
                 mine.map(|i| held.swap_remove(i))
             };
             if let Some(mut idle) = held {
                 // Still as its slot's last poll left it: ready.
                 let quiet = idle.watched && !slot.waker.woken.load(Ordering::Acquire);
-                let readiness = if quiet && idle.sender.is_ready() {
+                let readiness = if quiet && idle.conn.sender.is_ready() {
                     Readiness::Ready
                 } else {
                     // With the slot's waker: one that stays behind (busy) must
                     // wake the app connection's task, not this request's.
                     let waker = Waker::from(slot.waker.clone());
-                    idle.poll_readiness(&mut Context::from_waker(&waker))
+                    idle.conn.poll_readiness(&mut Context::from_waker(&waker))
                 };
                 match readiness {
                     Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
@@ -351,15 +354,13 @@ impl H1Pool {
             let Ok(connection) = connection.await else {
                 continue;
             };
-            let mut idle = Idle {
+            let mut conn = Conn {
                 sender: parked.sender,
                 connection: Some(connection),
-                since: parked.since,
                 pool: self.clone(),
-                watched: false,
             };
-            if let Readiness::Ready = idle.readiness().await {
-                return Some(idle.lease());
+            if let Readiness::Ready = poll_fn(|cx| Poll::Ready(conn.poll_readiness(cx))).await {
+                return Some(Lease { conn, reused: true });
             }
         }
     }
@@ -378,9 +379,11 @@ impl H1Pool {
             .map_err(PoolError::Exchange)?;
         tracing::debug!(upstream = %self.target, "new upstream connection");
         Ok(Lease {
-            sender,
-            connection: Some(Box::pin(connection)),
-            pool: self.clone(),
+            conn: Conn {
+                sender,
+                connection: Some(Box::pin(connection)),
+                pool: self.clone(),
+            },
             reused: false,
         })
     }
@@ -389,7 +392,7 @@ impl H1Pool {
     /// own until one takes it back. Dropped instead when it has ended, when the
     /// pool is full or when there is no runtime to run it on.
     fn park(self: Arc<Self>, idle: Idle) {
-        if idle.sender.is_closed() {
+        if idle.conn.sender.is_closed() {
             return;
         }
         let mut parked = lock(&self.parked);
@@ -399,7 +402,7 @@ impl H1Pool {
                 return;
             }
         }
-        let Some(mut connection) = idle.connection else {
+        let Some(mut connection) = idle.conn.connection else {
             return; // it has ended
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -419,7 +422,7 @@ impl H1Pool {
             }
         });
         parked.push(Parked {
-            sender: idle.sender,
+            sender: idle.conn.sender,
             since: idle.since,
             reclaim,
         });
@@ -468,23 +471,40 @@ enum Readiness {
 impl Idle {
     /// When it has been unused for its pool's idle timeout.
     fn due(&self) -> Instant {
-        self.since + self.pool.idle_timeout
+        self.since + self.conn.pool.idle_timeout
     }
 
-    async fn readiness(&mut self) -> Readiness {
-        poll_fn(|cx| Poll::Ready(self.poll_readiness(cx))).await
+    fn lease(self) -> Lease {
+        Lease {
+            conn: self.conn,
+            reused: true,
+        }
+    }
+}
+
+impl Conn {
+    /// Polls the connection with `cx`'s task; true once it has ended (the
+    /// upstream closed it, or it failed), when the exchange on it ends too.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(connection) = self.connection.as_mut() {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+                self.connection = None;
+            }
+        }
+        self.connection.is_none()
     }
 
-    /// Polls the connection (with the caller's task) so that a close by the
+    /// Polls the connection (with `cx`'s task) so that a close by the
     /// upstream shows, then asks its sender.
     fn poll_readiness(&mut self, cx: &mut Context<'_>) -> Readiness {
         // A few turns: finishing the last answer and becoming ready may take
         // more than one poll of the connection.
         for _ in 0..3 {
-            if let Some(connection) = self.connection.as_mut() {
-                if connection.as_mut().poll(cx).is_ready() {
-                    return Readiness::Ended;
-                }
+            if self.drive(cx) {
+                return Readiness::Ended;
             }
             match self.sender.poll_ready(cx) {
                 Poll::Ready(Ok(())) => return Readiness::Ready,
@@ -494,22 +514,11 @@ impl Idle {
         }
         Readiness::Busy
     }
-
-    fn lease(self) -> Lease {
-        Lease {
-            sender: self.sender,
-            connection: self.connection,
-            pool: self.pool,
-            reused: true,
-        }
-    }
 }
 
 /// An upstream connection taken for one exchange.
 struct Lease {
-    sender: http1::SendRequest<Body>,
-    connection: Option<Pin<Box<Connection>>>,
-    pool: Arc<H1Pool>,
+    conn: Conn,
     reused: bool,
 }
 
@@ -521,27 +530,14 @@ enum Unsent {
 }
 
 impl Lease {
-    /// Polls the connection if this task drives it. After it ends (the
-    /// upstream closed it, or it failed) the exchange on it ends too.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(connection) = self.connection.as_mut() {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-                self.connection = None;
-            }
-        }
-    }
-
     async fn send(
         mut self,
         req: Request<Body>,
         slot: Option<Arc<UpstreamSlot>>,
     ) -> Result<Response<Body>, Unsent> {
-        let mut answer = std::pin::pin!(self.sender.try_send_request(req));
+        let mut answer = std::pin::pin!(self.conn.sender.try_send_request(req));
         let result = poll_fn(|cx| {
-            self.drive(cx);
+            self.conn.drive(cx);
             answer.as_mut().poll(cx)
         })
         .await;
@@ -571,21 +567,19 @@ impl Lease {
     /// HTTP/2 stream runs in a task of its own, and an answer's body may be
     /// dropped after that task last woke the app connection's.
     fn release(self, slot: Option<Arc<UpstreamSlot>>, by: Option<&Waker>) {
-        if self.sender.is_closed() || self.pool.max_parked == 0 {
+        if self.conn.sender.is_closed() || self.conn.pool.max_parked == 0 {
             return;
         }
         let idle = Idle {
-            sender: self.sender,
-            connection: self.connection,
+            conn: self.conn,
             since: Instant::now(),
-            pool: self.pool,
             watched: false,
         };
         if let Some(slot) = slot {
             let mut held = lock(&slot.held);
             if !held
                 .iter()
-                .any(|other| Arc::ptr_eq(&other.pool, &idle.pool))
+                .any(|other| Arc::ptr_eq(&other.conn.pool, &idle.conn.pool))
             {
                 held.push(idle);
                 drop(held);
@@ -599,7 +593,7 @@ impl Lease {
                 return;
             }
         }
-        let pool = idle.pool.clone();
+        let pool = idle.conn.pool.clone();
         pool.park(idle);
     }
 }
@@ -624,9 +618,9 @@ impl http_body::Body for LeasedBody {
         let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
         if polled.is_pending() {
             if let Some((lease, _)) = this.lease.as_mut() {
-                if lease.connection.is_some() {
+                if lease.conn.connection.is_some() {
                     // The body asked for more; the connection reads it.
-                    lease.drive(cx);
+                    lease.conn.drive(cx);
                     polled = Pin::new(&mut this.inner).poll_frame(cx);
                 }
             }
