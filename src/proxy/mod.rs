@@ -70,23 +70,25 @@ pub struct Upstream {
 /// How requests reach the upstream.
 enum Transport {
     /// A plain-http upstream: HTTP/1 connections kept by the app connections
-    /// that use them (`pool.rs`).
-    Kept(Arc<H1Pool>),
+    /// that use them (`pool.rs`), and their Host header, built once.
+    Kept {
+        pool: Arc<H1Pool>,
+        host: HeaderValue,
+    },
     /// https, where ALPN may choose h2, which hyper-util's pooled client
-    /// multiplexes (also a base URL without a host, which `forward` refuses).
-    Pooled(Box<Client<HttpsConnector<HttpConnector>, Body>>),
+    /// multiplexes; it sets Host (HTTP/1.1) or `:authority` (h2) from the
+    /// absolute URI. Also a base URL without a host, which `forward` refuses.
+    Pooled {
+        client: Box<Client<HttpsConnector<HttpConnector>, Body>>,
+        scheme: Scheme,
+    },
 }
 
 struct Inner {
     transport: Transport,
-    scheme: Scheme,
     /// `None` only for a base URL without a host (config validation refuses
     /// those; a library caller may not have).
     authority: Option<Authority>,
-    /// The Host header for a plain-http upstream (always HTTP/1.1), built once
-    /// from `authority`. `None` for https: ALPN may choose h2, which carries
-    /// `:authority` instead, so the client sets Host per connection there.
-    host: Option<HeaderValue>,
     /// The base URL's path, without a trailing slash (often empty).
     base_path: String,
     /// The base URL as configured, for messages.
@@ -105,27 +107,28 @@ impl Upstream {
         http.set_connect_timeout(Some(config.connect_timeout));
         let base = &config.base;
         let plain = base.scheme() != Some(&Scheme::HTTPS);
-        let host = if plain { host_header(base) } else { None };
-        let kept = match (plain, base.authority()) {
-            (true, Some(authority)) => Uri::builder()
+        let kept = match (plain, base.authority(), host_header(base)) {
+            (true, Some(authority), Some(host)) => Uri::builder()
                 .scheme(Scheme::HTTP)
                 .authority(authority.clone())
                 .path_and_query("/")
                 .build()
-                .ok(),
+                .ok()
+                .map(|target| (target, host)),
             _ => None,
         };
         let transport = match kept {
-            Some(target) => {
+            Some((target, host)) => {
                 let mut builder = hyper::client::conn::http1::Builder::new();
                 builder.max_buf_size(UPSTREAM_READ_BUFFER);
-                Transport::Kept(H1Pool::new(
+                let pool = H1Pool::new(
                     http,
                     builder,
                     target,
                     config.pool_max_idle_per_host,
                     config.pool_idle_timeout,
-                ))
+                );
+                Transport::Kept { pool, host }
             }
             None => {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -133,23 +136,23 @@ impl Upstream {
                     .https_or_http()
                     .enable_all_versions()
                     .wrap_connector(http);
-                Transport::Pooled(Box::new(
-                    Client::builder(TokioExecutor::new())
-                        .pool_timer(TokioTimer::new())
-                        .timer(TokioTimer::new())
-                        .pool_idle_timeout(config.pool_idle_timeout)
-                        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-                        .http1_max_buf_size(UPSTREAM_READ_BUFFER)
-                        .build(connector),
-                ))
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .pool_idle_timeout(config.pool_idle_timeout)
+                    .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                    .http1_max_buf_size(UPSTREAM_READ_BUFFER)
+                    .build(connector);
+                Transport::Pooled {
+                    client: Box::new(client),
+                    scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
+                }
             }
         };
         Self {
             inner: Arc::new(Inner {
                 transport,
-                scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
                 authority: base.authority().cloned(),
-                host,
                 base_path: base.path().trim_end_matches('/').to_string(),
                 display: base.to_string(),
                 response_timeout: config.response_timeout,
@@ -219,8 +222,8 @@ impl Inner {
         let uri = path_and_query.map_err(http::Error::from).and_then(|pq| {
             let mut parts = http::uri::Parts::default();
             // hyper's own HTTP/1 connections send the URI as given: origin-form.
-            if let Transport::Pooled(_) = self.transport {
-                parts.scheme = Some(self.scheme.clone());
+            if let Transport::Pooled { scheme, .. } = &self.transport {
+                parts.scheme = Some(scheme.clone());
                 parts.authority = Some(authority.clone());
             }
             parts.path_and_query = Some(pq);
@@ -245,12 +248,11 @@ impl Inner {
         let client = req.extensions_mut().remove::<ClientAddr>();
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
-        match &self.host {
-            Some(host) => {
+        match &self.transport {
+            Transport::Kept { host, .. } => {
                 headers.insert(header::HOST, host.clone());
             }
-            // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
-            None => {
+            Transport::Pooled { .. } => {
                 headers.remove(header::HOST);
             }
         }
@@ -266,14 +268,14 @@ impl Inner {
         let sent = std::time::Instant::now();
         let exchange = async {
             match &self.transport {
-                Transport::Kept(pool) => {
+                Transport::Kept { pool, .. } => {
                     let slot = client.map(|c| c.upstream_slot().clone());
                     pool.send(slot, req).await.map_err(|e| match e {
                         PoolError::Connect(e) => classify_connect(&*e),
                         PoolError::Exchange(e) => classify(&e),
                     })
                 }
-                Transport::Pooled(pooled) => match pooled.request(req).await {
+                Transport::Pooled { client: pooled, .. } => match pooled.request(req).await {
                     Ok(response) => Ok(response.map(body::boxed)),
                     Err(e) => Err(classify(&e)),
                 },
