@@ -201,11 +201,15 @@ def ensure_tools() -> None:
 def leanproxy_binary(arg: str | None) -> Path:
     explicit = arg or os.environ.get("LEANPROXY_BIN")
     if explicit:
-        path = Path(explicit).resolve()
-        if not path.is_file():
-            sys.exit(f"compare.py: no leanproxy binary at {path}")
-        return path
+        return existing_binary(explicit, "leanproxy")
     return cargo_release(["--bin", "leanproxy"], "leanproxy")
+
+
+def existing_binary(path: str, what: str) -> Path:
+    found = Path(path).resolve()
+    if not found.is_file():
+        sys.exit(f"compare.py: no {what} binary at {found}")
+    return found
 
 
 def cargo_release(what: list[str], path: str) -> Path:
@@ -643,11 +647,6 @@ def report(
 # --------------------------------------------------------------------------
 
 
-def floor_binary() -> Path:
-    """Builds examples/hyper_floor.rs (release) and returns its path."""
-    return cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
-
-
 def start_floor(binary: Path, dir: Path, up: int, port: int) -> subprocess.Popen:
     dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(binary), f"{HOST}:{port}", f"{HOST}:{up}"]
@@ -787,14 +786,12 @@ def main() -> int:
 
     ensure_tools()
     binary = leanproxy_binary(args.binary)
-    baseline = None
-    if args.baseline:
-        baseline = Path(args.baseline).resolve()
-        if not baseline.is_file():
-            sys.exit(f"compare.py: no baseline binary at {baseline}")
+    baseline = existing_binary(args.baseline, "baseline") if args.baseline else None
+    if baseline is not None:
         TARGETS.append(BASELINE)
-    floor = floor_binary() if args.floor else None
-    if floor is not None:
+    floor = None
+    if args.floor:
+        floor = cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
         TARGETS.append(FLOOR)
 
     tmp = Path(tempfile.mkdtemp(prefix="leanproxy-load-"))
