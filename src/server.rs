@@ -47,7 +47,7 @@ pub struct ClientAddr(Arc<Peer>);
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
-    text: Box<str>,
+    text: Arc<str>,
     ip: HeaderValue,
     upstream: Arc<UpstreamSlot>,
 }
@@ -58,7 +58,7 @@ impl ClientAddr {
         let ip = addr.ip().to_string();
         Self(Arc::new(Peer {
             addr,
-            text: addr.to_string().into_boxed_str(),
+            text: addr.to_string().into(),
             // An IP address is always a valid header value.
             ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
             upstream: Arc::default(),
@@ -72,6 +72,11 @@ impl ClientAddr {
 
     /// `ip:port`.
     pub fn text(&self) -> &str {
+        &self.0.text
+    }
+
+    /// `ip:port`, shared (the request log keeps it without a copy).
+    pub(crate) fn shared_text(&self) -> &Arc<str> {
         &self.0.text
     }
 

@@ -47,7 +47,7 @@ pub fn document(records: &[Arc<ExchangeRecord>]) -> Value {
                 .unwrap_or_default();
             let wait = r.upstream_ms.unwrap_or(r.duration_ms).max(0.0);
             let mut request = json!({
-                "method": r.method,
+                "method": r.method.as_str(),
                 "url": url,
                 "httpVersion": r.version,
                 "cookies": [],
@@ -90,7 +90,7 @@ pub fn document(records: &[Arc<ExchangeRecord>]) -> Value {
                 },
                 "cache": {},
                 "timings": {"send": 0, "wait": wait, "receive": (r.duration_ms - wait).max(0.0)},
-                "_requestId": r.id,
+                "_requestId": r.id.to_str().unwrap_or_default(),
                 "_leanStatus": r.lean_status,
                 "_fault": r.fault,
             })

@@ -3,13 +3,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
@@ -23,6 +22,9 @@ use crate::events::{Event, ExchangeSummary};
 use crate::proxy::{Failure, UpstreamTiming};
 use crate::reconnect::X_LEANPROXY_INJECTED;
 use crate::server::ClientAddr;
+
+/// `lean-correlation-id`
+static LEAN_CORRELATION_ID: HeaderName = HeaderName::from_static("lean-correlation-id");
 
 /// `x-request-id`
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -91,52 +93,50 @@ fn version_name(version: http::Version) -> &'static str {
     }
 }
 
-fn content_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// A body's first bytes and total size, shared between the body and the record.
+/// A body's first bytes and total size.
 #[derive(Debug, Default)]
 struct Tap {
-    bytes: Mutex<Vec<u8>>,
-    size: AtomicU64,
-    truncated: std::sync::atomic::AtomicBool,
+    bytes: Vec<u8>,
+    size: u64,
+    truncated: bool,
 }
 
 impl Tap {
-    fn see(&self, data: &[u8], limit: usize) {
-        self.size.fetch_add(data.len() as u64, Ordering::Relaxed);
+    fn see(&mut self, data: &[u8], limit: usize) {
+        self.size += data.len() as u64;
         if limit == 0 {
             return;
         }
-        let mut bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
-        let room = limit.saturating_sub(bytes.len());
+        let room = limit.saturating_sub(self.bytes.len());
         if data.len() > room {
-            self.truncated.store(true, Ordering::Relaxed);
+            self.truncated = true;
         }
-        bytes.extend_from_slice(&data[..data.len().min(room)]);
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    fn capture(&self, mime: Option<&str>, redact: bool) -> Option<Capture> {
-        let size = self.size.load(Ordering::Relaxed);
-        if size == 0 {
+    fn capture(&mut self, mime: Option<&str>, redact: bool) -> Option<Capture> {
+        if self.size == 0 {
             return None;
         }
-        let mut taken = std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut taken = std::mem::take(&mut self.bytes);
         // The buffer grew by doubling; the record keeps only what it holds.
         taken.shrink_to_fit();
-        let bytes = Bytes::from(taken);
         Some(Capture::new(
-            bytes,
-            size,
-            self.truncated.load(Ordering::Relaxed),
+            Bytes::from(taken),
+            self.size,
+            self.truncated,
             mime,
             redact,
         ))
     }
+}
+
+/// The request body's tap, shared between the body (on its way upstream) and
+/// the record; only made when the request has a body.
+type SharedTap = Arc<Mutex<Tap>>;
+
+fn lock(tap: &SharedTap) -> std::sync::MutexGuard<'_, Tap> {
+    crate::sync::lock(tap)
 }
 
 /// What is known when the request is sent.
@@ -145,16 +145,20 @@ struct Pending {
     id: HeaderValue,
     started_at: chrono::DateTime<chrono::Utc>,
     start: Instant,
-    method: String,
+    method: http::Method,
     host: Option<String>,
     path: String,
     query: Option<String>,
-    version: String,
-    client: Option<String>,
+    version: &'static str,
+    client: Option<Arc<str>>,
     request_headers: Headers,
-    request_mime: Option<String>,
-    request_tap: Arc<Tap>,
+    /// The request body's content type and tap, when it has a body.
+    request_body: Option<(Option<HeaderValue>, SharedTap)>,
     notes: ExchangeNotes,
+}
+
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
 }
 
 impl<S> Service<Request<Body>> for RequestLog<S>
@@ -171,26 +175,35 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if usable_id(v) => v.clone(),
-            _ => new_request_id(),
+            // A copy: the app's value is a slice of the connection's read
+            // buffer, which a kept record would otherwise keep alive.
+            Some(v) if usable_id(v) => {
+                HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| new_request_id())
+            }
+            Some(_) | None => {
+                let id = new_request_id();
+                req.headers_mut().insert(&X_REQUEST_ID, id.clone());
+                id
+            }
         };
-        req.headers_mut().insert(&X_REQUEST_ID, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
         let notes = ExchangeNotes::default();
         req.extensions_mut().insert(notes.clone());
         let t = &self.telemetry;
         let redacting = t.redact();
-        let request_tap = Arc::new(Tap::default());
+        let (request_headers, [host, mime]) = Headers::picking(
+            req.headers(),
+            redacting,
+            [&header::HOST, &header::CONTENT_TYPE],
+        );
+        let request_tap = (!req.body().is_end_stream()).then(SharedTap::default);
         let pending = Pending {
             telemetry: t.clone(),
             id,
             started_at: chrono::Utc::now(),
             start: Instant::now(),
-            method: req.method().to_string(),
-            host: req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
+            method: req.method().clone(),
+            host: text(host)
                 .map(str::to_string)
                 .or_else(|| req.uri().authority().map(|a| a.to_string())),
             path: req.uri().path().to_string(),
@@ -201,30 +214,20 @@ where
                     q.to_string()
                 }
             }),
-            version: version_name(req.version()).to_string(),
+            version: version_name(req.version()),
             client: req
                 .extensions()
                 .get::<ClientAddr>()
-                .map(|c| c.text().to_string()),
-            request_headers: Headers::new(req.headers(), redacting),
-            request_mime: content_type(req.headers()),
-            request_tap: request_tap.clone(),
+                .map(|c| c.shared_text().clone()),
+            request_headers,
+            request_body: request_tap.clone().map(|tap| (mime.cloned(), tap)),
             notes,
         };
         let limit = t.capture_limit();
-        let req = req.map(|inner| {
-            if inner.is_end_stream() {
-                inner
-            } else {
-                body::watched(
-                    inner,
-                    RequestTap {
-                        tap: request_tap,
-                        limit,
-                    },
-                )
-            }
-        });
+        let req = match request_tap {
+            None => req,
+            Some(tap) => req.map(|inner| body::watched(inner, RequestTap { tap, limit })),
+        };
         ResponseFuture {
             inner: self.inner.call(req),
             pending: Some(pending),
@@ -260,6 +263,15 @@ where
         response
             .headers_mut()
             .insert(&X_REQUEST_ID, pending.id.clone());
+        let (response_headers, [mime, fault, correlation]) = Headers::picking(
+            response.headers(),
+            pending.telemetry.redact(),
+            [
+                &header::CONTENT_TYPE,
+                &X_LEANPROXY_INJECTED,
+                &LEAN_CORRELATION_ID,
+            ],
+        );
         let finisher = Finisher {
             // A reset sends no answer at all: recorded as status 0, not completed.
             status: if response
@@ -271,21 +283,13 @@ where
             } else {
                 response.status().as_u16()
             },
-            response_headers: Headers::new(response.headers(), pending.telemetry.redact()),
-            response_mime: content_type(response.headers()),
-            fault: response
-                .headers()
-                .get(&X_LEANPROXY_INJECTED)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            correlation: response
-                .headers()
-                .get("lean-correlation-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            response_headers,
+            response_mime: mime.cloned(),
+            fault: text(fault).map(str::to_string),
+            correlation: text(correlation).map(str::to_string),
             upstream: response.extensions().get::<UpstreamTiming>().map(|t| t.0),
             failure: response.extensions().get::<Failure>().copied(),
-            response_tap: Arc::new(Tap::default()),
+            response_tap: Tap::default(),
             pending,
         };
         let limit = finisher.pending.telemetry.capture_limit();
@@ -307,34 +311,29 @@ struct Finisher {
     pending: Pending,
     status: u16,
     response_headers: Headers,
-    response_mime: Option<String>,
+    response_mime: Option<HeaderValue>,
     fault: Option<String>,
     correlation: Option<String>,
     upstream: Option<Duration>,
     failure: Option<Failure>,
-    response_tap: Arc<Tap>,
+    response_tap: Tap,
 }
 
 impl Finisher {
-    fn finish(self, completed: bool) {
+    fn finish(mut self, completed: bool) {
         let p = self.pending;
         let t = &p.telemetry;
         let redacting = t.redact();
         let notes = p.notes.snapshot();
         let duration = p.start.elapsed();
-        let lean = {
-            let bytes = self
-                .response_tap
-                .bytes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            lean_status(&bytes[..bytes.len().min(4096)])
-        };
-        let bytes_in = p.request_tap.size.load(Ordering::Relaxed);
-        let bytes_out = self.response_tap.size.load(Ordering::Relaxed);
+        let answer = &self.response_tap.bytes;
+        let lean = lean_status(&answer[..answer.len().min(4096)]);
+        let bytes_in = p.request_body.as_ref().map_or(0, |(_, tap)| lock(tap).size);
+        let bytes_out = self.response_tap.size;
         let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
         let upstream_ms = self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3);
-        let request_id = p.id.to_str().unwrap_or_default().to_string();
+        // Checked or generated as visible ASCII.
+        let request_id = p.id.to_str().unwrap_or_default();
 
         macro_rules! exchange_event {
             ($level:expr) => {
@@ -375,7 +374,7 @@ impl Finisher {
 
         let metrics = t.metrics();
         metrics.exchange(&crate::metrics::Exchange {
-            method: &p.method,
+            method: p.method.as_str(),
             status: self.status,
             lean_status: lean.as_deref(),
             total_seconds: duration.as_secs_f64(),
@@ -389,14 +388,14 @@ impl Finisher {
         let events = t.events();
         if events.listening() {
             events.publish(Event::Exchange(ExchangeSummary {
-                id: request_id.clone(),
+                id: request_id.to_string(),
                 started_at: p
                     .started_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                method: p.method.clone(),
+                method: p.method.to_string(),
                 path: p.path.clone(),
                 status: self.status,
-                lean_status: lean.clone(),
+                lean_status: lean.as_deref().map(str::to_string),
                 entity_id: notes.entity_id.clone(),
                 reconnect_id: notes.reconnect_id.clone(),
                 fault: self.fault.clone(),
@@ -408,8 +407,14 @@ impl Finisher {
         if !t.keeps_records() {
             return;
         }
+        let request_body = p
+            .request_body
+            .and_then(|(mime, tap)| lock(&tap).capture(text(mime.as_ref()), redacting));
+        let response_body = self
+            .response_tap
+            .capture(text(self.response_mime.as_ref()), redacting);
         let record = ExchangeRecord {
-            id: request_id,
+            id: p.id,
             started_at: p.started_at,
             method: p.method,
             host: p.host,
@@ -418,12 +423,10 @@ impl Finisher {
             version: p.version,
             client: p.client,
             request_headers: p.request_headers,
-            request_body: p.request_tap.capture(p.request_mime.as_deref(), redacting),
+            request_body,
             status: self.status,
             response_headers: self.response_headers,
-            response_body: self
-                .response_tap
-                .capture(self.response_mime.as_deref(), redacting),
+            response_body,
             lean_status: lean,
             entity_id: notes.entity_id,
             reconnect_id: notes.reconnect_id,
@@ -434,7 +437,7 @@ impl Finisher {
             bytes_in,
             bytes_out,
             completed,
-            upstream_error: self.failure.map(|f| f.as_str().to_string()),
+            upstream_error: self.failure.map(Failure::as_str),
         };
         t.keep(record);
     }
@@ -442,13 +445,13 @@ impl Finisher {
 
 /// Counts and captures the request body on its way to the upstream.
 struct RequestTap {
-    tap: Arc<Tap>,
+    tap: SharedTap,
     limit: usize,
 }
 
 impl body::Watch for RequestTap {
     fn data(&mut self, data: &Bytes) {
-        self.tap.see(data, self.limit);
+        lock(&self.tap).see(data, self.limit);
     }
 }
 

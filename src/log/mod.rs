@@ -321,6 +321,62 @@ mod tests {
         assert!(telemetry.metrics().encode().contains("lean_status=\"OK\""));
     }
 
+    #[tokio::test]
+    async fn record_names_what_the_headers_said() {
+        let telemetry = Telemetry::default();
+        let upstream = service_fn(|req: Request<Body>| async move {
+            req.into_body().collect().await.unwrap();
+            let mut r = Response::new(body::full(r#"{"status":"SOMETHING_NEW"}"#));
+            let h = r.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert("lean-correlation-id", HeaderValue::from_static("corr-9"));
+            h.insert(
+                &crate::reconnect::X_LEANPROXY_INJECTED,
+                HeaderValue::from_static("slow-accounts"),
+            );
+            Ok::<_, Infallible>(r)
+        });
+        let req = Request::post("http://bank.test/customers/v1/?secret=x")
+            .header("host", "lean.test")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body::full("a=1&b=2"))
+            .unwrap();
+        let response = RequestLogLayer::new(telemetry.clone())
+            .layer(upstream)
+            .oneshot(req)
+            .await
+            .unwrap();
+        let id = response.headers()[&X_REQUEST_ID]
+            .to_str()
+            .unwrap()
+            .to_string();
+        response.into_body().collect().await.unwrap();
+        let record = telemetry.ring().get(&id).expect("kept");
+        assert_eq!(record.method, http::Method::POST);
+        assert_eq!(record.version, "HTTP/1.1");
+        assert_eq!(record.host.as_deref(), Some("lean.test"));
+        assert_eq!(record.lean_status.as_deref(), Some("SOMETHING_NEW"));
+        assert_eq!(record.lean_correlation_id.as_deref(), Some("corr-9"));
+        assert_eq!(record.fault.as_deref(), Some("slow-accounts"));
+        let request_body = record.request_body.as_ref().expect("captured");
+        assert_eq!(
+            request_body.mime(),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(request_body.render().text.as_deref(), Some("a=1&b=2"));
+        let response_body = record.response_body.as_ref().expect("captured");
+        assert_eq!(response_body.mime(), Some("application/json"));
+        let shown = serde_json::to_value(&*record).unwrap();
+        assert_eq!(shown["id"], id.as_str());
+        assert_eq!(shown["method"], "POST");
+        assert_eq!(shown["version"], "HTTP/1.1");
+        let sent: Vec<_> = record.request_headers.pairs();
+        assert!(
+            sent.contains(&("x-request-id".to_string(), id.clone())),
+            "the generated id is among the headers sent: {sent:?}"
+        );
+    }
+
     #[test]
     fn ring_stays_within_its_byte_cap_under_many_large_records() {
         let ring = Ring::new(1000, 8 << 20);
@@ -346,13 +402,13 @@ mod tests {
 
     fn sample(i: usize) -> ExchangeRecord {
         ExchangeRecord {
-            id: i.to_string(),
+            id: http::HeaderValue::from(i),
             started_at: chrono::Utc::now(),
-            method: "GET".into(),
+            method: http::Method::GET,
             host: None,
             path: "/data/v2/accounts".into(),
             query: None,
-            version: "HTTP/1.1".into(),
+            version: "HTTP/1.1",
             client: None,
             request_headers: Headers::default(),
             request_body: None,
