@@ -34,6 +34,45 @@ async fn shutdown_lets_an_in_flight_request_finish_and_stops_accepting() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_an_idle_keep_alive_connection_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    // The default grace is 30 s: a drain that waited for the idle connection
+    // instead of closing it would not end within the 5 s below.
+    let mut proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let mut app = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    app.write_all(b"GET /etag HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = app.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the answer came");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    tokio::time::timeout(Duration::from_secs(5), proxy.begin_shutdown())
+        .await
+        .expect("the idle connection did not hold up the drain")
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match app.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {} // the rest of the answer's body
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closed the idle connection");
+}
+
+#[tokio::test]
 async fn shutdown_grace_bounds_a_request_that_never_ends() {
     let origin = Origin::start().await;
     let mut proxy = Proxy::in_front_of(&origin.url(), "shutdown_grace = \"300ms\"\n").await;
