@@ -140,7 +140,7 @@ pub async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let conn_service = ConnService {
-            inner: service.clone(),
+            inner: Mutex::new(service.clone()),
             peer: ClientAddr::new(peer),
         };
         let builder = builder.clone();
@@ -176,9 +176,13 @@ pub async fn serve<S>(
 }
 
 /// Per-connection adapter from hyper's service to the tower stack.
-#[derive(Clone)]
+///
+/// The connection keeps its own copy of the stack and calls it in place;
+/// hyper calls `call` from the connection's task only, so the lock is never
+/// contended. A clone of the whole stack per request, driven by `oneshot`,
+/// cost about a thousand instructions per exchange (callgrind).
 struct ConnService<S> {
-    inner: S,
+    inner: Mutex<S>,
     peer: ClientAddr,
 }
 
@@ -188,13 +192,23 @@ where
 {
     type Response = Response<Body>;
     type Error = ResetRequested;
-    type Future = ConnFuture<Oneshot<S, Request<Body>>>;
+    type Future = ConnFuture<S::Future, Oneshot<S, Request<Body>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(body::boxed);
         req.extensions_mut().insert(self.peer.clone());
-        ConnFuture {
-            inner: self.inner.clone().oneshot(req),
+        let mut stack = crate::sync::lock(&self.inner);
+        match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => ConnFuture::Called {
+                inner: stack.call(req),
+            },
+            Poll::Ready(Err(never)) => match never {},
+            // Every layer of leanproxy's stacks is always ready; one that is
+            // not gets a clone of the stack, driven to readiness by the
+            // answer's future (woken properly, unlike the poll above).
+            Poll::Pending => ConnFuture::Waiting {
+                inner: stack.clone().oneshot(req),
+            },
         }
     }
 }
@@ -202,23 +216,26 @@ where
 pin_project_lite::pin_project! {
     /// Turns a [`ResetConnection`] answer into an error, which makes hyper close
     /// the connection (HTTP/1) or reset the stream (HTTP/2) without a response.
-    struct ConnFuture<F> {
-        #[pin]
-        inner: F,
+    #[project = ConnFutureProj]
+    enum ConnFuture<F, W> {
+        Called { #[pin] inner: F },
+        Waiting { #[pin] inner: W },
     }
 }
 
-impl<F> std::future::Future for ConnFuture<F>
+impl<F, W> Future for ConnFuture<F, W>
 where
-    F: std::future::Future<Output = Result<Response<Body>, Infallible>>,
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+    W: Future<Output = Result<Response<Body>, Infallible>>,
 {
     type Output = Result<Response<Body>, ResetRequested>;
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.project().inner.poll(cx).map(|result| {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = match self.project() {
+            ConnFutureProj::Called { inner } => inner.poll(cx),
+            ConnFutureProj::Waiting { inner } => inner.poll(cx),
+        };
+        polled.map(|result| {
             let response = match result {
                 Ok(r) => r,
                 Err(never) => match never {},
@@ -314,5 +331,70 @@ impl Wake for Gate {
         if let Some(task) = crate::sync::lock(&self.task).as_ref() {
             task.wake_by_ref();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Busy at its first polls (waking its caller each time), then ready.
+    #[derive(Clone)]
+    struct BusyAtFirst {
+        busy_polls: Arc<AtomicUsize>,
+    }
+
+    impl Service<Request<Body>> for BusyAtFirst {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            let left = self.busy_polls.load(Ordering::Relaxed);
+            if left == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            self.busy_polls.store(left - 1, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+
+        fn call(&mut self, _req: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(body::full("ready at last"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_that_is_not_ready_at_once_is_driven_to_readiness() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let busy_polls = Arc::new(AtomicUsize::new(3));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            BusyAtFirst {
+                busy_polls: busy_polls.clone(),
+            },
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        let mut app = tokio::net::TcpStream::connect(addr).await.unwrap();
+        app.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), app.read_to_string(&mut answer))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ready at last"), "{answer}");
+        assert_eq!(busy_polls.load(Ordering::Relaxed), 0, "it was busy first");
+        let _ = stop.send(());
+        server.await.unwrap();
     }
 }
