@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use error::classify_connect;
 pub use error::{classify, failure_response, Failure};
 pub use headers::{add_forwarded, remove_hop_by_hop};
+use pool::within;
 pub(crate) use pool::{DriveSlot, UpstreamSlot};
 pub use tls::TlsError;
 
@@ -266,23 +267,22 @@ impl Inner {
         *req.version_mut() = Version::HTTP_11;
 
         let sent = std::time::Instant::now();
-        let exchange = async {
+        let slot = client.map(|c| c.upstream_slot().clone());
+        let timer_slot = slot.clone();
+        let exchange = async move {
             match &self.transport {
-                Transport::Kept { pool, .. } => {
-                    let slot = client.map(|c| c.upstream_slot().clone());
-                    pool.send(slot, req).await.map_err(|e| match e {
-                        PoolError::Connect(e) => classify_connect(&*e),
-                        PoolError::Exchange(e) => classify(&e),
-                    })
-                }
+                Transport::Kept { pool, .. } => pool.send(slot, req).await.map_err(|e| match e {
+                    PoolError::Connect(e) => classify_connect(&*e),
+                    PoolError::Exchange(e) => classify(&e),
+                }),
                 Transport::Pooled { client: pooled, .. } => match pooled.request(req).await {
                     Ok(response) => Ok(response.map(body::boxed)),
                     Err(e) => Err(classify(&e)),
                 },
             }
         };
-        match tokio::time::timeout(self.response_timeout, exchange).await {
-            Ok(Ok(response)) => {
+        match within(exchange, self.response_timeout, timer_slot).await {
+            Some(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 parts.extensions.insert(UpstreamTiming(sent.elapsed()));
                 remove_hop_by_hop(&mut parts.headers);
@@ -291,11 +291,11 @@ impl Inner {
                 parts.version = Version::default();
                 Response::from_parts(parts, body)
             }
-            Ok(Err((failure, detail))) => {
+            Some(Err((failure, detail))) => {
                 tracing::warn!(upstream = %self.display, cause = failure.as_str(), %detail, "upstream failure");
                 failure_response(failure, &detail, &self.display)
             }
-            Err(_) => {
+            None => {
                 let detail = format!(
                     "no response within {} (proxy.response_timeout)",
                     humantime::format_duration(self.response_timeout)

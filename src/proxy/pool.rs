@@ -71,12 +71,16 @@ pub(crate) struct UpstreamSlot {
     held: Mutex<Vec<Idle>>,
     /// The waker the held connections are polled with between requests.
     waker: Arc<SlotWaker>,
+    /// The response-timeout timer, lent to one request at a time (see
+    /// [`within`]).
+    timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl Default for UpstreamSlot {
     fn default() -> Self {
         Self {
             held: Mutex::default(),
+            timer: Mutex::default(),
             waker: Arc::new(SlotWaker {
                 woken: AtomicBool::new(false),
                 task: Mutex::new(None),
@@ -215,6 +219,89 @@ impl<F: Future> Future for DriveSlot<F> {
             this.slot.drive(cx, this.timer);
         }
         polled
+    }
+}
+
+/// `future`'s output, or `None` when it is not ready within `limit`.
+///
+/// The timer is the app connection's, from `slot`, kept between requests:
+/// left at an earlier request's due time, it is moved on to this one's only
+/// when it fires. A timer of its own per request (`tokio::time::timeout`)
+/// cost a timer-wheel insertion and removal per exchange (callgrind). A
+/// request that finds the timer lent out (HTTP/2 streams of one app
+/// connection) or has no slot gets a timer of its own.
+pub(crate) fn within<F: Future>(
+    future: F,
+    limit: Duration,
+    slot: Option<Arc<UpstreamSlot>>,
+) -> Within<F> {
+    Within {
+        future,
+        due: Instant::now() + limit,
+        timer: None,
+        slot,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`within`].
+    pub(crate) struct Within<F> {
+        #[pin]
+        future: F,
+        due: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
+        slot: Option<Arc<UpstreamSlot>>,
+    }
+
+    impl<F> PinnedDrop for Within<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some(slot), Some(timer)) = (this.slot.as_ref(), this.timer.take()) {
+                let mut kept = lock(&slot.timer);
+                if kept.is_none() {
+                    *kept = Some(timer);
+                }
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let due = *this.due;
+        let timer = this.timer.get_or_insert_with(|| {
+            let lent = this.slot.as_ref().and_then(|slot| lock(&slot.timer).take());
+            match lent {
+                // Timeouts are the same for every request of an app
+                // connection, so a lent timer is due no later than this
+                // request (but for the clock's coarseness).
+                Some(mut timer) if timer.deadline() > due => {
+                    timer.as_mut().reset(due);
+                    timer
+                }
+                Some(timer) => timer,
+                None => Box::pin(tokio::time::sleep_until(due)),
+            }
+        });
+        loop {
+            // Out of tokio's budget, like `tokio::time::timeout`: the future
+            // may have spent it, and the timer must still be set.
+            let fired = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
+            if fired.poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= due {
+                return Poll::Ready(None);
+            }
+            // An earlier request's due time: on to this one's.
+            timer.as_mut().reset(due);
+        }
     }
 }
 

@@ -87,6 +87,68 @@ async fn slow_upstream_is_a_504_and_the_next_request_works() {
     assert_eq!(ok.body.len(), 10);
 }
 
+/// Sends `path` on `app` (kept alive) and returns the status and how long
+/// the answer took.
+async fn timed_get(app: &mut tokio::net::TcpStream, path: &str) -> (u16, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    app.write_all(format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = app.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection stays open");
+        seen.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .expect("a length")
+        .trim()
+        .parse()
+        .unwrap();
+    while seen.len() < head_end + length {
+        let n = app.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the whole body comes");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let status = head[9..12].parse().unwrap();
+    (status, started.elapsed())
+}
+
+/// The response timeout counts from each request's own start, also when the
+/// app connection's earlier request left its timer due sooner.
+#[tokio::test]
+async fn response_timeout_counts_from_each_requests_start_on_a_kept_connection() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "response_timeout = \"600ms\"\n").await;
+    let mut app = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    assert_eq!(timed_get(&mut app, "/fixed?len=10").await.0, 200);
+    // The first request's due time passes 100 ms into this one, which takes
+    // 400 ms: within its own 600 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, took) = timed_get(&mut app, "/slow?ms=400").await;
+    assert_eq!(status, 200, "answered within its own timeout ({took:?})");
+    let (status, took) = timed_get(&mut app, "/slow?ms=3000").await;
+    assert_eq!(status, 504);
+    assert!(
+        took >= std::time::Duration::from_millis(550)
+            && took < std::time::Duration::from_millis(2500),
+        "timed out after its own 600 ms, not another request's: {took:?}"
+    );
+    assert_eq!(
+        timed_get(&mut app, "/fixed?len=10").await.0,
+        200,
+        "and it keeps serving"
+    );
+}
+
 #[tokio::test]
 async fn unresolvable_host_is_a_502_naming_dns() {
     let proxy = Proxy::in_front_of("http://no-such-host.invalid", "").await;
