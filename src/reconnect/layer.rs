@@ -168,7 +168,8 @@ struct Exchange {
 
 enum Plan {
     Skip,
-    Stream,
+    /// With the answer's `content-length`, when it has one.
+    Stream(Option<u64>),
     Collect,
 }
 
@@ -198,7 +199,7 @@ impl Exchange {
         if self.shared.tell_app && length.is_some() {
             Plan::Collect
         } else {
-            Plan::Stream
+            Plan::Stream(length)
         }
     }
 
@@ -282,10 +283,9 @@ impl Exchange {
         }
     }
 
-    fn stream(self, response: Response<Body>) -> Response<Body> {
+    fn stream(self, response: Response<Body>, length: Option<u64>) -> Response<Body> {
         let limit = self.shared.inspect_limit;
-        let expected =
-            content_length(response.headers()).map_or(0, |n| n.min(limit as u64) as usize);
+        let expected = length.map_or(0, |n| n.min(limit as u64) as usize);
         response.map(|inner| {
             if inner.is_end_stream() {
                 self.finish(&[]);
@@ -373,7 +373,9 @@ where
                     };
                     match exchange.plan(&response) {
                         Plan::Skip => return Poll::Ready(Ok(response)),
-                        Plan::Stream => return Poll::Ready(Ok(exchange.stream(response))),
+                        Plan::Stream(length) => {
+                            return Poll::Ready(Ok(exchange.stream(response, length)))
+                        }
                         Plan::Collect => {
                             let collect = Box::pin(exchange.collect(response));
                             state.set(FutureState::Collecting { collect });
