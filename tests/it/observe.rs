@@ -544,6 +544,26 @@ async fn request_log_filters_and_journal_rotates_within_bounds() {
     .await
     .json();
     assert_eq!(banks["requests"].as_array().unwrap().len(), 5);
+    let upstream_ms = &banks["requests"][0]["upstream_ms"];
+    assert!(
+        upstream_ms.as_f64().is_some_and(|ms| ms >= 0.0),
+        "the time to the upstream's head is recorded: {upstream_ms}"
+    );
+    let metrics = String::from_utf8(
+        get(&client, &proxy.admin_url("/metrics"))
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let timed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("leanproxy_upstream_duration_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(
+        timed.is_some_and(|n| n >= 21),
+        "every exchange is timed: {timed:?}"
+    );
     // The journal writes on its own thread; wait (bounded) for the lines.
     let files = {
         let mut files = Vec::new();
