@@ -377,6 +377,28 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_record_has_the_lean_status_and_entity_through_the_reconnect_layer() {
+        let telemetry = Telemetry::default();
+        let upstream = service_fn(|_req: Request<Body>| async move {
+            let mut r = Response::new(body::full(r#"{"status":"PENDING","payload":{}}"#));
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Ok::<_, Infallible>(r)
+        });
+        let (reconnect, _registry) = crate::reconnect::ReconnectLayer::pair(1 << 20);
+        let stack = RequestLogLayer::new(telemetry.clone()).layer(reconnect.layer(upstream));
+        let req = Request::get("/data/v2/accounts?entity_id=e-1")
+            .header(&X_REQUEST_ID, "noted-1")
+            .body(body::empty())
+            .unwrap();
+        let response = stack.oneshot(req).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        let record = telemetry.ring().get("noted-1").expect("kept");
+        assert_eq!(record.lean_status.as_deref(), Some("PENDING"));
+        assert_eq!(record.entity_id.as_deref(), Some("e-1"));
+    }
+
     #[test]
     fn ring_stays_within_its_byte_cap_under_many_large_records() {
         let ring = Ring::new(1000, 8 << 20);
