@@ -5,9 +5,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
@@ -22,6 +21,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::proxy::{DriveSlot, UpstreamSlot};
+use crate::sync::FlagWaker;
 
 /// Put in a response's extensions, it makes the server drop the connection
 /// without answering (the `reset` and `timeout` faults).
@@ -263,7 +263,7 @@ pin_project_lite::pin_project! {
         #[pin]
         signal: F,
         start: fn(Pin<&mut C>),
-        gate: Arc<Gate>,
+        gate: Arc<FlagWaker>,
         // Holds the signal's receiver once it fired, until the connection ends.
         started: Option<F::Output>,
     }
@@ -282,11 +282,8 @@ fn graceful<C>(
             signal
         },
         start,
-        gate: Arc::new(Gate {
-            // Polled at the first turn, which registers the gate's waker.
-            fired: AtomicBool::new(true),
-            task: Mutex::new(None),
-        }),
+        // Polled at the first turn, which registers the gate's waker.
+        gate: FlagWaker::new(true),
         started: None,
     }
 }
@@ -296,13 +293,10 @@ impl<C: Future, F: Future> Future for Graceful<C, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        if this.started.is_none() && this.gate.fired.swap(false, Ordering::AcqRel) {
-            {
-                let mut task = crate::sync::lock(&this.gate.task);
-                if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                    *task = Some(cx.waker().clone());
-                }
-            }
+        // The gate wakes the connection's task (the task that polled the
+        // signal last; a connection stays in the task it was spawned as).
+        if this.started.is_none() && this.gate.take() {
+            this.gate.register(cx.waker());
             let waker = Waker::from(this.gate.clone());
             if let Poll::Ready(receiver) = this.signal.poll(&mut Context::from_waker(&waker)) {
                 *this.started = Some(receiver);
@@ -313,31 +307,10 @@ impl<C: Future, F: Future> Future for Graceful<C, F> {
     }
 }
 
-/// The shutdown signal's waker: notes that it fired, then wakes the
-/// connection's task (the task that polled the signal last; a connection
-/// stays in the task it was spawned as).
-struct Gate {
-    fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Wake for Gate {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        if let Some(task) = crate::sync::lock(&self.task).as_ref() {
-            task.wake_by_ref();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Busy at its first polls (waking its caller each time), then ready.

@@ -1,10 +1,69 @@
-//! [`lock`]: a mutex guard that outlives a panic elsewhere.
+//! [`lock`]: a mutex guard that outlives a panic elsewhere; [`FlagWaker`]: a
+//! waker that notes it fired.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
 
 /// Locks `mutex`, taking it over from a thread that panicked while holding
 /// it: callers keep every critical section consistent (whole values are put
 /// in and taken out), so a panic elsewhere does not make the data unusable.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A waker of its own for something a task polls only after it fired: it
+/// sets a flag, then wakes the task registered last. A future polled with it
+/// needs polling again only once [`FlagWaker::take`] says so, instead of at
+/// every turn of the task.
+#[derive(Debug)]
+pub(crate) struct FlagWaker {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl FlagWaker {
+    /// A waker whose flag starts as `fired`.
+    pub(crate) fn new(fired: bool) -> Arc<Self> {
+        Arc::new(Self {
+            fired: AtomicBool::new(fired),
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Makes `task` the one woken.
+    pub(crate) fn register(&self, task: &Waker) {
+        let mut registered = lock(&self.task);
+        if !registered.as_ref().is_some_and(|t| t.will_wake(task)) {
+            *registered = Some(task.clone());
+        }
+    }
+
+    /// Whether `task` is the one woken.
+    pub(crate) fn wakes(&self, task: &Waker) -> bool {
+        lock(&self.task).as_ref().is_some_and(|t| t.will_wake(task))
+    }
+
+    /// Whether it fired since the last `take`; clears the flag.
+    pub(crate) fn take(&self) -> bool {
+        self.fired.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether it fired since the last `take`.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+}
+
+impl Wake for FlagWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        if let Some(task) = lock(&self.task).as_ref() {
+            task.wake_by_ref();
+        }
+    }
 }

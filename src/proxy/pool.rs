@@ -49,7 +49,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::body::{self, Body, BoxError};
-use crate::sync::lock;
+use crate::sync::{lock, FlagWaker};
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
@@ -69,8 +69,11 @@ pub(crate) enum PoolError {
 /// pools.
 pub(crate) struct UpstreamSlot {
     held: Mutex<Vec<Idle>>,
-    /// The waker the held connections are polled with between requests.
-    waker: Arc<SlotWaker>,
+    /// The waker the held connections are polled with between requests: it
+    /// wakes the app connection's task and notes that one of them has
+    /// something to do, so that between requests they are polled only then,
+    /// not at every turn of that task.
+    waker: Arc<FlagWaker>,
     /// The response-timeout timer, lent to one request at a time (see
     /// [`within`]).
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -81,31 +84,7 @@ impl Default for UpstreamSlot {
         Self {
             held: Mutex::default(),
             timer: Mutex::default(),
-            waker: Arc::new(SlotWaker {
-                woken: AtomicBool::new(false),
-                task: Mutex::new(None),
-            }),
-        }
-    }
-}
-
-/// Wakes the app connection's task for its held connections, and notes that
-/// one of them has something to do: between requests they are polled only
-/// then, not at every turn of the app connection's task.
-struct SlotWaker {
-    woken: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Wake for SlotWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        if let Some(task) = lock(&self.task).as_ref() {
-            task.wake_by_ref();
+            waker: FlagWaker::new(false),
         }
     }
 }
@@ -128,13 +107,8 @@ impl UpstreamSlot {
         if held.is_empty() {
             return;
         }
-        {
-            let mut task = lock(&self.waker.task);
-            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
-        let woken = self.waker.woken.swap(false, Ordering::AcqRel);
+        self.waker.register(cx.waker());
+        let woken = self.waker.take();
         if woken || held.iter().any(|idle| !idle.watched) {
             let waker = Waker::from(self.waker.clone());
             let mut slot_cx = Context::from_waker(&waker);
@@ -402,7 +376,7 @@ impl H1Pool {
             };
             if let Some(mut idle) = held {
                 // Still as its slot's last poll left it: ready.
-                let quiet = idle.watched && !slot.waker.woken.load(Ordering::Acquire);
+                let quiet = idle.watched && !slot.waker.fired();
                 let readiness = if quiet && idle.conn.sender.is_ready() {
                     Readiness::Ready
                 } else {
@@ -670,10 +644,7 @@ impl Lease {
             {
                 held.push(idle);
                 drop(held);
-                let own = by.is_some_and(|by| {
-                    let task = lock(&slot.waker.task);
-                    task.as_ref().is_some_and(|task| task.will_wake(by))
-                });
+                let own = by.is_some_and(|by| slot.waker.wakes(by));
                 if !own {
                     slot.waker.wake_by_ref();
                 }
