@@ -1,7 +1,7 @@
 //! Upstream failures become 502/504 in Lean's error envelope; the proxy keeps
 //! serving.
 
-use crate::support::{closed_port, get, h1_client, Observed, Origin, Proxy};
+use crate::support::{closed_port, get, h1_client, read_answer, Observed, Origin, Proxy};
 
 fn assert_lean_error(r: &Observed, status: u16, code: &str, cause: &str) {
     assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
@@ -90,35 +90,14 @@ async fn slow_upstream_is_a_504_and_the_next_request_works() {
 /// Sends `path` on `app` (kept alive) and returns the status and how long
 /// the answer took.
 async fn timed_get(app: &mut tokio::net::TcpStream, path: &str) -> (u16, std::time::Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let started = std::time::Instant::now();
     app.write_all(format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = app.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the connection stays open");
-        seen.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&seen[..head_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .expect("a length")
-        .trim()
-        .parse()
-        .unwrap();
-    while seen.len() < head_end + length {
-        let n = app.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the whole body comes");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let status = head[9..12].parse().unwrap();
+    let (status, _) = read_answer(app)
+        .await
+        .expect("an answer on the open connection");
     (status, started.elapsed())
 }
 

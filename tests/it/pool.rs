@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::support::{get, h1_client, h2_client, send, HttpClient, Origin, Proxy};
+use crate::support::{
+    content_length, fill, get, h1_client, h2_client, head_end, send, HttpClient, Origin, Proxy,
+};
 
 #[tokio::test]
 async fn an_app_connection_keeps_one_upstream_connection() {
@@ -179,33 +181,6 @@ impl Drop for RawOrigin {
 
 /// The size of `/big`'s answer: enough frames to use up a task's budget.
 const BIG: usize = 4 << 20;
-
-/// Reads until `buf` holds `n` bytes; false at the end of the stream.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
-    let mut chunk = [0u8; 16384];
-    while buf.len() < n {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(read) => buf.extend_from_slice(&chunk[..read]),
-        }
-    }
-    true
-}
-
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
 
 async fn serve_raw(
     mut stream: TcpStream,

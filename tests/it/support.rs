@@ -1059,3 +1059,53 @@ pub async fn link_entity(
         .unwrap_or_else(|| panic!("linked: {:?}", String::from_utf8_lossy(&linked.body)))
         .to_string()
 }
+
+/// Reads until `buf` holds `n` bytes; false at the end of the stream.
+pub async fn fill(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
+    let mut chunk = [0u8; 16384];
+    while buf.len() < n {
+        match tokio::io::AsyncReadExt::read(stream, &mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+        }
+    }
+    true
+}
+
+/// Where a message's head ends (after its blank line), when it has.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// A head's `content-length` (0 when it has none).
+pub fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// Reads one answer with a `content-length` from `stream` (kept open): its
+/// status and body. `None` when the stream ends first.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<(u16, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(end) = head_end(&buf) {
+            break end;
+        }
+        let more = buf.len() + 1;
+        if !fill(stream, &mut buf, more).await {
+            return None;
+        }
+    };
+    let length = content_length(&buf[..end]);
+    if !fill(stream, &mut buf, end + length).await {
+        return None;
+    }
+    let status = String::from_utf8_lossy(buf.get(9..12)?).parse().ok()?;
+    Some((status, buf[end..end + length].to_vec()))
+}
