@@ -174,13 +174,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let id = match req.headers().get(&X_REQUEST_ID) {
+        let (app_id, alone) = {
+            let mut ids = req.headers().get_all(&X_REQUEST_ID).iter();
+            let first = ids.next().filter(|v| usable_id(v));
             // A copy: the app's value is a slice of the connection's read
             // buffer, which a kept record would otherwise keep alive.
-            Some(v) if usable_id(v) => {
-                HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| new_request_id())
+            let app_id = first.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+            (app_id, ids.next().is_none())
+        };
+        let id = match app_id {
+            Some(id) if alone => id,
+            // Exactly one id goes on: the one recorded and echoed.
+            Some(id) => {
+                req.headers_mut().insert(&X_REQUEST_ID, id.clone());
+                id
             }
-            Some(_) | None => {
+            None => {
                 let id = new_request_id();
                 req.headers_mut().insert(&X_REQUEST_ID, id.clone());
                 id

@@ -303,6 +303,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_request_id_goes_on_when_the_app_sent_several() {
+        let upstream = service_fn(|req: Request<Body>| async move {
+            let ids: Vec<_> = req
+                .headers()
+                .get_all(&X_REQUEST_ID)
+                .iter()
+                .cloned()
+                .collect();
+            Ok::<_, Infallible>(Response::new(body::full(format!("{ids:?}"))))
+        });
+        let mut req = Request::new(body::empty());
+        req.headers_mut()
+            .append(&X_REQUEST_ID, HeaderValue::from_static("app-1"));
+        req.headers_mut()
+            .append(&X_REQUEST_ID, HeaderValue::from_static("app-2"));
+        let telemetry = Telemetry::default();
+        let r = RequestLogLayer::new(telemetry.clone())
+            .layer(upstream)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(r.headers()[&X_REQUEST_ID], "app-1");
+        let seen = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&seen[..], br#"["app-1"]"#);
+        let record = telemetry.ring().get("app-1").expect("kept");
+        let sent: Vec<_> = record.request_headers.pairs();
+        assert_eq!(
+            sent.iter().filter(|(k, _)| k == "x-request-id").count(),
+            1,
+            "{sent:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn oversized_request_id_is_replaced() {
         let long = "x".repeat(129);
         let (upstream, _) = exchange(&Telemetry::default(), Some(&long), "{}").await;
