@@ -311,6 +311,24 @@ impl Inner {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_response_timeout_past_what_an_instant_holds_means_never() {
+        let limit = humantime::parse_duration("300000000000years").unwrap();
+        assert_eq!(within(async { 1 }, limit, None).await, Some(1));
+        let slot = Arc::new(UpstreamSlot::default());
+        assert_eq!(
+            within(async { 2 }, limit, Some(slot.clone())).await,
+            Some(2)
+        );
+        let pending = within(std::future::pending::<()>(), limit, Some(slot));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), pending)
+                .await
+                .is_err(),
+            "still waiting"
+        );
+    }
+
     #[test]
     fn host_header_carries_the_port_only_when_it_is_not_the_default() {
         let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();

@@ -209,9 +209,15 @@ pub(crate) fn within<F: Future>(
     limit: Duration,
     slot: Option<Arc<UpstreamSlot>>,
 ) -> Within<F> {
+    // As `tokio::time::timeout`: a limit past what an `Instant` holds (a
+    // way to say "never") is a deadline decades away, not an overflow.
+    let now = Instant::now();
+    let due = now
+        .checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
     Within {
         future,
-        due: Instant::now() + limit,
+        due,
         timer: None,
         slot,
     }
