@@ -249,16 +249,24 @@ impl Metrics {
             status: e.status,
             lean_status: label(e.lean_status.unwrap_or(""), &LEAN_STATUSES),
         };
-        LAST_SERIES.with_borrow_mut(|last| match last {
-            Some((id, seen, series)) if *id == i.id && *seen == labels => {
-                series.inc();
-            }
-            _ => {
-                let series = i.requests.get_or_create(&labels).clone();
-                series.inc();
-                *last = Some((i.id, labels, series));
-            }
+        let cached = LAST_SERIES.try_with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some((id, seen, series)) if *id == i.id && *seen == labels => {
+                    series.inc();
+                }
+                _ => {
+                    let series = i.requests.get_or_create(&labels).clone();
+                    series.inc();
+                    *last = Some((i.id, labels.clone(), series));
+                }
+            };
         });
+        if cached.is_err() {
+            // The thread is being torn down (an answer dropped by a
+            // thread-local's destructor): counted without the cache.
+            i.requests.get_or_create(&labels).inc();
+        }
         i.duration.observe(e.total_seconds);
         if let Some(u) = e.upstream_seconds {
             i.upstream.observe(u);
