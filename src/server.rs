@@ -1,5 +1,5 @@
 //! Serving a bound listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on each
-//! connection, the whole stack cloned per request, graceful shutdown.
+//! connection, the stack cloned per connection and called in place, graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
