@@ -156,10 +156,11 @@ impl Serialize for Capture {
 /// never looked up, so building a map for each exchange would be wasted work.
 #[derive(Clone, Default)]
 pub struct Headers {
-    /// Every name and value, back to back.
-    text: Box<[u8]>,
-    /// Where each name and its value end in `text`.
-    ends: Box<[(u32, u32)]>,
+    /// Each header as its name's and its value's lengths (`u32`,
+    /// little-endian), then the name and the value: one allocation for the
+    /// whole block, made and freed once per record.
+    block: Box<[u8]>,
+    count: u32,
     redact: bool,
 }
 
@@ -179,9 +180,9 @@ impl Headers {
     ) -> (Self, [Option<&'m HeaderValue>; N]) {
         let size = map
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.len())
+            .map(|(k, v)| 8 + k.as_str().len() + v.len())
             .sum::<usize>();
-        let (mut text, mut ends) = (Vec::with_capacity(size), Vec::with_capacity(map.len()));
+        let mut block = Vec::with_capacity(size);
         let mut picked = [None; N];
         for (name, value) in map {
             for (wanted, slot) in names.iter().zip(picked.iter_mut()) {
@@ -189,28 +190,32 @@ impl Headers {
                     *slot = Some(value);
                 }
             }
-            text.extend_from_slice(name.as_str().as_bytes());
-            let name_end = text.len();
-            text.extend_from_slice(value.as_bytes());
+            let name = name.as_str().as_bytes();
             // Header blocks are far below 4 GiB (leanproxy caps them at 64 KiB).
-            ends.push((name_end as u32, text.len() as u32));
+            block.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            block.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            block.extend_from_slice(name);
+            block.extend_from_slice(value.as_bytes());
         }
         let headers = Self {
-            text: text.into_boxed_slice(),
-            ends: ends.into_boxed_slice(),
+            block: block.into_boxed_slice(),
+            count: map.len() as u32,
             redact,
         };
         (headers, picked)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let mut start = 0;
-        self.ends.iter().map(move |&(name_end, end)| {
-            let (name_end, end) = (name_end as usize, end as usize);
-            let name = std::str::from_utf8(&self.text[start..name_end]).unwrap_or("");
-            let value = &self.text[name_end..end];
-            start = end;
-            (name, value)
+        let mut rest: &[u8] = &self.block;
+        std::iter::from_fn(move || {
+            let (lengths, tail) = rest.split_first_chunk::<8>()?;
+            let [a, b, c, d, e, f, g, h] = *lengths;
+            let name_len = u32::from_le_bytes([a, b, c, d]) as usize;
+            let value_len = u32::from_le_bytes([e, f, g, h]) as usize;
+            let (name, tail) = tail.split_at_checked(name_len)?;
+            let (value, tail) = tail.split_at_checked(value_len)?;
+            rest = tail;
+            Some((std::str::from_utf8(name).unwrap_or(""), value))
         })
     }
 
@@ -229,7 +234,7 @@ impl Headers {
     }
 
     fn weight(&self) -> usize {
-        self.text.len() + 32 * self.ends.len()
+        self.block.len() + 24 * self.count as usize
     }
 }
 
@@ -441,6 +446,25 @@ mod tests {
         );
         let raw = Capture::new(body, 27, false, Some("application/json"), false);
         assert!(raw.render().text.unwrap().contains("Mae"));
+    }
+
+    #[test]
+    fn headers_keep_every_name_and_value_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("accept", http::HeaderValue::from_static("application/json"));
+        map.append("x-empty", http::HeaderValue::from_static(""));
+        map.append("accept", http::HeaderValue::from_static("text/plain"));
+        map.append(
+            "x-long",
+            http::HeaderValue::from_str(&"v".repeat(70_000)).unwrap(),
+        );
+        let expected: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let headers = Headers::new(&map, false);
+        assert_eq!(headers.pairs(), expected);
+        assert_eq!(Headers::default().pairs(), Vec::new());
     }
 
     #[test]
