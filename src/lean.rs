@@ -18,6 +18,23 @@ use crate::body::{full, Body};
 /// The header Lean signs webhooks with.
 pub const SIGNATURE_HEADER: &str = "lean-signature";
 
+/// Lean statuses named without an allocation wherever a status is kept or
+/// counted (records, metrics labels); others are owned. `""` stands for an
+/// answer without one.
+pub(crate) const KNOWN_STATUSES: [&str; 11] = [
+    "",
+    "OK",
+    "PENDING",
+    "FAILED",
+    "RECONNECT_REQUIRED",
+    "UNKNOWN_ENTITY",
+    "INVALID_PARAMETERS",
+    "CONSENT_EXPIRED",
+    "ACCEPTED_BY_BANK",
+    "INTENT_CREATED",
+    "FINISHED",
+];
+
 /// Lean's webhook signature of `body`: `sha512=<lowercase hex HMAC-SHA512>` keyed
 /// with the webhook secret (`../shared/lean-api.md` §7.3).
 pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {

@@ -93,16 +93,13 @@ const WEBHOOK_TYPES: [&str; 13] = [
 /// HTTP methods counted by name; others are `OTHER`.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-/// Lean statuses most answers carry; others are counted under their own text.
-const LEAN_STATUSES: [&str; 5] = ["", "OK", "PENDING", "FAILED", "RECONNECT_REQUIRED"];
-
 /// The entry of `known` equal to `value`.
 fn static_of(value: &str, known: &[&'static str]) -> Option<&'static str> {
     known.iter().find(|k| **k == value).copied()
 }
 
 /// `value` as one of `known` (no allocation), or owned.
-fn label(value: &str, known: &[&'static str]) -> Cow<'static, str> {
+pub(crate) fn label(value: &str, known: &[&'static str]) -> Cow<'static, str> {
     static_of(value, known).map_or_else(|| Cow::Owned(value.to_string()), Cow::Borrowed)
 }
 
@@ -247,7 +244,7 @@ impl Metrics {
         let labels = RequestLabels {
             method: Cow::Borrowed(static_of(e.method, &METHODS).unwrap_or("OTHER")),
             status: e.status,
-            lean_status: label(e.lean_status.unwrap_or(""), &LEAN_STATUSES),
+            lean_status: label(e.lean_status.unwrap_or(""), &crate::lean::KNOWN_STATUSES),
         };
         let cached = LAST_SERIES.try_with(|last| {
             let mut last = last.borrow_mut();

@@ -10,6 +10,8 @@ use memchr::memmem::Finder;
 use serde::Serialize;
 
 use super::redact;
+use crate::lean::KNOWN_STATUSES;
+use crate::metrics::label;
 
 /// A captured body: the first bytes as they passed, rendered (redacted) only
 /// when it is shown, so the exchange itself pays for a copy and nothing more.
@@ -38,7 +40,7 @@ impl Capture {
     /// redacted unless `redact` is off.
     pub fn new(bytes: Bytes, size: u64, truncated: bool, mime: Option<&str>, redact: bool) -> Self {
         Self {
-            mime: mime.map(|m| known(m, &MIMES)),
+            mime: mime.map(|m| label(m, &MIMES)),
             raw: bytes,
             size,
             truncated,
@@ -319,20 +321,6 @@ fn method_text<S: serde::Serializer>(method: &Method, s: S) -> Result<S::Ok, S::
     s.serialize_str(method.as_str())
 }
 
-/// Lean statuses named without an allocation; others are owned.
-const LEAN_STATUSES: [&str; 10] = [
-    "OK",
-    "PENDING",
-    "FAILED",
-    "RECONNECT_REQUIRED",
-    "UNKNOWN_ENTITY",
-    "INVALID_PARAMETERS",
-    "CONSENT_EXPIRED",
-    "ACCEPTED_BY_BANK",
-    "INTENT_CREATED",
-    "FINISHED",
-];
-
 /// Content types named without an allocation; others are owned.
 const MIMES: [&str; 4] = [
     "application/json",
@@ -340,14 +328,6 @@ const MIMES: [&str; 4] = [
     "application/json;charset=utf-8",
     "text/plain; charset=utf-8",
 ];
-
-/// `value` as one of `known`, or owned.
-fn known(value: &str, known: &[&'static str]) -> Cow<'static, str> {
-    known
-        .iter()
-        .find(|k| **k == value)
-        .map_or_else(|| Cow::Owned(value.to_string()), |k| Cow::Borrowed(*k))
-}
 
 impl ExchangeRecord {
     /// Approximate memory kept for this record (what the ring's byte cap counts).
@@ -386,7 +366,7 @@ pub fn lean_status(body: &[u8]) -> Option<Cow<'static, str>> {
             // Upper-case ASCII only, so valid UTF-8.
             std::str::from_utf8(value)
                 .ok()
-                .map(|v| known(v, &LEAN_STATUSES))
+                .map(|v| label(v, &KNOWN_STATUSES))
         }
         _ => None,
     }
