@@ -22,6 +22,7 @@ use crate::events::{Event, ExchangeSummary};
 use crate::proxy::{Failure, UpstreamTiming};
 use crate::reconnect::X_LEANPROXY_INJECTED;
 use crate::server::ClientAddr;
+use crate::sync::lock;
 
 /// `lean-correlation-id`
 static LEAN_CORRELATION_ID: HeaderName = HeaderName::from_static("lean-correlation-id");
@@ -135,10 +136,6 @@ impl Tap {
 /// the record; only made when the request has a body.
 type SharedTap = Arc<Mutex<Tap>>;
 
-fn lock(tap: &SharedTap) -> std::sync::MutexGuard<'_, Tap> {
-    crate::sync::lock(tap)
-}
-
 /// What is known when the request is sent.
 struct Pending {
     telemetry: Telemetry,
@@ -185,12 +182,8 @@ where
         let id = match app_id {
             Some(id) if alone => id,
             // Exactly one id goes on: the one recorded and echoed.
-            Some(id) => {
-                req.headers_mut().insert(&X_REQUEST_ID, id.clone());
-                id
-            }
-            None => {
-                let id = new_request_id();
+            other => {
+                let id = other.unwrap_or_else(new_request_id);
                 req.headers_mut().insert(&X_REQUEST_ID, id.clone());
                 id
             }

@@ -20,7 +20,7 @@ pub struct ExchangeNotes(Arc<Mutex<Notes>>);
 impl ExchangeNotes {
     fn with(&self, f: impl FnOnce(&mut Notes)) {
         // Fields are replaced whole; a poisoned lock is consistent.
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut crate::sync::lock(&self.0));
     }
 
     /// Records the entity.
@@ -35,6 +35,6 @@ impl ExchangeNotes {
 
     /// What was noted.
     pub fn snapshot(&self) -> Notes {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.0).clone()
     }
 }
