@@ -13,13 +13,14 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::future::ResponseFuture;
 use crate::proxy::{DriveSlot, UpstreamSlot};
 use crate::sync::FlagWaker;
 
@@ -89,7 +90,7 @@ impl ClientAddr {
     }
 
     /// The upstream connections this client's connection used last
-    /// (plain-http upstreams; see `proxy/pool.rs`).
+    /// (plain-http upstreams; see `proxy/pool/`).
     pub(crate) fn upstream_slot(&self) -> &Arc<UpstreamSlot> {
         &self.0.upstream
     }
@@ -149,7 +150,7 @@ pub async fn serve<S>(
         connections.spawn(async move {
             let slot = conn_service.peer.upstream_slot().clone();
             let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
-            let conn = graceful(conn, signal, auto::Connection::graceful_shutdown);
+            let conn = graceful(conn, signal);
             if let Err(e) = DriveSlot::new(conn, slot).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -188,54 +189,49 @@ struct ConnService<S> {
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = ResetRequested;
-    type Future = ConnFuture<S::Future, Oneshot<S, Request<Body>>>;
+    type Future = ConnFuture<ResponseFuture<S::Future, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(body::boxed);
         req.extensions_mut().insert(self.peer.clone());
         let mut stack = crate::sync::lock(&self.inner);
-        match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => ConnFuture::Called {
-                inner: stack.call(req),
-            },
+        let inner = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => ResponseFuture::inner(stack.call(req)),
             Poll::Ready(Err(never)) => match never {},
             // Every layer of leanproxy's stacks is always ready; one that is
             // not gets a clone of the stack, driven to readiness by the
             // answer's future (woken properly, unlike the poll above).
-            Poll::Pending => ConnFuture::Waiting {
-                inner: stack.clone().oneshot(req),
-            },
-        }
+            Poll::Pending => ResponseFuture::boxed(stack.clone().oneshot(req)),
+        };
+        ConnFuture { inner }
     }
 }
 
 pin_project_lite::pin_project! {
     /// Turns a [`ResetConnection`] answer into an error, which makes hyper close
     /// the connection (HTTP/1) or reset the stream (HTTP/2) without a response.
-    #[project = ConnFutureProj]
-    enum ConnFuture<F, W> {
-        Called { #[pin] inner: F },
-        Waiting { #[pin] inner: W },
+    struct ConnFuture<F> {
+        #[pin]
+        inner: F,
     }
 }
 
-impl<F, W> Future for ConnFuture<F, W>
+impl<F> Future for ConnFuture<F>
 where
     F: Future<Output = Result<Response<Body>, Infallible>>,
-    W: Future<Output = Result<Response<Body>, Infallible>>,
 {
     type Output = Result<Response<Body>, ResetRequested>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let polled = match self.project() {
-            ConnFutureProj::Called { inner } => inner.poll(cx),
-            ConnFutureProj::Waiting { inner } => inner.poll(cx),
-        };
-        polled.map(|result| {
+        self.project().inner.poll(cx).map(|result| {
             let response = match result {
                 Ok(r) => r,
                 Err(never) => match never {},
@@ -262,18 +258,16 @@ pin_project_lite::pin_project! {
         conn: C,
         #[pin]
         signal: F,
-        start: fn(Pin<&mut C>),
         gate: Arc<FlagWaker>,
         // Holds the signal's receiver once it fired, until the connection ends.
         started: Option<F::Output>,
     }
 }
 
-/// `conn`, shut down with `start` once `signal` changes.
+/// `conn`, shut down gracefully once `signal` changes.
 fn graceful<C>(
     conn: C,
     mut signal: watch::Receiver<()>,
-    start: fn(Pin<&mut C>),
 ) -> Graceful<C, impl Future<Output = watch::Receiver<()>>> {
     Graceful {
         conn,
@@ -281,14 +275,13 @@ fn graceful<C>(
             let _ = signal.changed().await;
             signal
         },
-        start,
         // Polled at the first turn, which registers the gate's waker.
         gate: FlagWaker::new(true),
         started: None,
     }
 }
 
-impl<C: Future, F: Future> Future for Graceful<C, F> {
+impl<C: GracefulConnection, F: Future> Future for Graceful<C, F> {
     type Output = C::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
@@ -300,7 +293,7 @@ impl<C: Future, F: Future> Future for Graceful<C, F> {
             let waker = Waker::from(this.gate.clone());
             if let Poll::Ready(receiver) = this.signal.poll(&mut Context::from_waker(&waker)) {
                 *this.started = Some(receiver);
-                (this.start)(this.conn.as_mut());
+                this.conn.as_mut().graceful_shutdown();
             }
         }
         this.conn.poll(cx)
