@@ -71,7 +71,7 @@ pub struct Upstream {
 /// How requests reach the upstream.
 enum Transport {
     /// A plain-http upstream: HTTP/1 connections kept by the app connections
-    /// that use them (`pool.rs`), and their Host header, built once.
+    /// that use them (`pool/`), and their Host header, built once.
     Kept {
         pool: Arc<H1Pool>,
         host: HeaderValue,

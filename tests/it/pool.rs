@@ -1,6 +1,6 @@
 //! Upstream connections of a plain-http upstream: each app connection keeps
 //! the one it used last, and hands it to the shared pool when it closes
-//! (`src/proxy/pool.rs`).
+//! (`src/proxy/pool/`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -64,16 +64,10 @@ impl UpstreamSlot {
         if woken || held.iter().any(|idle| !idle.watched) {
             let waker = Waker::from(self.waker.clone());
             let mut slot_cx = Context::from_waker(&waker);
-            held.retain_mut(|idle| match idle.conn.poll_readiness(&mut slot_cx) {
-                Readiness::Ready => {
-                    idle.watched = true;
-                    true
-                }
-                Readiness::Busy => {
-                    idle.watched = false;
-                    true
-                }
-                Readiness::Ended => false,
+            held.retain_mut(|idle| {
+                let readiness = idle.conn.poll_readiness(&mut slot_cx);
+                idle.watched = matches!(readiness, Readiness::Ready);
+                !matches!(readiness, Readiness::Ended)
             });
         }
         // The timer is set for the oldest due time it has seen and moved on
@@ -81,10 +75,7 @@ impl UpstreamSlot {
         // moving it each time would cost a timer-wheel update per exchange.
         loop {
             if let Some(timer) = timer.as_mut() {
-                // Out of tokio's budget: a refused poll would neither set the
-                // timer nor come back to it.
-                let fired = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
-                if fired.poll(cx).is_pending() {
+                if !fired(timer, cx) {
                     return;
                 }
                 // Dropping one closes its connection (its sender goes).
@@ -222,10 +213,7 @@ impl<F: Future> Future for Within<F> {
             }
         });
         loop {
-            // Out of tokio's budget, like `tokio::time::timeout`: the future
-            // may have spent it, and the timer must still be set.
-            let fired = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
-            if fired.poll(cx).is_pending() {
+            if !fired(timer, cx) {
                 return Poll::Pending;
             }
             if Instant::now() >= due {
@@ -235,4 +223,13 @@ impl<F: Future> Future for Within<F> {
             timer.as_mut().reset(due);
         }
     }
+}
+
+/// Whether `timer` has fired; if not, `cx`'s task is woken when it does.
+/// Polled out of tokio's budget, like `tokio::time::timeout` does: the
+/// future beside it may have spent the budget, and a refused poll would
+/// neither set the timer nor come back to it.
+fn fired(timer: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> bool {
+    let poll = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
+    poll.poll(cx).is_ready()
 }
