@@ -1,7 +1,7 @@
 //! Upstream failures become 502/504 in Lean's error envelope; the proxy keeps
 //! serving.
 
-use crate::support::{closed_port, get, h1_client, read_answer, Observed, Origin, Proxy};
+use crate::support::{closed_port, get, h1_client, raw_get, Observed, Origin, Proxy};
 
 fn assert_lean_error(r: &Observed, status: u16, code: &str, cause: &str) {
     assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
@@ -90,12 +90,8 @@ async fn slow_upstream_is_a_504_and_the_next_request_works() {
 /// Sends `path` on `app` (kept alive) and returns the status and how long
 /// the answer took.
 async fn timed_get(app: &mut tokio::net::TcpStream, path: &str) -> (u16, std::time::Duration) {
-    use tokio::io::AsyncWriteExt;
     let started = std::time::Instant::now();
-    app.write_all(format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let (status, _) = read_answer(app)
+    let (status, _) = raw_get(app, path)
         .await
         .expect("an answer on the open connection");
     (status, started.elapsed())

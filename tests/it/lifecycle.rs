@@ -8,8 +8,7 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use crate::support::{
-    get, h1_client, read_answer, run_binary, send, streamed, wait_bounded, Binary, Fnv, Origin,
-    Proxy,
+    get, h1_client, raw_get, run_binary, send, streamed, wait_bounded, Binary, Fnv, Origin, Proxy,
 };
 
 #[tokio::test]
@@ -36,16 +35,13 @@ async fn shutdown_lets_an_in_flight_request_finish_and_stops_accepting() {
 
 #[tokio::test]
 async fn shutdown_closes_an_idle_keep_alive_connection_at_once() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let origin = Origin::start().await;
     // The default grace is 30 s: a drain that waited for the idle connection
     // instead of closing it would not end within the 5 s below.
     let mut proxy = Proxy::in_front_of(&origin.url(), "").await;
     let mut app = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    app.write_all(b"GET /etag HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_answer(&mut app).await.expect("the answer came");
+    let (status, _) = raw_get(&mut app, "/etag").await.expect("the answer came");
     assert_eq!(status, 200);
     tokio::time::timeout(Duration::from_secs(5), proxy.begin_shutdown())
         .await

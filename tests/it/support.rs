@@ -1109,3 +1109,13 @@ pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<(u16, Vec
     let status = String::from_utf8_lossy(buf.get(9..12)?).parse().ok()?;
     Some((status, buf[end..end + length].to_vec()))
 }
+
+/// Sends `GET path` on `stream` (kept open) and reads its answer: status and
+/// body. `None` when the stream ends first.
+pub async fn raw_get(stream: &mut tokio::net::TcpStream, path: &str) -> Option<(u16, Vec<u8>)> {
+    let head = format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(stream, head.as_bytes())
+        .await
+        .ok()?;
+    read_answer(stream).await
+}
