@@ -31,8 +31,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -87,7 +86,6 @@ struct Idle {
 /// app connection takes it back to drive it itself.
 struct Parked {
     sender: http1::SendRequest<Body>,
-    since: Instant,
     /// Asks the task for the connection; dropped, it lets the task end the
     /// connection (hyper closes it once its sender is gone).
     reclaim: oneshot::Sender<oneshot::Sender<Pin<Box<Connection>>>>,
@@ -102,7 +100,6 @@ pub(crate) struct H1Pool {
     parked: Mutex<Vec<Parked>>,
     max_parked: usize,
     idle_timeout: Duration,
-    reaping: AtomicBool,
 }
 
 impl H1Pool {
@@ -120,7 +117,6 @@ impl H1Pool {
             parked: Mutex::new(Vec::new()),
             max_parked,
             idle_timeout,
-            reaping: AtomicBool::new(false),
         })
     }
 
@@ -187,9 +183,9 @@ impl H1Pool {
         }
         loop {
             let parked = {
-                let now = Instant::now();
                 let mut parked = lock(&self.parked);
-                parked.retain(|p| now.duration_since(p.since) < self.idle_timeout);
+                // Those idle too long have had their task end them.
+                parked.retain(|p| !p.sender.is_closed());
                 // The newest that its task has brought to rest.
                 let ready = parked.iter().rposition(|p| p.sender.is_ready())?;
                 parked.swap_remove(ready)
@@ -250,6 +246,7 @@ impl H1Pool {
                 return;
             }
         }
+        let due = idle.due();
         let Some(mut connection) = idle.conn.connection else {
             return; // it has ended
         };
@@ -257,6 +254,8 @@ impl H1Pool {
             return;
         };
         let (reclaim, reclaimed) = oneshot::channel::<oneshot::Sender<Pin<Box<Connection>>>>();
+        // Its task also closes it once it has been idle for the timeout (the
+        // sender then reads closed, and the next look at `parked` drops it).
         runtime.spawn(async move {
             tokio::select! {
                 ended = &mut connection => {
@@ -267,44 +266,13 @@ impl H1Pool {
                 Ok(back) = reclaimed => {
                     let _ = back.send(connection);
                 }
+                () = tokio::time::sleep_until(due) => {}
             }
         });
         parked.push(Parked {
             sender: idle.conn.sender,
-            since: idle.since,
             reclaim,
         });
-        drop(parked);
-        self.reap();
-    }
-
-    /// Closes parked connections idle longer than `idle_timeout`, from a task
-    /// that runs while any are parked.
-    fn reap(self: Arc<Self>) {
-        if self.reaping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.reaping.store(false, Ordering::Release);
-            return;
-        };
-        let pool = Arc::downgrade(&self);
-        let period = self.idle_timeout.max(Duration::from_millis(100));
-        runtime.spawn(reaper(pool, period));
-    }
-}
-
-async fn reaper(pool: Weak<H1Pool>, period: Duration) {
-    loop {
-        tokio::time::sleep(period).await;
-        let Some(pool) = pool.upgrade() else { return };
-        let mut parked = lock(&pool.parked);
-        // Dropping a sender ends its connection's task.
-        parked.retain(|p| p.since.elapsed() < pool.idle_timeout && !p.sender.is_closed());
-        if parked.is_empty() {
-            pool.reaping.store(false, Ordering::Release);
-            return;
-        }
     }
 }
 
