@@ -64,7 +64,6 @@ pub mod webhooks;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -167,7 +166,7 @@ pub struct App {
     telemetry: Telemetry,
     faults: FaultLayer,
     fault_refusal: Option<String>,
-    grace: Duration,
+    timeouts: server::Timeouts,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
     route_tokens: Vec<(String, TokenSource)>,
 }
@@ -365,7 +364,7 @@ impl App {
             telemetry,
             faults,
             fault_refusal: settings.faults.refusal.clone(),
-            grace: settings.proxy.shutdown_grace,
+            timeouts: server::Timeouts::from(&settings.proxy),
         })
     }
 
@@ -489,17 +488,17 @@ impl App {
         let held_lines = self.telemetry.clone().report_held_lines(async {
             let _ = drained.await;
         });
-        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.grace);
-        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.grace);
+        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.timeouts);
+        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.timeouts);
         let catcher = server::serve(
             listeners.webhooks,
             self.webhooks,
             stopped(rx.clone()),
-            self.grace,
+            self.timeouts,
         );
         let mockbank = async {
             if let Some((mockbank, listener)) = mockbank {
-                server::serve(listener, mockbank, stopped(rx), self.grace).await;
+                server::serve(listener, mockbank, stopped(rx), self.timeouts).await;
             }
         };
         let trigger = async move {
@@ -528,7 +527,7 @@ pub async fn serve_mockbank(
     mockbank: Mockbank,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    timeouts: server::Timeouts,
 ) {
-    server::serve(listener, mockbank, shutdown, grace).await;
+    server::serve(listener, mockbank, shutdown, timeouts).await;
 }

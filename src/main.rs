@@ -498,8 +498,7 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
         let url = format!("http://{}", listener.local_addr()?);
         println!("leanproxy mockbank listening on {url}");
         println!("{}", mockbank.banner(&url));
-        leanproxy::serve_mockbank(mockbank, listener, shutdown, settings.proxy.shutdown_grace)
-            .await;
+        leanproxy::serve_mockbank(mockbank, listener, shutdown, (&settings.proxy).into()).await;
         Ok(())
     }))
 }

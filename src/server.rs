@@ -1,10 +1,13 @@
 //! Serving a bound listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on each
-//! connection, the stack cloned per connection and called in place, graceful shutdown.
+//! connection, the stack cloned per connection and called in place, quiet
+//! connections closed, graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -14,15 +17,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::config::ProxySettings;
 use crate::future::ResponseFuture;
 use crate::proxy::{DriveSlot, UpstreamSlot};
-use crate::sync::FlagWaker;
+use crate::sync::{fired, FlagWaker};
 
 /// Put in a response's extensions, it makes the server drop the connection
 /// without answering (the `reset` and `timeout` faults).
@@ -96,13 +102,36 @@ impl ClientAddr {
     }
 }
 
+/// How long a listener's connections may last.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// How long open exchanges may run on once shutdown begins
+    /// (`proxy.shutdown_grace`).
+    pub grace: Duration,
+    /// How long a connection may stay quiet (`proxy.client_idle_timeout`): no
+    /// byte read or written, no request waiting for its answer. It is then
+    /// shut down gracefully, and closed if still open (a request head half
+    /// sent) after half as long again.
+    pub idle: Duration,
+}
+
+impl From<&ProxySettings> for Timeouts {
+    fn from(proxy: &ProxySettings) -> Self {
+        Self {
+            grace: proxy.shutdown_grace,
+            idle: proxy.client_idle_timeout,
+        }
+    }
+}
+
 /// Serves `listener` with `service` until `shutdown` completes, then stops
-/// accepting and lets open exchanges finish for at most `grace`.
+/// accepting and lets open exchanges finish for at most `timeouts.grace`.
+/// Connections quiet for `timeouts.idle` are closed meanwhile.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    timeouts: Timeouts,
 ) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -114,7 +143,11 @@ pub async fn serve<S>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .max_buf_size(CONNECTION_BUFFER);
+        .max_buf_size(CONNECTION_BUFFER)
+        // Quiet connections are closed by `Graceful`, once per connection:
+        // hyper's header timer is a boxed timer set and dropped for every
+        // request head (about 2 % of an exchange in callgrind).
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     // Each connection holds a receiver until it ends: the drain waits for
@@ -140,9 +173,15 @@ pub async fn serve<S>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let stream = ActiveIo {
+            io: stream,
+            activity: activity.clone(),
+        };
         let conn_service = ConnService {
             inner: Mutex::new(service.clone()),
             peer: ClientAddr::new(peer),
+            activity: activity.clone(),
         };
         let builder = builder.clone();
         let signal = drain.subscribe();
@@ -150,7 +189,7 @@ pub async fn serve<S>(
         connections.spawn(async move {
             let slot = conn_service.peer.upstream_slot().clone();
             let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
-            let conn = graceful(conn, signal);
+            let conn = graceful(conn, signal, Quiet::new(activity, timeouts.idle));
             if let Err(e) = DriveSlot::new(conn, slot).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -159,6 +198,7 @@ pub async fn serve<S>(
 
     drop(listener);
     let open = drain.receiver_count();
+    let grace = timeouts.grace;
     if open > 0 {
         tracing::info!(listener = ?local, open, grace = %humantime::format_duration(grace), "draining connections");
     }
@@ -185,6 +225,7 @@ pub async fn serve<S>(
 struct ConnService<S> {
     inner: Mutex<S>,
     peer: ClientAddr,
+    activity: Arc<Activity>,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -200,6 +241,7 @@ where
     type Future = ConnFuture<ResponseFuture<S::Future, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let waiting = Waiting::new(self.activity.clone());
         let mut req = req.map(body::boxed);
         req.extensions_mut().insert(self.peer.clone());
         let mut stack = crate::sync::lock(&self.inner);
@@ -211,7 +253,10 @@ where
             // answer's future (woken properly, unlike the poll above).
             Poll::Pending => ResponseFuture::boxed(stack.clone().oneshot(req)),
         };
-        ConnFuture { inner }
+        ConnFuture {
+            inner,
+            _waiting: waiting,
+        }
     }
 }
 
@@ -221,6 +266,7 @@ pin_project_lite::pin_project! {
     struct ConnFuture<F> {
         #[pin]
         inner: F,
+        _waiting: Waiting,
     }
 }
 
@@ -245,8 +291,165 @@ where
     }
 }
 
+/// What an app connection did lately, for [`Quiet`]: set by its socket and
+/// its requests, read by its own task's timer. Everything runs in the
+/// connection's task, so the atomics are never contended.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Bytes moved either way since the timer last looked.
+    moved: AtomicBool,
+    /// Requests waiting for their answer's head.
+    waiting: AtomicUsize,
+}
+
+/// A request waiting for its answer, from `call` until its future is dropped.
+struct Waiting(Arc<Activity>);
+
+impl Waiting {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(activity)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.0.moved.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An app connection's socket, noting in its [`Activity`] that bytes moved.
+struct ActiveIo {
+    io: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl ActiveIo {
+    fn note<T>(
+        &self,
+        polled: Poll<io::Result<T>>,
+        moved: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Ok(done)) = &polled {
+            if moved(done) {
+                self.activity.moved.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncRead for ActiveIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let read = buf.filled().len() > before;
+        this.note(polled, |()| read)
+    }
+}
+
+impl AsyncWrite for ActiveIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.note(polled, |n| *n > 0)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note(polled, |n| *n > 0)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Watches an app connection's [`Activity`] with one timer, every half of
+/// the idle timeout: two quiet looks in a row (quiet for between the timeout
+/// and half as long again) shut it down gracefully, a third closes it.
+/// Reset per look rather than per request or per read, so a busy connection
+/// costs one timer update every half timeout.
+struct Quiet {
+    activity: Arc<Activity>,
+    period: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    looks: u8,
+}
+
+/// What [`Quiet`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Open,
+    ShutDown,
+    Close,
+}
+
+impl Quiet {
+    fn new(activity: Arc<Activity>, idle: Duration) -> Self {
+        Self {
+            activity,
+            period: idle / 2,
+            timer: None,
+            looks: 0,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Verdict {
+        let period = self.period;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+        let mut verdict = Verdict::Open;
+        while fired(timer, cx) {
+            let busy = self.activity.moved.swap(false, Ordering::Relaxed)
+                || self.activity.waiting.load(Ordering::Relaxed) > 0;
+            self.looks = if busy {
+                0
+            } else {
+                self.looks.saturating_add(1)
+            };
+            match self.looks {
+                0 | 1 => {}
+                2 => verdict = Verdict::ShutDown,
+                _ => return Verdict::Close,
+            }
+            // A deadline past what an `Instant` holds: never.
+            match Instant::now().checked_add(period) {
+                Some(next) => timer.as_mut().reset(next),
+                None => return verdict,
+            }
+        }
+        verdict
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A connection that shuts down gracefully once `signal` changes.
+    /// A connection that shuts down gracefully once `signal` changes or once
+    /// it has been quiet too long (see [`Quiet`]).
     ///
     /// Instead of `hyper_util`'s `GracefulShutdown::watch`, which polls the
     /// shutdown signal at every turn of the connection (a lock in tokio's
@@ -258,16 +461,19 @@ pin_project_lite::pin_project! {
         conn: C,
         #[pin]
         signal: F,
+        quiet: Quiet,
         gate: Arc<FlagWaker>,
         // Holds the signal's receiver once it fired, until the connection ends.
         started: Option<F::Output>,
+        shut_down: bool,
     }
 }
 
-/// `conn`, shut down gracefully once `signal` changes.
+/// `conn`, shut down gracefully once `signal` changes or once `quiet` says so.
 fn graceful<C>(
     conn: C,
     mut signal: watch::Receiver<()>,
+    quiet: Quiet,
 ) -> Graceful<C, impl Future<Output = watch::Receiver<()>>> {
     Graceful {
         conn,
@@ -275,9 +481,11 @@ fn graceful<C>(
             let _ = signal.changed().await;
             signal
         },
+        quiet,
         // Polled at the first turn, which registers the gate's waker.
         gate: FlagWaker::new(true),
         started: None,
+        shut_down: false,
     }
 }
 
@@ -286,13 +494,34 @@ impl<C: GracefulConnection, F: Future> Future for Graceful<C, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        // The gate wakes the connection's task (the task that polled the
-        // signal last; a connection stays in the task it was spawned as).
-        if this.started.is_none() && this.gate.take() {
+        // The signal and the quiet timer are polled with the gate's waker,
+        // so only once one of them fired; the gate wakes the connection's
+        // task (the task that polled them last; a connection stays in the
+        // task it was spawned as).
+        if this.gate.take() {
             this.gate.register(cx.waker());
             let waker = Waker::from(this.gate.clone());
-            if let Poll::Ready(receiver) = this.signal.poll(&mut Context::from_waker(&waker)) {
-                *this.started = Some(receiver);
+            let mut gate = Context::from_waker(&waker);
+            let mut shut_down = false;
+            if this.started.is_none() {
+                if let Poll::Ready(receiver) = this.signal.poll(&mut gate) {
+                    *this.started = Some(receiver);
+                    shut_down = true;
+                }
+            }
+            match this.quiet.poll(&mut gate) {
+                Verdict::Open => {}
+                Verdict::ShutDown => {
+                    tracing::debug!("quiet connection: shutting it down");
+                    shut_down = true;
+                }
+                Verdict::Close => {
+                    tracing::debug!("quiet connection still open: closing it");
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if shut_down && !*this.shut_down {
+                *this.shut_down = true;
                 this.conn.as_mut().graceful_shutdown();
             }
         }
@@ -346,7 +575,10 @@ mod tests {
             async {
                 let _ = stopped.await;
             },
-            Duration::from_secs(1),
+            Timeouts {
+                grace: Duration::from_secs(1),
+                idle: Duration::from_secs(60),
+            },
         ));
         let mut app = tokio::net::TcpStream::connect(addr).await.unwrap();
         app.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")

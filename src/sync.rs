@@ -1,9 +1,13 @@
 //! [`lock`]: a mutex guard that outlives a panic elsewhere; [`FlagWaker`]: a
-//! waker that notes it fired.
+//! waker that notes it fired; [`fired`]: a timer polled out of tokio's budget.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Wake, Waker};
+use std::task::{Context, Wake, Waker};
+
+use tokio::time::Sleep;
 
 /// Locks `mutex`, taking it over from a thread that panicked while holding
 /// it: callers keep every critical section consistent (whole values are put
@@ -66,4 +70,13 @@ impl Wake for FlagWaker {
             task.wake_by_ref();
         }
     }
+}
+
+/// Whether `timer` has fired; if not, `cx`'s task is woken when it does.
+/// Polled out of tokio's budget, like `tokio::time::timeout` does: the
+/// future beside it may have spent the budget, and a refused poll would
+/// neither set the timer nor come back to it.
+pub(crate) fn fired(timer: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> bool {
+    let poll = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
+    poll.poll(cx).is_ready()
 }

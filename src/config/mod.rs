@@ -250,6 +250,8 @@ impl Settings {
             connect_timeout: c.duration("proxy.connect_timeout", &raw.proxy.connect_timeout),
             response_timeout: c.duration("proxy.response_timeout", &raw.proxy.response_timeout),
             shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
+            client_idle_timeout: c
+                .duration("proxy.client_idle_timeout", &raw.proxy.client_idle_timeout),
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             workers: match raw.proxy.workers {

@@ -68,6 +68,8 @@ pub struct RawProxy {
     pub response_timeout: String,
     /// How long in-flight exchanges may run on after SIGINT/SIGTERM.
     pub shutdown_grace: String,
+    /// How long an app connection may stay quiet before it is closed.
+    pub client_idle_timeout: String,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
@@ -87,6 +89,10 @@ impl Default for RawProxy {
             // Lean falls back to async answers after 50 s; leave it room.
             response_timeout: "60s".into(),
             shutdown_grace: "30s".into(),
+            // Above the common clients' pool idle times (Node 4-5 s,
+            // reqwest and Go 90 s): a client reusing a connection the
+            // server is closing fails a request it may not retry.
+            client_idle_timeout: "90s".into(),
             // Below the common upstream keep-alive idle times (nginx 60-75 s,
             // load balancers 60 s): reusing a connection the server is closing
             // fails a request that cannot be retried.

@@ -112,6 +112,9 @@ pub struct ProxySettings {
     pub response_timeout: Duration,
     /// Grace period for in-flight exchanges at shutdown.
     pub shutdown_grace: Duration,
+    /// How long a connection to any listener may stay quiet (no byte either
+    /// way, no request waiting for its answer) before it is closed.
+    pub client_idle_timeout: Duration,
     /// Idle lifetime of pooled upstream connections.
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.

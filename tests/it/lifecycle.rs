@@ -55,6 +55,58 @@ async fn shutdown_closes_an_idle_keep_alive_connection_at_once() {
     );
 }
 
+/// How long until the server closes `app`, which sends nothing more.
+async fn closed_after(app: &mut tokio::net::TcpStream) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), app.read(&mut buf))
+        .await
+        .expect("the quiet connection was closed within 10 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn quiet_app_connections_are_closed_after_the_idle_timeout() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "client_idle_timeout = \"1s\"\n").await;
+    // One that never sends a byte, and one quiet after an exchange.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (status, _) = raw_get(&mut kept, "/etag").await.expect("the answer came");
+    assert_eq!(status, 200);
+    let (silent, kept) = tokio::join!(closed_after(&mut silent), closed_after(&mut kept));
+    for (what, took) in [("silent", silent), ("kept", kept)] {
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "the {what} connection closed after {took:?}, not after 1 to 1.5 s"
+        );
+    }
+    // The listener still serves.
+    assert_eq!(get(&h1_client(), &proxy.url("/etag")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_waiting_past_the_idle_timeout_keeps_its_connection() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "client_idle_timeout = \"1s\"\n").await;
+    let mut app = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // Nothing moves on the app connection while the upstream thinks.
+    let (status, body) = raw_get(&mut app, "/slow?ms=2500")
+        .await
+        .expect("the slow answer came");
+    assert_eq!((status, body.as_slice()), (200, &b"slow answer"[..]));
+    // And the connection is still kept alive for the next request.
+    let (status, _) = raw_get(&mut app, "/etag")
+        .await
+        .expect("the next answer came");
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn shutdown_grace_bounds_a_request_that_never_ends() {
     let origin = Origin::start().await;

@@ -57,7 +57,10 @@ async fn upstream() -> (std::net::SocketAddr, Mockbank, tokio::task::JoinHandle<
         listener,
         service,
         std::future::pending(),
-        Duration::from_secs(1),
+        leanproxy::server::Timeouts {
+            grace: Duration::from_secs(1),
+            idle: Duration::from_secs(60),
+        },
     ));
     (addr, mockbank, task)
 }

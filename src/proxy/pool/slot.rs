@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::{Idle, Readiness};
-use crate::sync::{lock, FlagWaker};
+use crate::sync::{fired, lock, FlagWaker};
 
 /// The upstream connections an app connection used last, one per upstream
 /// (routes), ready for its next request. One per app connection (see
@@ -223,13 +223,4 @@ impl<F: Future> Future for Within<F> {
             timer.as_mut().reset(due);
         }
     }
-}
-
-/// Whether `timer` has fired; if not, `cx`'s task is woken when it does.
-/// Polled out of tokio's budget, like `tokio::time::timeout` does: the
-/// future beside it may have spent the budget, and a refused poll would
-/// neither set the timer nor come back to it.
-fn fired(timer: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> bool {
-    let poll = std::pin::pin!(tokio::task::unconstrained(timer.as_mut()));
-    poll.poll(cx).is_ready()
 }
