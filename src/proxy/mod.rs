@@ -179,7 +179,7 @@ fn host_header(base: &Uri) -> Option<HeaderValue> {
 impl tower::Service<Request<Body>> for Upstream {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = UpstreamFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The pool grows on demand; readiness is per request.
@@ -187,28 +187,111 @@ impl tower::Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.forward(req).await) })
+        let inner = &self.inner;
+        let (mut req, slot) = match inner.prepare(req) {
+            Ok(prepared) => prepared,
+            Err(refused) => return UpstreamFuture(Forwarding::Refused(Some(*refused))),
+        };
+        let sent = std::time::Instant::now();
+        if let (Transport::Kept { pool, .. }, Some(held)) = (&inner.transport, &slot) {
+            match pool.send_held(held, req) {
+                Ok(exchange) => {
+                    return UpstreamFuture(Forwarding::Held {
+                        exchange: within(exchange, inner.response_timeout, slot),
+                        inner: inner.clone(),
+                        sent,
+                    })
+                }
+                Err(back) => req = back,
+            }
+        }
+        let inner = inner.clone();
+        UpstreamFuture(Forwarding::Boxed(Box::pin(async move {
+            let outcome = inner.exchange(req, slot).await;
+            Ok(inner.finish(outcome, sent))
+        })))
     }
 }
 
+/// [`Upstream`]'s answer to a request.
+pub struct UpstreamFuture(Forwarding);
+
+enum Forwarding {
+    /// The request was refused before it was sent.
+    Refused(Option<Response<Body>>),
+    /// Sent on the connection its app connection holds (most requests): the
+    /// small future of [`H1Pool::send_held`], not boxed.
+    Held {
+        exchange: pool::Within<pool::Exchange>,
+        inner: Arc<Inner>,
+        sent: std::time::Instant,
+    },
+    /// Waiting for a connection (parked or new), or over https.
+    Boxed(Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>),
+}
+
+impl Future for UpstreamFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Forwarding::Refused(refused) => {
+                Poll::Ready(Ok(refused.take().expect("polled after it answered")))
+            }
+            Forwarding::Held {
+                exchange,
+                inner,
+                sent,
+            } => {
+                let outcome = std::task::ready!(Pin::new(exchange).poll(cx));
+                Poll::Ready(Ok(
+                    inner.finish(outcome.map(|r| r.map_err(pool_failure)), *sent)
+                ))
+            }
+            Forwarding::Boxed(boxed) => boxed.as_mut().poll(cx),
+        }
+    }
+}
+
+/// What a failure of the kept connections is to the app.
+fn pool_failure(e: PoolError) -> (Failure, String) {
+    match e {
+        PoolError::Connect(e) => classify_connect(&*e),
+        PoolError::Exchange(e) => classify(&e),
+    }
+}
+
+/// A request ready to go upstream, and its app connection's slot.
+type Prepared = (Request<Body>, Option<Arc<UpstreamSlot>>);
+
+/// An exchange's outcome: the upstream's answer, a failure, or `None` when
+/// no answer came within the response timeout.
+type Outcome = Option<Result<Response<Body>, (Failure, String)>>;
+
 impl Inner {
-    async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
+    /// The request as it goes upstream (URI under the base URL, hop-by-hop
+    /// headers out, Host and `X-Forwarded-*` set), and the app connection's
+    /// slot; or the answer that refuses it.
+    fn prepare(&self, mut req: Request<Body>) -> Result<Prepared, Box<Response<Body>>> {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if !path_and_query.starts_with('/') {
             // Asterisk-form (`OPTIONS *`) has no path to put under the base URL.
-            return ErrorEnvelope::new(
-                "INVALID_URL",
-                format!("leanproxy: cannot forward the request target `{path_and_query}`"),
-            )
-            .into_response(StatusCode::BAD_REQUEST);
+            return Err(Box::new(
+                ErrorEnvelope::new(
+                    "INVALID_URL",
+                    format!("leanproxy: cannot forward the request target `{path_and_query}`"),
+                )
+                .into_response(StatusCode::BAD_REQUEST),
+            ));
         }
         let Some(authority) = &self.authority else {
-            return ErrorEnvelope::new(
-                "INVALID_URL",
-                format!("leanproxy: the upstream URL {} has no host", self.display),
-            )
-            .into_response(StatusCode::BAD_GATEWAY);
+            return Err(Box::new(
+                ErrorEnvelope::new(
+                    "INVALID_URL",
+                    format!("leanproxy: the upstream URL {} has no host", self.display),
+                )
+                .into_response(StatusCode::BAD_GATEWAY),
+            ));
         };
         let path_and_query = if self.base_path.is_empty() {
             // The request's own bytes, shared rather than copied.
@@ -233,11 +316,13 @@ impl Inner {
         let uri = match uri {
             Ok(uri) => uri,
             Err(e) => {
-                return ErrorEnvelope::new(
-                    "INVALID_URL",
-                    format!("leanproxy: cannot forward this request target: {e}"),
-                )
-                .into_response(StatusCode::BAD_REQUEST)
+                return Err(Box::new(
+                    ErrorEnvelope::new(
+                        "INVALID_URL",
+                        format!("leanproxy: cannot forward this request target: {e}"),
+                    )
+                    .into_response(StatusCode::BAD_REQUEST),
+                ))
             }
         };
 
@@ -265,23 +350,29 @@ impl Inner {
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
-
-        let sent = std::time::Instant::now();
         let slot = client.map(|c| c.upstream_slot().clone());
+        Ok((req, slot))
+    }
+
+    /// Sends `req` on a parked or new connection, or through the https
+    /// client.
+    async fn exchange(&self, req: Request<Body>, slot: Option<Arc<UpstreamSlot>>) -> Outcome {
         let timer_slot = slot.clone();
         let exchange = async move {
             match &self.transport {
-                Transport::Kept { pool, .. } => pool.send(slot, req).await.map_err(|e| match e {
-                    PoolError::Connect(e) => classify_connect(&*e),
-                    PoolError::Exchange(e) => classify(&e),
-                }),
+                Transport::Kept { pool, .. } => pool.send(slot, req).await.map_err(pool_failure),
                 Transport::Pooled { client: pooled, .. } => match pooled.request(req).await {
                     Ok(response) => Ok(response.map(body::boxed)),
                     Err(e) => Err(classify(&e)),
                 },
             }
         };
-        match within(exchange, self.response_timeout, timer_slot).await {
+        within(exchange, self.response_timeout, timer_slot).await
+    }
+
+    /// The answer to the app for `outcome`, of a request sent at `sent`.
+    fn finish(&self, outcome: Outcome, sent: std::time::Instant) -> Response<Body> {
+        match outcome {
             Some(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 parts.extensions.insert(UpstreamTiming(sent.elapsed()));

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, TrySendError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -52,7 +52,7 @@ use crate::sync::lock;
 
 mod slot;
 
-pub(crate) use slot::{within, DriveSlot, UpstreamSlot};
+pub(crate) use slot::{within, DriveSlot, UpstreamSlot, Within};
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
@@ -128,59 +128,73 @@ impl H1Pool {
     pub(crate) async fn send(
         self: &Arc<Self>,
         slot: Option<Arc<UpstreamSlot>>,
-        mut req: Request<Body>,
+        req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
-        let mut lease = match self.reuse(slot.as_deref()).await {
+        let held = slot.as_ref().and_then(|slot| self.take_held(slot));
+        let lease = match held {
             Some(lease) => lease,
-            None => self.connect().await?,
+            None => match self.unpark().await {
+                Some(lease) => lease,
+                None => self.connect().await?,
+            },
         };
-        loop {
-            match lease.send(req, slot.clone()).await {
-                Ok(response) => return Ok(response),
-                Err(Unsent::Failed(e)) => return Err(PoolError::Exchange(e)),
-                // Only a reused connection gives a request back, so this
-                // happens once at most.
-                Err(Unsent::Retry(unsent)) => req = *unsent,
-            }
-            tracing::debug!(upstream = %self.target, "reused upstream connection closed; sending on a new one");
-            lease = self.connect().await?;
+        Exchange::new(self.clone(), lease, req, slot).await
+    }
+
+    /// `send` at once, without waiting: on the ready connection `slot` holds
+    /// for this pool. The request comes back when there is none. This is how
+    /// most requests go, and the future it returns is small and needs no
+    /// allocation of its own, where `send`'s is an `async fn` of some
+    /// kilobytes.
+    // The request comes back by value, as in hyper's `TrySendError`: boxing
+    // it would cost an allocation on the path this exists to make cheap.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn send_held(
+        self: &Arc<Self>,
+        slot: &Arc<UpstreamSlot>,
+        req: Request<Body>,
+    ) -> Result<Exchange, Request<Body>> {
+        match self.take_held(slot) {
+            Some(lease) => Ok(Exchange::new(self.clone(), lease, req, Some(slot.clone()))),
+            None => Err(req),
         }
     }
 
-    /// A ready connection from `slot` or the parked ones, if there is one.
-    async fn reuse(self: &Arc<Self>, slot: Option<&UpstreamSlot>) -> Option<Lease> {
-        if let Some(slot) = slot {
-            let held = {
-                let mut held = lock(&slot.held);
-                let mine = held
-                    .iter()
-                    .position(|idle| Arc::ptr_eq(&idle.conn.pool, self));
-                mine.map(|i| held.swap_remove(i))
-            };
-            if let Some(mut idle) = held {
-                // Still as its slot's last poll left it: ready.
-                let quiet = idle.watched && !slot.waker.fired();
-                let readiness = if quiet && idle.conn.sender.is_ready() {
-                    Readiness::Ready
-                } else {
-                    // With the slot's waker: one that stays behind (busy) must
-                    // wake the app connection's task, not this request's.
-                    let waker = Waker::from(slot.waker.clone());
-                    idle.conn.poll_readiness(&mut Context::from_waker(&waker))
-                };
-                match readiness {
-                    Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
-                    // Another request of this app connection (HTTP/2) is still
-                    // sending its body on it: it stays, and this one goes on
-                    // another connection.
-                    Readiness::Busy => {
-                        idle.watched = false;
-                        lock(&slot.held).push(idle);
-                    }
-                    _ => {}
-                }
+    /// The ready connection `slot` holds for this pool, if it holds one.
+    fn take_held(self: &Arc<Self>, slot: &UpstreamSlot) -> Option<Lease> {
+        let mut idle = {
+            let mut held = lock(&slot.held);
+            let mine = held
+                .iter()
+                .position(|idle| Arc::ptr_eq(&idle.conn.pool, self))?;
+            held.swap_remove(mine)
+        };
+        // Still as its slot's last poll left it: ready.
+        let quiet = idle.watched && !slot.waker.fired();
+        let readiness = if quiet && idle.conn.sender.is_ready() {
+            Readiness::Ready
+        } else {
+            // With the slot's waker: one that stays behind (busy) must
+            // wake the app connection's task, not this request's.
+            let waker = Waker::from(slot.waker.clone());
+            idle.conn.poll_readiness(&mut Context::from_waker(&waker))
+        };
+        match readiness {
+            Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
+            // Another request of this app connection (HTTP/2) is still
+            // sending its body on it: it stays, and this one goes on
+            // another connection.
+            Readiness::Busy => {
+                idle.watched = false;
+                lock(&slot.held).push(idle);
             }
+            _ => {}
         }
+        None
+    }
+
+    /// A ready connection from the parked ones, if there is one.
+    async fn unpark(self: &Arc<Self>) -> Option<Lease> {
         loop {
             let parked = {
                 let mut parked = lock(&self.parked);
@@ -338,39 +352,94 @@ struct Lease {
     reused: bool,
 }
 
-/// A request that was not answered.
-enum Unsent {
-    /// The connection closed before the request was sent; it may go again.
-    Retry(Box<Request<Body>>),
-    Failed(hyper::Error),
+/// hyper's answer to a request sent on a connection; boxed, because its type
+/// cannot be named.
+type Answer =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<Body>>>> + Send>>;
+
+/// A request on its way over an upstream connection: polls the connection
+/// (with the request's task) until the answer's head comes. A request that a
+/// reused connection closed under before sending it is sent once more on a
+/// new connection. The answer's body drives the connection to its end and
+/// then puts it back in `slot`.
+pub(crate) struct Exchange {
+    pool: Arc<H1Pool>,
+    slot: Option<Arc<UpstreamSlot>>,
+    state: Sending,
 }
 
-impl Lease {
-    async fn send(
-        mut self,
+enum Sending {
+    On {
+        lease: Option<Lease>,
+        answer: Answer,
+    },
+    /// Sent again on a new connection.
+    Again(Pin<Box<dyn Future<Output = Result<Response<Body>, PoolError>> + Send>>),
+}
+
+impl Exchange {
+    fn new(
+        pool: Arc<H1Pool>,
+        mut lease: Lease,
         req: Request<Body>,
         slot: Option<Arc<UpstreamSlot>>,
-    ) -> Result<Response<Body>, Unsent> {
-        let mut answer = std::pin::pin!(self.conn.sender.try_send_request(req));
-        let result = poll_fn(|cx| {
-            self.conn.drive(cx);
-            answer.as_mut().poll(cx)
-        })
-        .await;
-        match result {
-            Ok(response) => Ok(response.map(|incoming| {
-                body::boxed(LeasedBody {
-                    inner: incoming,
-                    lease: Some((self, slot)),
-                })
-            })),
-            Err(mut e) => match e.take_message() {
-                Some(req) if self.reused => Err(Unsent::Retry(Box::new(req))),
-                _ => Err(Unsent::Failed(e.into_error())),
+    ) -> Self {
+        let answer = Box::pin(lease.conn.sender.try_send_request(req));
+        Self {
+            pool,
+            slot,
+            state: Sending::On {
+                lease: Some(lease),
+                answer,
             },
         }
     }
+}
 
+impl Future for Exchange {
+    type Output = Result<Response<Body>, PoolError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (lease, answer) = match &mut this.state {
+            Sending::Again(again) => return again.as_mut().poll(cx),
+            Sending::On { lease, answer } => (lease, answer),
+        };
+        if let Some(lease) = lease.as_mut() {
+            lease.conn.drive(cx);
+        }
+        let result = std::task::ready!(answer.as_mut().poll(cx));
+        let Some(lease) = lease.take() else {
+            return Poll::Pending; // polled again after it ended
+        };
+        match result {
+            Ok(response) => Poll::Ready(Ok(response.map(|incoming| {
+                body::boxed(LeasedBody {
+                    inner: incoming,
+                    lease: Some((lease, this.slot.take())),
+                })
+            }))),
+            Err(mut e) => match e.take_message() {
+                // Only a reused connection gives a request back, so this
+                // happens once at most.
+                Some(req) if lease.reused => {
+                    tracing::debug!(upstream = %this.pool.target, "reused upstream connection closed; sending on a new one");
+                    let (pool, slot) = (this.pool.clone(), this.slot.take());
+                    let mut again = Box::pin(async move {
+                        let lease = pool.connect().await?;
+                        Exchange::new(pool, lease, req, slot).await
+                    });
+                    let polled = again.as_mut().poll(cx);
+                    this.state = Sending::Again(again);
+                    polled
+                }
+                _ => Poll::Ready(Err(PoolError::Exchange(e.into_error()))),
+            },
+        }
+    }
+}
+
+impl Lease {
     /// Back in `slot` for the app connection's next request (where the app
     /// connection's task drives it until then), or parked when the slot is gone
     /// or already holds one for this upstream (HTTP/2 app connections run
@@ -473,5 +542,88 @@ impl Drop for LeasedBody {
                 lease.release(slot, None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Reads one request head from `conn` and answers `body`.
+    async fn answer(conn: &mut TcpStream, body: &str) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request came");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(reply.as_bytes()).await.unwrap();
+    }
+
+    fn get() -> Request<Body> {
+        Request::get("/")
+            .header("host", "t")
+            .body(body::empty())
+            .unwrap()
+    }
+
+    async fn text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_a_kept_connection_never_sent_goes_again_on_a_new_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (close, closing) = oneshot::channel::<()>();
+        let (closed, was_closed) = oneshot::channel();
+        let upstream = tokio::spawn(async move {
+            // The first connection answers once, then closes without saying
+            // so, once that answer is over.
+            let (mut first, _) = listener.accept().await.unwrap();
+            answer(&mut first, "first").await;
+            let _ = closing.await;
+            drop(first);
+            let _ = closed.send(());
+            let (mut second, _) = listener.accept().await.unwrap();
+            answer(&mut second, "again").await;
+            second
+        });
+        let pool = H1Pool::new(
+            HttpConnector::new(),
+            http1::Builder::new(),
+            format!("http://{addr}/").parse().unwrap(),
+            4,
+            Duration::from_secs(30),
+        );
+        let slot = Arc::new(UpstreamSlot::default());
+        let first = pool.send(Some(slot.clone()), get()).await.unwrap();
+        assert_eq!(text(first).await, "first");
+        assert_eq!(lock(&slot.held).len(), 1, "back in its slot");
+        close.send(()).unwrap();
+        was_closed.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // As if the slot's last poll had seen it ready and nothing had woken
+        // it since: the close is found only once the request is on its way.
+        lock(&slot.held)[0].watched = true;
+        slot.waker.take();
+        let Ok(exchange) = pool.send_held(&slot, get()) else {
+            panic!("the slot holds the connection");
+        };
+        let again = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("answered")
+            .expect("sent again on a new connection");
+        assert_eq!(text(again).await, "again");
+        upstream.await.unwrap();
     }
 }
