@@ -21,10 +21,14 @@ the processes it started. Not part of the test suite.
     python3 benches/load/compare.py --soak 300 [--soak-connections 1000]
     python3 benches/load/compare.py --baseline PATH   # A/B: adds another build
     python3 benches/load/compare.py --floor           # adds a bare hyper proxy
+    python3 benches/load/compare.py --paired PATH --rounds 16 --duration 3
 
 Each answer size is measured on fresh proxy processes, so one size's memory
 does not show in the other's. `--soak` instead runs one leanproxy under 1,000
-keep-alive connections and samples its memory every 5 s.
+keep-alive connections and samples its memory every 5 s. `--paired` instead
+measures leanproxy against another build only, the two alternating, and
+reports the median of the per-round ratios: rounds move by 10-20 % on a shared
+machine, pairs much less.
 
 The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
 --release` in the repository and `$CARGO_TARGET_DIR` (default `target`)
@@ -690,6 +694,51 @@ def start_proxies(
     return proxies
 
 
+def paired(binary: Path, other: Path, tmp: Path, up: int, rounds: int, seconds: int) -> str:
+    """leanproxy (`binary`) against `other`, both with everything on, measured
+    in pairs (A B, then B A, ...) on fresh processes per size; the medians of
+    the per-pair ratios A/B, and how many pairs each side won."""
+    budget = len(SIZES) * (rounds * 2 * (seconds + 1.5) + 30) * 2 + 60
+    deadline = time.monotonic() + budget
+    log(f"paired: {rounds} pairs x {len(SIZES)} sizes x {seconds}s, at most {budget / 60:.0f} min")
+    out = [
+        f"A: `{binary}`; B: `{other}`. {rounds} pairs of {seconds} s per size, "
+        f"`wrk -t{THREADS} -c{CONNECTIONS}`, everything on in both.",
+        "",
+        "| size | rate A/B | CPU/req A/B | p99 A/B | A faster | A cheaper |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in SIZES:
+        ports_a, ports_b = free_ports(3), free_ports(3)
+        a = Proxy("A", ports_a[0], start_leanproxy(binary, tmp / name / "a", up, ports_a, off=False))
+        b = Proxy("B", ports_b[0], start_leanproxy(other, tmp / name / "b", up, ports_b, off=False))
+        for p in (a, b):
+            wrk(p.port, f"/{name}.json", WARMUP_SECONDS)
+        rate, cpu, p99 = [], [], []
+        for r in range(rounds):
+            pair = {}
+            for p in (a, b) if r % 2 == 0 else (b, a):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"over the time budget of {budget:.0f}s")
+                pair[p.name] = measure(p, name, seconds)
+            sa, sb = pair["A"], pair["B"]
+            rate.append(sa.rps / sb.rps)
+            cpu.append(sa.cpu_per_req / sb.cpu_per_req)
+            p99.append(sa.p99 / sb.p99)
+            log(
+                f"pair {r + 1}/{rounds} {name:>4}: A {sa.rps:,.0f} req/s {fmt_time(sa.cpu_per_req)}, "
+                f"B {sb.rps:,.0f} req/s {fmt_time(sb.cpu_per_req)}"
+            )
+        for p in (a, b):
+            stop(p.proc)
+        out.append(
+            f"| {name} | {statistics.median(rate):.3f} | {statistics.median(cpu):.3f} "
+            f"| {statistics.median(p99):.3f} | {sum(x > 1 for x in rate)}/{rounds} "
+            f"| {sum(x < 1 for x in cpu)}/{rounds} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> str:
     """Memory of one fresh leanproxy (defaults) under `connections` keep-alive
     connections for `seconds`, 1 KiB answers, sampled every 5 s."""
@@ -764,6 +813,12 @@ def main() -> int:
         "rounds as the target `baseline` with everything on, for an A/B comparison",
     )
     ap.add_argument(
+        "--paired",
+        metavar="PATH",
+        help="instead of the comparison: leanproxy against the build at PATH only, "
+        "alternating, --rounds pairs per size (up to 40), the median of each pair's ratios",
+    )
+    ap.add_argument(
         "--floor",
         action="store_true",
         help="also measure examples/hyper_floor.rs (built here), a hyper proxy that does "
@@ -772,8 +827,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 2
-    if not (1 <= args.duration <= 120 and 1 <= args.rounds <= 10):
-        ap.error("--duration must be 1..120 and --rounds 1..10")
+    most_rounds = 40 if args.paired else 10
+    if not (1 <= args.duration <= 120 and 1 <= args.rounds <= most_rounds):
+        ap.error(f"--duration must be 1..120 and --rounds 1..{most_rounds}")
     if args.soak is not None and not (
         60 <= args.soak <= 900 and 1 <= args.soak_connections <= 5000
     ):
@@ -810,6 +866,15 @@ def main() -> int:
             write_nginx_conf(up_dir, UPSTREAM_BODY.format(host=HOST, port=up, www=www)),
         )
         wait_port(up, up_proc, "upstream nginx")
+
+        if args.paired is not None:
+            other = existing_binary(args.paired, "paired")
+            text = "# leanproxy: paired A/B\n\n" + "\n".join(facts(binary)) + "\n\n"
+            text += paired(binary, other, tmp, up, args.rounds, args.duration)
+            print(text)
+            if args.out:
+                Path(args.out).write_text(text)
+            return 0
 
         if args.soak is not None:
             text = "# leanproxy: memory soak\n\n" + "\n".join(facts(binary)) + "\n\n"
