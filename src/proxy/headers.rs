@@ -27,37 +27,43 @@ pub(super) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few headers present, rather than a hashed removal per
-    // hop-by-hop name. Most messages carry none of them, or `Connection:
-    // keep-alive`/`close`, whose tokens name no further header: those cases
-    // allocate nothing.
+    // One pass over the names present (not their values), rather than a
+    // hashed removal per hop-by-hop name. Most messages carry none of them,
+    // or `Connection: keep-alive`/`close`, whose tokens name no further
+    // header: those cases allocate nothing.
     let mut present = 0u16; // bit i: HOP_BY_HOP[i] is present
-    let mut named: Vec<HeaderName> = Vec::new();
-    for (name, value) in headers.iter() {
-        let index = hop_by_hop_index(name.as_str().as_bytes());
-        if let Some(i) = index {
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str().as_bytes()) {
             present |= 1 << i;
         }
-        if index == Some(0) {
-            // Connection
-            let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
-            for token in tokens.map(str::trim) {
-                let mut lower = [0u8; 24];
-                let known = token.is_empty()
-                    || token.len() <= lower.len() && {
-                        let lower = &mut lower[..token.len()];
-                        lower.copy_from_slice(token.as_bytes());
-                        lower.make_ascii_lowercase();
-                        lower == b"close" || hop_by_hop_index(lower).is_some()
-                    };
-                if known {
-                    // A hop-by-hop name is removed below when present.
-                    continue;
-                }
-                if let Ok(other) = HeaderName::from_bytes(token.as_bytes()) {
-                    if !named.contains(&other) {
-                        named.push(other);
-                    }
+    }
+    if present == 0 {
+        return;
+    }
+    let mut named: Vec<HeaderName> = Vec::new();
+    if present & 1 != 0 {
+        // Connection
+        let tokens = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
+        for token in tokens.map(str::trim) {
+            let mut lower = [0u8; 24];
+            let known = token.is_empty()
+                || token.len() <= lower.len() && {
+                    let lower = &mut lower[..token.len()];
+                    lower.copy_from_slice(token.as_bytes());
+                    lower.make_ascii_lowercase();
+                    lower == b"close" || hop_by_hop_index(lower).is_some()
+                };
+            if known {
+                // A hop-by-hop name is removed below when present.
+                continue;
+            }
+            if let Ok(other) = HeaderName::from_bytes(token.as_bytes()) {
+                if !named.contains(&other) {
+                    named.push(other);
                 }
             }
         }
