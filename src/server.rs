@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,8 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
@@ -108,10 +106,12 @@ pub struct Timeouts {
     /// How long open exchanges may run on once shutdown begins
     /// (`proxy.shutdown_grace`).
     pub grace: Duration,
-    /// How long a connection may stay quiet (`proxy.client_idle_timeout`): no
-    /// byte read or written, no request waiting for its answer. It is then
-    /// shut down gracefully, and closed if still open (a request head half
-    /// sent) after half as long again.
+    /// How long a connection may go without an exchange
+    /// (`proxy.client_idle_timeout`): none in progress (from a request's head
+    /// read to the end of its answer's body) and none started or ended. It is
+    /// then shut down gracefully (within half as long again), and closed if
+    /// still open half as long after that: a request head not finished by
+    /// then (sent slowly, or not at all) is not waited for.
     pub idle: Duration,
 }
 
@@ -174,10 +174,6 @@ pub async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
-        let stream = ActiveIo {
-            io: stream,
-            activity: activity.clone(),
-        };
         let conn_service = ConnService {
             inner: Mutex::new(service.clone()),
             peer: ClientAddr::new(peer),
@@ -236,7 +232,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response<Body>;
+    type Response = Response<ServedBody>;
     type Error = ResetRequested;
     type Future = ConnFuture<ResponseFuture<S::Future, Infallible>>;
 
@@ -255,7 +251,7 @@ where
         };
         ConnFuture {
             inner,
-            _waiting: waiting,
+            waiting: Some(waiting),
         }
     }
 }
@@ -266,7 +262,8 @@ pin_project_lite::pin_project! {
     struct ConnFuture<F> {
         #[pin]
         inner: F,
-        _waiting: Waiting,
+        // Moves into the answer's body: the exchange lasts until its end.
+        waiting: Option<Waiting>,
     }
 }
 
@@ -274,10 +271,11 @@ impl<F> Future for ConnFuture<F>
 where
     F: Future<Output = Result<Response<Body>, Infallible>>,
 {
-    type Output = Result<Response<Body>, ResetRequested>;
+    type Output = Result<Response<ServedBody>, ResetRequested>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx).map(|result| {
+        let this = self.project();
+        this.inner.poll(cx).map(|result| {
             let response = match result {
                 Ok(r) => r,
                 Err(never) => match never {},
@@ -285,29 +283,68 @@ where
             if response.extensions().get::<ResetConnection>().is_some() {
                 Err(ResetRequested)
             } else {
-                Ok(response)
+                let waiting = this.waiting.take();
+                Ok(response.map(|inner| ServedBody {
+                    inner,
+                    _waiting: waiting,
+                }))
             }
         })
     }
 }
 
-/// What an app connection did lately, for [`Quiet`]: set by its socket and
-/// its requests, read by its own task's timer. Everything runs in the
-/// connection's task, so the atomics are never contended.
+pin_project_lite::pin_project! {
+    /// An answer's body as the server sends it: the exchange counts as in
+    /// progress for [`Quiet`] until hyper drops it (at its end, or when the
+    /// connection ends). A wrapper, not a box: one more allocation per answer
+    /// is what the rest of this module saves.
+    pub struct ServedBody {
+        #[pin]
+        inner: Body,
+        _waiting: Option<Waiting>,
+    }
+}
+
+impl http_body::Body for ServedBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What an app connection's exchanges did lately, for [`Quiet`]: set as
+/// they start and end, read by the connection's timer. HTTP/1 runs all of
+/// it in the connection's task, HTTP/2 ends exchanges in the streams' tasks
+/// too; the atomics are never contended either way.
 #[derive(Debug, Default)]
 struct Activity {
-    /// Bytes moved either way since the timer last looked.
-    moved: AtomicBool,
-    /// Requests waiting for their answer's head.
+    /// An exchange started or ended since the timer last looked.
+    stirred: AtomicBool,
+    /// Exchanges in progress: from the request's head read until the
+    /// answer's body is sent (or dropped).
     waiting: AtomicUsize,
 }
 
-/// A request waiting for its answer, from `call` until its future is dropped.
+/// An exchange in progress, from `call` until the answer's body is dropped.
 struct Waiting(Arc<Activity>);
 
 impl Waiting {
     fn new(activity: Arc<Activity>) -> Self {
         activity.waiting.fetch_add(1, Ordering::Relaxed);
+        activity.stirred.store(true, Ordering::Relaxed);
         Self(activity)
     }
 }
@@ -315,84 +352,17 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.0.moved.store(true, Ordering::Relaxed);
-    }
-}
-
-/// An app connection's socket, noting in its [`Activity`] that bytes moved.
-struct ActiveIo {
-    io: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl ActiveIo {
-    fn note<T>(
-        &self,
-        polled: Poll<io::Result<T>>,
-        moved: impl FnOnce(&T) -> bool,
-    ) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Ok(done)) = &polled {
-            if moved(done) {
-                self.activity.moved.store(true, Ordering::Relaxed);
-            }
-        }
-        polled
-    }
-}
-
-impl AsyncRead for ActiveIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        let read = buf.filled().len() > before;
-        this.note(polled, |()| read)
-    }
-}
-
-impl AsyncWrite for ActiveIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.note(polled, |n| *n > 0)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.note(polled, |n| *n > 0)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        self.0.stirred.store(true, Ordering::Relaxed);
     }
 }
 
 /// Watches an app connection's [`Activity`] with one timer, every half of
-/// the idle timeout: two quiet looks in a row (quiet for between the timeout
-/// and half as long again) shut it down gracefully, a third closes it.
-/// Reset per look rather than per request or per read, so a busy connection
-/// costs one timer update every half timeout.
+/// the idle timeout: two quiet looks in a row (no exchange for between the
+/// timeout and half as long again) shut it down gracefully, a third closes
+/// it. Reset per look rather than per request, so a busy connection costs
+/// one timer update every half timeout. Bytes moving do not count: a head
+/// trickled in a byte at a time must still end within the timeout, as
+/// hyper's own header timeout had it end within 30 s.
 struct Quiet {
     activity: Arc<Activity>,
     period: Duration,
@@ -425,7 +395,7 @@ impl Quiet {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
         let mut verdict = Verdict::Open;
         while fired(timer, cx) {
-            let busy = self.activity.moved.swap(false, Ordering::Relaxed)
+            let busy = self.activity.stirred.swap(false, Ordering::Relaxed)
                 || self.activity.waiting.load(Ordering::Relaxed) > 0;
             self.looks = if busy {
                 0

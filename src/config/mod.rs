@@ -250,8 +250,17 @@ impl Settings {
             connect_timeout: c.duration("proxy.connect_timeout", &raw.proxy.connect_timeout),
             response_timeout: c.duration("proxy.response_timeout", &raw.proxy.response_timeout),
             shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
-            client_idle_timeout: c
-                .duration("proxy.client_idle_timeout", &raw.proxy.client_idle_timeout),
+            client_idle_timeout: match c
+                .duration("proxy.client_idle_timeout", &raw.proxy.client_idle_timeout)
+            {
+                // Looked at every half timeout: shorter would close a
+                // connection between two requests of a client.
+                d if !d.is_zero() && d < Duration::from_secs(1) => {
+                    c.fail("proxy.client_idle_timeout", "must be at least 1s");
+                    d
+                }
+                d => d,
+            },
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             workers: match raw.proxy.workers {

@@ -68,7 +68,7 @@ pub struct RawProxy {
     pub response_timeout: String,
     /// How long in-flight exchanges may run on after SIGINT/SIGTERM.
     pub shutdown_grace: String,
-    /// How long an app connection may stay quiet before it is closed.
+    /// How long an app connection may go without an exchange before it is closed.
     pub client_idle_timeout: String,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle_timeout: String,
@@ -92,7 +92,7 @@ impl Default for RawProxy {
             // Above the common clients' pool idle times (Node 4-5 s,
             // reqwest and Go 90 s): a client reusing a connection the
             // server is closing fails a request it may not retry.
-            client_idle_timeout: "90s".into(),
+            client_idle_timeout: "120s".into(),
             // Below the common upstream keep-alive idle times (nginx 60-75 s,
             // load balancers 60 s): reusing a connection the server is closing
             // fails a request that cannot be retried.

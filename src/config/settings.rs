@@ -112,8 +112,8 @@ pub struct ProxySettings {
     pub response_timeout: Duration,
     /// Grace period for in-flight exchanges at shutdown.
     pub shutdown_grace: Duration,
-    /// How long a connection to any listener may stay quiet (no byte either
-    /// way, no request waiting for its answer) before it is closed.
+    /// How long a connection to any listener may go without an exchange
+    /// before it is closed (see [`crate::server::Timeouts::idle`]).
     pub client_idle_timeout: Duration,
     /// Idle lifetime of pooled upstream connections.
     pub pool_idle_timeout: Duration,

@@ -73,6 +73,22 @@ fn zero_timeout_is_refused() {
 }
 
 #[test]
+fn client_idle_timeout_is_at_least_a_second() {
+    let errors = field_errors("[proxy]\nclient_idle_timeout = \"500ms\"\n");
+    assert_eq!(errors[0].key, "proxy.client_idle_timeout");
+    assert!(
+        errors[0].reason.contains("at least 1s"),
+        "{}",
+        errors[0].reason
+    );
+    let one = validate("[proxy]\nclient_idle_timeout = \"1s\"\n").unwrap();
+    assert_eq!(
+        one.proxy.client_idle_timeout,
+        std::time::Duration::from_secs(1)
+    );
+}
+
+#[test]
 fn upstream_needs_scheme_and_host() {
     assert!(parse_upstream("sandbox.leantech.me")
         .unwrap_err()

@@ -108,6 +108,74 @@ async fn a_request_waiting_past_the_idle_timeout_keeps_its_connection() {
 }
 
 #[tokio::test]
+async fn an_answer_whose_body_pauses_past_the_idle_timeout_is_not_cut() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "client_idle_timeout = \"1s\"\n").await;
+    for (version, client) in [
+        ("HTTP/1.1", h1_client()),
+        ("h2", crate::support::h2_client()),
+    ] {
+        let response = client
+            .get(proxy.url("/gated").parse().unwrap())
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the first chunk came")
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        // Nothing moves for three times the timeout; the exchange is still on.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        origin.stats.gate.add_permits(1);
+        let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("the rest came")
+            .unwrap_or_else(|e| panic!("{version}: the answer was cut: {e}"))
+            .to_bytes();
+        let mut whole = first.to_vec();
+        whole.extend_from_slice(&rest);
+        serde_json::from_slice::<serde_json::Value>(&whole)
+            .unwrap_or_else(|e| panic!("{version}: the whole answer: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_in_is_not_waited_for() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "client_idle_timeout = \"1s\"\n").await;
+    let mut app = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    app.write_all(b"GET /etag HTTP/1.1\r\nhost: app\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    // A byte every 200 ms, the head never finished: bytes keep coming, but no
+    // exchange starts.
+    let closed = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "the trickled head was still waited for after 6 s"
+        );
+        if app.write_all(b"a").await.is_err() {
+            break started.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_millis(200), app.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0) | Err(_)) => break started.elapsed(),
+            Ok(Ok(n)) => panic!("answered: {:?}", String::from_utf8_lossy(&buf[..n])),
+        }
+    };
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(4),
+        "closed after {closed:?}, not after about 1.5 s"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_grace_bounds_a_request_that_never_ends() {
     let origin = Origin::start().await;
     let mut proxy = Proxy::in_front_of(&origin.url(), "shutdown_grace = \"300ms\"\n").await;

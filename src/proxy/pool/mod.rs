@@ -120,8 +120,9 @@ impl H1Pool {
         })
     }
 
-    /// Sends `req` (origin-form URI, Host set) on the connection in `slot`,
-    /// else on a parked one, else on a new one. A request that a reused
+    /// Sends `req` (origin-form URI, Host set) on a parked connection, else
+    /// on a new one: for a request [`H1Pool::send_held`] found no ready
+    /// connection in `slot` for. A request that a reused
     /// connection closed under before sending it is sent once more on a new
     /// connection. The answer's body drives the connection to its end and
     /// then puts it back in `slot`.
@@ -130,13 +131,9 @@ impl H1Pool {
         slot: Option<Arc<UpstreamSlot>>,
         req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
-        let held = slot.as_ref().and_then(|slot| self.take_held(slot));
-        let lease = match held {
+        let lease = match self.unpark().await {
             Some(lease) => lease,
-            None => match self.unpark().await {
-                Some(lease) => lease,
-                None => self.connect().await?,
-            },
+            None => self.connect().await?,
         };
         Exchange::new(self.clone(), lease, req, slot).await
     }
@@ -405,13 +402,13 @@ impl Future for Exchange {
             Sending::Again(again) => return again.as_mut().poll(cx),
             Sending::On { lease, answer } => (lease, answer),
         };
-        if let Some(lease) = lease.as_mut() {
-            lease.conn.drive(cx);
-        }
+        lease
+            .as_mut()
+            .expect("polled after it answered")
+            .conn
+            .drive(cx);
         let result = std::task::ready!(answer.as_mut().poll(cx));
-        let Some(lease) = lease.take() else {
-            return Poll::Pending; // polled again after it ended
-        };
+        let lease = lease.take().expect("polled after it answered");
         match result {
             Ok(response) => Poll::Ready(Ok(response.map(|incoming| {
                 body::boxed(LeasedBody {
