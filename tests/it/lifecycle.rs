@@ -8,7 +8,8 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use crate::support::{
-    get, h1_client, raw_get, run_binary, send, streamed, wait_bounded, Binary, Fnv, Origin, Proxy,
+    gated_first_chunk, get, h1_client, raw_get, run_binary, send, streamed, wait_bounded, Binary,
+    Fnv, Origin, Proxy,
 };
 
 #[tokio::test]
@@ -115,18 +116,7 @@ async fn an_answer_whose_body_pauses_past_the_idle_timeout_is_not_cut() {
         ("HTTP/1.1", h1_client()),
         ("h2", crate::support::h2_client()),
     ] {
-        let response = client
-            .get(proxy.url("/gated").parse().unwrap())
-            .await
-            .unwrap();
-        let mut body = response.into_body();
-        let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
-            .await
-            .expect("the first chunk came")
-            .unwrap()
-            .unwrap()
-            .into_data()
-            .unwrap();
+        let (first, body) = gated_first_chunk(&client, &proxy.url("/gated")).await;
         // Nothing moves for three times the timeout; the exchange is still on.
         tokio::time::sleep(Duration::from_secs(3)).await;
         origin.stats.gate.add_permits(1);

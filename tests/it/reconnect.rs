@@ -14,7 +14,8 @@ use leanproxy::reconnect::{
 use serde_json::{json, Value};
 
 use crate::support::{
-    get, h1_client, link_entity, post_json, send, Binary, Fnv, HttpClient, Observed, Origin, Proxy,
+    gated_first_chunk, get, h1_client, link_entity, post_json, send, Binary, Fnv, HttpClient,
+    Observed, Origin, Proxy,
 };
 
 /// A proxy in front of its Mockbank, with a linked OTP user.
@@ -327,20 +328,9 @@ async fn large_answer_passes_byte_for_byte_and_uninspected() {
 async fn first_byte_is_not_held_back_by_inspection() {
     let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
-    let response = h1_client()
-        .get(proxy.url("/gated?entity_id=e-1").parse().unwrap())
-        .await
-        .unwrap();
-    let mut body = response.into_body();
     // The origin holds the rest of the answer until the gate opens: the first
     // chunk must arrive before that.
-    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
-        .await
-        .expect("first chunk arrives while the origin still holds the rest")
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
+    let (first, body) = gated_first_chunk(&h1_client(), &proxy.url("/gated?entity_id=e-1")).await;
     assert!(first.starts_with(br#"{"status":"OK""#));
     origin.stats.gate.add_permits(1);
     let rest = body.collect().await.unwrap().to_bytes();

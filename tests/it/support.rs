@@ -1119,3 +1119,19 @@ pub async fn raw_get(stream: &mut tokio::net::TcpStream, path: &str) -> Option<(
         .ok()?;
     read_answer(stream).await
 }
+
+/// Starts `/gated` through `url` with `client` and waits (at most 5 s) for the
+/// first chunk, which the origin sends before its gate opens; the body is left
+/// to read the rest.
+pub async fn gated_first_chunk(client: &HttpClient, url: &str) -> (Bytes, Incoming) {
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the first chunk came before the origin's gate opened")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    (first, body)
+}
