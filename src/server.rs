@@ -298,7 +298,7 @@ pin_project_lite::pin_project! {
     /// progress for [`Quiet`] until hyper drops it (at its end, or when the
     /// connection ends). A wrapper, not a box: one more allocation per answer
     /// is what the rest of this module saves.
-    pub struct ServedBody {
+    struct ServedBody {
         #[pin]
         inner: Body,
         _waiting: Option<Waiting>,
@@ -327,8 +327,8 @@ impl http_body::Body for ServedBody {
 
 /// What an app connection's exchanges did lately, for [`Quiet`]: set as
 /// they start and end, read by the connection's timer. HTTP/1 runs all of
-/// it in the connection's task, HTTP/2 ends exchanges in the streams' tasks
-/// too; the atomics are never contended either way.
+/// it in the connection's task; HTTP/2 ends exchanges in the streams' tasks
+/// too, hence atomics (rarely contended: a few touches per exchange).
 #[derive(Debug, Default)]
 struct Activity {
     /// An exchange started or ended since the timer last looked.
