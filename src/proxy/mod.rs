@@ -22,6 +22,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 use error::classify_connect;
 pub use error::{classify, failure_response, Failure};
@@ -190,14 +191,18 @@ impl tower::Service<Request<Body>> for Upstream {
         let inner = &self.inner;
         let (mut req, slot) = match inner.prepare(req) {
             Ok(prepared) => prepared,
-            Err(refused) => return UpstreamFuture(Forwarding::Refused(Some(*refused))),
+            Err(refused) => {
+                return UpstreamFuture(Forwarding::Refused(std::future::ready(Ok(*refused))))
+            }
         };
-        let sent = std::time::Instant::now();
+        // One clock read: the upstream timing, the response timeout and the
+        // held connection's idle check all start here.
+        let sent = Instant::now();
         if let (Transport::Kept { pool, .. }, Some(held)) = (&inner.transport, &slot) {
-            match pool.send_held(held, req) {
+            match pool.send_held(held, req, sent) {
                 Ok(exchange) => {
                     return UpstreamFuture(Forwarding::Held {
-                        exchange: within(exchange, inner.response_timeout, slot),
+                        exchange: within(exchange, sent, inner.response_timeout, slot),
                         inner: inner.clone(),
                         sent,
                     })
@@ -207,7 +212,7 @@ impl tower::Service<Request<Body>> for Upstream {
         }
         let inner = inner.clone();
         UpstreamFuture(Forwarding::Boxed(Box::pin(async move {
-            let outcome = inner.exchange(req, slot).await;
+            let outcome = inner.exchange(req, slot, sent).await;
             Ok(inner.finish(outcome, sent))
         })))
     }
@@ -218,13 +223,13 @@ pub struct UpstreamFuture(Forwarding);
 
 enum Forwarding {
     /// The request was refused before it was sent.
-    Refused(Option<Response<Body>>),
+    Refused(std::future::Ready<Result<Response<Body>, Infallible>>),
     /// Sent on the connection its app connection holds (most requests): the
     /// small future of [`H1Pool::send_held`], not boxed.
     Held {
         exchange: pool::Within<pool::Exchange>,
         inner: Arc<Inner>,
-        sent: std::time::Instant,
+        sent: Instant,
     },
     /// Waiting for a connection (parked or new), or over https.
     Boxed(Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>),
@@ -235,9 +240,7 @@ impl Future for UpstreamFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            Forwarding::Refused(refused) => {
-                Poll::Ready(Ok(refused.take().expect("polled after it answered")))
-            }
+            Forwarding::Refused(refused) => Pin::new(refused).poll(cx),
             Forwarding::Held {
                 exchange,
                 inner,
@@ -356,7 +359,12 @@ impl Inner {
 
     /// Sends `req` on a parked or new connection, or through the https
     /// client.
-    async fn exchange(&self, req: Request<Body>, slot: Option<Arc<UpstreamSlot>>) -> Outcome {
+    async fn exchange(
+        &self,
+        req: Request<Body>,
+        slot: Option<Arc<UpstreamSlot>>,
+        sent: Instant,
+    ) -> Outcome {
         let timer_slot = slot.clone();
         let exchange = async move {
             match &self.transport {
@@ -367,11 +375,11 @@ impl Inner {
                 },
             }
         };
-        within(exchange, self.response_timeout, timer_slot).await
+        within(exchange, sent, self.response_timeout, timer_slot).await
     }
 
     /// The answer to the app for `outcome`, of a request sent at `sent`.
-    fn finish(&self, outcome: Outcome, sent: std::time::Instant) -> Response<Body> {
+    fn finish(&self, outcome: Outcome, sent: Instant) -> Response<Body> {
         match outcome {
             Some(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
@@ -405,13 +413,21 @@ mod tests {
     #[tokio::test]
     async fn a_response_timeout_past_what_an_instant_holds_means_never() {
         let limit = humantime::parse_duration("300000000000years").unwrap();
-        assert_eq!(within(async { 1 }, limit, None).await, Some(1));
+        assert_eq!(
+            within(async { 1 }, Instant::now(), limit, None).await,
+            Some(1)
+        );
         let slot = Arc::new(UpstreamSlot::default());
         assert_eq!(
-            within(async { 2 }, limit, Some(slot.clone())).await,
+            within(async { 2 }, Instant::now(), limit, Some(slot.clone())).await,
             Some(2)
         );
-        let pending = within(std::future::pending::<()>(), limit, Some(slot));
+        let pending = within(
+            std::future::pending::<()>(),
+            Instant::now(),
+            limit,
+            Some(slot),
+        );
         assert!(
             tokio::time::timeout(Duration::from_millis(50), pending)
                 .await

@@ -135,7 +135,7 @@ impl H1Pool {
             Some(lease) => lease,
             None => self.connect().await?,
         };
-        Exchange::new(self.clone(), lease, req, slot).await
+        Exchange::new(lease, req, slot).await
     }
 
     /// `send` at once, without waiting: on the ready connection `slot` holds
@@ -150,15 +150,17 @@ impl H1Pool {
         self: &Arc<Self>,
         slot: &Arc<UpstreamSlot>,
         req: Request<Body>,
+        now: Instant,
     ) -> Result<Exchange, Request<Body>> {
-        match self.take_held(slot) {
-            Some(lease) => Ok(Exchange::new(self.clone(), lease, req, Some(slot.clone()))),
+        match self.take_held(slot, now) {
+            Some(lease) => Ok(Exchange::new(lease, req, Some(slot.clone()))),
             None => Err(req),
         }
     }
 
-    /// The ready connection `slot` holds for this pool, if it holds one.
-    fn take_held(self: &Arc<Self>, slot: &UpstreamSlot) -> Option<Lease> {
+    /// The ready connection `slot` holds for this pool, if it holds one and
+    /// it has not been idle too long at `now`.
+    fn take_held(self: &Arc<Self>, slot: &UpstreamSlot, now: Instant) -> Option<Lease> {
         let mut idle = {
             let mut held = lock(&slot.held);
             let mine = held
@@ -177,7 +179,7 @@ impl H1Pool {
             idle.conn.poll_readiness(&mut Context::from_waker(&waker))
         };
         match readiness {
-            Readiness::Ready if idle.due() > Instant::now() => return Some(idle.lease()),
+            Readiness::Ready if idle.due() > now => return Some(idle.lease()),
             // Another request of this app connection (HTTP/2) is still
             // sending its body on it: it stays, and this one goes on
             // another connection.
@@ -360,7 +362,6 @@ type Answer =
 /// new connection. The answer's body drives the connection to its end and
 /// then puts it back in `slot`.
 pub(crate) struct Exchange {
-    pool: Arc<H1Pool>,
     slot: Option<Arc<UpstreamSlot>>,
     state: Sending,
 }
@@ -375,15 +376,9 @@ enum Sending {
 }
 
 impl Exchange {
-    fn new(
-        pool: Arc<H1Pool>,
-        mut lease: Lease,
-        req: Request<Body>,
-        slot: Option<Arc<UpstreamSlot>>,
-    ) -> Self {
+    fn new(mut lease: Lease, req: Request<Body>, slot: Option<Arc<UpstreamSlot>>) -> Self {
         let answer = Box::pin(lease.conn.sender.try_send_request(req));
         Self {
-            pool,
             slot,
             state: Sending::On {
                 lease: Some(lease),
@@ -420,11 +415,12 @@ impl Future for Exchange {
                 // Only a reused connection gives a request back, so this
                 // happens once at most.
                 Some(req) if lease.reused => {
-                    tracing::debug!(upstream = %this.pool.target, "reused upstream connection closed; sending on a new one");
-                    let (pool, slot) = (this.pool.clone(), this.slot.take());
+                    let pool = lease.conn.pool.clone();
+                    tracing::debug!(upstream = %pool.target, "reused upstream connection closed; sending on a new one");
+                    let slot = this.slot.take();
                     let mut again = Box::pin(async move {
                         let lease = pool.connect().await?;
-                        Exchange::new(pool, lease, req, slot).await
+                        Exchange::new(lease, req, slot).await
                     });
                     let polled = again.as_mut().poll(cx);
                     this.state = Sending::Again(again);
@@ -613,7 +609,7 @@ mod tests {
         // it since: the close is found only once the request is on its way.
         lock(&slot.held)[0].watched = true;
         slot.waker.take();
-        let Ok(exchange) = pool.send_held(&slot, get()) else {
+        let Ok(exchange) = pool.send_held(&slot, get(), Instant::now()) else {
             panic!("the slot holds the connection");
         };
         let again = tokio::time::timeout(Duration::from_secs(5), exchange)

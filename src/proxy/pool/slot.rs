@@ -139,7 +139,7 @@ impl<F: Future> Future for DriveSlot<F> {
     }
 }
 
-/// `future`'s output, or `None` when it is not ready within `limit`.
+/// `future`'s output, or `None` when it is not ready within `limit` of `start`.
 ///
 /// The timer is the app connection's, from `slot`, kept between requests:
 /// left at an earlier request's due time, it is moved on to this one's only
@@ -149,15 +149,15 @@ impl<F: Future> Future for DriveSlot<F> {
 /// connection) or has no slot gets a timer of its own.
 pub(crate) fn within<F: Future>(
     future: F,
+    start: Instant,
     limit: Duration,
     slot: Option<Arc<UpstreamSlot>>,
 ) -> Within<F> {
     // As `tokio::time::timeout`: a limit past what an `Instant` holds (a
     // way to say "never") is a deadline decades away, not an overflow.
-    let now = Instant::now();
-    let due = now
+    let due = start
         .checked_add(limit)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30));
     Within {
         future,
         due,
