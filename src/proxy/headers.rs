@@ -42,28 +42,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     let mut named: Vec<HeaderName> = Vec::new();
     if present & 1 != 0 {
-        // Connection
-        let tokens = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','));
-        for token in tokens.map(str::trim) {
-            let mut lower = [0u8; 24];
-            let known = token.is_empty()
-                || token.len() <= lower.len() && {
-                    let lower = &mut lower[..token.len()];
-                    lower.copy_from_slice(token.as_bytes());
-                    lower.make_ascii_lowercase();
-                    lower == b"close" || hop_by_hop_index(lower).is_some()
-                };
-            if known {
-                // A hop-by-hop name is removed below when present.
-                continue;
-            }
-            if let Ok(other) = HeaderName::from_bytes(token.as_bytes()) {
-                if !named.contains(&other) {
-                    named.push(other);
+        if let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+            // Read and removed in one lookup.
+            present &= !1;
+            let (_, values) = connection.remove_entry_mult();
+            for value in values {
+                let Ok(value) = value.to_str() else { continue };
+                for token in value.split(',').map(str::trim) {
+                    if let Some(other) = named_by_connection(token) {
+                        if !named.contains(&other) {
+                            named.push(other);
+                        }
+                    }
                 }
             }
         }
@@ -76,6 +66,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
+}
+
+/// The further header a `Connection` token names, if it names one that is
+/// not a hop-by-hop header already (removed anyway) or `close`.
+fn named_by_connection(token: &str) -> Option<HeaderName> {
+    if token.is_empty() {
+        return None;
+    }
+    let mut lower = [0u8; 24];
+    if token.len() <= lower.len() {
+        let lower = &mut lower[..token.len()];
+        lower.copy_from_slice(token.as_bytes());
+        lower.make_ascii_lowercase();
+        if lower == b"close" || hop_by_hop_index(lower).is_some() {
+            return None;
+        }
+    }
+    HeaderName::from_bytes(token.as_bytes()).ok()
 }
 
 /// Where a lower-case name is in [`HOP_BY_HOP`]: a match on the bytes, which
