@@ -2,12 +2,13 @@
 //! connection, the stack cloned per connection and called in place, quiet
 //! connections closed, graceful shutdown.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -175,7 +176,7 @@ pub async fn serve<S>(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let conn_service = ConnService {
-            inner: Mutex::new(service.clone()),
+            inner: RefCell::new(service.clone()),
             peer: ClientAddr::new(peer),
             activity: activity.clone(),
         };
@@ -215,11 +216,11 @@ pub async fn serve<S>(
 /// Per-connection adapter from hyper's service to the tower stack.
 ///
 /// The connection keeps its own copy of the stack and calls it in place;
-/// hyper calls `call` from the connection's task only, so the lock is never
-/// contended. A clone of the whole stack per request, driven by `oneshot`,
+/// hyper calls `call` (through `&self`) from the connection's task only,
+/// one call at a time, so a `RefCell` does: no lock per request. A clone of the whole stack per request, driven by `oneshot`,
 /// cost about a thousand instructions per exchange (callgrind).
 struct ConnService<S> {
-    inner: Mutex<S>,
+    inner: RefCell<S>,
     peer: ClientAddr,
     activity: Arc<Activity>,
 }
@@ -240,7 +241,7 @@ where
         let waiting = Waiting::new(self.activity.clone());
         let mut req = req.map(body::boxed);
         req.extensions_mut().insert(self.peer.clone());
-        let mut stack = crate::sync::lock(&self.inner);
+        let mut stack = self.inner.borrow_mut();
         let inner = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => ResponseFuture::inner(stack.call(req)),
             Poll::Ready(Err(never)) => match never {},
