@@ -151,12 +151,12 @@ pub async fn serve<S>(
         .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    // Each connection holds a receiver until it ends: the drain waits for
-    // every receiver to go.
-    let (drain, _) = watch::channel(());
+    // Tells every connection to shut down gracefully.
+    let (stop, _) = watch::channel(());
     let local = listener.local_addr().ok();
-    // Owned here so that connections still open after the grace period can be
-    // closed, not left running behind the caller's back.
+    // Owned here so that the drain can wait for them, and connections still
+    // open after the grace period can be closed, not left running behind the
+    // caller's back.
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -181,7 +181,7 @@ pub async fn serve<S>(
             activity: activity.clone(),
         };
         let builder = builder.clone();
-        let signal = drain.subscribe();
+        let signal = stop.subscribe();
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
             let slot = conn_service.peer.upstream_slot().clone();
@@ -194,23 +194,22 @@ pub async fn serve<S>(
     }
 
     drop(listener);
-    let open = drain.receiver_count();
+    while connections.try_join_next().is_some() {}
+    let open = connections.len();
     let grace = timeouts.grace;
     if open > 0 {
         tracing::info!(listener = ?local, open, grace = %humantime::format_duration(grace), "draining connections");
     }
-    tokio::select! {
-        () = async {
-            // Tells every connection, then waits until each has ended.
-            let _ = drain.send(());
-            drain.closed().await;
-        } => {}
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!(listener = ?local, open = connections.len(), "grace period over; closing the remaining connections");
-        }
+    let _ = stop.send(());
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(listener = ?local, open = connections.len(), "grace period over; closing the remaining connections");
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
-    connections.abort_all();
-    while connections.join_next().await.is_some() {}
 }
 
 /// Per-connection adapter from hyper's service to the tower stack.
@@ -427,15 +426,15 @@ pin_project_lite::pin_project! {
     /// `Notify`, three to four turns per exchange: about 1 % of an exchange
     /// in callgrind), the signal here is polled with a waker of its own, and
     /// polled again only once that waker fired.
-    struct Graceful<C, F: Future> {
+    struct Graceful<C, F> {
         #[pin]
         conn: C,
         #[pin]
         signal: F,
         quiet: Quiet,
         gate: Arc<FlagWaker>,
-        // Holds the signal's receiver once it fired, until the connection ends.
-        started: Option<F::Output>,
+        // Once set, the signal (which has fired, or no longer matters) is
+        // not polled again.
         shut_down: bool,
     }
 }
@@ -445,17 +444,15 @@ fn graceful<C>(
     conn: C,
     mut signal: watch::Receiver<()>,
     quiet: Quiet,
-) -> Graceful<C, impl Future<Output = watch::Receiver<()>>> {
+) -> Graceful<C, impl Future<Output = ()>> {
     Graceful {
         conn,
         signal: async move {
             let _ = signal.changed().await;
-            signal
         },
         quiet,
         // Polled at the first turn, which registers the gate's waker.
         gate: FlagWaker::new(true),
-        started: None,
         shut_down: false,
     }
 }
@@ -473,13 +470,7 @@ impl<C: GracefulConnection, F: Future> Future for Graceful<C, F> {
             this.gate.register(cx.waker());
             let waker = Waker::from(this.gate.clone());
             let mut gate = Context::from_waker(&waker);
-            let mut shut_down = false;
-            if this.started.is_none() {
-                if let Poll::Ready(receiver) = this.signal.poll(&mut gate) {
-                    *this.started = Some(receiver);
-                    shut_down = true;
-                }
-            }
+            let mut shut_down = !*this.shut_down && this.signal.poll(&mut gate).is_ready();
             match this.quiet.poll(&mut gate) {
                 Verdict::Open => {}
                 Verdict::ShutDown => {
