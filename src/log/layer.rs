@@ -115,11 +115,11 @@ impl Tap {
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    fn capture(&mut self, mime: Option<&str>, redact: bool) -> Option<Capture> {
+    fn capture(self, mime: Option<&str>, redact: bool) -> Option<Capture> {
         if self.size == 0 {
             return None;
         }
-        let mut taken = std::mem::take(&mut self.bytes);
+        let mut taken = self.bytes;
         // The buffer grew by doubling; the record keeps only what it holds.
         taken.shrink_to_fit();
         Some(Capture::new(
@@ -225,7 +225,7 @@ where
             request_body: request_tap.clone().map(|tap| (mime.cloned(), tap)),
             notes,
         };
-        let limit = t.capture_limit();
+        let limit = t.request_capture_limit();
         let req = match request_tap {
             None => req,
             Some(tap) => req.map(|inner| body::watched(inner, RequestTap { tap, limit })),
@@ -294,7 +294,7 @@ where
             response_tap: Tap::default(),
             pending,
         };
-        let limit = finisher.pending.telemetry.capture_limit();
+        let limit = finisher.pending.telemetry.answer_capture_limit();
         let response = response.map(|inner| {
             if inner.is_end_stream() {
                 let completed = finisher.status != 0;
@@ -322,7 +322,7 @@ struct Finisher {
 }
 
 impl Finisher {
-    fn finish(mut self, completed: bool) {
+    fn finish(self, completed: bool) {
         let p = self.pending;
         let t = &p.telemetry;
         let redacting = t.redact();
@@ -330,7 +330,12 @@ impl Finisher {
         let duration = p.start.elapsed();
         let answer = &self.response_tap.bytes;
         let lean = lean_status(&answer[..answer.len().min(4096)]);
-        let bytes_in = p.request_body.as_ref().map_or(0, |(_, tap)| lock(tap).size);
+        // Out of its lock once. What a request body still sends after its
+        // answer ended is not counted (nor was it when read in place).
+        let request_tap = p
+            .request_body
+            .map(|(mime, tap)| (mime, std::mem::take(&mut *lock(&tap))));
+        let bytes_in = request_tap.as_ref().map_or(0, |(_, tap)| tap.size);
         let bytes_out = self.response_tap.size;
         let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
         let upstream_ms = self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3);
@@ -409,9 +414,8 @@ impl Finisher {
         if !t.keeps_records() {
             return;
         }
-        let request_body = p
-            .request_body
-            .and_then(|(mime, tap)| lock(&tap).capture(text(mime.as_ref()), redacting));
+        let request_body =
+            request_tap.and_then(|(mime, tap)| tap.capture(text(mime.as_ref()), redacting));
         let response_body = self
             .response_tap
             .capture(text(self.response_mime.as_ref()), redacting);

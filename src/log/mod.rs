@@ -193,12 +193,23 @@ impl Telemetry {
         self.inner.config.redact
     }
 
-    fn capture_limit(&self) -> usize {
+    /// How much of an answer's body is kept: for the record, else enough to
+    /// read Lean's `status` for logs and metrics.
+    fn answer_capture_limit(&self) -> usize {
         if self.keeps_records() {
             self.inner.config.capture_limit
         } else {
-            // Enough of each answer to read Lean's `status` for logs and metrics.
             4096
+        }
+    }
+
+    /// How much of a request's body is kept: nothing when no record keeps it
+    /// (its size is counted all the same).
+    fn request_capture_limit(&self) -> usize {
+        if self.keeps_records() {
+            self.inner.config.capture_limit
+        } else {
+            0
         }
     }
 
