@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::support::{
-    content_length, fill, get, h1_client, h2_client, head_end, send, HttpClient, Origin, Proxy,
+    content_length, fill, get, h1_client, h2_client, read_head, send, HttpClient, Origin, Proxy,
 };
 
 #[tokio::test]
@@ -189,15 +189,9 @@ async fn serve_raw(
 ) {
     let mut buf = Vec::new();
     loop {
-        let end = loop {
-            if let Some(end) = head_end(&buf) {
-                break end;
-            }
-            let want = buf.len() + 1;
-            if !fill(&mut stream, &mut buf, want).await {
-                let _ = closed_by_peer.send(Instant::now());
-                return;
-            }
+        let Some(end) = read_head(&mut stream, &mut buf).await else {
+            let _ = closed_by_peer.send(Instant::now());
+            return;
         };
         let length = content_length(&buf[..end]);
         let target = String::from_utf8_lossy(&buf[..end])

@@ -1089,19 +1089,25 @@ pub fn content_length(head: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// Reads from `stream` into `buf` until `buf` holds a whole message head:
+/// where the head ends. `None` when the stream ends first.
+pub async fn read_head(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(end) = head_end(buf) {
+            return Some(end);
+        }
+        let more = buf.len() + 1;
+        if !fill(stream, buf, more).await {
+            return None;
+        }
+    }
+}
+
 /// Reads one answer with a `content-length` from `stream` (kept open): its
 /// status and body. `None` when the stream ends first.
 pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<(u16, Vec<u8>)> {
     let mut buf = Vec::new();
-    let end = loop {
-        if let Some(end) = head_end(&buf) {
-            break end;
-        }
-        let more = buf.len() + 1;
-        if !fill(stream, &mut buf, more).await {
-            return None;
-        }
-    };
+    let end = read_head(stream, &mut buf).await?;
     let length = content_length(&buf[..end]);
     if !fill(stream, &mut buf, end + length).await {
         return None;
