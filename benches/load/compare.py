@@ -867,18 +867,16 @@ def main() -> int:
         )
         wait_port(up, up_proc, "upstream nginx")
 
+        # The modes that replace the comparison: a title, the facts, their report.
+        other_mode = None
         if args.paired is not None:
             other = existing_binary(args.paired, "paired")
-            text = "# leanproxy: paired A/B\n\n" + "\n".join(facts(binary)) + "\n\n"
-            text += paired(binary, other, tmp, up, args.rounds, args.duration)
-            print(text)
-            if args.out:
-                Path(args.out).write_text(text)
-            return 0
-
-        if args.soak is not None:
-            text = "# leanproxy: memory soak\n\n" + "\n".join(facts(binary)) + "\n\n"
-            text += soak(binary, tmp, up, args.soak, args.soak_connections)
+            other_mode = ("paired A/B", lambda: paired(binary, other, tmp, up, args.rounds, args.duration))
+        elif args.soak is not None:
+            other_mode = ("memory soak", lambda: soak(binary, tmp, up, args.soak, args.soak_connections))
+        if other_mode is not None:
+            title, run = other_mode
+            text = f"# leanproxy: {title}\n\n" + "\n".join(facts(binary)) + "\n\n" + run()
             print(text)
             if args.out:
                 Path(args.out).write_text(text)
