@@ -21,7 +21,9 @@ use tokio::sync::Mutex;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
+// One worker thread, as leanproxy's default `proxy.workers`: the two are
+// compared on the same footing.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {

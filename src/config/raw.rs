@@ -74,7 +74,7 @@ pub struct RawProxy {
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
-    /// Runtime worker threads serving the listeners (0: one per CPU).
+    /// Runtime worker threads serving the listeners (default 1; 0: one per CPU).
     pub workers: usize,
     /// Where leanproxy keeps its state (empty: the platform's data directory).
     pub data_dir: String,
@@ -98,7 +98,11 @@ impl Default for RawProxy {
             // fails a request that cannot be retried.
             pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
-            workers: 0,
+            // One, like nginx's own default: on a 2-core machine shared with
+            // the app and its upstream, a second thread cost more CPU per
+            // request and lowered the rate at 1 KiB (benches/README.md, sixth
+            // round); 0 asks for one per CPU.
+            workers: 1,
             data_dir: String::new(),
         }
     }

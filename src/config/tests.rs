@@ -57,10 +57,13 @@ fn every_bad_value_is_reported_with_its_key() {
 }
 
 #[test]
-fn workers_default_to_one_per_cpu_and_are_bounded() {
-    assert_eq!(validate("").unwrap().proxy.workers, None);
-    let one = validate("[proxy]\nworkers = 1\n").unwrap();
-    assert_eq!(one.proxy.workers.map(|n| n.get()), Some(1));
+fn workers_default_to_one_and_are_bounded() {
+    assert_eq!(
+        validate("").unwrap().proxy.workers.map(|n| n.get()),
+        Some(1)
+    );
+    let per_cpu = validate("[proxy]\nworkers = 0\n").unwrap();
+    assert_eq!(per_cpu.proxy.workers, None);
     let errors = field_errors("[proxy]\nworkers = 100000\n");
     assert_eq!(errors[0].key, "proxy.workers");
     assert!(errors[0].reason.contains("1024"), "{}", errors[0].reason);
