@@ -147,21 +147,30 @@ impl Admin {
     }
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
-        // Only `POST /api/faults` reads a body; everything else answers from the head.
-        if req.method() == Method::POST {
-            let path = req.uri().path().trim_end_matches('/');
-            if path == "/api/faults" || path == "/api/tokens/customer" {
-                if !self.authorized(&req) {
-                    return unauthorized();
-                }
-                return if path == "/api/faults" {
-                    self.add_fault(req).await
-                } else {
-                    self.customer_token(req).await
-                };
-            }
+        // Three answers wait: two read a body, the HAR export renders on the
+        // blocking pool. Everything else answers from the head.
+        enum Waits {
+            AddFault,
+            CustomerToken,
+            Har,
         }
-        self.answer(&req)
+        let waits = match (req.method(), req.uri().path().trim_end_matches('/')) {
+            (&Method::POST, "/api/faults") => Some(Waits::AddFault),
+            (&Method::POST, "/api/tokens/customer") => Some(Waits::CustomerToken),
+            (&Method::GET, "/api/requests.har") => Some(Waits::Har),
+            _ => None,
+        };
+        let Some(waits) = waits else {
+            return self.answer(&req);
+        };
+        if !self.authorized(&req) {
+            return unauthorized();
+        }
+        match waits {
+            Waits::AddFault => self.add_fault(req).await,
+            Waits::CustomerToken => self.customer_token(req).await,
+            Waits::Har => self.har().await,
+        }
     }
 
     fn answer(&self, req: &Request<Body>) -> Response<Body> {
@@ -208,7 +217,6 @@ impl Admin {
             (&Method::DELETE, ["api", "faults", id]) => self.remove_fault(id),
             (_, ["api", "faults", ..]) => method_not_allowed(),
             (&Method::GET, ["api", "requests"]) => self.requests(req.uri().query()),
-            (&Method::GET, ["api", "requests.har"]) => self.har(),
             (&Method::GET, ["api", "requests", id]) => self.request(id),
             (&Method::GET, ["api", "events"]) => self.events(),
             (&Method::GET, ["metrics"]) => self.metrics(),

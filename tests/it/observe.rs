@@ -745,3 +745,37 @@ async fn tail_prints_exchanges_and_reconnects_live() {
     assert!(text.contains("WEBHOOK entity.created"), "{text}");
     assert!(!text.contains('\u{1b}'), "no colors when not on a terminal");
 }
+
+/// The HAR export renders off the runtime's thread (one by default, and the
+/// test's own here): an exchange sent while a large export is being made is
+/// answered before the export is.
+#[tokio::test]
+async fn exchanges_are_answered_while_a_har_export_renders() {
+    let origin = crate::support::Origin::start().await;
+    let proxy = Proxy::in_front_of(&origin.url(), "").await;
+    let client = h1_client();
+    // About 8 MiB of captured bodies: megabytes of HAR.
+    for _ in 0..600 {
+        get(&client, &proxy.url("/fixed?len=14000")).await;
+    }
+    let started = std::time::Instant::now();
+    let export = tokio::spawn({
+        let client = h1_client();
+        let url = proxy.admin_url("/api/requests.har");
+        async move {
+            let r = get(&client, &url).await;
+            (r.status, started.elapsed())
+        }
+    });
+    // Sent once the export is under way. Both times count from the export's
+    // start: a render on this thread would hold up this sleep too.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(get(&client, &proxy.url("/fixed?len=10")).await.status, 200);
+    let exchange = started.elapsed();
+    let (status, export) = export.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        exchange < export / 2,
+        "the exchange was answered {exchange:?} after the export began, the export {export:?}"
+    );
+}
