@@ -74,22 +74,9 @@ impl Admin {
         }
     }
 
-    pub(super) async fn har(&self) -> Response<Body> {
+    pub(super) fn har(&self) -> Response<Body> {
         let records = self.inner.telemetry.ring().list(&Filter::default());
-        // A full ring renders to megabytes (4.4 MB took 124 ms): on the blocking
-        // pool, so the runtime's thread (one by default) keeps proxying meanwhile.
-        let rendered = tokio::task::spawn_blocking(move || {
-            json_response(StatusCode::OK, &crate::log::har_document(&records))
-        })
-        .await;
-        let mut r = match rendered {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {
-                return ErrorEnvelope::new("SHUTTING_DOWN", "leanproxy is shutting down")
-                    .into_response(StatusCode::SERVICE_UNAVAILABLE)
-            }
-        };
+        let mut r = json_response(StatusCode::OK, &crate::log::har_document(&records));
         r.headers_mut().insert(
             header::CONTENT_DISPOSITION,
             HeaderValue::from_static("attachment; filename=\"leanproxy.har\""),

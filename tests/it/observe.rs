@@ -3,7 +3,7 @@
 //! well-formed and add up.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Request;
 use leanproxy::body;
@@ -12,7 +12,9 @@ use leanproxy::mockbank::{Clock, Mockbank, MockbankSettings};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::support::{get, h1_client, link_entity, post_json, send, Binary, HttpClient, Proxy};
+use crate::support::{
+    get, h1_client, link_entity, post_json, send, Binary, HttpClient, Origin, Proxy,
+};
 
 const APP_TOKEN: &str = "apptok-7f3c91d2e8a44b6f";
 const APPS_OWN_TOKEN: &str = "ownapptok-19c0d7e2";
@@ -751,20 +753,25 @@ async fn tail_prints_exchanges_and_reconnects_live() {
 /// answered before the export is.
 #[tokio::test]
 async fn exchanges_are_answered_while_a_har_export_renders() {
-    let origin = crate::support::Origin::start().await;
+    let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
     let client = h1_client();
-    // About 8 MiB of captured bodies: megabytes of HAR.
+    // A full ring of text bodies, shown in the HAR: megabytes to render.
+    let text = "leanproxy ".repeat(1_400);
     for _ in 0..600 {
-        get(&client, &proxy.url("/fixed?len=14000")).await;
+        let upload = Request::post(proxy.url("/sink"))
+            .header("content-type", "text/plain")
+            .body(body::full(text.clone()))
+            .unwrap();
+        assert_eq!(send(&client, upload).await.status, 200);
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let export = tokio::spawn({
         let client = h1_client();
         let url = proxy.admin_url("/api/requests.har");
         async move {
             let r = get(&client, &url).await;
-            (r.status, started.elapsed())
+            (r.status, r.body.len(), started.elapsed())
         }
     });
     // Sent once the export is under way. Both times count from the export's
@@ -772,8 +779,9 @@ async fn exchanges_are_answered_while_a_har_export_renders() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(get(&client, &proxy.url("/fixed?len=10")).await.status, 200);
     let exchange = started.elapsed();
-    let (status, export) = export.await.unwrap();
+    let (status, size, export) = export.await.unwrap();
     assert_eq!(status, 200);
+    assert!(size > 4 << 20, "a HAR of {size} bytes");
     assert!(
         exchange < export / 2,
         "the exchange was answered {exchange:?} after the export began, the export {export:?}"
