@@ -229,8 +229,13 @@ impl ReconnectRegistry {
         persisted: Persisted,
     ) -> Self {
         let records = DashMap::new();
+        // The live map holds pending records only. Files written before
+        // 2026-12-02 also listed the history's resolved records here; they are
+        // in `history` as well.
         for r in persisted.records {
-            records.insert(r.key(), r);
+            if r.state == State::Pending {
+                records.insert(r.key(), r);
+            }
         }
         let mut history: VecDeque<Record> = persisted.history.into();
         while history.len() > history_limit {
@@ -561,18 +566,22 @@ impl ReconnectRegistry {
         }
         let snapshot = Persisted {
             version: 1,
-            records: self.list(),
+            records: self.inner.records.iter().map(|r| r.clone()).collect(),
             history: self.history(),
         };
-        let bytes = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
         let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&target, &bytes))
-            .await
-            .map_err(|e| StateError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(|source| StateError::Io { path, source })?;
+        // Rendered there too: a full history takes milliseconds, and the
+        // runtime has one thread by default.
+        tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            write_atomically(&target, &bytes)
+        })
+        .await
+        .map_err(|e| StateError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| StateError::Io { path, source })?;
         let mut written = self.lock_written();
         *written = (*written).max(version);
         Ok(())

@@ -110,6 +110,42 @@ fn reflagging_a_resolved_entity_keeps_the_old_record_in_bounded_history() {
 }
 
 #[tokio::test]
+async fn resolved_records_stay_resolved_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reconnects.json");
+    let reg = ReconnectRegistry::open(&path, 10).unwrap();
+    reg.observe_reconnect(sighting(Some("e1"), "r1"));
+    reg.resolve_entity("e1", ResolvedBy::Webhook).unwrap();
+    reg.observe_reconnect(sighting(Some("e2"), "r2"));
+    reg.flush().await.unwrap();
+    let check = |again: &ReconnectRegistry| {
+        assert_eq!(again.pending_count(), 1);
+        assert_eq!(again.inner.records.len(), 1, "only e2 is live");
+        let listed: Vec<_> = again
+            .list()
+            .iter()
+            .map(|r| r.reconnect_id.clone())
+            .collect();
+        assert_eq!(listed, ["r2", "r1"], "each record once");
+        assert_eq!(again.get("e1").unwrap().state, State::Resolved);
+        // A new reconnect for e1 is pending again, not a repeat of r1.
+        again.observe_reconnect(sighting(Some("e1"), "r3"));
+        assert_eq!(again.get("e1").unwrap().state, State::Pending);
+        assert_eq!(again.get("e1").unwrap().reconnect_id, "r3");
+    };
+    check(&ReconnectRegistry::open(&path, 10).unwrap());
+
+    // Files written before the fix listed resolved records among the live ones.
+    let old = Persisted {
+        version: 1,
+        records: reg.list(),
+        history: reg.history(),
+    };
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    check(&ReconnectRegistry::open(&path, 10).unwrap());
+}
+
+#[tokio::test]
 async fn state_file_round_trips_and_corrupt_files_are_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/reconnects.json");
