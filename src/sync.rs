@@ -1,5 +1,6 @@
 //! [`lock`]: a mutex guard that outlives a panic elsewhere; [`FlagWaker`]: a
-//! waker that notes it fired; [`fired`]: a timer polled out of tokio's budget.
+//! waker that notes it fired; [`fired`]: a timer polled out of tokio's budget;
+//! [`blocking`]: work kept off the runtime's thread.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,20 @@ use tokio::time::Sleep;
 /// in and taken out), so a panic elsewhere does not make the data unusable.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `work` on tokio's blocking pool and waits for it: file writes with
+/// `fsync`, renders of megabytes. The runtime has one thread by default, and
+/// what runs long on it holds every exchange. `None` when the runtime is
+/// shutting down and did not run it; a panic in `work` goes on here.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Some(done),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
 }
 
 /// A waker of its own for something a task polls only after it fired: it

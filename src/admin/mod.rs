@@ -148,9 +148,10 @@ impl Admin {
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
         // Two answers read a body. Three can render megabytes (a full request
-        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies): those run
-        // on the blocking pool, so the runtime's thread (one by default) keeps
-        // proxying. Everything else answers from the head, here.
+        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies) and a
+        // replay waits for `fsync`: those run on the blocking pool, so the
+        // runtime's thread (one by default) keeps proxying. Everything else
+        // answers from the head, here.
         enum Waits {
             AddFault,
             CustomerToken,
@@ -165,6 +166,8 @@ impl Admin {
                 (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"]) => {
                     Some(Waits::Render)
                 }
+                // Queues the delivery durably (an `fsync` per relay target).
+                (&Method::POST, ["api", "webhooks", _, "replay"]) => Some(Waits::Render),
                 _ => None,
             }
         };
@@ -336,13 +339,10 @@ impl Admin {
 
 /// `answer`, made on the blocking pool.
 async fn off_thread(answer: impl FnOnce() -> Response<Body> + Send + 'static) -> Response<Body> {
-    match tokio::task::spawn_blocking(answer).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // The runtime is shutting down.
-        Err(_) => ErrorEnvelope::new("SHUTTING_DOWN", "leanproxy is shutting down")
-            .into_response(StatusCode::SERVICE_UNAVAILABLE),
-    }
+    crate::sync::blocking(answer).await.unwrap_or_else(|| {
+        ErrorEnvelope::new("SHUTTING_DOWN", "leanproxy is shutting down")
+            .into_response(StatusCode::SERVICE_UNAVAILABLE)
+    })
 }
 
 fn unauthorized() -> Response<Body> {

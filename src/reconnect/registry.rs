@@ -570,17 +570,13 @@ impl ReconnectRegistry {
             history: self.history(),
         };
         let target = path.clone();
-        // Rendered there too: a full history takes milliseconds, and the
-        // runtime has one thread by default.
-        tokio::task::spawn_blocking(move || {
+        // Rendered there too: a full history takes milliseconds.
+        crate::sync::blocking(move || {
             let bytes = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
             write_atomically(&target, &bytes)
         })
         .await
-        .map_err(|e| StateError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?
+        .unwrap_or_else(|| Err(std::io::Error::other("the runtime is shutting down")))
         .map_err(|source| StateError::Io { path, source })?;
         let mut written = self.lock_written();
         *written = (*written).max(version);
