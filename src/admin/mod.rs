@@ -148,10 +148,9 @@ impl Admin {
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
         // Two answers read a body. Three can render megabytes (a full request
-        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies) and a
-        // replay waits for `fsync`: those run on the blocking pool, so the
-        // runtime's thread (one by default) keeps proxying. Everything else
-        // answers from the head, here.
+        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies): those run
+        // on the blocking pool, so the runtime's thread (one by default) keeps
+        // proxying. Everything else answers from the head, here.
         enum Waits {
             AddFault,
             CustomerToken,
@@ -166,18 +165,18 @@ impl Admin {
                 (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"]) => {
                     Some(Waits::Render)
                 }
-                // Queues the delivery durably (an `fsync` per relay target).
-                (&Method::POST, ["api", "webhooks", _, "replay"]) => Some(Waits::Render),
                 _ => None,
             }
         };
         match waits {
             None => self.answer(&req),
+            // Checked here too, so a request without the token takes no
+            // blocking thread.
+            Some(_) if !self.authorized(&req) => unauthorized(),
             Some(Waits::Render) => {
                 let admin = self.clone();
                 off_thread(move || admin.answer(&req)).await
             }
-            Some(_) if !self.authorized(&req) => unauthorized(),
             Some(Waits::AddFault) => self.add_fault(req).await,
             Some(Waits::CustomerToken) => self.customer_token(req).await,
         }

@@ -211,17 +211,9 @@ impl Inner {
         }
         if outcome == Outcome::Accepted {
             if let Some(relay) = self.relay.as_ref().filter(|r| r.has_targets()) {
-                // An `fsync` per target: off the runtime's thread.
-                let queued = {
-                    let (relay, id, stored) = (relay.clone(), id.clone(), stored.clone());
-                    crate::sync::blocking(move || relay.enqueue(&id, &stored.forward, &stored.body))
-                        .await
-                };
-                // Not run at all (shutting down) counts as lost.
-                let lost = queued
-                    .as_ref()
-                    .is_none_or(|s| s.iter().any(|s| s.state == "dropped"));
-                stored.update(|r| r.relay = queued.unwrap_or_default());
+                let statuses = relay.enqueue(&id, &stored.forward, &stored.body);
+                let lost = statuses.iter().any(|s| s.state == "dropped");
+                stored.update(|r| r.relay = statuses);
                 if lost {
                     // Not queued: let Lean retry it later rather than lose it.
                     if let Some(e) = record.event_id.as_deref() {
