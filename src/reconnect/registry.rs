@@ -229,15 +229,23 @@ impl ReconnectRegistry {
         persisted: Persisted,
     ) -> Self {
         let records = DashMap::new();
+        let mut history: VecDeque<Record> = persisted.history.into();
         // The live map holds pending records only. Files written before
-        // 2026-12-02 also listed the history's resolved records here; they are
-        // in `history` as well.
+        // 2026-12-02 listed resolved records here too: copies of the
+        // history's, or (from still older builds) only here. Those go into
+        // the history, before the rest: they were resolved earlier.
+        let mut earlier = Vec::new();
         for r in persisted.records {
             if r.state == State::Pending {
                 records.insert(r.key(), r);
+            } else if !history.contains(&r) {
+                earlier.push(r);
             }
         }
-        let mut history: VecDeque<Record> = persisted.history.into();
+        earlier.sort_by_key(|r| r.resolved_at);
+        for r in earlier.into_iter().rev() {
+            history.push_front(r);
+        }
         while history.len() > history_limit {
             history.pop_front();
         }

@@ -118,6 +118,13 @@ async fn resolved_records_stay_resolved_across_a_restart() {
     reg.resolve_entity("e1", ResolvedBy::Webhook).unwrap();
     reg.observe_reconnect(sighting(Some("e2"), "r2"));
     reg.flush().await.unwrap();
+    let saved: Persisted = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let live: Vec<_> = saved
+        .records
+        .iter()
+        .map(|r| r.reconnect_id.as_str())
+        .collect();
+    assert_eq!(live, ["r2"], "only pending records are saved as live");
     let check = |again: &ReconnectRegistry| {
         assert_eq!(again.pending_count(), 1);
         assert_eq!(again.inner.records.len(), 1, "only e2 is live");
@@ -142,6 +149,15 @@ async fn resolved_records_stay_resolved_across_a_restart() {
         history: reg.history(),
     };
     std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    check(&ReconnectRegistry::open(&path, 10).unwrap());
+
+    // Older still: resolved records kept among the live ones only.
+    let older = Persisted {
+        version: 1,
+        records: reg.list(),
+        history: Vec::new(),
+    };
+    std::fs::write(&path, serde_json::to_vec(&older).unwrap()).unwrap();
     check(&ReconnectRegistry::open(&path, 10).unwrap());
 }
 
