@@ -470,14 +470,21 @@ impl ReconnectRegistry {
     /// Resolves the pending record under `key`: it leaves the live map for the
     /// bounded history.
     fn resolve_key(&self, key: &str, by: ResolvedBy) -> Option<Record> {
-        let (_, mut resolved) = self
-            .inner
-            .records
-            .remove_if(key, |_, r| r.state == State::Pending)?;
-        resolved.state = State::Resolved;
-        resolved.resolved_by = Some(by);
-        resolved.resolved_at = Some(Utc::now());
-        self.push_history(resolved.clone());
+        // The history's lock is held across the move, and a snapshot takes it
+        // before it reads the live map: the record is in exactly one of them.
+        // The order (history, then the map's shards) is the same everywhere.
+        let resolved = {
+            let mut history = self.lock_history();
+            let (_, mut resolved) = self
+                .inner
+                .records
+                .remove_if(key, |_, r| r.state == State::Pending)?;
+            resolved.state = State::Resolved;
+            resolved.resolved_by = Some(by);
+            resolved.resolved_at = Some(Utc::now());
+            self.bounded_push(&mut history, resolved.clone());
+            resolved
+        };
         self.notify(RegistryEvent::Resolved(&resolved));
         self.changed();
         Some(resolved)
@@ -491,8 +498,7 @@ impl ReconnectRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn push_history(&self, record: Record) {
-        let mut history = self.lock_history();
+    fn bounded_push(&self, history: &mut VecDeque<Record>, record: Record) {
         history.push_back(record);
         while history.len() > self.inner.history_limit {
             history.pop_front();
@@ -572,11 +578,7 @@ impl ReconnectRegistry {
         if *self.lock_written() >= version {
             return Ok(());
         }
-        let snapshot = Persisted {
-            version: 1,
-            records: self.inner.records.iter().map(|r| r.clone()).collect(),
-            history: self.history(),
-        };
+        let snapshot = self.snapshot();
         let target = path.clone();
         // Rendered there too: a full history takes milliseconds.
         crate::sync::blocking(move || {
@@ -589,6 +591,17 @@ impl ReconnectRegistry {
         let mut written = self.lock_written();
         *written = (*written).max(version);
         Ok(())
+    }
+
+    /// What the state file holds: the live (pending) records and the history,
+    /// read under the history's lock (see `resolve_key`).
+    fn snapshot(&self) -> Persisted {
+        let history = self.lock_history();
+        Persisted {
+            version: 1,
+            records: self.inner.records.iter().map(|r| r.clone()).collect(),
+            history: history.iter().cloned().collect(),
+        }
     }
 
     fn lock_written(&self) -> std::sync::MutexGuard<'_, u64> {

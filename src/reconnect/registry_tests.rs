@@ -181,3 +181,34 @@ async fn state_file_round_trips_and_corrupt_files_are_moved_aside() {
         .collect();
     assert_eq!(aside.len(), 1, "the corrupt file is kept aside");
 }
+
+#[test]
+fn a_snapshot_holds_each_record_once_while_records_resolve() {
+    let reg = ReconnectRegistry::in_memory(100);
+    let writer = {
+        let reg = reg.clone();
+        std::thread::spawn(move || {
+            for i in 0..5_000 {
+                let entity = format!("e{}", i % 20);
+                reg.observe_reconnect(sighting(Some(&entity), &format!("r{i}")));
+                reg.resolve_entity(&entity, ResolvedBy::Webhook);
+            }
+        })
+    };
+    let mut snapshots = 0;
+    while !writer.is_finished() {
+        let s = reg.snapshot();
+        for live in &s.records {
+            assert!(
+                !s.history
+                    .iter()
+                    .any(|h| h.reconnect_id == live.reconnect_id),
+                "{} is both live and resolved (snapshot {snapshots})",
+                live.reconnect_id
+            );
+        }
+        snapshots += 1;
+    }
+    writer.join().unwrap();
+    assert!(snapshots > 0);
+}
