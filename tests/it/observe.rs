@@ -561,22 +561,24 @@ async fn request_log_filters_and_journal_rotates_within_bounds() {
         timed.is_some_and(|n| *n >= 21.0),
         "every exchange is timed: {timed:?}"
     );
-    // The journal writes on its own thread; wait (bounded) for the lines.
+    // The journal writes and rotates on its own thread; wait (bounded) until
+    // it has written and its files stay the same between two looks, so none
+    // is renamed while it is read.
     let files = {
         let mut files = Vec::new();
+        let mut last = Vec::new();
         for _ in 0..100 {
             files = leanproxy::log::journal_files(&journal);
-            let lines: usize = files
+            let sizes: Vec<_> = files
                 .iter()
-                .map(|f| {
-                    std::fs::read_to_string(f)
-                        .unwrap_or_default()
-                        .lines()
-                        .count()
-                })
-                .sum();
-            if files.len() == 3 && lines > 0 {
-                break;
+                .map(|f| std::fs::metadata(f).map(|m| m.len()).ok())
+                .collect();
+            let written = sizes.iter().flatten().sum::<u64>() > 0;
+            if files.len() == 3 && written && sizes.iter().all(Option::is_some) {
+                if sizes == last {
+                    break;
+                }
+                last = sizes;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
