@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 
 use super::notes::ExchangeNotes;
 use super::record::{lean_status, Capture, ExchangeRecord, Headers};
-use super::{redact, Telemetry};
+use super::{redact, Telemetry, STATUS_PREFIX};
 use crate::body::{self, Body};
 use crate::events::{Event, ExchangeSummary};
 use crate::proxy::{Failure, UpstreamTiming};
@@ -225,7 +225,7 @@ where
             request_body: request_tap.clone().map(|tap| (mime.cloned(), tap)),
             notes,
         };
-        let limit = t.request_capture_limit();
+        let limit = t.capture_limit(0);
         let req = match request_tap {
             None => req,
             Some(tap) => req.map(|inner| body::watched(inner, RequestTap { tap, limit })),
@@ -294,7 +294,7 @@ where
             response_tap: Tap::default(),
             pending,
         };
-        let limit = finisher.pending.telemetry.answer_capture_limit();
+        let limit = finisher.pending.telemetry.capture_limit(STATUS_PREFIX);
         let response = response.map(|inner| {
             if inner.is_end_stream() {
                 let completed = finisher.status != 0;
@@ -329,7 +329,7 @@ impl Finisher {
         let notes = p.notes.snapshot();
         let duration = p.start.elapsed();
         let answer = &self.response_tap.bytes;
-        let lean = lean_status(&answer[..answer.len().min(4096)]);
+        let lean = lean_status(&answer[..answer.len().min(STATUS_PREFIX)]);
         // Out of its lock once. What a request body still sends after its
         // answer ended is not counted (nor was it when read in place).
         let request_tap = p

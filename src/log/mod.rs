@@ -42,6 +42,9 @@ use crate::config::LogFormat;
 use crate::events::Events;
 use crate::metrics::Metrics;
 
+/// How much of an answer's body the request log reads for Lean's `status`.
+const STATUS_PREFIX: usize = 4096;
+
 /// Request log settings.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -193,23 +196,14 @@ impl Telemetry {
         self.inner.config.redact
     }
 
-    /// How much of an answer's body is kept: for the record, else enough to
-    /// read Lean's `status` for logs and metrics.
-    fn answer_capture_limit(&self) -> usize {
+    /// How much of a body is kept: the configured capture when a record keeps
+    /// it, else `unkept` (an answer's [`STATUS_PREFIX`] for Lean's `status`; none
+    /// of a request, whose size is counted all the same).
+    fn capture_limit(&self, unkept: usize) -> usize {
         if self.keeps_records() {
             self.inner.config.capture_limit
         } else {
-            4096
-        }
-    }
-
-    /// How much of a request's body is kept: nothing when no record keeps it
-    /// (its size is counted all the same).
-    fn request_capture_limit(&self) -> usize {
-        if self.keeps_records() {
-            self.inner.config.capture_limit
-        } else {
-            0
+            unkept
         }
     }
 
