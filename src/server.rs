@@ -216,8 +216,9 @@ pub async fn serve<S>(
 ///
 /// The connection keeps its own copy of the stack and calls it in place;
 /// hyper calls `call` (through `&self`) from the connection's task only,
-/// one call at a time, so a `RefCell` does: no lock per request. A clone of the whole stack per request, driven by `oneshot`,
-/// cost about a thousand instructions per exchange (callgrind).
+/// one call at a time, so a `RefCell` does: no lock per request. A clone of
+/// the whole stack per request, driven by `oneshot`, cost about a thousand
+/// instructions per exchange (callgrind).
 struct ConnService<S> {
     inner: RefCell<S>,
     peer: ClientAddr,
