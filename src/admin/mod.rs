@@ -148,13 +148,14 @@ impl Admin {
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
         // Two answers read a body. Three can render megabytes (a full request
-        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies): those run
-        // on the blocking pool, so the runtime's thread (one by default) keeps
+        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies), and a
+        // replay writes the relay queue with `fsync`: those run on the
+        // blocking pool, so the runtime's thread (one by default) keeps
         // proxying. Everything else answers from the head, here.
         enum Waits {
             AddFault,
             CustomerToken,
-            Render,
+            Blocking,
         }
         let waits = {
             let path = req.uri().path();
@@ -162,9 +163,8 @@ impl Admin {
             match (req.method(), segments.as_slice()) {
                 (&Method::POST, ["api", "faults"]) => Some(Waits::AddFault),
                 (&Method::POST, ["api", "tokens", "customer"]) => Some(Waits::CustomerToken),
-                (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"]) => {
-                    Some(Waits::Render)
-                }
+                (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"])
+                | (&Method::POST, ["api", "webhooks", _, "replay"]) => Some(Waits::Blocking),
                 _ => None,
             }
         };
@@ -173,7 +173,7 @@ impl Admin {
             // Checked here too, so a request without the token takes no
             // blocking thread.
             Some(_) if !self.authorized(&req) => unauthorized(),
-            Some(Waits::Render) => {
+            Some(Waits::Blocking) => {
                 let admin = self.clone();
                 off_thread(move || admin.answer(&req)).await
             }

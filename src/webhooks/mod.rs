@@ -23,7 +23,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 pub use relay::{QueueError, Relay, RelayConfig};
-pub use store::{Outcome, Record, RelayStatus, Store};
+pub use store::{Claim, Outcome, Record, RelayStatus, Store};
 pub use verify::{verify, Policy, Verdict};
 
 use crate::body::Body;
@@ -107,14 +107,55 @@ impl Webhooks {
         let Some(relay) = self.inner.relay.as_ref().filter(|r| r.has_targets()) else {
             return Some(Vec::new());
         };
-        let statuses = relay.enqueue(id, &stored.forward, &stored.body);
-        stored.update(|r| r.relay = statuses.clone());
-        Some(statuses)
+        Some(relay.enqueue(id, &stored))
+    }
+}
+
+/// A first delivery's claim on its event id, settled when dropped: kept once
+/// [`Settle::keep`] said so, else forgotten, for Lean's retry.
+struct Settle {
+    store: Store,
+    event_id: String,
+    kept: bool,
+}
+
+impl Settle {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.store.settle(&self.event_id, self.kept);
     }
 }
 
 impl Inner {
-    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+    /// Claims `event_id` for a delivery: its claim when it is the first, `None`
+    /// when it is a duplicate. A delivery whose first is still being queued
+    /// waits for it, so Lean is never told a copy arrived while the original
+    /// is then lost.
+    async fn claim(&self, event_id: &str) -> Option<Settle> {
+        loop {
+            let settled = self.store.settled();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            match self.store.claim(event_id) {
+                Claim::First => {
+                    return Some(Settle {
+                        store: self.store.clone(),
+                        event_id: event_id.to_string(),
+                        kept: false,
+                    })
+                }
+                Claim::Seen => return None,
+                Claim::Settling => settled.await,
+            }
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
         if req.method() != Method::POST {
             let mut r =
                 ErrorEnvelope::new("INVALID_HTTP_METHOD", "webhooks are delivered with POST")
@@ -168,12 +209,12 @@ impl Inner {
         // Only a delivery that is Lean's (or unchecked) may claim its event id and
         // change state: a forged one must not block or pre-empt the real one.
         let trusted = matches!(verdict, Verdict::Valid | Verdict::Unchecked);
-        let duplicate = !rejected
-            && trusted
-            && record
-                .event_id
-                .as_deref()
-                .is_some_and(|e| !self.store.first_sighting(e));
+        let mut claim = None;
+        let mut duplicate = false;
+        if let Some(event_id) = record.event_id.as_deref().filter(|_| !rejected && trusted) {
+            claim = self.claim(event_id).await;
+            duplicate = claim.is_none();
+        }
         let outcome = if rejected {
             Outcome::Rejected
         } else if duplicate {
@@ -210,29 +251,62 @@ impl Inner {
                 .into_response(StatusCode::UNAUTHORIZED);
         }
         if outcome == Outcome::Accepted {
-            if let Some(relay) = self.relay.as_ref().filter(|r| r.has_targets()) {
-                let statuses = relay.enqueue(&id, &stored.forward, &stored.body);
-                let lost = statuses.iter().any(|s| s.state == "dropped");
-                stored.update(|r| r.relay = statuses);
-                if lost {
-                    // Not queued: let Lean retry it later rather than lose it.
-                    if let Some(e) = record.event_id.as_deref() {
-                        self.store.forget(e);
-                    }
-                    return ErrorEnvelope::new(
-                        "RELAY_QUEUE_FULL",
-                        "the webhook could not be queued for relay; retry later",
-                    )
-                    .into_response(StatusCode::SERVICE_UNAVAILABLE);
+            let kept = match self.relay.clone().filter(Relay::has_targets) {
+                None => self.accept(&stored, &record, trusted, None, claim),
+                // The relay queue's files are written with `fsync`, on the
+                // blocking pool: the runtime has one thread by default, and
+                // every exchange would wait. The claim goes along, and what
+                // follows the write too: once started, it all completes even
+                // if this handler is dropped (client gone, shutdown). Not
+                // started (shutdown), the claim is dropped, so forgotten.
+                Some(relay) => {
+                    let (this, stored, record) = (self.clone(), stored.clone(), record.clone());
+                    crate::sync::blocking(move || {
+                        this.accept(&stored, &record, trusted, Some(&relay), claim)
+                    })
+                    .await
+                    .unwrap_or(false)
                 }
-            }
-            if trusted {
-                self.apply(&stored, &record);
-            } else {
-                tracing::warn!(target: "leanproxy::webhooks", id = %id, kind = %kind, "webhook with an invalid signature: recorded and relayed, but it changes nothing");
+            };
+            if !kept {
+                // Not queued: let Lean retry it later rather than lose it.
+                return ErrorEnvelope::new(
+                    "RELAY_QUEUE_FULL",
+                    "the webhook could not be queued for relay; retry later",
+                )
+                .into_response(StatusCode::SERVICE_UNAVAILABLE);
             }
         }
         json_response(StatusCode::OK, &json!({"status": "OK", "id": id}))
+    }
+
+    /// Queues an accepted delivery for relay, settles its claim, then applies
+    /// it (when its signature is trusted). False when it could not be queued:
+    /// then it changes nothing, and its event id is forgotten.
+    fn accept(
+        &self,
+        stored: &store::Stored,
+        record: &Record,
+        trusted: bool,
+        relay: Option<&Relay>,
+        claim: Option<Settle>,
+    ) -> bool {
+        if let Some(relay) = relay {
+            let statuses = relay.enqueue(&record.id, stored);
+            if statuses.iter().any(|s| s.state == "dropped") {
+                return false;
+            }
+        }
+        // Kept once queued, whatever follows: a retry would be relayed twice.
+        if let Some(claim) = claim {
+            claim.keep();
+        }
+        if trusted {
+            self.apply(stored, record);
+        } else {
+            tracing::warn!(target: "leanproxy::webhooks", id = %record.id, kind = record.kind.as_deref().unwrap_or("unknown"), "webhook with an invalid signature: recorded and relayed, but it changes nothing");
+        }
+        true
     }
 
     /// What a webhook means for the reconnect registry.

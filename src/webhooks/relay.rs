@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Uri};
+use http::{Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::store::{RelayStatus, Store};
+use super::store::{RelayStatus, Store, Stored};
 use crate::body::{self, Body};
 use crate::sync::lock;
 
@@ -70,6 +69,9 @@ struct Inner {
     queues: Vec<Lane>,
     queued: AtomicU64,
     next_seq: AtomicU64,
+    /// Held by [`Relay::enqueue`] from numbering its deliveries to pushing
+    /// them, so each target gets them in the order of their numbers.
+    order: Mutex<()>,
 }
 
 struct Lane {
@@ -155,6 +157,7 @@ impl Relay {
                 queues,
                 queued: AtomicU64::new(queued),
                 next_seq: AtomicU64::new(next.max(now_nanos())),
+                order: Mutex::new(()),
             }),
         })
     }
@@ -180,20 +183,24 @@ impl Relay {
         self.inner.queued.load(Ordering::SeqCst)
     }
 
-    /// Queues `body` with `headers` to every target, durably. Returns one status
-    /// per target.
-    pub fn enqueue(
-        &self,
-        webhook_id: &str,
-        headers: &[(HeaderName, HeaderValue)],
-        body: &Bytes,
-    ) -> Vec<RelayStatus> {
-        let headers: Vec<(String, String)> = headers
+    /// Queues the delivery `webhook_id` to every target, durably, or to none
+    /// when one cannot take it. Returns one status per target, also recorded
+    /// in `stored` before any target's worker can see the deliveries, so they
+    /// never overwrite a worker's report.
+    ///
+    /// Each delivery is a file written with `fsync` (1 ms typical, tens at
+    /// worst): call it off the runtime's threads where that matters.
+    pub fn enqueue(&self, webhook_id: &str, stored: &Stored) -> Vec<RelayStatus> {
+        let headers: Vec<(String, String)> = stored
+            .forward
             .iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        let body_base64 = base64::engine::general_purpose::STANDARD.encode(body);
-        self.inner
+        let body_base64 = base64::engine::general_purpose::STANDARD.encode(&stored.body);
+        let _order = lock(&self.inner.order);
+        let mut persisted = Vec::with_capacity(self.inner.queues.len());
+        let mut statuses: Vec<RelayStatus> = self
+            .inner
             .queues
             .iter()
             .map(|lane| {
@@ -208,8 +215,7 @@ impl Relay {
                 };
                 match self.inner.persist(&job) {
                     Ok(()) => {
-                        lock(&lane.jobs).push_back(job);
-                        lane.wake.notify_one();
+                        persisted.push((lane, job));
                         RelayStatus {
                             target,
                             state: "queued",
@@ -228,7 +234,25 @@ impl Relay {
                     }
                 }
             })
-            .collect()
+            .collect();
+        if statuses.iter().any(|s| s.state == "dropped") {
+            // All or none: the webhook is refused and Lean will send it
+            // again, which would reach the targets that took it twice.
+            for (_, job) in persisted.drain(..) {
+                self.inner.forget(&job);
+            }
+            for status in statuses.iter_mut().filter(|s| s.state == "queued") {
+                status.state = "dropped";
+                status.last_error =
+                    Some("not queued: the delivery to another target could not be".into());
+            }
+        }
+        stored.update(|r| r.relay = statuses.clone());
+        for (lane, job) in persisted {
+            lock(&lane.jobs).push_back(job);
+            lane.wake.notify_one();
+        }
+        statuses
     }
 }
 

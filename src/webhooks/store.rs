@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 
 use super::verify::Verdict;
 
@@ -194,10 +196,24 @@ pub(super) fn parse(
     }
 }
 
+/// Where an event id stands when a delivery carrying it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen before: this delivery is its first, and must
+    /// [`settle`](Store::settle) it.
+    First,
+    /// Its first delivery was kept: this one is a duplicate.
+    Seen,
+    /// Its first delivery is not settled yet (still being queued): wait for
+    /// [`Store::settled`], then claim again.
+    Settling,
+}
+
 /// The received webhooks. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
+    settled: Arc<Notify>,
     limit: usize,
 }
 
@@ -207,6 +223,8 @@ struct Inner {
     /// Event ids already accepted, oldest first (bounded like `items`).
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
+    /// Event ids whose first delivery is not settled yet.
+    settling: HashSet<String>,
 }
 
 impl Store {
@@ -214,6 +232,7 @@ impl Store {
     pub fn new(limit: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner::default())),
+            settled: Arc::new(Notify::new()),
             limit: limit.max(1),
         }
     }
@@ -222,27 +241,49 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Remembers an accepted event id; false when it was seen before.
-    pub fn first_sighting(&self, event_id: &str) -> bool {
+    /// Claims an event id for a delivery that carries it; a [`Claim::First`]
+    /// must be settled.
+    pub fn claim(&self, event_id: &str) -> Claim {
         let mut inner = self.lock();
+        if inner.settling.contains(event_id) {
+            return Claim::Settling;
+        }
         if inner.seen.contains(event_id) {
-            return false;
+            return Claim::Seen;
         }
         inner.seen.insert(event_id.to_string());
+        inner.settling.insert(event_id.to_string());
         inner.seen_order.push_back(event_id.to_string());
         while inner.seen_order.len() > self.limit * 4 {
             if let Some(old) = inner.seen_order.pop_front() {
                 inner.seen.remove(&old);
             }
         }
-        true
+        Claim::First
     }
 
-    /// Forgets an event id (its delivery could not be queued; Lean will retry).
-    pub fn forget(&self, event_id: &str) {
-        let mut inner = self.lock();
-        inner.seen.remove(event_id);
-        inner.seen_order.retain(|e| e != event_id);
+    /// Settles the claim on `event_id`: `kept`, later deliveries of it are
+    /// duplicates; not kept (it could not be queued), it is forgotten, and
+    /// Lean's retry is taken as a first delivery.
+    pub fn settle(&self, event_id: &str, kept: bool) {
+        {
+            let mut inner = self.lock();
+            inner.settling.remove(event_id);
+            if !kept {
+                inner.seen.remove(event_id);
+                inner.seen_order.retain(|e| e != event_id);
+            } else if inner.seen.insert(event_id.to_string()) {
+                // Pushed out of `seen` by newer ids while it settled.
+                inner.seen_order.push_back(event_id.to_string());
+            }
+        }
+        self.settled.notify_waiters();
+    }
+
+    /// Resolves at the next [`Store::settle`]. Enable it before claiming, so
+    /// a settle between the claim and the wait is not missed.
+    pub fn settled(&self) -> Notified<'_> {
+        self.settled.notified()
     }
 
     /// Keeps a delivery.
@@ -323,7 +364,29 @@ mod tests {
         }
         let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["w1", "w2"]);
-        assert!(store.first_sighting("ev-1"));
-        assert!(!store.first_sighting("ev-1"));
+        assert_eq!(store.claim("ev-1"), Claim::First);
+        assert_eq!(store.claim("ev-1"), Claim::Settling);
+        store.settle("ev-1", true);
+        assert_eq!(store.claim("ev-1"), Claim::Seen);
+        assert_eq!(store.claim("ev-2"), Claim::First);
+        store.settle("ev-2", false);
+        assert_eq!(
+            store.claim("ev-2"),
+            Claim::First,
+            "forgotten: Lean's retry is taken"
+        );
+    }
+
+    #[test]
+    fn an_event_id_pushed_out_while_settling_is_still_kept() {
+        let store = Store::new(1);
+        assert_eq!(store.claim("slow"), Claim::First);
+        for i in 0..10 {
+            let other = format!("ev-{i}");
+            assert_eq!(store.claim(&other), Claim::First);
+            store.settle(&other, true);
+        }
+        store.settle("slow", true);
+        assert_eq!(store.claim("slow"), Claim::Seen);
     }
 }

@@ -400,3 +400,160 @@ async fn a_full_relay_queue_answers_503_so_lean_retries() {
     let retry = deliver(proxy.webhooks_addr, &second, sign(&second)).await;
     assert_eq!(retry.status, 503);
 }
+
+/// The relay queue's write is made to hang: its temporary file is a FIFO that
+/// no one reads yet, so opening it waits (a slow disk's `fsync`, made
+/// certain). The proxy's one runtime thread must go on serving meanwhile, and
+/// a copy of the webhook must not be acknowledged while the original may
+/// still be lost.
+#[tokio::test]
+async fn a_slow_relay_queue_write_holds_neither_the_proxy_nor_a_duplicate() {
+    let app = Receiver::start(0).await;
+    let data = tempfile::tempdir().unwrap();
+    let queue = data.path().join("webhook-relay");
+    std::fs::create_dir_all(&queue).unwrap();
+    // A delivery left from an earlier run (`{"type":"left.over"}`) fixes the
+    // next sequence number.
+    let seq: u64 = 9_000_000_000_000_000_000;
+    let leftover = json!({
+        "seq": seq, "webhook_id": "left", "target": app.url(),
+        "headers": [], "body_base64": "eyJ0eXBlIjoibGVmdC5vdmVyIn0=", "attempts": 0,
+    });
+    std::fs::write(queue.join(format!("{seq:020}.json")), leftover.to_string()).unwrap();
+    let fifo = queue.join(format!("{:020}.tmp", seq + 1));
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo");
+    let config = data.path().join("lp.toml");
+    std::fs::write(
+        &config,
+        upstream_config(&format!(
+            "relay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+            app.url()
+        )),
+    )
+    .unwrap();
+    let bin = Binary::spawn_in(&["--config", config.to_str().unwrap()], &[], data.path());
+
+    let body = event("results.ready", "ev-slow", json!({"id": "res-slow"}));
+    let sig = Some(webhook_signature(SECRET.as_bytes(), &body));
+    let send_one = || {
+        let (addr, body, sig) = (bin.webhooks, body.clone(), sig.clone());
+        tokio::spawn(async move { deliver(addr, &body, sig).await })
+    };
+    let first = send_one();
+    let client = h1_client();
+    let listed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let seen = get(&client, &format!("http://{}/api/webhooks", bin.admin)).await;
+            if String::from_utf8_lossy(&seen.body).contains("ev-slow") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(
+        listed.await.is_ok(),
+        "the admin API answers while the write hangs"
+    );
+    let url = bin.url("/banks/v1/");
+    let proxied = tokio::time::timeout(Duration::from_secs(2), get(&client, &url));
+    assert_eq!(proxied.await.expect("proxied meanwhile").status, 502);
+
+    let copy = send_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished(), "the write still hangs");
+    assert!(!copy.is_finished(), "the copy waits for the original");
+
+    // Read the FIFO: the open and the write go through, the `fsync` fails (a
+    // FIFO cannot be synced), so the original is not queued.
+    let drained = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::open(&fifo).unwrap(), &mut text).unwrap();
+        text
+    });
+    let wait = |task| tokio::time::timeout(Duration::from_secs(5), task);
+    let first = wait(first).await.expect("answered").unwrap();
+    assert_eq!(first.status, 503);
+    assert_eq!(first.json()["status"], "RELAY_QUEUE_FULL");
+    assert!(!drained.join().unwrap().is_empty());
+    // The copy then is the first delivery kept, and relayed.
+    let copy = wait(copy).await.expect("answered").unwrap();
+    assert_eq!(copy.status, 200, "{}", copy.json());
+    let got = app.wait_for("results.ready", 1).await;
+    assert_eq!(&got[0].body[..], &body[..]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let relayed = app
+        .received()
+        .iter()
+        .filter(|r| r.body[..] == body[..])
+        .count();
+    assert_eq!(relayed, 1, "relayed once");
+}
+
+/// With several targets, a webhook goes to all of them or to none: one that
+/// cannot be queued for one target is refused, and Lean's retry must not
+/// reach the others twice.
+#[tokio::test]
+async fn a_webhook_one_target_cannot_take_is_queued_for_none() {
+    let (a, b) = (closed_port().await, closed_port().await);
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(
+        &upstream_config(&format!(
+            "relay = [\"http://{a}/hooks\", \"http://{b}/hooks\"]\nqueue_limit = 3\nretry_initial = \"10s\"\n"
+        )),
+        data.path(),
+    )
+    .await;
+    let queued = || {
+        std::fs::read_dir(data.path().join("webhook-relay"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+    };
+    let sign = |b: &[u8]| Some(webhook_signature(SECRET.as_bytes(), b));
+    let first = event("results.ready", "ev-1", json!({"id": "res-1"}));
+    assert_eq!(
+        deliver(proxy.webhooks_addr, &first, sign(&first))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(queued(), 2, "one delivery per target");
+    // Room for one more delivery only: the first target's is taken back.
+    let second = event("results.ready", "ev-2", json!({"id": "res-2"}));
+    let refused = deliver(proxy.webhooks_addr, &second, sign(&second)).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(queued(), 2, "nothing of the refused webhook stays queued");
+    let record = proxy
+        .webhooks
+        .records()
+        .into_iter()
+        .find(|r| r.event_id.as_deref() == Some("ev-2"))
+        .unwrap();
+    let states: Vec<&str> = record.relay.iter().map(|s| s.state).collect();
+    assert_eq!(states, ["dropped", "dropped"]);
+    assert!(record.relay[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("another target"));
+    assert!(record.relay[1]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("full"));
+    // Lean's retry is taken as new, and refused the same way.
+    assert_eq!(
+        deliver(proxy.webhooks_addr, &second, sign(&second))
+            .await
+            .status,
+        503
+    );
+    assert_eq!(queued(), 2);
+}
