@@ -1,9 +1,10 @@
 //! The webhook catcher and relay.
 //!
 //! A listener of its own (default `127.0.0.1:7073`) accepts POSTs on any path,
-//! answers 200 at once, and records each delivery: headers (redacted), raw body,
-//! Lean's `type`, `event_id`, the entity / reconnect / results ids in the payload,
-//! and the signature verdict (`lean-signature: sha512=<hex HMAC-SHA512>`). Repeated
+//! answers 200 once a delivery is recorded (and, when relayed, durably queued),
+//! and records each: headers (redacted), raw body, Lean's `type`, `event_id`,
+//! the entity / reconnect / results ids in the payload, and the signature
+//! verdict (`lean-signature: sha512=<hex HMAC-SHA512>`). Repeated
 //! `event_id`s are recorded as duplicates and relayed once. Accepted webhooks are
 //! relayed byte-identical to the app through a durable queue. `entity.reconnected`
 //! resolves the reconnect registry; `results.ready` marks the record of the

@@ -43,7 +43,8 @@ pub enum Outcome {
 pub struct RelayStatus {
     /// The app's URL.
     pub target: String,
-    /// `queued`, `delivered`, `failed` or `dropped` (queue full).
+    /// `queued`, `delivered`, `failed` or `dropped` (not queued: the queue was full
+    /// or could not be written, here or for another target).
     pub state: &'static str,
     /// Attempts so far.
     pub attempts: u32,
