@@ -246,9 +246,18 @@ impl Admin {
                         "no relay targets configured (webhooks.relay)",
                     )
                     .into_response(StatusCode::CONFLICT),
-                    Some(statuses) => {
-                        json_response(StatusCode::ACCEPTED, &json!({"relay": statuses}))
-                    }
+                    Some(statuses) => match statuses.iter().find(|s| s.state == "dropped") {
+                        // Queued for every target or none (see `Relay::enqueue`).
+                        Some(dropped) => ErrorEnvelope::new(
+                            "RELAY_QUEUE_FULL",
+                            format!(
+                                "the replay could not be queued: {}",
+                                dropped.last_error.as_deref().unwrap_or("unknown error")
+                            ),
+                        )
+                        .into_response(StatusCode::SERVICE_UNAVAILABLE),
+                        None => json_response(StatusCode::ACCEPTED, &json!({"relay": statuses})),
+                    },
                 }
             }
             (_, ["api", "webhooks", ..]) => method_not_allowed(),

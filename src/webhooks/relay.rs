@@ -235,16 +235,19 @@ impl Relay {
                 }
             })
             .collect();
-        if statuses.iter().any(|s| s.state == "dropped") {
+        if let Some(failed) = statuses.iter().find(|s| s.state == "dropped") {
             // All or none: the webhook is refused and Lean will send it
             // again, which would reach the targets that took it twice.
+            let why = format!(
+                "not queued, as another target's delivery could not be: {}",
+                failed.last_error.as_deref().unwrap_or("unknown error")
+            );
             for (_, job) in persisted.drain(..) {
                 self.inner.forget(&job);
             }
             for status in statuses.iter_mut().filter(|s| s.state == "queued") {
                 status.state = "dropped";
-                status.last_error =
-                    Some("not queued: the delivery to another target could not be".into());
+                status.last_error = Some(why.clone());
             }
         }
         stored.update(|r| r.relay = statuses.clone());
@@ -276,8 +279,8 @@ impl Inner {
             return Err(QueueError::Full(waiting as usize));
         }
         let path = self.path(job);
+        let tmp = path.with_extension("tmp");
         let written = (|| {
-            let tmp = path.with_extension("tmp");
             {
                 use std::io::Write;
                 let mut file = std::fs::File::create(&tmp)?;
@@ -287,6 +290,8 @@ impl Inner {
             std::fs::rename(&tmp, &path)
         })();
         written.map_err(|source| {
+            // Not left for a later start to wonder about (it only loads `.json`).
+            let _ = std::fs::remove_file(&tmp);
             self.queued.fetch_sub(1, Ordering::SeqCst);
             QueueError::Io {
                 path: path.clone(),

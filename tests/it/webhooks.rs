@@ -556,4 +556,18 @@ async fn a_webhook_one_target_cannot_take_is_queued_for_none() {
         503
     );
     assert_eq!(queued(), 2);
+    // So is a replay that does not fit, and the admin says so.
+    let first_id = &proxy.webhooks.records()[0].id;
+    let replay = Request::post(proxy.admin_url(&format!("/api/webhooks/{first_id}/replay")))
+        .body(body::empty())
+        .unwrap();
+    let refused = send(&h1_client(), replay).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["status"], "RELAY_QUEUE_FULL");
+    assert!(
+        refused.json()["message"].as_str().unwrap().contains("full"),
+        "{}",
+        refused.json()
+    );
+    assert_eq!(queued(), 2);
 }
