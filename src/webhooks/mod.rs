@@ -108,7 +108,7 @@ impl Webhooks {
         let Some(relay) = self.inner.relay.as_ref().filter(|r| r.has_targets()) else {
             return Some(Vec::new());
         };
-        Some(relay.enqueue(id, &stored))
+        Some(relay.enqueue(id, &stored, |_| ()))
     }
 }
 
@@ -292,22 +292,32 @@ impl Inner {
         relay: Option<&Relay>,
         claim: Option<Settle>,
     ) -> bool {
-        if let Some(relay) = relay {
-            let statuses = relay.enqueue(&record.id, stored);
-            if statuses.iter().any(|s| s.state == "dropped") {
-                return false;
+        let mut kept = false;
+        let settle = |queued: bool| {
+            kept = queued;
+            if !queued {
+                // `claim` is dropped with this closure: forgotten.
+                return;
             }
+            // Kept once queued, whatever follows: a retry would be relayed twice.
+            if let Some(claim) = claim {
+                claim.keep();
+            }
+            if trusted {
+                self.apply(stored, record);
+            } else {
+                tracing::warn!(target: "leanproxy::webhooks", id = %record.id, kind = record.kind.as_deref().unwrap_or("unknown"), "webhook with an invalid signature: recorded and relayed, but it changes nothing");
+            }
+        };
+        match relay {
+            // Applied before the app can have it (`enqueue` runs `settle`
+            // before its workers see the deliveries).
+            Some(relay) => {
+                relay.enqueue(&record.id, stored, settle);
+            }
+            None => settle(true),
         }
-        // Kept once queued, whatever follows: a retry would be relayed twice.
-        if let Some(claim) = claim {
-            claim.keep();
-        }
-        if trusted {
-            self.apply(stored, record);
-        } else {
-            tracing::warn!(target: "leanproxy::webhooks", id = %record.id, kind = record.kind.as_deref().unwrap_or("unknown"), "webhook with an invalid signature: recorded and relayed, but it changes nothing");
-        }
-        true
+        kept
     }
 
     /// What a webhook means for the reconnect registry.

@@ -186,11 +186,18 @@ impl Relay {
     /// Queues the delivery `webhook_id` to every target, durably, or to none
     /// when one cannot take it. Returns one status per target, also recorded
     /// in `stored` before any target's worker can see the deliveries, so they
-    /// never overwrite a worker's report.
+    /// never overwrite a worker's report. `then` runs after that, still
+    /// before the workers see them, told whether they were queued: what the
+    /// webhook means is applied there, before the app can have it.
     ///
     /// Each delivery is a file written with `fsync` (1 ms typical, tens at
     /// worst): call it off the runtime's threads where that matters.
-    pub fn enqueue(&self, webhook_id: &str, stored: &Stored) -> Vec<RelayStatus> {
+    pub fn enqueue(
+        &self,
+        webhook_id: &str,
+        stored: &Stored,
+        then: impl FnOnce(bool),
+    ) -> Vec<RelayStatus> {
         let headers: Vec<(String, String)> = stored
             .forward
             .iter()
@@ -251,6 +258,7 @@ impl Relay {
             }
         }
         stored.update(|r| r.relay = statuses.clone());
+        then(statuses.iter().all(|s| s.state == "queued"));
         for (lane, job) in persisted {
             lock(&lane.jobs).push_back(job);
             lane.wake.notify_one();
