@@ -236,6 +236,7 @@ async fn one_token_request_for_many_calls_arriving_as_the_token_comes_due() {
     assert_eq!(mockbank.tokens_issued(), 1, "still fresh: cached");
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
     let calls: Vec<_> = (0..500)
         .map(|_| {
             let (c, url) = (c.clone(), url.clone());
@@ -245,6 +246,14 @@ async fn one_token_request_for_many_calls_arriving_as_the_token_comes_due() {
     for call in calls {
         assert_eq!(call.await.unwrap(), 404);
     }
-    assert_eq!(mockbank.tokens_issued(), 2, "one refresh for 500 calls");
+    // Each new token is due a second later too: on a loaded machine, where
+    // the 500 calls take longer, one more refresh per second is right.
+    let refreshes = mockbank.tokens_issued() - 1;
+    let allowed = 1 + started.elapsed().as_secs() as usize;
+    assert!(
+        (1..=allowed).contains(&refreshes),
+        "{refreshes} refreshes for 500 calls in {:?}",
+        started.elapsed()
+    );
     p.shutdown().await;
 }
