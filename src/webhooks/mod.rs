@@ -56,6 +56,7 @@ pub struct Webhooks {
 struct Inner {
     config: WebhookConfig,
     store: Store,
+    /// Only when it has targets.
     relay: Option<Relay>,
     registry: ReconnectRegistry,
     telemetry: Telemetry,
@@ -71,8 +72,8 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// The catcher; `relay` forwards accepted webhooks when given; deliveries
-    /// are published to `telemetry`'s events and metrics.
+    /// The catcher; `relay` forwards accepted webhooks when given (and it has
+    /// targets); deliveries are published to `telemetry`'s events and metrics.
     pub fn new(
         config: WebhookConfig,
         store: Store,
@@ -84,7 +85,7 @@ impl Webhooks {
             inner: Arc::new(Inner {
                 config,
                 store,
-                relay,
+                relay: relay.filter(Relay::has_targets),
                 registry,
                 telemetry,
             }),
@@ -105,7 +106,7 @@ impl Webhooks {
     /// webhook; `Some(empty)`: no relay targets.
     pub fn replay(&self, id: &str) -> Option<Vec<RelayStatus>> {
         let stored = self.inner.store.get(id)?;
-        let Some(relay) = self.inner.relay.as_ref().filter(|r| r.has_targets()) else {
+        let Some(relay) = &self.inner.relay else {
             return Some(Vec::new());
         };
         Some(relay.enqueue(id, &stored, |_| ()))
@@ -252,7 +253,7 @@ impl Inner {
                 .into_response(StatusCode::UNAUTHORIZED);
         }
         if outcome == Outcome::Accepted {
-            let kept = match self.relay.clone().filter(Relay::has_targets) {
+            let kept = match self.relay.clone() {
                 None => self.accept(&stored, &record, trusted, None, claim),
                 // The relay queue's files are written with `fsync`, on the
                 // blocking pool: the runtime has one thread by default, and
@@ -261,7 +262,7 @@ impl Inner {
                 // if this handler is dropped (client gone, shutdown). Not
                 // started (shutdown), the claim is dropped, so forgotten.
                 Some(relay) => {
-                    let (this, stored, record) = (self.clone(), stored.clone(), record.clone());
+                    let (this, stored) = (self.clone(), stored.clone());
                     crate::sync::blocking(move || {
                         this.accept(&stored, &record, trusted, Some(&relay), claim)
                     })
