@@ -164,6 +164,21 @@ pub fn entity_of_body(body: &[u8]) -> Option<String> {
     }
 }
 
+/// The `entity_id` an answer names (at its top level, or in its `payload` or
+/// `data`), if any: it tells which entity a reconnect belongs to when the
+/// request did not say.
+pub(super) fn entity_of_answer(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let found =
+        [&v, &v["payload"], &v["data"]]
+            .into_iter()
+            .find_map(|o| match o.get("entity_id")? {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            });
+    found
+}
+
 /// The `entity_id` query parameter (v2 data calls), if present.
 pub fn entity_of_query(query: Option<&str>) -> Option<String> {
     let query = query?;
@@ -178,6 +193,21 @@ pub fn entity_of_query(query: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_names_its_entity_at_the_top_or_in_its_envelope() {
+        assert_eq!(
+            entity_of_answer(br#"{"entity_id":"e-1"}"#).as_deref(),
+            Some("e-1")
+        );
+        assert_eq!(
+            entity_of_answer(br#"{"status":"RECONNECT_REQUIRED","payload":{"entity_id":"e-2"}}"#)
+                .as_deref(),
+            Some("e-2")
+        );
+        assert_eq!(entity_of_answer(br#"{"data":{"entity_id":""}}"#), None);
+        assert_eq!(entity_of_answer(b"not json"), None);
+    }
 
     #[test]
     fn v1_shape_gives_payload_reconnect_id() {

@@ -1,8 +1,11 @@
 //! [`ReconnectLayer`]: notices RECONNECT_REQUIRED answers without delaying them.
 //!
 //! The request's entity comes from the `entity_id` query parameter (v2) or, for
-//! JSON request bodies, from a bounded copy taken as the body streams to the
-//! upstream (v1). The answer streams back untouched; a copy of at most
+//! request bodies that are JSON whatever their `content-type` says (curl's `-d`
+//! sends `application/x-www-form-urlencoded`), from a bounded copy taken as the
+//! body streams to the upstream (v1); a body whose first byte is not `{` is not
+//! copied. An answer that names an `entity_id` fills in an entity the request
+//! did not give. The answer streams back untouched; a copy of at most
 //! `inspect_limit` bytes of a JSON answer is kept and scanned at end of body.
 
 use std::future::Future;
@@ -18,7 +21,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::inspect::{
-    entity_of_body, entity_of_query, is_ok_answer, leading_status, scan, Lead, Scan,
+    entity_of_answer, entity_of_body, entity_of_query, is_ok_answer, leading_status, scan, Lead,
+    Scan,
 };
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
 use super::X_LEANPROXY_RECONNECT_ID;
@@ -124,9 +128,11 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let entity = entity_of_query(req.uri().query());
-        let teed = entity.is_none()
-            && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
-            && is_json(req.headers());
+        // Whatever the content type says: Lean's v1 calls are JSON, and an app
+        // that forgot the header still gets a JSON answer (the sniff in `Tee`
+        // stops at a first byte that cannot open a JSON object).
+        let teed =
+            entity.is_none() && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
         let path = req.uri().path().to_owned();
         let notes = req.extensions().get::<ExchangeNotes>().cloned();
         if let (Some(n), Some(e)) = (&notes, &entity) {
@@ -134,7 +140,15 @@ where
         }
         let (req, tee) = if teed {
             let slot = Arc::new(Mutex::new(Vec::new()));
-            let req = req.map(|b| body::watched(b, Tee(slot.clone())));
+            let req = req.map(|b| {
+                body::watched(
+                    b,
+                    Tee {
+                        copy: slot.clone(),
+                        not_json: false,
+                    },
+                )
+            });
             (req, Some(slot))
         } else {
             (req, None)
@@ -231,6 +245,13 @@ impl Exchange {
         };
         match scanned {
             Scan::Reconnect(found) => {
+                let entity = entity.or_else(|| match seen {
+                    Seen::Body(body) => entity_of_answer(body),
+                    Seen::Status { .. } => None,
+                });
+                if let (Some(n), Some(e)) = (&self.notes, &entity) {
+                    n.set_entity(e);
+                }
                 let reconnect_id = found.reconnect_id.clone();
                 if let Some(n) = &self.notes {
                     n.set_reconnect_id(&reconnect_id);
@@ -480,15 +501,38 @@ impl From<Lead<'_>> for LeadState {
     }
 }
 
-/// Copies the first bytes of a request body on its way to the upstream.
-struct Tee(Arc<Mutex<Vec<u8>>>);
+/// Copies the first bytes of a request body on its way to the upstream, when
+/// they open a JSON object.
+struct Tee {
+    copy: Arc<Mutex<Vec<u8>>>,
+    /// Set at a first byte that cannot open a JSON object.
+    not_json: bool,
+}
 
 impl body::Watch for Tee {
     fn data(&mut self, data: &Bytes) {
-        if let Ok(mut copy) = self.0.lock() {
-            let room = REQUEST_TEE_LIMIT.saturating_sub(copy.len());
-            copy.extend_from_slice(&data[..data.len().min(room)]);
+        if self.not_json {
+            return;
         }
+        let Ok(mut copy) = self.copy.lock() else {
+            return;
+        };
+        if copy.is_empty() {
+            let data = data.trim_ascii_start();
+            match data.first() {
+                None => return,
+                Some(b'{') => {}
+                Some(_) => {
+                    self.not_json = true;
+                    return;
+                }
+            }
+            let room = REQUEST_TEE_LIMIT.min(data.len());
+            copy.extend_from_slice(&data[..room]);
+            return;
+        }
+        let room = REQUEST_TEE_LIMIT.saturating_sub(copy.len());
+        copy.extend_from_slice(&data[..data.len().min(room)]);
     }
 }
 

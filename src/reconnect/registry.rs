@@ -417,12 +417,19 @@ impl ReconnectRegistry {
 
     /// Resolves the pending record of `entity`. Returns the resolved record.
     pub fn resolve_entity(&self, entity: &str, by: ResolvedBy) -> Option<Record> {
-        self.resolve_key(entity, by)
+        self.resolve_key(entity, by, None)
     }
 
     /// Resolves the pending record with this reconnect id (v1 `reconnect_id` or
-    /// v2 `results_id`), whatever its key.
-    pub fn resolve_reconnect_id(&self, reconnect_id: &str, by: ResolvedBy) -> Option<Record> {
+    /// v2 `results_id`), whatever its key. A record whose request named no
+    /// entity learns it from `entity` (an `entity.reconnected` webhook carries
+    /// both ids), so it is found by entity afterwards.
+    pub fn resolve_reconnect_id(
+        &self,
+        reconnect_id: &str,
+        entity: Option<&str>,
+        by: ResolvedBy,
+    ) -> Option<Record> {
         let key = self
             .inner
             .records
@@ -433,7 +440,7 @@ impl ReconnectRegistry {
                         || r.results_id.as_deref() == Some(reconnect_id))
             })
             .map(|r| r.key().clone())?;
-        self.resolve_key(&key, by)
+        self.resolve_key(&key, by, entity)
     }
 
     /// Notes that a `results.ready` webhook named `results_id`; returns the key of
@@ -468,8 +475,8 @@ impl ReconnectRegistry {
     }
 
     /// Resolves the pending record under `key`: it leaves the live map for the
-    /// bounded history.
-    fn resolve_key(&self, key: &str, by: ResolvedBy) -> Option<Record> {
+    /// bounded history. `entity` fills in an entity the record lacks.
+    fn resolve_key(&self, key: &str, by: ResolvedBy, entity: Option<&str>) -> Option<Record> {
         // The history's lock is held across the move, and a snapshot takes it
         // before it reads the live map: the record is in exactly one of them.
         // The order (history, then the map's shards) is the same everywhere.
@@ -480,6 +487,9 @@ impl ReconnectRegistry {
                 .records
                 .remove_if(key, |_, r| r.state == State::Pending)?;
             resolved.state = State::Resolved;
+            if resolved.entity_id.is_none() {
+                resolved.entity_id = entity.map(str::to_string);
+            }
             resolved.resolved_by = Some(by);
             resolved.resolved_at = Some(Utc::now());
             self.bounded_push(&mut history, resolved.clone());

@@ -38,8 +38,20 @@ fn unknown_entity_is_keyed_by_reconnect_id() {
     reg.observe_reconnect(sighting(None, "r9"));
     assert!(reg.get("reconnect:r9").is_some());
     assert!(reg
-        .resolve_reconnect_id("r9", ResolvedBy::Webhook)
+        .resolve_reconnect_id("r9", None, ResolvedBy::Webhook)
         .is_some());
+}
+
+#[test]
+fn a_webhook_names_the_entity_a_request_did_not() {
+    let reg = ReconnectRegistry::in_memory(10);
+    reg.observe_reconnect(sighting(None, "r9"));
+    let r = reg
+        .resolve_reconnect_id("r9", Some("e-9"), ResolvedBy::Webhook)
+        .unwrap();
+    assert_eq!(r.entity_id.as_deref(), Some("e-9"));
+    // Found by entity afterwards, as `reconnects show <entity>` asks.
+    assert_eq!(reg.get("e-9").unwrap().reconnect_id, "r9");
 }
 
 #[test]
@@ -84,7 +96,7 @@ fn resolve_by_results_id_works_for_v2() {
     let reg = ReconnectRegistry::in_memory(10);
     reg.observe_reconnect(sighting(Some("e1"), "r1"));
     let r = reg
-        .resolve_reconnect_id("results-r1", ResolvedBy::Webhook)
+        .resolve_reconnect_id("results-r1", None, ResolvedBy::Webhook)
         .unwrap();
     assert_eq!(r.resolved_by, Some(ResolvedBy::Webhook));
 }

@@ -328,7 +328,13 @@ impl Inner {
                 let resolved = record
                     .reconnect_id
                     .as_deref()
-                    .and_then(|id| self.registry.resolve_reconnect_id(id, ResolvedBy::Webhook))
+                    .and_then(|id| {
+                        self.registry.resolve_reconnect_id(
+                            id,
+                            record.entity_id.as_deref(),
+                            ResolvedBy::Webhook,
+                        )
+                    })
                     .or_else(|| {
                         record
                             .entity_id

@@ -137,6 +137,72 @@ async fn v1_reconnect_is_recorded_with_its_ids_and_repeats_count() {
 }
 
 #[tokio::test]
+async fn a_json_body_sent_as_a_form_still_names_the_entity() {
+    // `curl -d '{"entity_id":…}'` says application/x-www-form-urlencoded; the
+    // Mockbank (like Lean) answers it as JSON, and the record has its entity.
+    let s = Setup::start("").await;
+    s.expire_by_inactivity();
+    let req = Request::post(s.proxy.url("/data/v1/accounts"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body::full(json!({"entity_id": s.entity}).to_string()))
+        .unwrap();
+    let answer = send(&s.client, req).await.json();
+    assert_eq!(answer["status"], "RECONNECT_REQUIRED");
+    let r = s.record();
+    assert_eq!(r.entity_id.as_deref(), Some(s.entity.as_str()));
+    assert_eq!(r.reconnect_id, answer["payload"]["reconnect_id"]);
+    // A body that is no JSON object is not copied, and names nothing.
+    let req = Request::post(s.proxy.url("/data/v1/accounts"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body::full("entity_id=x"))
+        .unwrap();
+    send(&s.client, req).await;
+    assert_eq!(s.proxy.registry.list().len(), 1);
+}
+
+#[tokio::test]
+async fn an_entity_reconnected_webhook_names_the_entity_a_request_did_not() {
+    let s = Setup::start("").await;
+    // A reconnect whose request named no entity (a body the proxy could not
+    // read) is recorded under its id.
+    s.proxy.registry.observe_reconnect(Sighting {
+        entity_id: None,
+        reconnect_id: "r-unknown".into(),
+        results_id: None,
+        api: Api::V1,
+        path: "/data/v1/accounts".into(),
+        source: Source::Upstream,
+    });
+    assert!(s.proxy.registry.get("reconnect:r-unknown").is_some());
+    let webhook = json!({
+        "type": "entity.reconnected",
+        "payload": {"id": "e-from-webhook", "customer_id": "c", "reconnect_id": "r-unknown"},
+        "message": "An entity was reconnected.",
+        "timestamp": "2026-12-06T00:00:00Z",
+        "event_id": "ev-entity-named"
+    });
+    let body = webhook.to_string();
+    let req = Request::post(format!("http://{}/webhooks/lean", s.proxy.webhooks_addr))
+        .header("content-type", "application/json")
+        .header(
+            "lean-signature",
+            leanproxy::lean::webhook_signature(b"mockbank-webhook-secret", body.as_bytes()),
+        )
+        .body(body::full(body))
+        .unwrap();
+    assert_eq!(send(&s.client, req).await.status, 200);
+    let r = s
+        .proxy
+        .registry
+        .get("e-from-webhook")
+        .expect("found by the entity the webhook named");
+    assert_eq!(
+        (r.state, r.reconnect_id.as_str()),
+        (State::Resolved, "r-unknown")
+    );
+}
+
+#[tokio::test]
 async fn v2_reconnect_uses_the_results_id_and_an_ok_answer_resolves_it() {
     // The Mockbank's webhooks go elsewhere, so only the OK answer can tell.
     let elsewhere = crate::support::Receiver::start(0).await;
