@@ -126,13 +126,15 @@ pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
 }
 
 /// toml's error without the source line it normally quotes, and with quoted
-/// values hidden: the line or the value may be a secret. Keeps the line number,
-/// the key on that line, and the reason.
+/// values hidden: the line or the value may be a secret. Keeps the line and
+/// column, the key on that line, the reason and what was expected there.
 fn describe(e: &toml::de::Error, text: &str) -> String {
     let mut out = String::new();
     if let Some(span) = e.span() {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        out.push_str(&format!("line {line}"));
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        out.push_str(&format!("line {line}, column {column}"));
         let key = text
             .lines()
             .nth(line - 1)
@@ -152,13 +154,34 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
     {
         out.push_str(message);
     } else {
-        let mut hidden = String::new();
-        for (i, part) in message.split('`').enumerate() {
-            hidden.push_str(if i % 2 == 1 { "(value hidden)" } else { part });
-        }
-        out.push_str(&hidden);
+        let lines: Vec<String> = message.lines().map(hide_values).collect();
+        out.push_str(&lines.join("; "));
     }
     out
+}
+
+/// One line of a toml or serde message with the values it quotes hidden. What
+/// follows `expected` names grammar tokens or types (`.`, `]`, `u32`), never
+/// a value, and is kept.
+fn hide_values(line: &str) -> String {
+    if line.starts_with("expected ") {
+        return line.to_string();
+    }
+    let (head, tail) = line.split_at(line.find(", expected ").unwrap_or(line.len()));
+    let mut hidden = String::new();
+    let mut quote = None;
+    for c in head.chars() {
+        match quote {
+            None if c == '`' || c == '"' => {
+                quote = Some(c);
+                hidden.push_str("(value hidden)");
+            }
+            None => hidden.push(c),
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+        }
+    }
+    hidden + tail
 }
 
 /// Reads and parses a config file.

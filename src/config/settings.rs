@@ -168,3 +168,37 @@ pub struct LogSettings {
     /// The request log (ring buffer, captures, redaction, journal).
     pub requests: crate::log::LogConfig,
 }
+
+impl Settings {
+    /// What is valid but probably not what the user meant, one sentence each,
+    /// naming what to set: printed by `leanproxy check` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let is_lean = |uri: &Uri| {
+            let host = super::normal_host(uri);
+            host.ends_with(".leantech.me") || host == "leantech.me"
+        };
+        let mut out = Vec::new();
+        if let Some(upstream) = self.proxy.upstream.as_ref().filter(|u| is_lean(u)) {
+            if self.auth.app_token.is_none() && self.auth.client.is_none() {
+                out.push(format!(
+                    "proxy.upstream is Lean ({}) but no credentials are configured: \
+                     every call will be refused. Set LEAN_APP_TOKEN (v1) or \
+                     LEAN_CLIENT_ID and LEAN_CLIENT_SECRET (v2), or auth.app_token / \
+                     auth.client_id / auth.client_secret",
+                    super::normal_host(upstream)
+                ));
+            }
+        }
+        for route in self.routes.iter().filter(|r| is_lean(&r.upstream)) {
+            if route.app_token.is_none() && route.client.is_none() {
+                out.push(format!(
+                    "route {} goes to Lean ({}) but has no credentials: set its \
+                     app_token or client_id and client_secret",
+                    route.name,
+                    super::normal_host(&route.upstream)
+                ));
+            }
+        }
+        out
+    }
+}

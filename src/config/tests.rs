@@ -144,6 +144,22 @@ fn parse_errors_never_quote_values() {
 }
 
 #[test]
+fn syntax_errors_name_the_line_column_and_what_was_expected() {
+    let err = validate("[proxy\n").unwrap_err().to_string();
+    assert!(err.contains("line 1, column 7"), "{err}");
+    assert!(err.contains("expected `.`, `]`"), "{err}");
+    let err = validate("[proxy]\nlisten = \n").unwrap_err().to_string();
+    assert!(err.contains("line 2, column 10, key `listen`"), "{err}");
+    assert!(!err.contains("(value hidden)"), "nothing to hide: {err}");
+    // A value of the wrong type is hidden, what was expected is not.
+    let err = validate("[proxy]\nworkers = \"SUPERSECRET\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("SUPERSECRET"), "{err}");
+    assert!(err.contains("line 2, column 11, key `workers`"), "{err}");
+}
+
+#[test]
 fn raw_config_debug_hides_secrets() {
     let raw = parse("[auth]\napp_token = \"sekrit-123\"\n[admin]\ntoken = \"adm-456\"\n").unwrap();
     let text = format!("{raw:?}");
