@@ -155,7 +155,12 @@ pub fn fault_table(answer: &Value) -> String {
                 .and_then(Value::as_u64)
                 .map_or("-".to_string(), |n| n.to_string())
         };
-        let retired = r.get("retired").and_then(Value::as_bool).unwrap_or(false);
+        let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let state = match (flag("retired"), flag("paused")) {
+            (true, _) => "  (retired)",
+            (false, true) => "  (paused)",
+            (false, false) => "",
+        };
         out.push_str(&format!(
             "{:<22} {:<20} {:>6} {:>8} {:>8} {:>9}  {}{}\n",
             text(r, "id"),
@@ -166,7 +171,7 @@ pub fn fault_table(answer: &Value) -> String {
             number("applied"),
             number("remaining"),
             matcher,
-            if retired { "  (retired)" } else { "" },
+            state,
         ));
     }
     out.push_str(&format!("{} rules\n", rules.len()));

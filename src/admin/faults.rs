@@ -5,11 +5,41 @@ use serde_json::json;
 
 use super::Admin;
 use crate::body::{self, Body};
-use crate::fault::parse_rule;
+use crate::fault::{parse_rule, Placement};
 use crate::lean::{json_response, ErrorEnvelope};
 
 /// Largest rule body accepted.
 const MAX_RULE: usize = 64 * 1024;
+
+fn unknown_fault(id: &str) -> Response<Body> {
+    ErrorEnvelope::new("UNKNOWN_FAULT", format!("no fault rule `{id}`"))
+        .into_response(StatusCode::NOT_FOUND)
+}
+
+/// Where `POST /api/faults` puts the rule: `?position=N` (0 is first) or
+/// `?before=<id>`; neither: last.
+fn placement(query: Option<&str>) -> Result<Placement, String> {
+    let mut placement = Placement::Last;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let next = match k.as_ref() {
+            "position" => Placement::Position(v.parse().map_err(|_| {
+                format!("position: `{v}` is not a whole number (0 is the first place)")
+            })?),
+            "before" if !v.is_empty() => Placement::Before(v.into_owned()),
+            "before" => return Err("before: a rule id is required".into()),
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}`; use position or before"
+                ))
+            }
+        };
+        if placement != Placement::Last {
+            return Err("give one of position and before".into());
+        }
+        placement = next;
+    }
+    Ok(placement)
+}
 
 impl Admin {
     pub(super) fn list_faults(&self) -> Response<Body> {
@@ -29,6 +59,13 @@ impl Admin {
             return ErrorEnvelope::new("FAULTS_REFUSED", why.clone())
                 .into_response(StatusCode::FORBIDDEN);
         }
+        let placement = match placement(req.uri().query()) {
+            Ok(p) => p,
+            Err(e) => {
+                return ErrorEnvelope::new("INVALID_PARAMETERS", e)
+                    .into_response(StatusCode::BAD_REQUEST)
+            }
+        };
         let bytes = match body::read_limited(req.into_body(), MAX_RULE).await {
             Ok(b) => b,
             Err(e) => {
@@ -55,7 +92,7 @@ impl Admin {
             }
         };
         let id = rule.id.clone();
-        match self.inner.faults.add(rule) {
+        match self.inner.faults.add_at(rule, placement) {
             Ok(()) => {
                 tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule added");
                 let view = self.inner.faults.get(&id);
@@ -63,8 +100,22 @@ impl Admin {
             }
             Err(e) => ErrorEnvelope::new("INVALID_PARAMETERS", e.to_string())
                 .with_metadata(json!({"field": e.field}))
-                .into_response(StatusCode::CONFLICT),
+                .into_response(if e.field == "before" {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::CONFLICT
+                }),
         }
+    }
+
+    /// `POST /api/faults/{id}/pause` and `/resume`.
+    pub(super) fn pause_fault(&self, id: &str, paused: bool) -> Response<Body> {
+        if !self.inner.faults.set_paused(id, paused) {
+            return unknown_fault(id);
+        }
+        let word = if paused { "paused" } else { "resumed" };
+        tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule {word}");
+        json_response(StatusCode::OK, &self.inner.faults.get(id))
     }
 
     pub(super) fn remove_fault(&self, id: &str) -> Response<Body> {
@@ -72,8 +123,7 @@ impl Admin {
             tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule removed");
             json_response(StatusCode::OK, &json!({"removed": id}))
         } else {
-            ErrorEnvelope::new("UNKNOWN_FAULT", format!("no fault rule `{id}`"))
-                .into_response(StatusCode::NOT_FOUND)
+            unknown_fault(id)
         }
     }
 

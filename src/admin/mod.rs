@@ -17,8 +17,9 @@
 //! | GET | `/api/events` | yes | server-sent events: exchanges, reconnects, faults, webhooks |
 //! | GET | `/metrics` | yes | Prometheus text format |
 //! | GET | `/api/faults` | yes | fault rules with their counters |
-//! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape); 400 names the bad field |
+//! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape; `?position=N` or `?before=<id>` places it, default last); 400 names the bad field |
 //! | DELETE | `/api/faults/{id}` | yes | removes a rule |
+//! | POST | `/api/faults/{id}/pause`, `/resume` | yes | pauses a rule (kept with its counters, offered nothing) or resumes it |
 //! | DELETE | `/api/faults` | yes | removes every rule |
 //! | GET | `/api/tokens` | yes | the API token's scope and expiry (never the token) |
 //! | DELETE | `/api/tokens` | yes | forgets the cached API tokens |
@@ -222,8 +223,15 @@ impl Admin {
             (&Method::DELETE, ["api", "tokens"]) => self.forget_token(),
             (_, ["api", "tokens", ..]) => method_not_allowed(),
             (&Method::GET, ["api", "faults"]) => self.list_faults(),
+            // `DELETE /api/faults/` is a rule id left empty, not "every rule".
+            (&Method::DELETE, ["api", "faults"]) if req.uri().path().ends_with('/') => {
+                ErrorEnvelope::new("INVALID_PARAMETERS", "a fault rule id is required")
+                    .into_response(StatusCode::BAD_REQUEST)
+            }
             (&Method::DELETE, ["api", "faults"]) => self.clear_faults(),
             (&Method::DELETE, ["api", "faults", id]) => self.remove_fault(id),
+            (&Method::POST, ["api", "faults", id, "pause"]) => self.pause_fault(id, true),
+            (&Method::POST, ["api", "faults", id, "resume"]) => self.pause_fault(id, false),
             (_, ["api", "faults", ..]) => method_not_allowed(),
             (&Method::GET, ["api", "requests"]) => self.requests(req.uri().query()),
             (&Method::GET, ["api", "requests.har"]) => self.har(),

@@ -265,9 +265,9 @@ impl Shared {
             Some(value) if self.allow_header => match value
                 .to_str()
                 .map_err(|_| "not text".to_string())
-                .and_then(|s| parse_spec(s).map_err(|e| e.to_string()))
+                .and_then(|s| parse_spec(s).map(|r| (r, s)).map_err(|e| e.to_string()))
             {
-                Ok(rule) => Some(rule),
+                Ok((rule, text)) => Some((rule, text.to_string())),
                 Err(reason) => {
                     let answer = ErrorEnvelope::new(
                         "INVALID_PARAMETERS",
@@ -292,7 +292,7 @@ impl Shared {
                 entity_id: entity.as_deref(),
             };
             match &header_rule {
-                Some(rule) => self.rules.evaluate_rule(rule, &facts).map(|mut a| {
+                Some((rule, text)) => self.rules.evaluate_rule(rule, text, &facts).map(|mut a| {
                     a.rule_id = "header".into();
                     a
                 }),

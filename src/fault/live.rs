@@ -27,14 +27,42 @@ pub(super) struct Live {
     pub(super) remaining: Option<AtomicU64>,
     /// Set when `count` is used up.
     pub(super) retired: AtomicBool,
+    /// Set while the rule is paused: kept with its counters, offered nothing.
+    pub(super) paused: AtomicBool,
     window: Mutex<Window>,
 }
 
 /// A `rate_limit` rule's current window.
 #[derive(Debug, Default)]
-struct Window {
+pub(super) struct Window {
     start: Option<Instant>,
     seen: u64,
+}
+
+impl Window {
+    /// Counts a request; `Some(retry_after)` (whole seconds until the window
+    /// ends, at least 1) when it is over `limit`.
+    pub(super) fn over_quota(&mut self, limit: u64, window: Duration, now: Instant) -> Option<u64> {
+        let start = match self.start {
+            Some(start) if now.saturating_duration_since(start) < window => start,
+            _ => {
+                self.start = Some(now);
+                self.seen = 0;
+                now
+            }
+        };
+        self.seen += 1;
+        (self.seen > limit).then(|| {
+            let left = window.saturating_sub(now.saturating_duration_since(start));
+            (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
+        })
+    }
+
+    /// Whether the window has ended by `now` (it can be forgotten).
+    pub(super) fn ended(&self, window: Duration, now: Instant) -> bool {
+        self.start
+            .is_none_or(|start| now.saturating_duration_since(start) >= window)
+    }
 }
 
 impl Live {
@@ -47,6 +75,7 @@ impl Live {
             matched: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             window: Mutex::new(Window::default()),
         }
     }
@@ -61,20 +90,7 @@ impl Live {
 
     /// Counts a request against the window; `Some(retry_after)` when over quota.
     pub(super) fn over_quota(&self, limit: u64, window: Duration, now: Instant) -> Option<u64> {
-        let mut w = lock(&self.window);
-        let start = match w.start {
-            Some(start) if now.saturating_duration_since(start) < window => start,
-            _ => {
-                w.start = Some(now);
-                w.seen = 0;
-                now
-            }
-        };
-        w.seen += 1;
-        (w.seen > limit).then(|| {
-            let left = window.saturating_sub(now.saturating_duration_since(start));
-            (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
-        })
+        lock(&self.window).over_quota(limit, window, now)
     }
 
     pub(super) fn view(&self, now: Instant) -> RuleView {
@@ -90,6 +106,7 @@ impl Live {
                 .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
                 .map(|ttl| self.installed_wall + ttl),
             retired: !self.is_live(now),
+            paused: self.paused.load(Ordering::Relaxed),
         }
     }
 }

@@ -112,5 +112,5 @@ pub use raw::{parse_rule, RawMatch, RawRule};
 pub use rule::{
     Action, Delay, Rule, RuleError, ACTION_NAMES, DEFAULT_TIMEOUT, DEFAULT_WINDOW, MAX_DURATION,
 };
-pub use rules::{Applied, FaultRules, RuleView};
-pub use spec::parse_spec;
+pub use rules::{Applied, FaultRules, Placement, RuleView};
+pub use spec::{parse_spec, SPEC_HELP};

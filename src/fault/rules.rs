@@ -7,6 +7,7 @@
 //! the set after it, never a mix. Counters are per-rule atomics, so `count` is
 //! exact under any concurrency; randomness comes from one seeded RNG.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::live::Live;
+use super::live::{Live, Window};
 use super::matcher::RequestFacts;
 use super::raw::RawRule;
 use super::rule::{Action, Delay, Rule, RuleError};
@@ -36,6 +37,18 @@ pub struct Applied {
     /// For [`Action::RateLimit`]: the `Retry-After` value, whole seconds until
     /// the window ends (at least 1).
     pub retry_after_secs: Option<u64>,
+}
+
+/// What a matching rule does with the request offered to it.
+enum Offer {
+    /// It faults the request.
+    Fault(Applied),
+    /// It lets the request through to the upstream (`after`, `rate_limit`
+    /// within quota); later rules do not see it.
+    Through,
+    /// It declines (`probability`, or its last `count` was taken): the next
+    /// rule is offered the request.
+    Declined,
 }
 
 /// A rule as listed by the admin API and the CLI: the written rule and its
@@ -58,6 +71,20 @@ pub struct RuleView {
     pub expires_at: Option<DateTime<Utc>>,
     /// Whether its `count` is used up or its `ttl` has passed.
     pub retired: bool,
+    /// Whether it is paused (kept, offered no request).
+    pub paused: bool,
+}
+
+/// Where [`FaultRules::add_at`] puts a new rule in the evaluation order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// After every installed rule.
+    #[default]
+    Last,
+    /// At this index (0: first); past the end means last.
+    Position(usize),
+    /// Just before the rule with this id.
+    Before(String),
 }
 
 /// Handle on the live rule set. Cheap to clone.
@@ -71,7 +98,12 @@ struct Shared {
     rules: RwLock<Arc<Vec<Arc<Live>>>>,
     rng: Mutex<ChaCha8Rng>,
     seed: Option<u64>,
+    /// `rate_limit` windows of `x-leanproxy-fault` headers, by header text.
+    header_windows: Mutex<HashMap<String, (Window, Duration)>>,
 }
+
+/// How many distinct `rate_limit` header texts keep a window.
+const MAX_HEADER_WINDOWS: usize = 1024;
 
 fn unique<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), RuleError> {
     let mut seen = std::collections::HashSet::new();
@@ -100,6 +132,7 @@ impl FaultRules {
                 rules: RwLock::new(Arc::new(Vec::new())),
                 rng: Mutex::new(rng),
                 seed,
+                header_windows: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -147,6 +180,12 @@ impl FaultRules {
     /// Appends a rule (evaluated after the others). Refused when its id is
     /// already installed, retired rules included.
     pub fn add(&self, rule: Rule) -> Result<(), RuleError> {
+        self.add_at(rule, Placement::Last)
+    }
+
+    /// Adds a rule where `placement` says. Refused when its id is already
+    /// installed, retired rules included, or when `before` names no rule.
+    pub fn add_at(&self, rule: Rule, placement: Placement) -> Result<(), RuleError> {
         let live = Arc::new(Live::new(rule, Instant::now()));
         self.change(|current| {
             if current.iter().any(|l| l.rule.id == live.rule.id) {
@@ -155,10 +194,28 @@ impl FaultRules {
                     format!("`{}` is already installed", live.rule.id),
                 ));
             }
+            let at = match &placement {
+                Placement::Last => current.len(),
+                Placement::Position(n) => (*n).min(current.len()),
+                Placement::Before(id) => current
+                    .iter()
+                    .position(|l| l.rule.id == *id)
+                    .ok_or_else(|| RuleError::new("before", format!("no fault rule `{id}`")))?,
+            };
             let mut next = current.clone();
-            next.push(live);
+            next.insert(at, live);
             Ok((next, ()))
         })
+    }
+
+    /// Pauses (`true`) or resumes the rule with this id, keeping its counters.
+    /// Whether there was one.
+    pub fn set_paused(&self, id: &str, paused: bool) -> bool {
+        self.snapshot()
+            .iter()
+            .find(|l| l.rule.id == id)
+            .map(|l| l.paused.store(paused, Ordering::Release))
+            .is_some()
     }
 
     /// Removes the rule with this id. Whether there was one.
@@ -205,33 +262,54 @@ impl FaultRules {
             .map(|l| l.view(now))
     }
 
-    /// The fault for this request, if any: the first live rule (not retired, ttl
-    /// not passed) whose match holds decides. Its first `after` matches pass;
-    /// then (`rate_limit`: only over quota) `probability` is drawn; a hit uses
-    /// up one of `count`, and the rule retires when none is left. A request a
-    /// matching rule lets through is not offered to later rules.
+    /// The fault for this request, if any. Live rules (not paused, not
+    /// retired, ttl not passed) whose match holds are offered the request in
+    /// order:
+    /// - while a rule's first `after` matches pass, or (`rate_limit`) while
+    ///   the request is within quota, the rule lets the request through to the
+    ///   upstream, and later rules do not see it;
+    /// - when its `probability` roll says no, or another request took its last
+    ///   `count`, the rule declines and the request goes on to the next rule.
+    ///
+    /// A hit uses up one of `count`, and the rule retires when none is left.
     pub fn evaluate(&self, facts: &RequestFacts<'_>) -> Option<Applied> {
         self.evaluate_at(facts, Instant::now())
     }
 
     /// [`FaultRules::evaluate`] at a given instant (for ttl and rate windows).
     pub fn evaluate_at(&self, facts: &RequestFacts<'_>, now: Instant) -> Option<Applied> {
-        let rules = self.snapshot();
-        let live = rules
-            .iter()
-            .find(|l| l.is_live(now) && l.rule.matcher.matches(facts))?;
+        for live in self.snapshot().iter() {
+            if live.paused.load(Ordering::Acquire)
+                || !(live.is_live(now) && live.rule.matcher.matches(facts))
+            {
+                continue;
+            }
+            match self.offer(live, now) {
+                Offer::Fault(applied) => return Some(applied),
+                Offer::Through => return None,
+                Offer::Declined => {}
+            }
+        }
+        None
+    }
+
+    /// Offers a request that `live` matched to it.
+    fn offer(&self, live: &Live, now: Instant) -> Offer {
         let rule = &live.rule;
         if live.matched.fetch_add(1, Ordering::Relaxed) < rule.after {
-            return None;
+            return Offer::Through;
         }
         let retry_after_secs = match rule.action {
-            Action::RateLimit { limit, window } => Some(live.over_quota(limit, window, now)?),
+            Action::RateLimit { limit, window } => match live.over_quota(limit, window, now) {
+                Some(secs) => Some(secs),
+                None => return Offer::Through,
+            },
             _ => None,
         };
         let delay = {
             let mut rng = self.rng_for(rule);
             if !super::rule::hit(rng.as_deref_mut(), rule.probability) {
-                return None;
+                return Offer::Declined;
             }
             if let Some(remaining) = &live.remaining {
                 match remaining
@@ -240,13 +318,13 @@ impl FaultRules {
                     Ok(1) => live.retired.store(true, Ordering::Release),
                     Ok(_) => {}
                     // Another request took the last one.
-                    Err(_) => return None,
+                    Err(_) => return Offer::Declined,
                 }
             }
             rule.action.sample_delay(rng.as_deref_mut())
         };
         live.applied.fetch_add(1, Ordering::Relaxed);
-        Some(Applied {
+        Offer::Fault(Applied {
             rule_id: rule.id.clone(),
             action: rule.action.clone(),
             delay,
@@ -257,12 +335,24 @@ impl FaultRules {
     /// The fault a one-off rule (from the `x-leanproxy-fault` header) gives this
     /// request: its match and `probability` (drawn from the same RNG) apply;
     /// `count`, `ttl` and `after` do not, as no counters are kept. A
-    /// `rate_limit` one-off answers at once, with the whole window as
-    /// `Retry-After`.
-    pub fn evaluate_rule(&self, rule: &Rule, facts: &RequestFacts<'_>) -> Option<Applied> {
+    /// `rate_limit` one-off counts requests per header text (`key`): with
+    /// `rate_limit=5/1m`, the first 5 requests of a minute that carry that
+    /// header pass and the next ones get 429, as with a rule.
+    pub fn evaluate_rule(
+        &self,
+        rule: &Rule,
+        key: &str,
+        facts: &RequestFacts<'_>,
+    ) -> Option<Applied> {
         if !rule.matcher.matches(facts) {
             return None;
         }
+        let retry_after_secs = match rule.action {
+            Action::RateLimit { limit, window } => {
+                Some(self.header_over_quota(key, limit, window, Instant::now())?)
+            }
+            _ => None,
+        };
         let delay = {
             let mut rng = self.rng_for(rule);
             if !super::rule::hit(rng.as_deref_mut(), rule.probability) {
@@ -270,18 +360,35 @@ impl FaultRules {
             }
             rule.action.sample_delay(rng.as_deref_mut())
         };
-        let retry_after_secs = match rule.action {
-            Action::RateLimit { window, .. } => {
-                Some((window.as_secs() + u64::from(window.subsec_nanos() > 0)).max(1))
-            }
-            _ => None,
-        };
         Some(Applied {
             rule_id: rule.id.clone(),
             action: rule.action.clone(),
             delay,
             retry_after_secs,
         })
+    }
+
+    /// Counts a request against the window of the header text `key`.
+    fn header_over_quota(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        now: Instant,
+    ) -> Option<u64> {
+        let mut windows = lock(&self.inner.header_windows);
+        if !windows.contains_key(key) && windows.len() >= MAX_HEADER_WINDOWS {
+            // Bounded: ended windows go first; if none has, the oldest.
+            windows.retain(|_, (w, length)| !w.ended(*length, now));
+            if windows.len() >= MAX_HEADER_WINDOWS {
+                windows.clear();
+            }
+        }
+        let (w, length) = windows
+            .entry(key.to_string())
+            .or_insert_with(|| (Window::default(), window));
+        *length = window;
+        w.over_quota(limit, window, now)
     }
 
     /// The RNG, locked, when this rule draws from it.
@@ -471,6 +578,63 @@ mod tests {
     }
 
     #[test]
+    fn a_declined_roll_falls_through_to_the_next_rule() {
+        let rules = rules(&["reset id=never p=0", "pending id=next"]);
+        assert_eq!(
+            run(&rules, "/x", 3, Instant::now()),
+            vec![Some("next".to_owned()); 3]
+        );
+        let never = rules.get("never").unwrap();
+        assert_eq!((never.matched, never.applied), (3, 0));
+    }
+
+    #[test]
+    fn rules_are_placed_first_at_a_position_or_before_another() {
+        let rules = rules(&["reset id=a", "reset id=b"]);
+        rules
+            .add_at(
+                parse_spec("reset id=c").unwrap(),
+                Placement::Before("b".into()),
+            )
+            .unwrap();
+        rules
+            .add_at(parse_spec("reset id=d").unwrap(), Placement::Position(0))
+            .unwrap();
+        rules
+            .add_at(parse_spec("reset id=e").unwrap(), Placement::Position(99))
+            .unwrap();
+        let ids: Vec<_> = rules.list().into_iter().map(|v| v.rule.id).collect();
+        let want: Vec<_> = ["d", "a", "c", "b", "e"]
+            .iter()
+            .map(|id| Some(serde_json::json!(id)))
+            .collect();
+        assert_eq!(ids, want);
+        let err = rules
+            .add_at(
+                parse_spec("reset id=f").unwrap(),
+                Placement::Before("zz".into()),
+            )
+            .unwrap_err();
+        assert_eq!(err.field, "before");
+        assert_eq!(rules.len(), 5, "a refused rule is not added");
+    }
+
+    #[test]
+    fn a_paused_rule_keeps_its_counters_and_is_offered_nothing() {
+        let rules = rules(&["reset id=a count=5", "pending id=b"]);
+        let now = Instant::now();
+        assert_eq!(run(&rules, "/x", 1, now), [Some("a".to_owned())]);
+        assert!(rules.set_paused("a", true));
+        assert_eq!(run(&rules, "/x", 1, now), [Some("b".to_owned())]);
+        let a = rules.get("a").unwrap();
+        assert!(a.paused);
+        assert_eq!((a.applied, a.remaining), (1, Some(4)));
+        assert!(rules.set_paused("a", false));
+        assert_eq!(run(&rules, "/x", 1, now), [Some("a".to_owned())]);
+        assert!(!rules.set_paused("zz", true));
+    }
+
+    #[test]
     fn add_keeps_the_counters_of_installed_rules() {
         let rules = rules(&["reset id=a count=2"]);
         run(&rules, "/x", 1, Instant::now());
@@ -481,16 +645,38 @@ mod tests {
     #[test]
     fn one_off_rules_match_and_draw_but_keep_no_counters() {
         let rules = FaultRules::new(Some(3));
-        let rule = parse_spec("rate_limit=5/90s path=/data/* count=1").unwrap();
+        let rule = parse_spec("reset path=/data/* count=1").unwrap();
         let headers = HeaderMap::new();
-        let get = |path| rules.evaluate_rule(&rule, &facts(&Method::GET, path, &headers));
+        let get = |path| rules.evaluate_rule(&rule, "k", &facts(&Method::GET, path, &headers));
         assert_eq!(get("/other"), None);
-        let applied = get("/data/v2/accounts").unwrap();
-        assert_eq!(applied.retry_after_secs, Some(90));
+        assert!(get("/data/v2/accounts").is_some());
         assert!(get("/data/v2/accounts").is_some(), "count is not kept");
         let never = parse_spec("reset p=0").unwrap();
         assert_eq!(
-            rules.evaluate_rule(&never, &facts(&Method::GET, "/x", &headers)),
+            rules.evaluate_rule(&never, "n", &facts(&Method::GET, "/x", &headers)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_header_lets_its_quota_through_first() {
+        let rules = FaultRules::new(Some(3));
+        let spec = "rate_limit=2/90s";
+        let rule = parse_spec(spec).unwrap();
+        let headers = HeaderMap::new();
+        let get = || rules.evaluate_rule(&rule, spec, &facts(&Method::GET, "/x", &headers));
+        assert_eq!(get(), None);
+        assert_eq!(get(), None);
+        let third = get().unwrap();
+        assert!(matches!(third.retry_after_secs, Some(89 | 90)), "{third:?}");
+        // Another header text has its own window.
+        let other = parse_spec("rate_limit=2/1m").unwrap();
+        assert_eq!(
+            rules.evaluate_rule(
+                &other,
+                "rate_limit=2/1m",
+                &facts(&Method::GET, "/x", &headers)
+            ),
             None
         );
     }

@@ -21,6 +21,59 @@ use super::rule::{Rule, RuleError};
 /// Options a spec may carry after the action.
 const OPTIONS: &str = "id, p, count, ttl, after, sticky, method, path, entity_id, header.NAME, query.NAME, body, content_type";
 
+/// Every action and option of the spec, each with an example: the help of
+/// `leanproxy faults add` (a test checks that it and the README name every
+/// action and option).
+pub const SPEC_HELP: &str = "\
+A spec is an action, then options, separated by spaces; quote a value with
+spaces (body=\"down for maintenance\"). The same spec works in the
+x-leanproxy-fault request header.
+
+Actions:
+  delay=200ms                 wait, then forward (also delay=100ms..300ms
+                              uniform, delay=200ms~50ms normal)
+  status=503                  answer this HTTP status (with body= and
+                              content_type=) instead of forwarding
+  lean_error=RATE_LIMIT_EXCEEDED
+                              Lean's exact error envelope and status
+                              (INTERNAL_SERVER_ERROR, CONSENT_EXPIRED, ...)
+  reconnect                   a synthetic RECONNECT_REQUIRED, v1 or v2 shape
+                              by path (also: reconnect_required)
+  failed                      status FAILED (failed=BANK_MAINTENANCE picks the
+                              granular_status_code)
+  pending                     status PENDING
+  rate_limit=10/1m            429 with Retry-After once 10 requests came within
+                              a minute (rate_limit=10: the default window)
+  reset                       close the app's connection without an answer
+  timeout                     hold the request without answering, then close
+                              (timeout=30s: how long)
+  truncate=100                forward the answer but cut its body after 100 bytes
+  corrupt                     forward the answer with malformed JSON as its body
+  throttle=1024               forward the answer at 1024 bytes per second
+
+Options:
+  id=slow-accounts            the rule's id (default: generated)
+  p=0.1                       probability; a declined roll goes on to the next
+                              rule
+  count=3                     apply 3 times, then retire
+  ttl=5m                      retire after 5 minutes
+  after=2                     let the first 2 matching requests through
+  sticky                      (reconnect) keep answering RECONNECT_REQUIRED for
+                              the entity until the registry resolves it
+  method=POST                 match the method
+  path=/data/v2/*             match the path (a glob)
+  entity_id=ENTITY            match the request's entity
+  header.x-app=web            match a request header
+  query.page=2                match a query parameter
+  body=\"down\"               the answer's body (status, lean_error)
+  content_type=text/plain     the answer's content type (status)
+
+Examples:
+  leanproxy faults add 'reconnect path=/data/v2/* count=2'
+  leanproxy faults add 'lean_error=RATE_LIMIT_EXCEEDED p=0.1'
+  leanproxy faults add 'lean_error=CONSENT_EXPIRED entity_id=ENTITY' --position 0
+  leanproxy faults add 'delay=2s method=GET' --before slow-accounts";
+
 /// Parses and validates a spec such as `reconnect path=/data/v2/* count=2`.
 pub fn parse_spec(spec: &str) -> Result<Rule, RuleError> {
     let mut origins = Vec::new();
@@ -259,6 +312,17 @@ fn action(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_help_names_every_action_and_option() {
+        for action in super::super::rule::ACTION_NAMES {
+            assert!(super::SPEC_HELP.contains(action), "{action}");
+        }
+        for option in super::OPTIONS.split(", ") {
+            let option = option.trim_end_matches("NAME");
+            assert!(super::SPEC_HELP.contains(option), "{option}");
+        }
+    }
+
     use std::time::Duration;
 
     use http::{HeaderValue, Method, StatusCode};
