@@ -169,6 +169,10 @@ pub struct App {
     timeouts: server::Timeouts,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
     route_tokens: Vec<(String, TokenSource)>,
+    /// Scope and refresh margin of the API token (also of the token minted
+    /// with the Mockbank's credentials when none are configured).
+    token_scope: (String, std::time::Duration),
+    relay_targets: Vec<http::Uri>,
 }
 
 impl App {
@@ -213,6 +217,9 @@ impl App {
             ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?;
         let events = Events::default();
         let metrics = Metrics::new();
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         if !settings.log.requests.redact {
             tracing::warn!("log.redact is off: secrets and personal data will appear in the request log, journal and HAR. Use this only for local debugging.");
         }
@@ -365,7 +372,47 @@ impl App {
             faults,
             fault_refusal: settings.faults.refusal.clone(),
             timeouts: server::Timeouts::from(&settings.proxy),
+            token_scope: (settings.auth.scope.clone(), settings.auth.refresh_margin),
+            relay_targets: settings.webhooks.relay.clone(),
         })
+    }
+
+    /// What leanproxy prints at start: where each listener is, where the proxy
+    /// forwards, where webhooks go, and the embedded Mockbank's credentials,
+    /// timing and users. The `leanproxy … listening on http://ADDR` lines are
+    /// stable; scripts read the ports from them.
+    pub fn banner(&self, listeners: &Listeners) -> Result<String, Error> {
+        let webhooks_addr = listeners.webhooks.local_addr()?;
+        let mockbank_url = match &listeners.mockbank {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
+        let upstream = match (&self.upstream.base, &mockbank_url) {
+            (_, Some(url)) if self.mockbank.is_some() => format!("{url} (embedded Mockbank)"),
+            (base, _) => base.to_string(),
+        };
+        let mut text = format!(
+            "leanproxy proxy listening on http://{} -> {upstream}\n\
+             leanproxy admin listening on http://{}\n\
+             leanproxy webhooks listening on http://{webhooks_addr} (POST any path)\n",
+            listeners.proxy.local_addr()?,
+            listeners.admin.local_addr()?,
+        );
+        if self.relay_targets.is_empty() {
+            text.push_str("  relay: caught webhooks are kept, not relayed (no webhooks.relay)\n");
+        } else {
+            let targets: Vec<String> = self.relay_targets.iter().map(|u| u.to_string()).collect();
+            text.push_str(&format!(
+                "  relay: caught webhooks go on to {}\n",
+                targets.join(", ")
+            ));
+        }
+        if let (Some(mockbank), Some(url)) = (&self.mockbank, mockbank_url) {
+            let webhooks_to = mockbank_webhook_url(mockbank, webhooks_addr)?;
+            text.push_str(&format!("leanproxy mockbank listening on {url}\n"));
+            text.push_str(&mockbank.banner(&url, Some(&webhooks_to)));
+        }
+        Ok(text)
     }
 
     /// The live fault rules.
@@ -424,13 +471,7 @@ impl App {
         };
         let webhooks_addr = listeners.webhooks.local_addr()?;
         if let Some((mockbank, _)) = &mockbank {
-            if !mockbank.has_webhook_url() {
-                // The Mockbank's webhooks come to our own catcher.
-                let url = format!("http://{webhooks_addr}/webhooks/lean")
-                    .parse()
-                    .map_err(|e| std::io::Error::other(format!("webhooks address: {e}")))?;
-                mockbank.set_webhook_url(url);
-            }
+            mockbank.set_webhook_url(mockbank_webhook_url(mockbank, webhooks_addr)?);
         }
         let proxy_addr = listeners.proxy.local_addr()?;
         if !proxy_addr.ip().is_loopback() && self.app_token.is_some() {
@@ -448,16 +489,27 @@ impl App {
         }
         if let Some((mut config, policy)) = self.token {
             if config.url == http::Uri::default() {
-                config.url = format!(
-                    "{}/oauth2/token",
-                    upstream.base.to_string().trim_end_matches('/')
-                )
-                .parse()
-                .map_err(|e| std::io::Error::other(format!("token URL: {e}")))?;
+                config.url = token_url(&upstream.base)?;
             }
             credentials = credentials.bearer(TokenSource::new(config, self.tls.clone()), policy);
         }
-        let tokens = credentials.token_source().cloned();
+        // In front of the embedded Mockbank its client credentials are known:
+        // customer tokens (`leanproxy token customer`) work with nothing set.
+        let tokens = match (credentials.token_source(), &mockbank) {
+            (Some(source), _) => Some(source.clone()),
+            (None, Some((mockbank, _))) => {
+                let (client_id, client_secret) = mockbank.client_credentials();
+                let config = TokenConfig {
+                    url: token_url(&upstream.base)?,
+                    client_id,
+                    client_secret,
+                    scope: self.token_scope.0.clone(),
+                    refresh_margin: self.token_scope.1,
+                };
+                Some(TokenSource::new(config, self.tls.clone()))
+            }
+            (None, None) => None,
+        };
         let stack = stack::routed_stack(
             route::Router::new(
                 credentials.layer(Upstream::new(upstream, self.tls)),
@@ -520,6 +572,24 @@ impl App {
         registry.flush().await?;
         Ok(())
     }
+}
+
+/// Where the embedded Mockbank's webhooks go: its `mockbank.webhook_url`, or
+/// else leanproxy's own catcher on `webhooks`.
+fn mockbank_webhook_url(mockbank: &Mockbank, webhooks: SocketAddr) -> Result<http::Uri, Error> {
+    match mockbank.webhook_url() {
+        Some(url) => Ok(url),
+        None => format!("http://{webhooks}/webhooks/lean")
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("webhooks address: {e}")).into()),
+    }
+}
+
+/// The OAuth2 token URL of an upstream that serves its own (the Mockbank).
+fn token_url(base: &http::Uri) -> Result<http::Uri, Error> {
+    format!("{}/oauth2/token", base.to_string().trim_end_matches('/'))
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("token URL: {e}")).into())
 }
 
 /// Runs the Mockbank alone on `listener` until `shutdown` completes.

@@ -65,35 +65,76 @@ struct FaultsArgs {
 #[derive(Subcommand, Clone)]
 enum FaultAction {
     /// Add a rule from a compact spec, e.g. `reconnect path=/data/v2/* count=2`
-    /// or `lean_error=RATE_LIMIT_EXCEEDED p=0.1`.
+    /// or `lean_error=RATE_LIMIT_EXCEEDED p=0.1` (every action and option:
+    /// `--help`).
+    #[command(after_long_help = leanproxy::fault::SPEC_HELP)]
     Add {
         /// The spec (its words may be given separately).
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 1..)]
         spec: Vec<String>,
+        /// Where the rule goes in the evaluation order (0: first; default: last).
+        #[arg(long, value_name = "N", conflicts_with = "before")]
+        position: Option<usize>,
+        /// Put the rule just before the rule with this id.
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
     },
     /// The rules with their counters.
     List,
     /// Remove one rule.
     Rm {
         /// Rule id.
+        #[arg(value_parser = rule_id)]
+        id: String,
+    },
+    /// Pause a rule: it stays, with its counters, but faults nothing.
+    Pause {
+        /// Rule id.
+        #[arg(value_parser = rule_id)]
+        id: String,
+    },
+    /// Resume a paused rule.
+    Resume {
+        /// Rule id.
+        #[arg(value_parser = rule_id)]
         id: String,
     },
     /// Remove every rule.
     Clear,
 }
 
+/// A rule id as the CLI takes it: not empty (an empty id would name the
+/// collection, not a rule).
+fn rule_id(id: &str) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("a rule id is required (`leanproxy faults list` shows them; `leanproxy faults clear` removes every rule)".into());
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
+    if !id.bytes().all(allowed) {
+        return Err(format!(
+            "`{id}` is not a rule id (letters, digits, `-`, `_`, `.` or `:`)"
+        ));
+    }
+    Ok(id.to_string())
+}
+
 #[derive(Args, Clone)]
 struct AdminArg {
     /// Admin API of the running instance (LEANPROXY_ADMIN_TOKEN is sent if set).
-    #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEANPROXY_ADMIN",
+        default_value = "http://127.0.0.1:7071",
+        value_name = "URL"
+    )]
     admin: String,
 }
 
 #[derive(Args, Clone)]
 struct ReconnectsArgs {
-    /// Admin API of the running instance (LEANPROXY_ADMIN_TOKEN is sent if set).
-    #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
-    admin: String,
+    #[command(flatten)]
+    admin: AdminArg,
     #[command(subcommand)]
     action: Option<ReconnectAction>,
 }
@@ -279,7 +320,7 @@ fn admin_token() -> Option<config::Secret> {
 fn faults(args: FaultsArgs) -> ExitCode {
     use http::Method;
     let body = match &args.action {
-        FaultAction::Add { spec } => match leanproxy::fault::parse_spec(&spec.join(" ")) {
+        FaultAction::Add { spec, .. } => match leanproxy::fault::parse_spec(&spec.join(" ")) {
             Ok(rule) => serde_json::to_value(rule.to_raw()).ok(),
             Err(e) => {
                 eprintln!("leanproxy faults add: {e}");
@@ -289,9 +330,25 @@ fn faults(args: FaultsArgs) -> ExitCode {
         _ => None,
     };
     let (method, path) = match &args.action {
-        FaultAction::Add { .. } => (Method::POST, "/api/faults".to_string()),
+        FaultAction::Add {
+            position, before, ..
+        } => {
+            let placement = match (position, before) {
+                (Some(n), _) => format!("?position={n}"),
+                (None, Some(id)) => format!(
+                    "?{}",
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("before", id)
+                        .finish()
+                ),
+                (None, None) => String::new(),
+            };
+            (Method::POST, format!("/api/faults{placement}"))
+        }
         FaultAction::List => (Method::GET, "/api/faults".to_string()),
         FaultAction::Rm { id } => (Method::DELETE, format!("/api/faults/{id}")),
+        FaultAction::Pause { id } => (Method::POST, format!("/api/faults/{id}/pause")),
+        FaultAction::Resume { id } => (Method::POST, format!("/api/faults/{id}/resume")),
         FaultAction::Clear => (Method::DELETE, "/api/faults".to_string()),
     };
     let runtime = match runtime() {
@@ -329,6 +386,8 @@ fn faults(args: FaultsArgs) -> ExitCode {
                 ),
                 FaultAction::List => print!("{}", leanproxy::cli::fault_table(&body)),
                 FaultAction::Rm { id } => println!("removed {id}"),
+                FaultAction::Pause { id } => println!("paused {id}"),
+                FaultAction::Resume { id } => println!("resumed {id}"),
                 FaultAction::Clear => println!(
                     "removed {} rules",
                     body.get("removed").and_then(|v| v.as_u64()).unwrap_or(0)
@@ -419,7 +478,7 @@ fn reconnects(args: ReconnectsArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(admin_call(&args.admin, method, &path, token.as_ref())) {
+    match runtime.block_on(admin_call(&args.admin.admin, method, &path, token.as_ref())) {
         Err(e) => {
             eprintln!("leanproxy reconnects: {e}");
             ExitCode::FAILURE
@@ -497,7 +556,7 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
         let shutdown = shutdown_signal();
         let url = format!("http://{}", listener.local_addr()?);
         println!("leanproxy mockbank listening on {url}");
-        println!("{}", mockbank.banner(&url));
+        println!("{}", mockbank.banner(&url, mockbank.webhook_url().as_ref()));
         leanproxy::serve_mockbank(mockbank, listener, shutdown, (&settings.proxy).into()).await;
         Ok(())
     }))
@@ -533,6 +592,9 @@ fn check(args: ServeArgs) -> ExitCode {
             }
             println!("  proxy:    http://{}", settings.proxy.listen);
             println!("  admin:    http://{}", settings.admin.listen);
+            for warning in settings.warnings() {
+                println!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -571,28 +633,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
     let listeners = Listeners::bind(&settings).await?;
     let shutdown = shutdown_signal();
     // Stable lines on stdout: people and scripts (the tests) read the real ports.
-    let upstream = match (&settings.proxy.upstream, &listeners.mockbank) {
-        (Some(upstream), _) => upstream.to_string(),
-        (None, Some(listener)) => format!("http://{} (embedded Mockbank)", listener.local_addr()?),
-        (None, None) => String::new(),
-    };
-    println!(
-        "leanproxy proxy listening on http://{} -> {upstream}",
-        listeners.proxy.local_addr()?
-    );
-    println!(
-        "leanproxy admin listening on http://{}",
-        listeners.admin.local_addr()?
-    );
-    println!(
-        "leanproxy webhooks listening on http://{} (POST any path)",
-        listeners.webhooks.local_addr()?
-    );
-    if let (Some(mockbank), Some(listener)) = (app.mockbank(), &listeners.mockbank) {
-        let url = format!("http://{}", listener.local_addr()?);
-        println!("leanproxy mockbank listening on {url}");
-        println!("{}", mockbank.banner(&url));
-    }
+    println!("{}", app.banner(&listeners)?);
     app.serve(listeners, shutdown).await
 }
 

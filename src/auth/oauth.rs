@@ -36,6 +36,17 @@ pub enum TokenError {
         /// The OAuth `error`, when given.
         detail: String,
     },
+    /// The token endpoint refused the scope asked for (`invalid_scope`): for a
+    /// customer token, a customer the application does not have.
+    #[error("the token endpoint {url} refused the scope `{scope}` ({status}, invalid_scope); a customer token needs the customer_id of one of this application's customers")]
+    Scope {
+        /// Token URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The scope asked for.
+        scope: String,
+    },
     /// The token endpoint could not be reached or answered nonsense.
     #[error("the token endpoint {url} could not be used: {detail}")]
     Unreachable {
@@ -50,7 +61,7 @@ impl TokenError {
     /// `token_refused` or `token_unreachable`.
     pub fn cause(&self) -> &'static str {
         match self {
-            TokenError::Refused { .. } => "token_refused",
+            TokenError::Refused { .. } | TokenError::Scope { .. } => "token_refused",
             TokenError::Unreachable { .. } => "token_unreachable",
         }
     }
@@ -271,14 +282,17 @@ impl TokenSource {
             status,
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
-            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let error = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
-                .and_then(|v| {
-                    v.get("error")
-                        .and_then(|e| e.as_str())
-                        .map(|e| format!(", {e}"))
-                })
-                .unwrap_or_default();
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+            if error.as_deref() == Some("invalid_scope") {
+                return Err(TokenError::Scope {
+                    url,
+                    status: status.as_u16(),
+                    scope: scope.to_string(),
+                });
+            }
+            let detail = error.map(|e| format!(", {e}")).unwrap_or_default();
             return Err(TokenError::Refused {
                 url,
                 status: status.as_u16(),

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::Secret;
+use crate::mockbank;
 
 /// Default proxy listener.
 pub(super) const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7070";
@@ -252,11 +253,11 @@ impl Default for RawMockbank {
             inactivity: "10m".into(),
             corporate_session: "5m".into(),
             time_scale: 1.0,
-            app_token: Secret::new("mockbank-app-token"),
-            client_id: "mockbank-client-id".into(),
-            client_secret: Secret::new("mockbank-client-secret"),
+            app_token: Secret::new(mockbank::DEFAULT_APP_TOKEN),
+            client_id: mockbank::DEFAULT_CLIENT_ID.into(),
+            client_secret: Secret::new(mockbank::DEFAULT_CLIENT_SECRET),
             webhook_url: None,
-            webhook_secret: Secret::new("mockbank-webhook-secret"),
+            webhook_secret: Secret::new(mockbank::DEFAULT_WEBHOOK_SECRET),
             async_delay: "2s".into(),
             refresh_duration: "10s".into(),
         }

@@ -140,9 +140,11 @@ impl Mockbank {
         self.inner.webhooks.set_url(url);
     }
 
-    /// Whether a webhook URL was configured.
-    pub fn has_webhook_url(&self) -> bool {
-        self.inner.settings.webhook_url.is_some()
+    /// The OAuth2 client credentials it accepts: leanproxy mints tokens with
+    /// them (customer tokens for the LinkSDK) when none are configured.
+    pub fn client_credentials(&self) -> (String, Secret) {
+        let s = &self.inner.settings;
+        (s.client_id.clone(), s.client_secret.clone())
     }
 
     /// OAuth tokens issued so far.
@@ -159,24 +161,49 @@ impl Mockbank {
         self.inner.webhooks.deliveries()
     }
 
-    /// What to print at startup: the URL, the credentials it accepts, the users.
-    pub fn banner(&self, url: &str) -> String {
+    /// What to print at startup: the URL, the credentials it accepts, where its
+    /// webhooks go (`webhooks_to`: the configured `webhook_url`, or the catcher
+    /// leanproxy points it at), its timing and the users. The built-in
+    /// credentials are shown; configured ones (`LEAN_APP_TOKEN` included) are
+    /// not, as they may be real secrets.
+    pub fn banner(&self, url: &str, webhooks_to: Option<&Uri>) -> String {
         let s = &self.inner.settings;
+        let scale = if s.time_scale == 1.0 {
+            "real time".to_string()
+        } else {
+            format!(
+                "time_scale {} (a Mockbank minute lasts {})",
+                s.time_scale,
+                humantime::format_duration(Duration::from_secs_f64(60.0 / s.time_scale))
+            )
+        };
         let mut text = format!(
             "Mockbank (offline Lean sandbox) on {url}\n  \
              lean-app-token: {}\n  \
              OAuth: POST {url}/oauth2/token client_id={} client_secret={}\n  \
-             webhooks: {} (secret {})\n  \
-             inactivity: {}, corporate session: {}, OTP: {OTP}\n  \
+             webhooks: {} (signed with {})\n  \
+             inactivity: {}, corporate session: {}, {scale}, OTP: {OTP}\n  \
              test users (GET {url}/_mockbank/users):\n",
-            s.app_token.expose(),
+            shown(
+                &s.app_token,
+                DEFAULT_APP_TOKEN,
+                "auth.app_token / LEAN_APP_TOKEN"
+            ),
             s.client_id,
-            s.client_secret.expose(),
-            self.inner
-                .webhooks
-                .url()
-                .map_or("not sent (no webhook_url)".to_string(), |u| u.to_string()),
-            s.webhook_secret.expose(),
+            shown(
+                &s.client_secret,
+                DEFAULT_CLIENT_SECRET,
+                "mockbank.client_secret"
+            ),
+            webhooks_to.map_or(
+                "recorded, not sent (no mockbank.webhook_url)".to_string(),
+                |u| format!("sent to {u}")
+            ),
+            shown(
+                &s.webhook_secret,
+                DEFAULT_WEBHOOK_SECRET,
+                "mockbank.webhook_secret"
+            ),
             humantime::format_duration(s.inactivity),
             humantime::format_duration(s.corporate_session),
         );
@@ -189,6 +216,30 @@ impl Mockbank {
             ));
         }
         text
+    }
+
+    /// Where its webhooks go when configured (`mockbank.webhook_url`).
+    pub fn webhook_url(&self) -> Option<Uri> {
+        self.inner.settings.webhook_url.clone()
+    }
+}
+
+/// The built-in `lean-app-token` of the Mockbank.
+pub const DEFAULT_APP_TOKEN: &str = "mockbank-app-token";
+/// The built-in OAuth2 client id of the Mockbank.
+pub const DEFAULT_CLIENT_ID: &str = "mockbank-client-id";
+/// The built-in OAuth2 client secret of the Mockbank.
+pub const DEFAULT_CLIENT_SECRET: &str = "mockbank-client-secret";
+/// The built-in webhook signing key of the Mockbank.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "mockbank-webhook-secret";
+
+/// A credential for the banner: the built-in one in clear, any other by the
+/// key it was configured with.
+fn shown(secret: &Secret, default: &str, key: &str) -> String {
+    if secret.expose() == default {
+        default.to_string()
+    } else {
+        format!("the configured {key} (not shown)")
     }
 }
 

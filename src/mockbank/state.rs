@@ -244,12 +244,16 @@ impl State {
         if entity.expired || entity.pending.is_some() {
             return true;
         }
+        // Lean's sandbox de-authenticates after the inactivity window; the
+        // no-OTP user is the one documented as stable.
         match behaviour {
-            Behaviour::OtpRequired => now.saturating_sub(entity.last_activity) > timing.inactivity,
+            Behaviour::OtpRequired | Behaviour::MultiAccount | Behaviour::BankMaintenance => {
+                now.saturating_sub(entity.last_activity) > timing.inactivity
+            }
             Behaviour::Corporate => {
                 now.saturating_sub(entity.session_start) > timing.corporate_session
             }
-            Behaviour::NoOtp | Behaviour::MultiAccount | Behaviour::BankMaintenance => false,
+            Behaviour::NoOtp => false,
         }
     }
 

@@ -22,11 +22,13 @@ pub enum Behaviour {
     OtpRequired,
     /// Never asks for an OTP, never de-authenticated.
     NoOtp,
-    /// OTP at login; current, savings and credit card accounts.
+    /// OTP at login; current, savings and credit card accounts;
+    /// de-authenticated after the inactivity window.
     MultiAccount,
     /// Corporate bank: OTP at login, session lasts only a few minutes.
     Corporate,
-    /// Its bank is under maintenance: data calls answer `FAILED`.
+    /// Its bank is under maintenance: data calls answer `FAILED`;
+    /// de-authenticated after the inactivity window.
     BankMaintenance,
 }
 
@@ -42,13 +44,15 @@ impl Behaviour {
             Behaviour::OtpRequired => {
                 "OTP required; RECONNECT_REQUIRED after the inactivity window without a data call"
             }
-            Behaviour::NoOtp => "never asks for an OTP; never de-authenticated",
-            Behaviour::MultiAccount => "OTP required; current, savings and credit card accounts",
+            Behaviour::NoOtp => "never asks for an OTP; never de-authenticated (the stable user)",
+            Behaviour::MultiAccount => {
+                "OTP required; current, savings and credit card accounts; RECONNECT_REQUIRED after the inactivity window"
+            }
             Behaviour::Corporate => {
                 "corporate bank; OTP required; session lasts only `corporate_session` after (re)connecting"
             }
             Behaviour::BankMaintenance => {
-                "bank under maintenance; data calls answer FAILED / BANK_MAINTENANCE"
+                "bank under maintenance; data calls answer FAILED / BANK_MAINTENANCE (the inactivity window applies as for otp_user)"
             }
         }
     }

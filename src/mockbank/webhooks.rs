@@ -131,11 +131,6 @@ impl WebhookSender {
         event_id
     }
 
-    /// Where webhooks go now.
-    pub(super) fn url(&self) -> Option<Uri> {
-        self.inner.url()
-    }
-
     /// Points webhooks at `url` from now on.
     pub(super) fn set_url(&self, url: Uri) {
         *self

@@ -547,6 +547,124 @@ async fn cli_adds_lists_and_removes_rules() {
 }
 
 #[tokio::test]
+async fn rules_fall_through_declined_rolls_and_are_placed_paused_and_kept_by_the_cli() {
+    let origin = Origin::start().await;
+    let bin = Binary::spawn(&["--upstream", &origin.url()], &[]);
+    let admin = format!("http://{}", bin.admin);
+    // `--admin` after the subcommand's own arguments, as clap tools allow.
+    let run = |words: &[&str]| {
+        let mut args: Vec<String> = vec!["faults".into()];
+        args.extend(words.iter().map(|w| w.to_string()));
+        args.extend(["--admin".to_string(), admin.clone()]);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_binary(&args)
+        })
+    };
+    let c = h1_client();
+    let status = || async { get(&c, &bin.url("/fixed?len=1")).await.status.as_u16() };
+    for spec in [
+        "lean_error=RATE_LIMIT_EXCEEDED p=0 id=never",
+        "lean_error=CONSENT_EXPIRED id=consent",
+    ] {
+        let (code, _, err) = run(&["add", spec]).await.unwrap();
+        assert_eq!(code, 0, "{err}");
+    }
+    // The roll of `never` always declines: the request goes on to `consent`.
+    assert_eq!(status().await, 403);
+    let (code, _, err) = run(&["add", "status=418 id=tea", "--position", "0"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status().await, 418);
+    let (code, out, _) = run(&["pause", "tea"]).await.unwrap();
+    assert_eq!((code, out.trim()), (0, "paused tea"));
+    assert_eq!(status().await, 403);
+    let (_, list, _) = run(&["list"]).await.unwrap();
+    assert!(list.contains("(paused)"), "{list}");
+    run(&["resume", "tea"]).await.unwrap();
+    assert_eq!(status().await, 418);
+    let (code, _, err) = run(&["add", "status=503 id=first", "--before", "tea"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status().await, 503);
+    let ids: Vec<Value> = get(&c, &format!("{admin}/api/faults")).await.json()["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, ["first", "tea", "never", "consent"]);
+    // An empty id is an error, and removes nothing.
+    let (code, _, err) = run(&["rm", ""]).await.unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a rule id is required"), "{err}");
+    let req = Request::delete(format!("{admin}/api/faults/"))
+        .body(body::empty())
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 400);
+    let listed = get(&c, &format!("{admin}/api/faults")).await.json();
+    assert_eq!(listed["faults"].as_array().unwrap().len(), 4);
+    let (code, _, err) = run(&["add", "reset", "--before", "nope"]).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("no fault rule `nope`"), "{err}");
+}
+
+#[tokio::test]
+async fn every_action_and_option_is_in_the_help_and_the_readme() {
+    let (code, help, _) = tokio::task::spawn_blocking(|| run_binary(&["faults", "add", "--help"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let options = [
+        "id=",
+        "p=",
+        "count=",
+        "ttl=",
+        "after=",
+        "sticky",
+        "method=",
+        "path=",
+        "entity_id=",
+        "header.",
+        "query.",
+        "body=",
+        "content_type=",
+    ];
+    for word in leanproxy::fault::ACTION_NAMES.iter().chain(options.iter()) {
+        assert!(help.contains(word), "`faults add --help` lacks {word}");
+        assert!(readme.contains(word), "the README lacks {word}");
+    }
+    for example in [
+        "rate_limit=10/1m",
+        "truncate=100",
+        "throttle=1024",
+        "delay=100ms..300ms",
+    ] {
+        assert!(help.contains(example), "{example}");
+        assert!(readme.contains(example), "the README lacks {example}");
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limit_header_lets_its_quota_through_first() {
+    let origin = Origin::start().await;
+    let p = proxy(&origin, "").await;
+    let c = h1_client();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = with_fault(&c, &p.url("/fixed?len=1"), "rate_limit=2/1m")
+            .await
+            .unwrap();
+        seen.push(r.status.as_u16());
+    }
+    assert_eq!(seen, [200, 200, 429]);
+}
+
+#[tokio::test]
 async fn a_real_answer_a_fault_only_delayed_is_still_the_upstreams() {
     let p = Proxy::start("").await;
     let mockbank = p.mockbank.clone().unwrap();

@@ -131,16 +131,7 @@ impl Inner {
             ["clock", action] => {
                 allow(m, &[M::POST])?;
                 match *action {
-                    "advance" => {
-                        let seconds = call
-                            .json()?
-                            .get("seconds")
-                            .and_then(Value::as_f64)
-                            .filter(|s| *s >= 0.0 && s.is_finite());
-                        let seconds =
-                            seconds.ok_or_else(|| invalid("seconds", "a non-negative number"))?;
-                        self.clock.advance(Duration::from_secs_f64(seconds));
-                    }
+                    "advance" => self.clock.advance(advance_by(&call.json()?)?),
                     "pause" => self.clock.pause(),
                     "resume" => self.clock.resume(),
                     _ => return Err(not_found_url(call.path)),
@@ -184,11 +175,8 @@ impl Inner {
                     "The username or password is incorrect.",
                 )
             })?;
-        if self.users[user].behaviour.needs_otp() && text("otp") != OTP {
-            return Err(refused(
-                "INVALID_OTP",
-                "The one-time password is incorrect.",
-            ));
+        if self.users[user].behaviour.needs_otp() {
+            otp_check(body)?;
         }
         Ok(user)
     }
@@ -301,15 +289,8 @@ impl Inner {
             .waiting_for(reconnect_id)
             .cloned()
             .ok_or_else(unknown)?;
-        if self.users[entity.user].behaviour.needs_otp()
-            && body.get("otp").and_then(Value::as_str) != Some(OTP)
-        {
-            return Err(error(
-                StatusCode::UNAUTHORIZED,
-                "INVALID_OTP",
-                "The one-time password is incorrect.",
-                false,
-            ));
+        if self.users[entity.user].behaviour.needs_otp() {
+            otp_check(&body)?;
         }
         let (entity_id, pending) =
             state
@@ -343,5 +324,51 @@ impl Inner {
             "reconnect_id": pending.reconnect_id,
             "results_id": pending.results_id,
         })))
+    }
+}
+
+/// The `otp` of a login or reconnect, for a user who needs one: missing and
+/// wrong are told apart.
+fn otp_check(body: &Value) -> Result<(), Reply> {
+    match body.get("otp").and_then(Value::as_str) {
+        Some(OTP) => Ok(()),
+        None | Some("") => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "MISSING_OTP",
+            "This user needs a one-time password: add \"otp\" (1111 in the Mockbank).",
+            false,
+        )),
+        Some(_) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_OTP",
+            "The one-time password is incorrect.",
+            false,
+        )),
+    }
+}
+
+/// How far `POST /_mockbank/clock/advance` moves the clock:
+/// `{"seconds": 600}` or `{"duration": "10m"}`.
+fn advance_by(body: &Value) -> Result<Duration, Reply> {
+    const FORMS: &str = r#"{"seconds": 600} or {"duration": "10m"}"#;
+    match (body.get("seconds"), body.get("duration")) {
+        (Some(seconds), None) => seconds
+            .as_f64()
+            .filter(|s| *s >= 0.0 && s.is_finite() && *s <= 1e12)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| invalid("seconds", &format!("a non-negative number, as in {FORMS}"))),
+        (None, Some(duration)) => duration
+            .as_str()
+            .and_then(|d| humantime::parse_duration(d).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "duration",
+                    &format!("a duration such as \"10m\" or \"90s\", as in {FORMS}"),
+                )
+            }),
+        _ => Err(invalid(
+            "seconds",
+            &format!("give one of seconds and duration: {FORMS}"),
+        )),
     }
 }
