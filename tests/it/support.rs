@@ -29,6 +29,29 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+// ---------------------------------------------------------------- skips
+
+/// A test that cannot run here for want of `what` (a tool, a fixture): under
+/// `CI=true` it fails; elsewhere the skip is written straight to the
+/// terminal's stderr, which `cargo test` does not capture, so it shows in the
+/// normal output. The caller returns after this.
+pub fn missing(what: &str) {
+    missing_under(std::env::var("CI").is_ok_and(|v| v == "true"), what);
+}
+
+fn missing_under(ci: bool, what: &str) {
+    use std::io::Write;
+    if ci {
+        panic!("{what}: required under CI=true (.ci/run provides it)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED (not run, not passed): {what}");
+}
+
+#[test]
+fn a_missing_tool_or_fixture_fails_under_ci() {
+    assert!(std::panic::catch_unwind(|| missing_under(true, "a fixture")).is_err());
+}
+
 // ---------------------------------------------------------------- origin
 
 /// Request headers the origin leaves out of its echo: the ones a proxy adds or
@@ -687,6 +710,7 @@ impl Binary {
             .env_remove("LEAN_APP_TOKEN")
             .env_remove("LEANPROXY_CONFIG")
             .env_remove("LEANPROXY_ADMIN_TOKEN")
+            .env_remove("LEANPROXY_ADMIN")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -849,6 +873,7 @@ pub fn run_binary(args: &[&str]) -> (i32, String, String) {
         .env_remove("LEAN_APP_TOKEN")
         .env_remove("LEANPROXY_CONFIG")
         .env_remove("LEANPROXY_ADMIN_TOKEN")
+        .env_remove("LEANPROXY_ADMIN")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
