@@ -172,6 +172,45 @@ struct Persisted {
     history: Vec<Record>,
 }
 
+/// A state file read record by record.
+struct Salvaged {
+    persisted: Persisted,
+    /// Records that did not parse.
+    dropped: usize,
+}
+
+/// Reads a state file keeping every record that parses; an error only when
+/// the file is not a JSON object at all.
+fn salvage(bytes: &[u8]) -> Result<Salvaged, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        version: u32,
+        #[serde(default)]
+        records: Vec<serde_json::Value>,
+        #[serde(default)]
+        history: Vec<serde_json::Value>,
+    }
+    let loose: Loose = serde_json::from_slice(bytes)?;
+    let mut dropped = 0;
+    let mut parse = |values: Vec<serde_json::Value>| -> Vec<Record> {
+        values
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).map_err(|_| dropped += 1).ok())
+            .collect()
+    };
+    let records = parse(loose.records);
+    let history = parse(loose.history);
+    Ok(Salvaged {
+        persisted: Persisted {
+            version: loose.version,
+            records,
+            history,
+        },
+        dropped,
+    })
+}
+
 /// Handle on the registry. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ReconnectRegistry {
@@ -267,9 +306,12 @@ impl ReconnectRegistry {
         }
     }
 
-    /// A registry persisted in `path`: loads it if present. A file that cannot be
-    /// parsed is moved aside (`<name>.corrupt-<timestamp>`) with a warning naming
-    /// both files, and the registry starts empty.
+    /// A registry persisted in `path`: loads it if present. Every record that
+    /// parses is kept. A file that is not JSON at all is moved aside
+    /// (`<name>.corrupt-<timestamp>`) and the registry starts empty; a file
+    /// with records that do not parse (a field of the wrong type) keeps the
+    /// others, and a copy of the whole file is set aside the same way. Either
+    /// way a warning names both files and says how many records were kept.
     pub fn open(path: &Path, history_limit: usize) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
             path: path.to_owned(),
@@ -278,29 +320,53 @@ impl ReconnectRegistry {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let persisted = match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    let aside = path.with_file_name(format!(
-                        "{}.corrupt-{}",
-                        path.file_name()
-                            .map(|n| n.to_string_lossy())
-                            .unwrap_or_default(),
-                        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                    ));
-                    std::fs::rename(path, &aside).map_err(io)?;
-                    tracing::warn!(
-                        state_file = %path.display(),
-                        moved_to = %aside.display(),
-                        error = %e,
-                        "reconnect state file is corrupt; moved aside, starting empty"
-                    );
-                    Persisted::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::with_records(
+                    Some(path.to_owned()),
+                    history_limit,
+                    Persisted::default(),
+                ))
+            }
             Err(e) => return Err(io(e)),
+        };
+        let aside = path.with_file_name(format!(
+            "{}.corrupt-{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        let persisted = match salvage(&bytes) {
+            Ok(Salvaged {
+                persisted,
+                dropped: 0,
+            }) => persisted,
+            Ok(Salvaged { persisted, dropped }) => {
+                // The file is rewritten at the next change: the original stays
+                // beside it, for the records that could not be read.
+                std::fs::write(&aside, &bytes).map_err(io)?;
+                let kept = persisted.records.len() + persisted.history.len();
+                tracing::warn!(
+                    state_file = %path.display(),
+                    copied_to = %aside.display(),
+                    kept,
+                    dropped,
+                    "reconnect state file is corrupt in part: kept {kept} records, set {dropped} aside"
+                );
+                persisted
+            }
+            Err(e) => {
+                std::fs::rename(path, &aside).map_err(io)?;
+                tracing::warn!(
+                    state_file = %path.display(),
+                    moved_to = %aside.display(),
+                    error = %e,
+                    "reconnect state file is corrupt; moved aside, starting empty (kept 0 records)"
+                );
+                Persisted::default()
+            }
         };
         Ok(Self::with_records(
             Some(path.to_owned()),

@@ -353,6 +353,48 @@ async fn corrupt_state_file_is_moved_aside_and_reported() {
 }
 
 #[tokio::test]
+async fn a_state_file_damaged_in_one_record_keeps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reconnects.json");
+    let registry = ReconnectRegistry::open(&path, 100).unwrap();
+    for i in 0..198 {
+        registry.observe_reconnect(Sighting {
+            entity_id: Some(format!("e-{i}")),
+            reconnect_id: format!("r-{i}"),
+            results_id: None,
+            api: Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: Source::Upstream,
+        });
+    }
+    registry.flush().await.unwrap();
+    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["records"][17]["hits"] = json!("abc");
+    std::fs::write(&path, file.to_string()).unwrap();
+
+    let origin = Origin::start().await;
+    let mut bin = Binary::spawn_in(&["--upstream", &origin.url()], &[], dir.path());
+    let listed = get(
+        &h1_client(),
+        &format!("http://{}/api/reconnects?state=pending", bin.admin),
+    )
+    .await
+    .json();
+    assert_eq!(listed["pending"], 197, "every record that parses is kept");
+    bin.terminate();
+    bin.wait_exit(Duration::from_secs(10)).await;
+    let output = bin.output();
+    assert!(output.contains("kept 197 records, set 1 aside"), "{output}");
+    let copies: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reconnects.json.corrupt-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "the original is kept beside: {copies:?}");
+    assert!(output.contains(&copies[0]), "the warning names the copy");
+}
+
+#[tokio::test]
 async fn large_answer_passes_byte_for_byte_and_uninspected() {
     let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
