@@ -159,6 +159,7 @@ pub struct App {
     app_token: Option<AppTokenLayer>,
     token: Option<(TokenConfig, TokenPolicy)>,
     admin_token: Option<Secret>,
+    guard: admin::Guard,
     mockbank: Option<Mockbank>,
     reconnect: ReconnectLayer,
     webhooks: Webhooks,
@@ -178,6 +179,7 @@ impl App {
     /// Tokio runtime.
     pub fn build(settings: &Settings) -> Result<Self, Error> {
         let tls = proxy::tls::client_config(&settings.tls)?;
+        let guard = admin::Guard::new(settings.admin.allowed_hosts.clone());
         let mockbank = match settings.proxy.upstream {
             Some(_) => None,
             None => {
@@ -188,7 +190,7 @@ impl App {
                 if let Some(token) = &settings.auth.app_token {
                     mockbank.app_token = token.clone();
                 }
-                Some(Mockbank::new(mockbank, clock)?)
+                Some(Mockbank::new(mockbank, clock)?.with_guard(guard.clone()))
             }
         };
         let token = settings.auth.app_token.clone().or_else(|| {
@@ -357,6 +359,7 @@ impl App {
             tls,
             app_token,
             admin_token: settings.admin.token.clone(),
+            guard,
             mockbank,
             reconnect,
             webhooks,
@@ -476,6 +479,7 @@ impl App {
         .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
         .with_tokens(tokens)
         .with_route_tokens(self.route_tokens)
+        .with_guard(self.guard)
         .with_shutdown(rx.clone());
         let relays = self.relay.start();
 

@@ -56,6 +56,8 @@ pub struct ClientAddr(Arc<Peer>);
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
+    /// The listener's address this connection came in on, when known.
+    local: Option<SocketAddr>,
     text: Arc<str>,
     ip: HeaderValue,
     upstream: Arc<UpstreamSlot>,
@@ -64,9 +66,15 @@ struct Peer {
 impl ClientAddr {
     /// Renders `addr`'s text forms.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::accepted(addr, None)
+    }
+
+    /// A client at `addr` connected to the listener's address `local`.
+    pub fn accepted(addr: SocketAddr, local: Option<SocketAddr>) -> Self {
         let ip = addr.ip().to_string();
         Self(Arc::new(Peer {
             addr,
+            local,
             text: addr.to_string().into(),
             // An IP address is always a valid header value.
             ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
@@ -77,6 +85,12 @@ impl ClientAddr {
     /// The address.
     pub fn addr(&self) -> SocketAddr {
         self.0.addr
+    }
+
+    /// The address this connection reached the listener on (its own
+    /// ip:port; for a listener on `0.0.0.0`, the interface's), when known.
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.0.local
     }
 
     /// `ip:port`.
@@ -174,10 +188,17 @@ pub async fn serve<S>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // The admin and Mockbank control endpoints compare the Host header
+        // with it. A listener on an unspecified address learns the interface
+        // from each connection.
+        let own = match local {
+            Some(addr) if !addr.ip().is_unspecified() => Some(addr),
+            _ => stream.local_addr().ok(),
+        };
         let activity = Arc::new(Activity::default());
         let conn_service = ConnService {
             inner: RefCell::new(service.clone()),
-            peer: ClientAddr::new(peer),
+            peer: ClientAddr::accepted(peer, own),
             activity: activity.clone(),
         };
         let builder = builder.clone();

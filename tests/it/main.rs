@@ -7,6 +7,7 @@ mod conformance;
 mod credentials;
 mod failures;
 mod faults;
+mod guard;
 mod lifecycle;
 mod mockbank;
 mod oauth;
