@@ -309,6 +309,7 @@ where
                 Ok(response.map(|inner| ServedBody {
                     inner,
                     _waiting: waiting,
+                    failed: None,
                 }))
             }
         })
@@ -320,10 +321,20 @@ pin_project_lite::pin_project! {
     /// progress for [`Quiet`] until hyper drops it (at its end, or when the
     /// connection ends). A wrapper, not a box: one more allocation per answer
     /// is what the rest of this module saves.
+    ///
+    /// A body that fails is reported to hyper one turn late: hyper writes an
+    /// answer's head into its buffer and sends it with the body's first
+    /// bytes, and a body error it sees at once closes the connection with
+    /// the head still unsent, so the app got nothing at all (an upstream
+    /// that broke its chunked framing right after the head). Told to wait
+    /// one turn first, hyper flushes what it has; the app then sees the
+    /// head and a body that ends early, which every client reports as an
+    /// error.
     struct ServedBody {
         #[pin]
         inner: Body,
         _waiting: Option<Waiting>,
+        failed: Option<body::BoxError>,
     }
 }
 
@@ -335,7 +346,18 @@ impl http_body::Body for ServedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                *this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -20,3 +20,4 @@ mod support;
 mod tls;
 mod transparency;
 mod webhooks;
+mod wire;
