@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::support::{h1_client, head_end, Proxy};
+use crate::support::{get, h1_client, head_end, Proxy};
 use crate::tls;
 
 /// An origin that answers each request head with `answer`, byte for byte, and
@@ -109,6 +109,24 @@ async fn raw_exchange(proxy: SocketAddr, request: &[u8]) -> Vec<u8> {
         match tokio::time::timeout(Duration::from_secs(5), app.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return got,
             Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn transfer_encoding_wins_over_content_length_in_an_answer() {
+    let body = "0123456789abcdefghijklmnopqrstuv"; // 32 bytes
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\
+         transfer-encoding: chunked\r\n\r\n20\r\n{body}\r\n0\r\n\r\n"
+    );
+    let client = h1_client();
+    for (way, _origin, proxy, _dir) in proxies(answer.as_bytes()).await {
+        for _ in 0..2 {
+            let answer = get(&client, &proxy.url("/both")).await;
+            assert_eq!(answer.status, 200, "{way}");
+            assert_eq!(std::str::from_utf8(&answer.body).unwrap(), body, "{way}");
+            assert_ne!(answer.header("content-length"), Some("3"), "{way}");
         }
     }
 }
