@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::support::{get, h1_client, head_end, Proxy};
+use crate::support::{get, h1_client, head_end, Origin, OriginBuilder, Proxy};
 use crate::tls;
 
 /// An origin that answers each request head with `answer`, byte for byte, and
@@ -165,5 +165,55 @@ async fn a_bad_chunk_after_the_head_is_not_a_clean_empty_answer() {
                 "{way}: {status}: the body must end in an error"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_the_apps_400() {
+    let plain = Origin::start().await;
+    let server = tls::pki("127.0.0.1");
+    let secure = OriginBuilder::default()
+        .tls(tls::server_config(&server, None))
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls::write(dir.path(), "ca.pem", &server.ca_pem);
+    for (way, proxy) in [
+        ("http", Proxy::in_front_of(&plain.url(), "").await),
+        (
+            "https",
+            Proxy::in_front_of(&secure.url(), &format!("[tls]\nca_file = \"{ca}\"\n")).await,
+        ),
+    ] {
+        let got = raw_exchange(
+            proxy.addr,
+            b"POST /sink HTTP/1.1\r\nhost: app\r\ncontent-type: application/json\r\n\
+              transfer-encoding: chunked\r\n\r\n4\r\n{\"a\"\r\nzz\r\n",
+        )
+        .await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{way}: {text}");
+        let envelope: serde_json::Value =
+            serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(envelope["status"], "INVALID_PARAMETERS", "{way}");
+        assert_eq!(envelope["metadata"]["cause"], "request_body", "{way}");
+        assert_eq!(envelope["metadata"]["source"], "leanproxy", "{way}");
+
+        let metrics = get(&h1_client(), &proxy.admin_url("/metrics")).await;
+        let metrics = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.starts_with("leanproxy_upstream_errors_total{")),
+            "{way}: not an upstream failure: {metrics}"
+        );
+        assert!(
+            metrics.contains("status=\"400\""),
+            "{way}: counted: {metrics}"
+        );
+        assert!(
+            !metrics.contains("status=\"502\""),
+            "{way}: not counted as a 502: {metrics}"
+        );
     }
 }
