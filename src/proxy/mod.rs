@@ -49,6 +49,26 @@ pub struct UpstreamTiming(pub std::time::Duration);
 /// (benches/README.md).
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
+/// The largest answer head taken from an upstream (README: 64 KiB); larger
+/// ones become a 502. hyper's own bound is its read buffer
+/// ([`UPSTREAM_READ_BUFFER`]), checked only while a head is incomplete: one
+/// finished by the read that crossed the bound passed, up to about 100 KiB.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// The size of `parts`' head as HTTP/1.1 writes it: status line, one
+/// `name: value` line per field, the blank line. Whitespace the upstream put
+/// around values is not counted (hyper keeps none of it).
+fn head_size(parts: &http::response::Parts) -> usize {
+    let status_line =
+        "HTTP/1.1 200 \r\n".len() + parts.status.canonical_reason().map_or(0, str::len);
+    parts
+        .headers
+        .iter()
+        .fold(status_line + 2, |size, (name, value)| {
+            size + name.as_str().len() + value.len() + 4
+        })
+}
+
 /// How to reach the upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -449,6 +469,14 @@ impl Inner {
         match outcome {
             Some(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
+                let head = head_size(&parts);
+                if head > MAX_ANSWER_HEAD {
+                    let detail = format!(
+                        "the answer's head takes {head} bytes, more than the {MAX_ANSWER_HEAD} allowed"
+                    );
+                    tracing::warn!(upstream = %self.display, cause = "exchange", %detail, "upstream failure");
+                    return failure_response(Failure::Exchange, &detail, &self.display);
+                }
                 parts.extensions.insert(UpstreamTiming(sent.elapsed()));
                 remove_hop_by_hop(&mut parts.headers);
                 // The client connection has its own version (an HTTP/1.0 upstream
@@ -506,6 +534,19 @@ mod tests {
                 .is_err(),
             "still waiting"
         );
+    }
+
+    #[test]
+    fn head_size_counts_what_http1_writes() {
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-length", "2")
+            .header("x-big", "b".repeat(10))
+            .body(())
+            .unwrap();
+        let (parts, ()) = response.into_parts();
+        let wire = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-big: bbbbbbbbbb\r\n\r\n";
+        assert_eq!(head_size(&parts), wire.len());
     }
 
     #[test]

@@ -217,3 +217,25 @@ async fn a_malformed_chunked_request_body_is_the_apps_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn answer_heads_over_64_kib_are_a_502() {
+    for (kib, passes) in [(63, true), (70, false), (100, false)] {
+        // About `kib` KiB of head: the status line, one large header, the end.
+        let filler = kib * 1024 - 100;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-big: {}\r\n\r\nok",
+            "b".repeat(filler)
+        );
+        for (way, _origin, proxy, _dir) in proxies(answer.as_bytes()).await {
+            let answer = get(&h1_client(), &proxy.url("/big")).await;
+            if passes {
+                assert_eq!(answer.status, 200, "{way}: {kib} KiB");
+                assert_eq!(answer.header("x-big").map(str::len), Some(filler));
+            } else {
+                assert_eq!(answer.status, 502, "{way}: {kib} KiB");
+                assert_eq!(answer.json()["metadata"]["source"], "leanproxy");
+            }
+        }
+    }
+}
