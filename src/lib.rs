@@ -417,7 +417,17 @@ impl App {
         let mut upstream = self.upstream;
         let mockbank = match (self.mockbank, listeners.mockbank) {
             (Some(mockbank), Some(listener)) => {
-                upstream.base = format!("http://{}", listener.local_addr()?)
+                let mut addr = listener.local_addr()?;
+                // A Mockbank on every interface is called on loopback: the
+                // Host its control endpoints accept is an address connected
+                // to, never `0.0.0.0`.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                upstream.base = format!("http://{addr}")
                     .parse()
                     .map_err(|e| std::io::Error::other(format!("mockbank address: {e}")))?;
                 Some((mockbank, listener))

@@ -351,6 +351,9 @@ mod tests {
             "localhost:7072",
             "localhost",
             "127.0.0.2:7071",
+            // Not an address anyone is connected to (the proxy calls a
+            // Mockbank on 0.0.0.0 on loopback for that reason).
+            "0.0.0.0:7071",
             "pinned.example",
             "pinned.example:7071",
             "user@localhost:7071",
