@@ -159,6 +159,7 @@ pub struct App {
     app_token: Option<AppTokenLayer>,
     token: Option<(TokenConfig, TokenPolicy)>,
     admin_token: Option<Secret>,
+    guard: admin::Guard,
     mockbank: Option<Mockbank>,
     reconnect: ReconnectLayer,
     webhooks: Webhooks,
@@ -182,6 +183,7 @@ impl App {
     /// Tokio runtime.
     pub fn build(settings: &Settings) -> Result<Self, Error> {
         let tls = proxy::tls::client_config(&settings.tls)?;
+        let guard = admin::Guard::new(settings.admin.allowed_hosts.clone());
         let mockbank = match settings.proxy.upstream {
             Some(_) => None,
             None => {
@@ -192,7 +194,7 @@ impl App {
                 if let Some(token) = &settings.auth.app_token {
                     mockbank.app_token = token.clone();
                 }
-                Some(Mockbank::new(mockbank, clock)?)
+                Some(Mockbank::new(mockbank, clock)?.with_guard(guard.clone()))
             }
         };
         let token = settings.auth.app_token.clone().or_else(|| {
@@ -364,6 +366,7 @@ impl App {
             tls,
             app_token,
             admin_token: settings.admin.token.clone(),
+            guard,
             mockbank,
             reconnect,
             webhooks,
@@ -461,7 +464,17 @@ impl App {
         let mut upstream = self.upstream;
         let mockbank = match (self.mockbank, listeners.mockbank) {
             (Some(mockbank), Some(listener)) => {
-                upstream.base = format!("http://{}", listener.local_addr()?)
+                let mut addr = listener.local_addr()?;
+                // A Mockbank on every interface is called on loopback: the
+                // Host its control endpoints accept is an address connected
+                // to, never `0.0.0.0`.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                upstream.base = format!("http://{addr}")
                     .parse()
                     .map_err(|e| std::io::Error::other(format!("mockbank address: {e}")))?;
                 Some((mockbank, listener))
@@ -528,6 +541,7 @@ impl App {
         .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
         .with_tokens(tokens)
         .with_route_tokens(self.route_tokens)
+        .with_guard(self.guard)
         .with_shutdown(rx.clone());
         let relays = self.relay.start();
 

@@ -544,7 +544,9 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
     };
     exit_code(runtime.block_on(async move {
         let clock = Clock::new(chrono::Utc::now(), settings.mockbank.time_scale);
-        let mockbank = Mockbank::new(settings.mockbank.clone(), clock)?;
+        let mockbank = Mockbank::new(settings.mockbank.clone(), clock)?.with_guard(
+            leanproxy::admin::Guard::new(settings.admin.allowed_hosts.clone()),
+        );
         let addr = settings.mockbank.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

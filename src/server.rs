@@ -56,6 +56,8 @@ pub struct ClientAddr(Arc<Peer>);
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
+    /// The listener's address this connection came in on, when known.
+    local: Option<SocketAddr>,
     text: Arc<str>,
     ip: HeaderValue,
     upstream: Arc<UpstreamSlot>,
@@ -64,9 +66,15 @@ struct Peer {
 impl ClientAddr {
     /// Renders `addr`'s text forms.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::accepted(addr, None)
+    }
+
+    /// A client at `addr` connected to the listener's address `local`.
+    pub fn accepted(addr: SocketAddr, local: Option<SocketAddr>) -> Self {
         let ip = addr.ip().to_string();
         Self(Arc::new(Peer {
             addr,
+            local,
             text: addr.to_string().into(),
             // An IP address is always a valid header value.
             ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
@@ -77,6 +85,12 @@ impl ClientAddr {
     /// The address.
     pub fn addr(&self) -> SocketAddr {
         self.0.addr
+    }
+
+    /// The address this connection reached the listener on (its own
+    /// ip:port; for a listener on `0.0.0.0`, the interface's), when known.
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.0.local
     }
 
     /// `ip:port`.
@@ -174,10 +188,17 @@ pub async fn serve<S>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // The admin and Mockbank control endpoints compare the Host header
+        // with it. A listener on an unspecified address learns the interface
+        // from each connection.
+        let own = match local {
+            Some(addr) if !addr.ip().is_unspecified() => Some(addr),
+            _ => stream.local_addr().ok(),
+        };
         let activity = Arc::new(Activity::default());
         let conn_service = ConnService {
             inner: RefCell::new(service.clone()),
-            peer: ClientAddr::new(peer),
+            peer: ClientAddr::accepted(peer, own),
             activity: activity.clone(),
         };
         let builder = builder.clone();
@@ -288,6 +309,7 @@ where
                 Ok(response.map(|inner| ServedBody {
                     inner,
                     _waiting: waiting,
+                    failed: None,
                 }))
             }
         })
@@ -299,10 +321,20 @@ pin_project_lite::pin_project! {
     /// progress for [`Quiet`] until hyper drops it (at its end, or when the
     /// connection ends). A wrapper, not a box: one more allocation per answer
     /// is what the rest of this module saves.
+    ///
+    /// A body that fails is reported to hyper one turn late: hyper writes an
+    /// answer's head into its buffer and sends it with the body's first
+    /// bytes, and a body error it sees at once closes the connection with
+    /// the head still unsent, so the app got nothing at all (an upstream
+    /// that broke its chunked framing right after the head). Told to wait
+    /// one turn first, hyper flushes what it has; the app then sees the
+    /// head and a body that ends early, which every client reports as an
+    /// error.
     struct ServedBody {
         #[pin]
         inner: Body,
         _waiting: Option<Waiting>,
+        failed: Option<body::BoxError>,
     }
 }
 
@@ -314,7 +346,18 @@ impl http_body::Body for ServedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                *this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

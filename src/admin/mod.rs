@@ -28,6 +28,12 @@
 //! Every other path is guarded: when an admin token is configured (it must be
 //! when the listener is not on loopback), requests need
 //! `Authorization: Bearer <token>`; without it they get 401.
+//!
+//! Every request but `/healthz` first passes the [`Guard`]: a `Host` that is
+//! not the listener's own (or in `admin.allowed_hosts`) gets 403, and so does
+//! a state-changing request from another site. The endpoints that read a
+//! JSON body take only `content-type: application/json` (415 otherwise).
+//! Answers carry no CORS headers: other sites' pages cannot read them.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,8 +56,12 @@ use crate::webhooks::Webhooks;
 use tokio::sync::watch;
 
 mod faults;
+mod guard;
 mod observe;
 mod tokens;
+
+use guard::require_json;
+pub use guard::{AllowedHost, Guard};
 
 /// The admin API service.
 #[derive(Clone, Debug)]
@@ -71,6 +81,7 @@ struct AdminInner {
     fault_refusal: Option<String>,
     tokens: Option<TokenSource>,
     route_tokens: Vec<(String, TokenSource)>,
+    guard: Guard,
 }
 
 impl Admin {
@@ -97,6 +108,7 @@ impl Admin {
                 fault_refusal: None,
                 tokens: None,
                 route_tokens: Vec::new(),
+                guard: Guard::default(),
             }),
         }
     }
@@ -122,6 +134,12 @@ impl Admin {
     /// Shows (and forgets) the token of each `[[routes]]` target, by route name.
     pub fn with_route_tokens(self, sources: Vec<(String, TokenSource)>) -> Self {
         self.with(|i| i.route_tokens = sources)
+    }
+
+    /// Checks every request's Host and Origin with `guard` (by default, one
+    /// that knows no names beyond the listener's own).
+    pub fn with_guard(self, guard: Guard) -> Self {
+        self.with(|i| i.guard = guard)
     }
 
     /// Serves `/api/faults` over `rules`; `refusal` (production guard) refuses
@@ -158,6 +176,13 @@ impl Admin {
             CustomerToken,
             Blocking,
         }
+        let health = req.uri().path().trim_end_matches('/') == "/healthz";
+        // `/healthz` tells nothing; probes may call it by any name.
+        if !health {
+            if let Some(refused) = self.inner.guard.check(&req, "admin listener") {
+                return refused;
+            }
+        }
         let waits = {
             let path = req.uri().path();
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -178,8 +203,11 @@ impl Admin {
                 let admin = self.clone();
                 off_thread(move || admin.answer(&req)).await
             }
-            Some(Waits::AddFault) => self.add_fault(req).await,
-            Some(Waits::CustomerToken) => self.customer_token(req).await,
+            Some(reads_json) => match (require_json(req.headers()), reads_json) {
+                (Some(refused), _) => refused,
+                (None, Waits::AddFault) => self.add_fault(req).await,
+                (None, _) => self.customer_token(req).await,
+            },
         }
     }
 

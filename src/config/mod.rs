@@ -413,6 +413,17 @@ impl Settings {
         let admin = AdminSettings {
             listen: c.addr("admin.listen", &raw.admin.listen),
             token: secret(&mut c, "admin.token", ENV_ADMIN_TOKEN, raw.admin.token, env),
+            allowed_hosts: raw
+                .admin
+                .allowed_hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, host)| {
+                    host.parse()
+                        .map_err(|e: String| c.fail(&format!("admin.allowed_hosts[{i}]"), e))
+                        .ok()
+                })
+                .collect(),
         };
         if !admin.listen.ip().is_loopback() && admin.token.is_none() {
             c.fail(

@@ -163,6 +163,9 @@ pub struct RawAdmin {
     pub listen: String,
     /// Bearer token required on the admin API; `LEANPROXY_ADMIN_TOKEN` overrides it.
     pub token: Option<Secret>,
+    /// Host names the admin listener and the Mockbank control endpoints
+    /// answer besides their own addresses.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -170,6 +173,7 @@ impl Default for RawAdmin {
         Self {
             listen: DEFAULT_ADMIN_LISTEN.into(),
             token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -158,6 +158,9 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Bearer token required on guarded admin endpoints.
     pub token: Option<Secret>,
+    /// Names the admin listener and the Mockbank control endpoints answer
+    /// besides their own addresses (`admin.allowed_hosts`).
+    pub allowed_hosts: Vec<crate::admin::AllowedHost>,
 }
 
 /// Validated `[log]`.

@@ -8,7 +8,10 @@
 //! `entity.reconnected` and `results.ready` webhooks. All timing reads one
 //! [`Clock`] that tests pause and advance.
 //!
-//! Control API (no credentials, loopback only):
+//! Control API (no credentials; a [`Guard`], as on the admin listener,
+//! refuses foreign `Host` names and state changes from other sites' pages;
+//! calls through the proxy arrive with the Mockbank's own Host and the app's
+//! `Origin`, if any):
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -43,6 +46,7 @@ pub use clock::Clock;
 pub use users::{Behaviour, TestUser, OTP};
 pub use webhooks::Delivery;
 
+use crate::admin::Guard;
 use crate::body::{self, Body};
 use crate::config::Secret;
 use crate::lean::ErrorEnvelope;
@@ -87,6 +91,8 @@ pub struct MockbankSettings {
 #[derive(Clone)]
 pub struct Mockbank {
     inner: Arc<Inner>,
+    /// Checks the control endpoints' requests.
+    guard: Guard,
 }
 
 struct Inner {
@@ -121,7 +127,16 @@ impl Mockbank {
                 state: Mutex::new(State::default()),
                 webhooks,
             }),
+            guard: Guard::default(),
         })
+    }
+
+    /// Checks the Host and Origin of requests to `/_mockbank/…` with `guard`
+    /// (by default, one that knows no names beyond the listener's own). The
+    /// Lean-compatible API is not affected: apps call it by any name.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// The Mockbank clock.
@@ -253,6 +268,12 @@ impl tower::Service<Request<Body>> for Mockbank {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let control = req.uri().path().split('/').find(|s| !s.is_empty()) == Some("_mockbank");
+        if control {
+            if let Some(refused) = self.guard.check(&req, "Mockbank") {
+                return Box::pin(std::future::ready(Ok(refused)));
+            }
+        }
         let inner = self.inner.clone();
         Box::pin(async move { Ok(inner.handle(req).await) })
     }

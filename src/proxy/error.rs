@@ -124,6 +124,19 @@ fn classify_chain(err: &(dyn StdError + 'static), mut connect: bool) -> (Failure
     (failure, parts.join(": "))
 }
 
+/// The answer to a request whose body failed while it was being forwarded
+/// (malformed chunked framing, a body cut short): the app's error, 400 in
+/// Lean's envelope. Not a [`Failure`]:
+/// the upstream did nothing wrong, and metrics do not count it as one.
+pub(crate) fn request_body_response(detail: &str) -> Response<Body> {
+    ErrorEnvelope::new(
+        "INVALID_PARAMETERS",
+        format!("leanproxy: the request body could not be read: {detail}"),
+    )
+    .with_metadata(json!({"source": "leanproxy", "cause": "request_body"}))
+    .into_response(StatusCode::BAD_REQUEST)
+}
+
 /// The 502/504 answer for `failure`, in Lean's error envelope.
 pub fn failure_response(failure: Failure, detail: &str, upstream: &str) -> Response<Body> {
     let status = failure.status();

@@ -18,6 +18,9 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Where `Transfer-Encoding` is in [`HOP_BY_HOP`].
+const TRANSFER_ENCODING_BIT: usize = 7;
+
 /// `x-forwarded-for`
 pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`
@@ -26,6 +29,11 @@ pub(super) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 pub(super) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
+///
+/// With `Transfer-Encoding`, `Content-Length` goes too: the message was
+/// framed by its transfer coding, and the length, if any, is not its body's
+/// (RFC 9112 §6.3: a proxy must drop it before forwarding). Kept, it would
+/// cut the forwarded body short or leave the receiver waiting for more.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names present (not their values), rather than a
     // hashed removal per hop-by-hop name. Most messages carry none of them,
@@ -62,6 +70,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         if present & (1 << i) != 0 {
             headers.remove(name);
         }
+    }
+    if present & (1 << TRANSFER_ENCODING_BIT) != 0 {
+        headers.remove(header::CONTENT_LENGTH);
     }
     for name in named {
         headers.remove(name);
@@ -206,6 +217,21 @@ mod tests {
         add_forwarded(&mut h, Some(&HeaderValue::from_static("127.0.0.1")), None);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
+    }
+
+    #[test]
+    fn transfer_encoding_takes_content_length_with_it() {
+        let mut h = map(&[
+            ("content-length", "3"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut alone = map(&[("content-length", "3"), ("connection", "close")]);
+        remove_hop_by_hop(&mut alone);
+        assert_eq!(alone["content-length"], "3");
+        assert_eq!(HOP_BY_HOP[TRANSFER_ENCODING_BIT], header::TRANSFER_ENCODING);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,8 +25,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use error::classify_connect;
 pub use error::{classify, failure_response, Failure};
+use error::{classify_connect, request_body_response};
 pub use headers::{add_forwarded, remove_hop_by_hop};
 use pool::within;
 pub(crate) use pool::{DriveSlot, UpstreamSlot};
@@ -47,6 +48,26 @@ pub struct UpstreamTiming(pub std::time::Duration);
 /// 64 KiB chunks keep that bounded at a few more reads per answer
 /// (benches/README.md).
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+
+/// The largest answer head taken from an upstream (README: 64 KiB); larger
+/// ones become a 502. hyper's own bound is its read buffer
+/// ([`UPSTREAM_READ_BUFFER`]), checked only while a head is incomplete: one
+/// finished by the read that crossed the bound passed, up to about 100 KiB.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// The size of `parts`' head as HTTP/1.1 writes it: status line, one
+/// `name: value` line per field, the blank line. Whitespace the upstream put
+/// around values is not counted (hyper keeps none of it).
+fn head_size(parts: &http::response::Parts) -> usize {
+    let status_line =
+        "HTTP/1.1 200 \r\n".len() + parts.status.canonical_reason().map_or(0, str::len);
+    parts
+        .headers
+        .iter()
+        .fold(status_line + 2, |size, (name, value)| {
+            size + name.as_str().len() + value.len() + 4
+        })
+}
 
 /// How to reach the upstream.
 #[derive(Debug, Clone)]
@@ -189,7 +210,7 @@ impl tower::Service<Request<Body>> for Upstream {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = &self.inner;
-        let (mut req, slot) = match inner.prepare(req) {
+        let (mut req, slot, body_failed) = match inner.prepare(req) {
             Ok(prepared) => prepared,
             Err(refused) => {
                 return UpstreamFuture(Forwarding::Refused(std::future::ready(Ok(*refused))))
@@ -205,6 +226,7 @@ impl tower::Service<Request<Body>> for Upstream {
                         exchange: within(exchange, sent, inner.response_timeout, slot),
                         inner: inner.clone(),
                         sent,
+                        body_failed,
                     })
                 }
                 Err(back) => req = back,
@@ -213,7 +235,7 @@ impl tower::Service<Request<Body>> for Upstream {
         let inner = inner.clone();
         UpstreamFuture(Forwarding::Boxed(Box::pin(async move {
             let outcome = inner.exchange(req, slot, sent).await;
-            Ok(inner.finish(outcome, sent))
+            Ok(inner.finish(outcome, sent, body_failed.as_deref()))
         })))
     }
 }
@@ -230,6 +252,7 @@ enum Forwarding {
         exchange: pool::Within<pool::Exchange>,
         inner: Arc<Inner>,
         sent: Instant,
+        body_failed: Option<Arc<AtomicBool>>,
     },
     /// Waiting for a connection (parked or new), or over https.
     Boxed(Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>),
@@ -245,11 +268,14 @@ impl Future for UpstreamFuture {
                 exchange,
                 inner,
                 sent,
+                body_failed,
             } => {
                 let outcome = std::task::ready!(Pin::new(exchange).poll(cx));
-                Poll::Ready(Ok(
-                    inner.finish(outcome.map(|r| r.map_err(pool_failure)), *sent)
-                ))
+                Poll::Ready(Ok(inner.finish(
+                    outcome.map(|r| r.map_err(pool_failure)),
+                    *sent,
+                    body_failed.as_deref(),
+                )))
             }
             Forwarding::Boxed(boxed) => boxed.as_mut().poll(cx),
         }
@@ -264,12 +290,54 @@ fn pool_failure(e: PoolError) -> (Failure, String) {
     }
 }
 
-/// A request ready to go upstream, and its app connection's slot.
-type Prepared = (Request<Body>, Option<Arc<UpstreamSlot>>);
+/// A request ready to go upstream, its app connection's slot, and the flag
+/// its body sets if it fails (none for a request without a body).
+type Prepared = (
+    Request<Body>,
+    Option<Arc<UpstreamSlot>>,
+    Option<Arc<AtomicBool>>,
+);
 
 /// An exchange's outcome: the upstream's answer, a failure, or `None` when
 /// no answer came within the response timeout.
 type Outcome = Option<Result<Response<Body>, (Failure, String)>>;
+
+pin_project_lite::pin_project! {
+    /// The app's request body on its way upstream; sets `failed` when it
+    /// fails (malformed chunked framing, a body cut short). The transports
+    /// report that each in their own way, as a failure of the exchange; the
+    /// flag tells it from the upstream's failures.
+    struct NotedBody {
+        #[pin]
+        inner: Body,
+        failed: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for NotedBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl Inner {
     /// The request as it goes upstream (URI under the base URL, hop-by-hop
@@ -354,7 +422,19 @@ impl Inner {
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
         let slot = client.map(|c| c.upstream_slot().clone());
-        Ok((req, slot))
+        // Most calls (GETs) have no body and need no flag.
+        if http_body::Body::is_end_stream(req.body()) {
+            return Ok((req, slot, None));
+        }
+        let failed = Arc::new(AtomicBool::new(false));
+        let req = req.map(|inner| {
+            body::boxed(NotedBody {
+                inner,
+                failed: failed.clone(),
+            })
+        });
+        let body_failed = Some(failed);
+        Ok((req, slot, body_failed))
     }
 
     /// Sends `req` on a parked or new connection, or through the https
@@ -378,17 +458,37 @@ impl Inner {
         within(exchange, sent, self.response_timeout, timer_slot).await
     }
 
-    /// The answer to the app for `outcome`, of a request sent at `sent`.
-    fn finish(&self, outcome: Outcome, sent: Instant) -> Response<Body> {
+    /// The answer to the app for `outcome`, of a request sent at `sent`
+    /// whose body sets `body_failed` if it failed.
+    fn finish(
+        &self,
+        outcome: Outcome,
+        sent: Instant,
+        body_failed: Option<&AtomicBool>,
+    ) -> Response<Body> {
         match outcome {
             Some(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
+                let head = head_size(&parts);
+                if head > MAX_ANSWER_HEAD {
+                    let detail = format!(
+                        "the answer's head takes {head} bytes, more than the {MAX_ANSWER_HEAD} allowed"
+                    );
+                    tracing::warn!(upstream = %self.display, cause = "exchange", %detail, "upstream failure");
+                    return failure_response(Failure::Exchange, &detail, &self.display);
+                }
                 parts.extensions.insert(UpstreamTiming(sent.elapsed()));
                 remove_hop_by_hop(&mut parts.headers);
                 // The client connection has its own version (an HTTP/1.0 upstream
                 // must not turn the app's HTTP/1.1 answer into 1.0).
                 parts.version = Version::default();
                 Response::from_parts(parts, body)
+            }
+            // Whatever the transport made of it (h1: a user error; h2: a
+            // stream reset by hyper), the app's body failed first.
+            Some(Err((_, detail))) if body_failed.is_some_and(|f| f.load(Ordering::Relaxed)) => {
+                tracing::debug!(cause = "request_body", %detail, "the app's request body failed");
+                request_body_response(&detail)
             }
             Some(Err((failure, detail))) => {
                 tracing::warn!(upstream = %self.display, cause = failure.as_str(), %detail, "upstream failure");
@@ -434,6 +534,19 @@ mod tests {
                 .is_err(),
             "still waiting"
         );
+    }
+
+    #[test]
+    fn head_size_counts_what_http1_writes() {
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-length", "2")
+            .header("x-big", "b".repeat(10))
+            .body(())
+            .unwrap();
+        let (parts, ()) = response.into_parts();
+        let wire = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-big: bbbbbbbbbb\r\n\r\n";
+        assert_eq!(head_size(&parts), wire.len());
     }
 
     #[test]

@@ -193,6 +193,7 @@ async fn customer_tokens_are_minted_for_the_linksdk() {
     let unknown = send(
         &c,
         Request::post(p.admin_url("/api/tokens/customer"))
+            .header("content-type", "application/json")
             .body(body::full(
                 r#"{"customer_id":"00000000-0000-0000-0000-000000000000"}"#,
             ))

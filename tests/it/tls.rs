@@ -10,8 +10,8 @@ use rustls::server::WebPkiClientVerifier;
 use crate::support::{get, h1_client, OriginBuilder, Proxy};
 
 /// A CA and a certificate it signed, as PEM and DER.
-struct Pki {
-    ca_pem: String,
+pub struct Pki {
+    pub ca_pem: String,
     leaf_pem: String,
     leaf_key_pem: String,
     leaf_der: CertificateDer<'static>,
@@ -19,7 +19,7 @@ struct Pki {
     ca_der: CertificateDer<'static>,
 }
 
-fn pki(leaf_name: &str) -> Pki {
+pub fn pki(leaf_name: &str) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -46,7 +46,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn server_config(server: &Pki, client_ca: Option<&Pki>) -> rustls::ServerConfig {
+pub fn server_config(server: &Pki, client_ca: Option<&Pki>) -> rustls::ServerConfig {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -69,7 +69,7 @@ fn server_config(server: &Pki, client_ca: Option<&Pki>) -> rustls::ServerConfig 
         .unwrap()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
