@@ -608,7 +608,7 @@ impl Settings {
         };
 
         if c.errors.is_empty() {
-            Ok(Settings {
+            let mut settings = Settings {
                 proxy,
                 tls,
                 auth,
@@ -620,6 +620,8 @@ impl Settings {
                         ring_bytes: raw.log.ring_bytes,
                         capture_limit: raw.log.capture,
                         redact: raw.log.redact,
+                        // Filled in from the whole configuration below.
+                        known_secrets: Vec::new(),
                         lines_per_second: raw.log.lines_per_second,
                         journal: (!raw.log.journal.trim().is_empty()).then(|| {
                             crate::log::JournalConfig {
@@ -635,7 +637,9 @@ impl Settings {
                 webhooks,
                 faults,
                 routes,
-            })
+            };
+            settings.log.requests.known_secrets = settings.secrets();
+            Ok(settings)
         } else {
             Err(ConfigError::Invalid(c.errors))
         }

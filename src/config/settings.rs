@@ -173,6 +173,26 @@ pub struct LogSettings {
 }
 
 impl Settings {
+    /// Every configured secret: scrubbed from what the request log shows.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let mut out: Vec<Secret> = Vec::new();
+        out.extend(self.auth.app_token.clone());
+        out.extend(self.auth.client.as_ref().map(|(_, s)| s.clone()));
+        out.extend(self.admin.token.clone());
+        out.extend(self.webhooks.secret.clone());
+        for route in &self.routes {
+            out.extend(route.app_token.clone());
+            out.extend(route.client.as_ref().map(|(_, s)| s.clone()));
+        }
+        let m = &self.mockbank;
+        out.extend([
+            m.app_token.clone(),
+            m.client_secret.clone(),
+            m.webhook_secret.clone(),
+        ]);
+        out
+    }
+
     /// What is valid but probably not what the user meant, one sentence each,
     /// naming what to set: printed by `leanproxy check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {

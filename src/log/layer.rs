@@ -115,7 +115,7 @@ impl Tap {
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    fn capture(self, mime: Option<&str>, redact: bool) -> Option<Capture> {
+    fn capture(self, mime: Option<&str>, redact: &redact::Redactor) -> Option<Capture> {
         if self.size == 0 {
             return None;
         }
@@ -127,7 +127,7 @@ impl Tap {
             self.size,
             self.truncated,
             mime,
-            redact,
+            redact.clone(),
         ))
     }
 }
@@ -192,10 +192,10 @@ where
         let notes = ExchangeNotes::default();
         req.extensions_mut().insert(notes.clone());
         let t = &self.telemetry;
-        let redacting = t.redact();
+        let redactor = t.redactor();
         let (request_headers, [host, mime]) = Headers::picking(
             req.headers(),
-            redacting,
+            redactor.clone(),
             [&header::HOST, &header::CONTENT_TYPE],
         );
         let request_tap = (!req.body().is_end_stream()).then(SharedTap::default);
@@ -209,13 +209,7 @@ where
                 .map(str::to_string)
                 .or_else(|| req.uri().authority().map(|a| a.to_string())),
             path: req.uri().path().to_string(),
-            query: req.uri().query().map(|q| {
-                if redacting {
-                    redact::query(q)
-                } else {
-                    q.to_string()
-                }
-            }),
+            query: req.uri().query().map(|q| redactor.form(q)),
             version: version_name(req.version()),
             client: req
                 .extensions()
@@ -267,7 +261,7 @@ where
             .insert(&X_REQUEST_ID, pending.id.clone());
         let (response_headers, [mime, fault, correlation]) = Headers::picking(
             response.headers(),
-            pending.telemetry.redact(),
+            pending.telemetry.redactor().clone(),
             [
                 &header::CONTENT_TYPE,
                 &X_LEANPROXY_INJECTED,
@@ -325,7 +319,7 @@ impl Finisher {
     fn finish(self, completed: bool) {
         let p = self.pending;
         let t = &p.telemetry;
-        let redacting = t.redact();
+        let redactor = t.redactor();
         let notes = p.notes.snapshot();
         let duration = p.start.elapsed();
         let answer = &self.response_tap.bytes;
@@ -415,10 +409,10 @@ impl Finisher {
             return;
         }
         let request_body =
-            request_tap.and_then(|(mime, tap)| tap.capture(text(mime.as_ref()), redacting));
+            request_tap.and_then(|(mime, tap)| tap.capture(text(mime.as_ref()), redactor));
         let response_body = self
             .response_tap
-            .capture(text(self.response_mime.as_ref()), redacting);
+            .capture(text(self.response_mime.as_ref()), redactor);
         let record = ExchangeRecord {
             id: p.id,
             started_at: p.started_at,

@@ -56,6 +56,9 @@ pub struct LogConfig {
     pub capture_limit: usize,
     /// Remove secrets and personal data (on unless turned off for local debugging).
     pub redact: bool,
+    /// The configured secrets, scrubbed from whatever is shown wherever they
+    /// appear (an upstream may echo one); set by the application.
+    pub known_secrets: Vec<crate::config::Secret>,
     /// The journal, when configured.
     pub journal: Option<JournalConfig>,
     /// Exchange lines on stderr per second at most, for 5xx answers (WARN)
@@ -76,6 +79,7 @@ impl Default for LogConfig {
             ring_bytes: 8 << 20,
             capture_limit: 16 << 10,
             redact: true,
+            known_secrets: Vec::new(),
             journal: None,
             lines_per_second: 0,
         }
@@ -91,6 +95,7 @@ pub struct Telemetry {
 #[derive(Debug)]
 struct Inner {
     config: LogConfig,
+    redactor: redact::Redactor,
     ring: Ring,
     journal: Option<Journal>,
     events: Events,
@@ -111,8 +116,14 @@ impl Telemetry {
     /// Starts the journal's writer thread when a journal is configured.
     pub fn new(config: LogConfig, events: Events, metrics: Metrics) -> Self {
         let journal = config.journal.clone().map(Journal::start);
+        let redactor = if config.redact {
+            redact::Redactor::on(config.known_secrets.iter().map(|s| s.expose().to_string()))
+        } else {
+            redact::Redactor::off()
+        };
         Self {
             inner: Arc::new(Inner {
+                redactor,
                 ring: Ring::new(config.ring_entries, config.ring_bytes),
                 lines: lines::LineBudget::new(config.lines_per_second),
                 warn_lines: lines::LineBudget::new(config.lines_per_second),
@@ -192,8 +203,9 @@ impl Telemetry {
         report();
     }
 
-    fn redact(&self) -> bool {
-        self.inner.config.redact
+    /// How what is kept is shown.
+    pub fn redactor(&self) -> &redact::Redactor {
+        &self.inner.redactor
     }
 
     /// How much of a body is kept: the configured capture when a record keeps
@@ -449,7 +461,7 @@ mod tests {
                 1 << 20,
                 false,
                 Some("text/plain"),
-                true,
+                crate::log::redact::Redactor::default(),
             ));
             ring.push(Arc::new(record));
             let (_, bytes) = ring.usage();

@@ -22,7 +22,7 @@ pub struct Capture {
     raw: Bytes,
     size: u64,
     truncated: bool,
-    redact: bool,
+    redact: redact::Redactor,
     hidden: Option<&'static str>,
 }
 
@@ -36,9 +36,15 @@ pub struct Rendered {
 }
 
 impl Capture {
-    /// The capture of `bytes` (the first bytes of a body of `size`), shown
-    /// redacted unless `redact` is off.
-    pub fn new(bytes: Bytes, size: u64, truncated: bool, mime: Option<&str>, redact: bool) -> Self {
+    /// The capture of `bytes` (the first bytes of a body of `size`), shown as
+    /// `redact` says.
+    pub fn new(
+        bytes: Bytes,
+        size: u64,
+        truncated: bool,
+        mime: Option<&str>,
+        redact: redact::Redactor,
+    ) -> Self {
         Self {
             mime: mime.map(|m| label(m, &MIMES)),
             raw: bytes,
@@ -85,7 +91,7 @@ impl Capture {
         let Ok(utf8) = std::str::from_utf8(bytes) else {
             return shown(None, Some(format!("{size} bytes of binary data")));
         };
-        if !self.redact {
+        if !self.redact.is_on() {
             return shown(Some(utf8.to_string()), None);
         }
         if kind == "application/json" || kind.ends_with("+json") {
@@ -97,7 +103,7 @@ impl Capture {
             }
             return match serde_json::from_str::<serde_json::Value>(utf8) {
                 Ok(mut v) => {
-                    redact::json(&mut v);
+                    self.redact.json(&mut v);
                     shown(Some(v.to_string()), None)
                 }
                 Err(_) => shown(
@@ -107,17 +113,21 @@ impl Capture {
             };
         }
         if kind == "application/x-www-form-urlencoded" {
-            return shown(Some(redact::form(utf8)), None);
+            return shown(Some(self.redact.form(utf8)), None);
         }
-        if kind.starts_with("text/") {
-            return shown(Some(utf8.to_string()), None);
-        }
+        // Default-deny: free text (and anything else) cannot be redacted
+        // safely, so only its size and type are shown.
         let what = if kind.is_empty() {
             "unlabelled data"
         } else {
             kind.as_str()
         };
-        shown(None, Some(format!("{size} bytes of {what}")))
+        shown(
+            None,
+            Some(format!(
+                "{size} bytes of {what}, not shown: only JSON and form bodies can be redacted (log.redact = false shows it)"
+            )),
+        )
     }
 
     fn weight(&self) -> usize {
@@ -163,12 +173,12 @@ pub struct Headers {
     /// whole block, made and freed once per record.
     block: Box<[u8]>,
     count: u32,
-    redact: bool,
+    redact: redact::Redactor,
 }
 
 impl Headers {
-    /// A copy of `map`, shown redacted unless `redact` is off.
-    pub fn new(map: &HeaderMap, redact: bool) -> Self {
+    /// A copy of `map`, shown as `redact` says.
+    pub fn new(map: &HeaderMap, redact: redact::Redactor) -> Self {
         Self::picking(map, redact, []).0
     }
 
@@ -177,7 +187,7 @@ impl Headers {
     /// name of a message's few headers (callgrind).
     pub(crate) fn picking<'m, const N: usize>(
         map: &'m HeaderMap,
-        redact: bool,
+        redact: redact::Redactor,
         names: [&HeaderName; N],
     ) -> (Self, [Option<&'m HeaderValue>; N]) {
         let size = map
@@ -224,14 +234,7 @@ impl Headers {
     /// Name and shown value of each header.
     pub fn pairs(&self) -> Vec<(String, String)> {
         self.iter()
-            .map(|(k, v)| {
-                let value = if self.redact && redact::is_secret_header(k) {
-                    redact::REDACTED.to_string()
-                } else {
-                    String::from_utf8_lossy(v).into_owned()
-                };
-                (k.to_string(), value)
-            })
+            .map(|(k, v)| (k.to_string(), self.redact.header(k, v)))
             .collect()
     }
 
@@ -401,7 +404,14 @@ mod tests {
     #[test]
     fn truncated_json_is_never_shown() {
         let body = Bytes::from_static(br#"{"iban":"AE07033123456789012345"#);
-        let c = Capture::new(body, 10_000, true, Some("application/json"), true).render();
+        let c = Capture::new(
+            body,
+            10_000,
+            true,
+            Some("application/json"),
+            crate::log::redact::Redactor::default(),
+        )
+        .render();
         assert!(c.text.is_none());
         assert!(c.note.unwrap().contains("cannot be redacted"));
     }
@@ -414,7 +424,7 @@ mod tests {
             27,
             false,
             Some("application/json; charset=utf-8"),
-            true,
+            crate::log::redact::Redactor::default(),
         );
         assert_eq!(
             c.render().text.as_deref(),
@@ -424,7 +434,13 @@ mod tests {
             !serde_json::to_string(&c).unwrap().contains("Mae"),
             "serialized redacted"
         );
-        let raw = Capture::new(body, 27, false, Some("application/json"), false);
+        let raw = Capture::new(
+            body,
+            27,
+            false,
+            Some("application/json"),
+            crate::log::redact::Redactor::off(),
+        );
         assert!(raw.render().text.unwrap().contains("Mae"));
     }
 
@@ -442,7 +458,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
             .collect();
-        let headers = Headers::new(&map, false);
+        let headers = Headers::new(&map, crate::log::redact::Redactor::off());
         assert_eq!(headers.pairs(), expected);
         assert_eq!(Headers::default().pairs(), Vec::new());
     }
@@ -452,7 +468,7 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("lean-app-token", http::HeaderValue::from_static("tok-1"));
         map.insert("accept", http::HeaderValue::from_static("application/json"));
-        let headers = Headers::new(&map, true);
+        let headers = Headers::new(&map, crate::log::redact::Redactor::default());
         assert!(
             !format!("{headers:?}").contains("tok-1"),
             "Debug redacts too"
@@ -462,7 +478,7 @@ mod tests {
             25,
             false,
             Some("application/json"),
-            true,
+            crate::log::redact::Redactor::default(),
         );
         assert!(
             !format!("{capture:?}").contains("AE07"),

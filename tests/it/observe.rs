@@ -758,11 +758,11 @@ async fn exchanges_are_answered_while_a_har_export_renders() {
     let origin = Origin::start().await;
     let proxy = Proxy::in_front_of(&origin.url(), "").await;
     let client = h1_client();
-    // A full ring of text bodies, shown in the HAR: megabytes to render.
-    let text = "leanproxy ".repeat(1_400);
+    // A full ring of JSON bodies, shown in the HAR: megabytes to render.
+    let text = serde_json::json!({"data": "leanproxy ".repeat(1_400)}).to_string();
     for _ in 0..600 {
         let upload = Request::post(proxy.url("/sink"))
-            .header("content-type", "text/plain")
+            .header("content-type", "application/json")
             .body(body::full(text.clone()))
             .unwrap();
         assert_eq!(send(&client, upload).await.status, 200);
@@ -788,4 +788,149 @@ async fn exchanges_are_answered_while_a_har_export_renders() {
         exchange < export / 2,
         "the exchange was answered {exchange:?} after the export began, the export {export:?}"
     );
+}
+
+/// An upstream that is not Lean: it answers free text, sets its own token
+/// header, writes personal keys in other spellings and echoes the app token
+/// in an error.
+async fn foreign_upstream(
+    app_token: &'static str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let (content_type, text) = match req.uri().path() {
+                        "/text" => (
+                            "text/plain",
+                            "hello Angelika Jacobs, AE270200712989310470056".to_string(),
+                        ),
+                        "/json" => (
+                            "application/json",
+                            json!({"IBAN": "AE270200712989310470056", "first_name": "Angelika",
+                                   "last_name": "Jacobs", "holderName": "Angelika Jacobs",
+                                   "account_name": "Angelika Jacobs CURRENT_ACCOUNT Account",
+                                   "status": "OK"})
+                            .to_string(),
+                        ),
+                        _ => (
+                            "application/json",
+                            json!({"status": "UNAUTHORIZED",
+                                   "message": format!("app token {app_token} is not valid")})
+                            .to_string(),
+                        ),
+                    };
+                    let response = http::Response::builder()
+                        .status(if req.uri().path() == "/error" {
+                            401
+                        } else {
+                            200
+                        })
+                        .header("content-type", content_type)
+                        .header("x-upstream-session", "sess-0123456789")
+                        .header("x-echo", app_token)
+                        .body(body::full(text))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_foreign_upstreams_bodies_and_headers_are_redacted_by_default_deny() {
+    const TOKEN: &str = "app-token-ECHOED-0123456789";
+    let (upstream, _task) = foreign_upstream(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let config = dir.path().join("lp.toml");
+    std::fs::write(
+        &config,
+        format!("[log]\njournal = \"{}\"\n", journal.display()),
+    )
+    .unwrap();
+    let mut bin = Binary::spawn(
+        &[
+            "--upstream",
+            &format!("http://{upstream}"),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[("LEAN_APP_TOKEN", TOKEN)],
+    );
+    let client = h1_client();
+    for path in ["/text", "/json", "/error"] {
+        let r = get(&client, &bin.url(path)).await;
+        assert!(r.status == 200 || r.status == 401, "{path}");
+    }
+    // A form with secrets under names no list has.
+    let form = Request::post(bin.url("/form"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body::full(
+            "grant_type=x&my_api_secret=form-SECRET-1&PIN=86420975&holderName=Angelika+Jacobs",
+        ))
+        .unwrap();
+    send(&client, form).await;
+
+    let admin = |path: &str| format!("http://{}{path}", bin.admin);
+    let mut channels: Vec<(String, String)> = Vec::new();
+    let list = get(&client, &admin("/api/requests")).await.json();
+    for r in list["requests"].as_array().unwrap() {
+        let id = r["id"].as_str().unwrap();
+        let one = get(&client, &admin(&format!("/api/requests/{id}"))).await;
+        channels.push((
+            id.to_string(),
+            String::from_utf8_lossy(&one.body).into_owned(),
+        ));
+    }
+    assert_eq!(channels.len(), 4);
+    let har = get(&client, &admin("/api/requests.har")).await;
+    channels.push((
+        "har".into(),
+        String::from_utf8_lossy(&har.body).into_owned(),
+    ));
+    bin.terminate();
+    bin.wait_exit(Duration::from_secs(10)).await;
+    channels.push(("output".into(), bin.output()));
+    for file in leanproxy::log::journal_files(&journal) {
+        channels.push((
+            file.display().to_string(),
+            std::fs::read_to_string(&file).unwrap(),
+        ));
+    }
+    let all: String = channels.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        all.contains("bytes of text/plain, not shown"),
+        "the text is accounted for"
+    );
+    assert!(all.contains("[redacted]"));
+    for (channel, text) in &channels {
+        for leak in [
+            TOKEN,
+            "Angelika",
+            "Jacobs",
+            "AE2702007129893",
+            "sess-0123456789",
+            "form-SECRET-1",
+            "86420975",
+        ] {
+            assert!(
+                !text.contains(leak),
+                "`{leak}` leaked into {channel}: {text}"
+            );
+        }
+    }
 }
