@@ -3,7 +3,7 @@
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::Admin;
+use super::{Admin, FaultList, Removed};
 use crate::body::{self, Body};
 use crate::fault::{parse_rule, Placement};
 use crate::lean::{json_response, ErrorEnvelope};
@@ -46,11 +46,11 @@ impl Admin {
         let rules = &self.inner.faults;
         json_response(
             StatusCode::OK,
-            &json!({
-                "seed": rules.seed(),
-                "allowed": self.inner.fault_refusal.is_none(),
-                "faults": rules.list(),
-            }),
+            &FaultList {
+                seed: rules.seed(),
+                allowed: self.inner.fault_refusal.is_none(),
+                faults: rules.list(),
+            },
         )
     }
 
@@ -121,7 +121,7 @@ impl Admin {
     pub(super) fn remove_fault(&self, id: &str) -> Response<Body> {
         if self.inner.faults.remove(id) {
             tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule removed");
-            json_response(StatusCode::OK, &json!({"removed": id}))
+            json_response(StatusCode::OK, &Removed { removed: id })
         } else {
             unknown_fault(id)
         }
@@ -130,6 +130,6 @@ impl Admin {
     pub(super) fn clear_faults(&self) -> Response<Body> {
         let n = self.inner.faults.len();
         self.inner.faults.clear();
-        json_response(StatusCode::OK, &json!({"removed": n}))
+        json_response(StatusCode::OK, &Removed { removed: n })
     }
 }

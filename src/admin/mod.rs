@@ -55,11 +55,13 @@ use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
 use crate::webhooks::Webhooks;
 use tokio::sync::watch;
 
+mod answers;
 mod faults;
 mod guard;
 mod observe;
 mod tokens;
 
+pub use answers::{FaultList, ReconnectList, Removed};
 use guard::require_json;
 pub use guard::{AllowedHost, Guard};
 
@@ -369,14 +371,14 @@ impl Admin {
                     .as_deref()
                     .is_none_or(|e| r.entity_id.as_deref() == Some(e))
         };
-        let records: Vec<Record> = registry.list().into_iter().filter(|r| keep(r)).collect();
+        let reconnects: Vec<Record> = registry.list().into_iter().filter(|r| keep(r)).collect();
         json_response(
             StatusCode::OK,
-            &json!({
-                "pending": registry.pending_count(),
-                "stats": registry.stats(),
-                "reconnects": records,
-            }),
+            &ReconnectList {
+                pending: registry.pending_count(),
+                stats: registry.stats(),
+                reconnects,
+            },
         )
     }
 }

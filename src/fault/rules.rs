@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::live::{Live, Window};
@@ -52,7 +52,7 @@ enum Offer {
 }
 
 /// A rule as listed by the admin API and the CLI: the written rule and its
-/// counters.
+/// counters. It reads back from what it writes (the CLI's admin client).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleView {
     /// The rule, in the shape it is written in.
@@ -73,6 +73,53 @@ pub struct RuleView {
     pub retired: bool,
     /// Whether it is paused (kept, offered no request).
     pub paused: bool,
+}
+
+impl<'de> Deserialize<'de> for RuleView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The rule's keys are flattened beside the counters, and the rule
+        // refuses unknown keys: the counters are taken out first.
+        #[derive(Deserialize)]
+        struct Counters {
+            matched: u64,
+            applied: u64,
+            remaining: Option<u64>,
+            installed_at: DateTime<Utc>,
+            expires_at: Option<DateTime<Utc>>,
+            retired: bool,
+            #[serde(default)]
+            paused: bool,
+        }
+        const COUNTERS: [&str; 7] = [
+            "matched",
+            "applied",
+            "remaining",
+            "installed_at",
+            "expires_at",
+            "retired",
+            "paused",
+        ];
+        use serde::de::Error;
+        let mut rule = serde_json::Map::deserialize(d)?;
+        let counters: serde_json::Map<String, serde_json::Value> = COUNTERS
+            .iter()
+            .filter_map(|k| rule.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let c: Counters = serde_json::from_value(serde_json::Value::Object(counters))
+            .map_err(D::Error::custom)?;
+        let rule: RawRule =
+            serde_json::from_value(serde_json::Value::Object(rule)).map_err(D::Error::custom)?;
+        Ok(RuleView {
+            rule,
+            matched: c.matched,
+            applied: c.applied,
+            remaining: c.remaining,
+            installed_at: c.installed_at,
+            expires_at: c.expires_at,
+            retired: c.retired,
+            paused: c.paused,
+        })
+    }
 }
 
 /// Where [`FaultRules::add_at`] puts a new rule in the evaluation order.
@@ -728,6 +775,15 @@ mod tests {
             }
         }
         swapper.join().unwrap();
+    }
+
+    #[test]
+    fn a_listed_rule_reads_back_as_written() {
+        let rules = rules(&["lean_error=UNKNOWN_ENTITY id=l count=2 p=0.5 path=/data/*"]);
+        rules.set_paused("l", true);
+        let view = rules.get("l").unwrap();
+        let back: RuleView = serde_json::from_str(&serde_json::to_string(&view).unwrap()).unwrap();
+        assert_eq!(back, view);
     }
 
     #[test]

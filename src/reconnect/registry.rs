@@ -154,7 +154,7 @@ pub enum RegistryEvent<'a> {
 pub type Observer = Arc<dyn Fn(&RegistryEvent<'_>) + Send + Sync>;
 
 /// Counters for metrics and the admin API.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Reconnects first seen.
     pub total: u64,

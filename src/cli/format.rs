@@ -1,180 +1,96 @@
-//! What the `leanproxy` subcommands that talk to a running instance share: a
-//! small client for the admin API and the terminal formatting of its answers.
+//! The terminal formatting of the admin API's answers: tables and live lines.
 
-use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::body;
-use crate::config::Secret;
-
-/// Why a call to the admin API failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The URL could not be built.
-    #[error("bad admin URL {0}")]
-    Url(String),
-    /// Nothing answered.
-    #[error("cannot reach the admin API at {url} ({detail}); is leanproxy running? (--admin URL)")]
-    Unreachable {
-        /// The admin base URL.
-        url: String,
-        /// What failed.
-        detail: String,
-    },
-    /// The answer was not JSON.
-    #[error("the admin API answered {status} with a body that is not JSON")]
-    NotJson {
-        /// HTTP status.
-        status: StatusCode,
-    },
-}
-
-/// Calls the admin API at `base` (e.g. `http://127.0.0.1:7071`) and returns the
-/// status and JSON body.
-pub async fn admin_call(
-    base: &str,
-    method: Method,
-    path: &str,
-    token: Option<&Secret>,
-) -> Result<(StatusCode, Value), ClientError> {
-    admin_send(base, method, path, token, None).await
-}
-
-/// Like [`admin_call`], with a JSON body.
-pub async fn admin_send(
-    base: &str,
-    method: Method,
-    path: &str,
-    token: Option<&Secret>,
-    json: Option<&Value>,
-) -> Result<(StatusCode, Value), ClientError> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut request = Request::builder().method(method).uri(&url);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
-    }
-    let body = match json {
-        Some(v) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            body::full(v.to_string())
-        }
-        None => body::empty(),
-    };
-    let request = request
-        .body(body)
-        .map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<body::Body>();
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: base.to_string(),
-            detail: crate::proxy::classify(&e).1,
-        })?;
-    let status = response.status();
-    let bytes: Bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: base.to_string(),
-            detail: e.to_string(),
-        })?
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson { status })?;
-    Ok((status, json))
-}
+use crate::admin::{FaultList, ReconnectList};
 
 /// A string field for the terminal: control characters (escape sequences from
 /// unauthenticated webhooks, say) are replaced.
 fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or("-")
-        .chars()
+    clean(v.get(key).and_then(Value::as_str).unwrap_or("-"))
+}
+
+/// Control characters (escape sequences from unauthenticated webhooks, say)
+/// replaced, for the terminal.
+fn clean(text: &str) -> String {
+    text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
 
+/// A unit enum's serialised name (`pending`, `upstream`).
+fn name(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// A table of `/api/reconnects` records, one line each.
-pub fn reconnect_table(answer: &Value) -> String {
+pub fn reconnect_table(answer: &ReconnectList) -> String {
     let mut out = format!(
         "{:<9} {:<38} {:<38} {:>5} {:>6}  {:<20} {}\n",
         "STATE", "ENTITY", "RECONNECT ID", "HITS", "CALLS", "FIRST SEEN", "SOURCE"
     );
-    let records = answer
-        .get("reconnects")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for r in &records {
-        let first_seen: String = text(r, "first_seen").chars().take(19).collect();
+    for r in &answer.reconnects {
         out.push_str(&format!(
             "{:<9} {:<38} {:<38} {:>5} {:>6}  {:<20} {}\n",
-            text(r, "state"),
-            text(r, "entity_id"),
-            text(r, "reconnect_id"),
-            r.get("hits").and_then(Value::as_u64).unwrap_or(0),
-            r.get("calls_while_pending")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            first_seen,
-            text(r, "source"),
+            name(&r.state),
+            clean(r.entity_id.as_deref().unwrap_or("-")),
+            clean(&r.reconnect_id),
+            r.hits,
+            r.calls_while_pending,
+            r.first_seen.format("%Y-%m-%dT%H:%M:%S"),
+            name(&r.source),
         ));
     }
     out.push_str(&format!(
         "{} pending, {} listed\n",
-        answer.get("pending").and_then(Value::as_u64).unwrap_or(0),
-        records.len()
+        answer.pending,
+        answer.reconnects.len()
     ));
     out
 }
 
 /// A table of `/api/faults` rules, one line each.
-pub fn fault_table(answer: &Value) -> String {
+pub fn fault_table(answer: &FaultList) -> String {
     let mut out = format!(
         "{:<22} {:<20} {:>6} {:>8} {:>8} {:>9}  {}\n",
         "ID", "ACTION", "P", "MATCHED", "APPLIED", "REMAINING", "MATCH"
     );
-    let rules = answer
-        .get("faults")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for r in &rules {
+    let shown = |v: &Option<Value>| match v {
+        Some(Value::String(s)) => clean(s),
+        Some(other) => other.to_string(),
+        None => "-".to_string(),
+    };
+    for r in &answer.faults {
         let matcher = r
-            .get("match")
-            .filter(|m| !m.is_null())
-            .map_or_else(|| "any request".to_string(), Value::to_string);
-        let number = |k: &str| {
-            r.get(k)
-                .and_then(Value::as_u64)
-                .map_or("-".to_string(), |n| n.to_string())
-        };
-        let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let state = match (flag("retired"), flag("paused")) {
+            .rule
+            .matcher
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())
+            .unwrap_or_else(|| "any request".to_string());
+        let state = match (r.retired, r.paused) {
             (true, _) => "  (retired)",
             (false, true) => "  (paused)",
             (false, false) => "",
         };
         out.push_str(&format!(
             "{:<22} {:<20} {:>6} {:>8} {:>8} {:>9}  {}{}\n",
-            text(r, "id"),
-            text(r, "action"),
-            r.get("probability")
+            shown(&r.rule.id),
+            shown(&r.rule.action),
+            r.rule
+                .probability
+                .as_ref()
                 .map_or("1".to_string(), Value::to_string),
-            number("matched"),
-            number("applied"),
-            number("remaining"),
-            matcher,
+            r.matched,
+            r.applied,
+            r.remaining.map_or("-".to_string(), |n| n.to_string()),
+            clean(&matcher),
             state,
         ));
     }
-    out.push_str(&format!("{} rules\n", rules.len()));
+    out.push_str(&format!("{} rules\n", answer.faults.len()));
     out
 }
 
@@ -278,65 +194,6 @@ pub fn tail_line(event: &str, data: &Value, color: bool) -> Option<String> {
     Some(line)
 }
 
-/// Follows `/api/events` at `base`, calling `print` with each formatted line
-/// until the stream ends.
-pub async fn tail(
-    base: &str,
-    token: Option<&Secret>,
-    color: bool,
-    mut print: impl FnMut(String),
-) -> Result<(), ClientError> {
-    let url = format!("{}/api/events", base.trim_end_matches('/'));
-    let mut request = Request::builder().method(Method::GET).uri(&url);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
-    }
-    let request = request
-        .body(body::empty())
-        .map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<body::Body>();
-    let unreachable = |detail: String| ClientError::Unreachable {
-        url: base.to_string(),
-        detail,
-    };
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| unreachable(crate::proxy::classify(&e).1))?;
-    if !response.status().is_success() {
-        return Err(ClientError::NotJson {
-            status: response.status(),
-        });
-    }
-    let mut body = response.into_body();
-    let mut buffer = String::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| unreachable(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        buffer.push_str(&String::from_utf8_lossy(&data));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut event = "";
-            let mut payload = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event: ") {
-                    event = v;
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    payload.push_str(v);
-                }
-            }
-            if let Ok(value) = serde_json::from_str::<Value>(&payload) {
-                if let Some(line) = tail_line(event, &value, color) {
-                    print(line);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,11 +235,15 @@ mod tests {
     fn table_lists_each_record_and_the_pending_count() {
         let answer = serde_json::json!({
             "pending": 1,
+            "stats": {"total": 1, "inspected": 1, "uninspected": 0},
             "reconnects": [{"state": "pending", "entity_id": "e-1", "reconnect_id": "r-1",
+                            "results_id": null, "api": "v1", "path": "/data/v1/accounts",
+                            "last_seen": "2026-11-25T00:35:29.123Z", "replaced": 0,
+                            "expires_at": "2026-12-25T00:35:29.123Z",
                             "hits": 4, "calls_while_pending": 3,
                             "first_seen": "2026-11-25T00:35:29.123Z", "source": "upstream"}],
         });
-        let table = reconnect_table(&answer);
+        let table = reconnect_table(&serde_json::from_value(answer).unwrap());
         let line = table.lines().nth(1).unwrap();
         assert!(line.starts_with("pending") && line.contains("e-1") && line.contains("r-1"));
         assert!(line.contains("2026-11-25T00:35:29 ") || line.contains("2026-11-25T00:35:29"));
