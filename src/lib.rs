@@ -47,6 +47,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod exchange;
 pub mod fault;
 pub mod future;
 pub mod lean;

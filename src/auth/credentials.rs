@@ -68,7 +68,7 @@ pub struct Credentials<S> {
 }
 
 fn wants_bearer(path: &str) -> bool {
-    path.contains("/v2/") || path.ends_with("/v2")
+    crate::exchange::Api::of_path(path) == Some(crate::exchange::Api::V2)
 }
 
 fn token_failure(e: &super::oauth::TokenError) -> Response<Body> {

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -19,16 +19,12 @@ use super::body::{ThrottleBody, TruncateBody};
 use super::{parse_spec, Action, Applied, FaultRules, Preset, RequestFacts};
 use crate::body::{self, Body};
 use crate::events::Event;
+use crate::exchange::{Api, ExchangeNotes, Synthetic, X_LEANPROXY_FAULT, X_LEANPROXY_INJECTED};
 pub use crate::future::ResponseFuture;
 use crate::lean::{self, json_response, ErrorEnvelope};
-use crate::log::{ExchangeNotes, Telemetry};
-use crate::reconnect::{
-    entity_of_body, entity_of_query, ReconnectRegistry, Synthetic, X_LEANPROXY_INJECTED,
-};
+use crate::log::Telemetry;
+use crate::reconnect::{entity_of_body, entity_of_query, ReconnectRegistry};
 use crate::server::ResetConnection;
-
-/// The request header carrying a one-off fault spec.
-pub static X_LEANPROXY_FAULT: HeaderName = HeaderName::from_static("x-leanproxy-fault");
 
 /// How much of a JSON request body is read ahead to find its `entity_id` while
 /// faults are active.
@@ -189,7 +185,7 @@ fn synthetic(response: Response<Body>, id: &str) -> Response<Body> {
 }
 
 fn is_v1(path: &str) -> bool {
-    path.contains("/v1/") || path.starts_with("/v1")
+    Api::of_path(path) == Some(Api::V1)
 }
 
 fn data_answer(value: serde_json::Value) -> Response<Body> {

@@ -105,7 +105,7 @@ mod spec;
 mod value;
 
 pub use crate::lean::status_detail;
-pub use layer::{Fault, FaultLayer, ResponseFuture, X_LEANPROXY_FAULT};
+pub use layer::{Fault, FaultLayer, ResponseFuture};
 pub use matcher::{Match, PathGlob, RequestFacts};
 pub use preset::{Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
 pub use raw::{parse_rule, RawMatch, RawRule};

@@ -14,28 +14,20 @@ use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::notes::ExchangeNotes;
 use super::record::{lean_status, Capture, ExchangeRecord, Headers};
 use super::{redact, Telemetry, STATUS_PREFIX};
 use crate::body::{self, Body};
 use crate::events::{Event, ExchangeSummary};
+use crate::exchange::{ExchangeNotes, RequestId, X_LEANPROXY_INJECTED, X_REQUEST_ID};
 use crate::proxy::{Failure, UpstreamTiming};
-use crate::reconnect::X_LEANPROXY_INJECTED;
 use crate::server::ClientAddr;
 use crate::sync::lock;
 
 /// `lean-correlation-id`
 static LEAN_CORRELATION_ID: HeaderName = HeaderName::from_static("lean-correlation-id");
 
-/// `x-request-id`
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// Longest app-supplied request id that is propagated; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The exchange's id, also stored in the request's extensions for inner layers.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
 
 /// Assigns request ids and records every exchange into a [`Telemetry`].
 #[derive(Debug, Clone)]

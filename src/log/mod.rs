@@ -18,7 +18,6 @@ mod har;
 mod journal;
 mod layer;
 mod lines;
-mod notes;
 mod record;
 pub mod redact;
 mod ring;
@@ -32,8 +31,7 @@ use tracing_subscriber::EnvFilter;
 
 pub use har::document as har_document;
 pub use journal::{files as journal_files, Journal, JournalConfig};
-pub use layer::{RequestId, RequestLog, RequestLogLayer, ResponseFuture, X_REQUEST_ID};
-pub use notes::{ExchangeNotes, Notes};
+pub use layer::{RequestLog, RequestLogLayer, ResponseFuture};
 pub use record::{lean_status, Capture, ExchangeRecord, Headers, Rendered};
 pub use ring::{Filter, Ring};
 pub use stderr::BatchedStderr;
@@ -269,6 +267,7 @@ pub fn install_tracing(format: LogFormat) {
 mod tests {
     use super::*;
     use crate::body::{self, Body};
+    use crate::exchange::X_REQUEST_ID;
     use http::{HeaderValue, Request, Response};
     use http_body_util::BodyExt;
     use std::convert::Infallible;
@@ -382,7 +381,7 @@ mod tests {
             h.insert("content-type", HeaderValue::from_static("application/json"));
             h.insert("lean-correlation-id", HeaderValue::from_static("corr-9"));
             h.insert(
-                &crate::reconnect::X_LEANPROXY_INJECTED,
+                &crate::exchange::X_LEANPROXY_INJECTED,
                 HeaderValue::from_static("slow-accounts"),
             );
             Ok::<_, Infallible>(r)

@@ -8,7 +8,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::registry::Api;
+use crate::exchange::Api;
 
 static MARKER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"RECONNECT_REQUIRED"));
 

@@ -25,9 +25,8 @@ use super::inspect::{
     Scan,
 };
 use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
-use super::X_LEANPROXY_RECONNECT_ID;
 use crate::body::{self, Body};
-use crate::log::ExchangeNotes;
+use crate::exchange::{ExchangeNotes, Synthetic, X_LEANPROXY_RECONNECT_ID};
 
 /// How much of a JSON request body is copied to find its `entity_id`.
 const REQUEST_TEE_LIMIT: usize = 64 * 1024;
@@ -201,7 +200,7 @@ impl Exchange {
         }
         // Only answers a fault made up count as synthetic; a real answer a fault
         // merely delayed or throttled is still the upstream's.
-        if ext.get::<super::Synthetic>().is_some() {
+        if ext.get::<Synthetic>().is_some() {
             self.source = Source::Fault;
         }
         let limit = self.shared.inspect_limit as u64;

@@ -41,23 +41,11 @@ mod inspect;
 mod layer;
 mod registry;
 
-use http::HeaderName;
-
+pub use crate::exchange::Api;
 pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Scan};
 pub(crate) use inspect::{status_value, Lead};
 pub use layer::{Reconnect, ReconnectLayer, ResponseFuture, DEFAULT_INSPECT_LIMIT};
 pub use registry::{
-    Api, Observer, Outcome, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, Source,
+    Observer, Outcome, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, Source,
     State, StateError, Stats,
 };
-
-/// In an answer's extensions: a fault made this answer up (it did not come from
-/// the upstream), so a RECONNECT_REQUIRED in it is recorded as `source: fault`.
-#[derive(Debug, Clone, Copy)]
-pub struct Synthetic;
-
-/// Response header naming the rule (or `header`) that produced or changed an answer.
-pub static X_LEANPROXY_INJECTED: HeaderName = HeaderName::from_static("x-leanproxy-injected");
-/// Response header carrying the reconnect id, when `reconnect.reconnect_header` is on.
-pub static X_LEANPROXY_RECONNECT_ID: HeaderName =
-    HeaderName::from_static("x-leanproxy-reconnect-id");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::exchange::Api;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -15,16 +16,6 @@ use tokio::sync::Notify;
 
 /// Lean's reconnect ids expire 30 days after they are issued.
 const RECONNECT_ID_DAYS: i64 = 30;
-
-/// Which API generation answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// `payload.reconnect_id`
-    V1,
-    /// `results_id` is the reconnect id
-    V2,
-}
 
 /// Whether the app still has to reconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
