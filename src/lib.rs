@@ -167,7 +167,6 @@ pub struct App {
     relay: Relay,
     telemetry: Telemetry,
     faults: FaultLayer,
-    fault_refusal: Option<String>,
     timeouts: server::Timeouts,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
     route_tokens: Vec<(String, TokenSource)>,
@@ -284,7 +283,7 @@ impl App {
             registry.clone(),
             telemetry.clone(),
         );
-        let rules = FaultRules::new(settings.faults.seed);
+        let rules = FaultRules::guarded(settings.faults.seed, settings.faults.refusal.clone());
         rules.install(settings.faults.rules.clone()).map_err(|e| {
             ConfigError::Invalid(vec![config::FieldError {
                 key: format!("faults.{}", e.field),
@@ -374,7 +373,6 @@ impl App {
             relay,
             telemetry,
             faults,
-            fault_refusal: settings.faults.refusal.clone(),
             timeouts: server::Timeouts::from(&settings.proxy),
             token_scope: (settings.auth.scope.clone(), settings.auth.refresh_margin),
             relay_targets: settings.webhooks.relay.clone(),
@@ -539,7 +537,7 @@ impl App {
             self.webhooks.clone(),
             self.telemetry.clone(),
         )
-        .with_faults(self.faults.rules().clone(), self.fault_refusal.clone())
+        .with_faults(self.faults.rules().clone())
         .with_tokens(tokens)
         .with_route_tokens(self.route_tokens)
         .with_guard(self.guard)

@@ -48,16 +48,15 @@ impl Admin {
             StatusCode::OK,
             &FaultList {
                 seed: rules.seed(),
-                allowed: self.inner.fault_refusal.is_none(),
+                allowed: rules.refusal().is_none(),
                 faults: rules.list(),
             },
         )
     }
 
     pub(super) async fn add_fault(&self, req: Request<Body>) -> Response<Body> {
-        if let Some(why) = &self.inner.fault_refusal {
-            return ErrorEnvelope::new("FAULTS_REFUSED", why.clone())
-                .into_response(StatusCode::FORBIDDEN);
+        if let Some(why) = self.inner.faults.refusal() {
+            return ErrorEnvelope::new("FAULTS_REFUSED", why).into_response(StatusCode::FORBIDDEN);
         }
         let placement = match placement(req.uri().query()) {
             Ok(p) => p,

@@ -80,7 +80,6 @@ struct AdminInner {
     telemetry: Telemetry,
     shutdown: watch::Receiver<bool>,
     faults: FaultRules,
-    fault_refusal: Option<String>,
     tokens: Option<TokenSource>,
     route_tokens: Vec<(String, TokenSource)>,
     guard: Guard,
@@ -107,7 +106,6 @@ impl Admin {
                 telemetry,
                 shutdown,
                 faults: FaultRules::new(None),
-                fault_refusal: None,
                 tokens: None,
                 route_tokens: Vec::new(),
                 guard: Guard::default(),
@@ -144,13 +142,10 @@ impl Admin {
         self.with(|i| i.guard = guard)
     }
 
-    /// Serves `/api/faults` over `rules`; `refusal` (production guard) refuses
-    /// new rules with its reason.
-    pub fn with_faults(self, rules: FaultRules, refusal: Option<String>) -> Self {
-        self.with(|i| {
-            i.faults = rules;
-            i.fault_refusal = refusal;
-        })
+    /// Serves `/api/faults` over `rules` (which refuse new rules with their
+    /// reason when the production guard holds).
+    pub fn with_faults(self, rules: FaultRules) -> Self {
+        self.with(|i| i.faults = rules)
     }
 
     fn authorized(&self, req: &Request<Body>) -> bool {

@@ -11,14 +11,13 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::rule::Rule;
-use super::rules::RuleView;
 
 /// An installed rule and its counters.
 #[derive(Debug)]
 pub(super) struct Live {
     pub(super) rule: Rule,
     installed_at: Instant,
-    installed_wall: DateTime<Utc>,
+    pub(super) installed_wall: DateTime<Utc>,
     /// Matches while live.
     pub(super) matched: AtomicU64,
     /// Faults produced.
@@ -91,22 +90,5 @@ impl Live {
     /// Counts a request against the window; `Some(retry_after)` when over quota.
     pub(super) fn over_quota(&self, limit: u64, window: Duration, now: Instant) -> Option<u64> {
         lock(&self.window).over_quota(limit, window, now)
-    }
-
-    pub(super) fn view(&self, now: Instant) -> RuleView {
-        RuleView {
-            rule: self.rule.to_raw(),
-            matched: self.matched.load(Ordering::Relaxed),
-            applied: self.applied.load(Ordering::Relaxed),
-            remaining: self.remaining.as_ref().map(|r| r.load(Ordering::Relaxed)),
-            installed_at: self.installed_wall,
-            expires_at: self
-                .rule
-                .ttl
-                .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
-                .map(|ttl| self.installed_wall + ttl),
-            retired: !self.is_live(now),
-            paused: self.paused.load(Ordering::Relaxed),
-        }
     }
 }

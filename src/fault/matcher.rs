@@ -8,8 +8,8 @@ use globset::{Glob, GlobMatcher};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{json, Map, Value};
 
+use super::error::RuleError;
 use super::raw::RawMatch;
-use super::rule::RuleError;
 use super::value::{scalar_text, table, text};
 
 /// What the fault layer knows about a request when it evaluates rules.

@@ -67,12 +67,14 @@
 //!
 //! # Evaluation
 //!
-//! Rules are evaluated in order and the first live rule whose match holds
-//! decides: its first `after` matches pass untouched; then `probability` is
-//! drawn from the seeded RNG; a hit uses up one of `count` and the rule retires
-//! when none is left; `ttl` retires it a duration after installation. A
-//! `rate_limit` rule matches every request but faults only those over `limit`
-//! in the current `window`. Retired rules stay listed until removed.
+//! Rules are kept in order, and a request is offered to each live rule (not
+//! paused, not retired) whose match holds: while a rule's first `after`
+//! matches pass, or a `rate_limit` rule's requests are within `limit` in the
+//! current `window`, it lets the request through to the upstream; otherwise
+//! `probability` is drawn from the seeded RNG, and a declined roll offers the
+//! request to the next rule. A hit uses up one of `count` and the rule retires
+//! when none is left; `ttl` retires it a duration after installation. Retired
+//! rules stay listed until removed.
 //!
 //! ```
 //! use leanproxy::fault::{parse_spec, FaultRules, RequestFacts};
@@ -94,6 +96,7 @@
 
 mod action;
 mod body;
+mod error;
 mod layer;
 mod live;
 mod matcher;
@@ -105,12 +108,13 @@ mod spec;
 mod value;
 
 pub use crate::lean::status_detail;
+pub use action::{Action, Delay, ACTION_NAMES, DEFAULT_TIMEOUT, DEFAULT_WINDOW};
+pub use error::RuleError;
 pub use layer::{Fault, FaultLayer, ResponseFuture};
 pub use matcher::{Match, PathGlob, RequestFacts};
 pub use preset::{Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
-pub use raw::{parse_rule, RawMatch, RawRule};
-pub use rule::{
-    Action, Delay, Rule, RuleError, ACTION_NAMES, DEFAULT_TIMEOUT, DEFAULT_WINDOW, MAX_DURATION,
-};
+pub use raw::{RawMatch, RawRule};
+pub use rule::{parse_rule, Rule};
 pub use rules::{Applied, FaultRules, Placement, RuleView};
 pub use spec::{parse_spec, SPEC_HELP};
+pub use value::MAX_DURATION;

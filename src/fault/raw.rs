@@ -1,21 +1,19 @@
 //! The one written shape of a rule, shared by the config file (`[[faults]]`), the
-//! admin API and the listing, and its validation into a [`Rule`].
+//! admin API and the listing: plain data, validated into a
+//! [`Rule`](super::Rule) by [`Rule::from_raw`](super::Rule::from_raw).
 //!
-//! Values are read leniently (any JSON/TOML value) and checked here, so that a
-//! wrong value is refused naming its field (`count: -1 is not a non-negative
-//! integer`) rather than with a generic deserializer message. Unknown keys are
-//! refused by serde, naming the key.
+//! Values are read leniently (any JSON/TOML value) and checked there, so that
+//! a wrong value is refused naming its field (`count: -1 is not a
+//! non-negative integer`) rather than with a generic deserializer message;
+//! unknown keys too are refused there, naming the key.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
-use super::action::{action_from_raw, write_action};
-use super::matcher::Match;
-use super::rule::{Rule, RuleError};
-use super::value::{duration, nonzero, probability, show_duration, text, uint};
+use super::error::RuleError;
 
-/// A rule as written. Every key is optional except `action`; each action reads
-/// its own keys and refuses the others':
+/// A rule as written: the keys every rule may have, then the action's own
+/// keys (`params`). Each action reads its own keys and refuses the others':
 ///
 /// | action | keys |
 /// | --- | --- |
@@ -30,7 +28,6 @@ use super::value::{duration, nonzero, probability, show_duration, text, uint};
 /// | `throttle` | `bytes_per_second` |
 /// | `pending`, `reset`, `corrupt` | none |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Unique id; generated (`fault-xxxxxxxx`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,9 +35,9 @@ pub struct RawRule {
     /// The action's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Value>,
-    /// Conditions; absent matches every request.
+    /// Conditions (the [`RawMatch`] keys); absent matches every request.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
-    pub matcher: Option<RawMatch>,
+    pub matcher: Option<Value>,
     /// 0–1, default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probability: Option<Value>,
@@ -53,60 +50,14 @@ pub struct RawRule {
     /// Skip the first N matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
-    /// `delay`: fixed duration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<Value>,
-    /// `delay`: uniform lower bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_min: Option<Value>,
-    /// `delay`: uniform upper bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_max: Option<Value>,
-    /// `delay`: normal mean.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_mean: Option<Value>,
-    /// `delay`: normal standard deviation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_stddev: Option<Value>,
-    /// `status`: the HTTP status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
-    /// `status`: the body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
-    /// `status`: the body's content type (default: JSON when the body parses as
-    /// JSON, text otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<Value>,
-    /// `lean_error`: the preset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lean_error: Option<Value>,
-    /// `reconnect_required`: keep answering it until resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sticky: Option<Value>,
-    /// `failed`: the granular status code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granular_status_code: Option<Value>,
-    /// `rate_limit`: requests per window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<Value>,
-    /// `rate_limit`: the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<Value>,
-    /// `timeout`: how long to hold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Value>,
-    /// `truncate`: bytes sent before the cut.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after_bytes: Option<Value>,
-    /// `throttle`: the rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_per_second: Option<Value>,
+    /// The action's own keys (`delay`, `status`, `limit`, …), and any key that
+    /// is no rule's (refused by validation, naming it).
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
 }
 
 /// The `match` table. Every condition given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// `GET`, `POST`, … (any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,87 +76,35 @@ pub struct RawMatch {
     pub query: Option<Value>,
 }
 
-/// Parses and validates a rule given as JSON (the admin API's body).
-pub fn parse_rule(value: Value) -> Result<Rule, RuleError> {
-    if !value.is_object() {
-        return Err(RuleError::new("rule", "must be a JSON object"));
-    }
-    let raw: RawRule = serde_json::from_value(value).map_err(|e| RuleError::from_serde(&e))?;
-    Rule::from_raw(raw)
-}
+impl RawMatch {
+    /// The keys of a `match` table.
+    const KEYS: [&'static str; 5] = ["method", "path", "entity_id", "headers", "query"];
 
-impl Rule {
-    /// Validates a written rule. Generates an id when none is given.
-    pub fn from_raw(raw: RawRule) -> Result<Rule, RuleError> {
-        let action = action_from_raw(&raw)?;
-        let id = match &raw.id {
-            Some(v) => checked_id(text("id", v)?)?,
-            None => generated_id(),
+    /// Reads a `match` value: a table of the [`RawMatch`] keys.
+    pub fn from_value(value: &Value) -> Result<RawMatch, RuleError> {
+        let Value::Object(table) = value else {
+            return Err(RuleError::new("match", "must be a table of conditions"));
         };
-        let probability = match &raw.probability {
-            Some(v) => probability(v)?,
-            None => 1.0,
-        };
-        let count = raw.count.as_ref().map(|v| uint("count", v)).transpose()?;
-        if count == Some(0) {
+        if let Some(key) = table.keys().find(|k| !Self::KEYS.contains(&k.as_str())) {
             return Err(RuleError::new(
-                "count",
-                "0 would never apply (give 1 or more, or leave it out)",
+                format!("match.{key}"),
+                format!("unknown key (expected one of {})", Self::KEYS.join(", ")),
             ));
         }
-        let ttl = raw
-            .ttl
-            .as_ref()
-            .map(|v| nonzero(duration("ttl", v)?, "ttl"))
-            .transpose()?;
-        let after = raw.after.as_ref().map(|v| uint("after", v)).transpose()?;
-        let matcher = raw.matcher.as_ref().map(Match::from_raw).transpose()?;
-        Ok(Rule {
-            id,
-            matcher: matcher.unwrap_or_default(),
-            action,
-            probability,
-            count,
-            ttl,
-            after: after.unwrap_or(0),
+        let get = |k: &str| table.get(k).cloned();
+        Ok(RawMatch {
+            method: get("method"),
+            path: get("path"),
+            entity_id: get("entity_id"),
+            headers: get("headers"),
+            query: get("query"),
         })
     }
 
-    /// The rule as written, for listing; [`Rule::from_raw`] gives it back.
-    pub fn to_raw(&self) -> RawRule {
-        let mut raw = RawRule {
-            id: Some(json!(self.id)),
-            action: Some(json!(self.action.name())),
-            matcher: (self.matcher != Match::default()).then(|| self.matcher.to_raw()),
-            probability: (self.probability != 1.0).then(|| json!(self.probability)),
-            count: self.count.map(|c| json!(c)),
-            ttl: self.ttl.map(show_duration),
-            after: (self.after > 0).then(|| json!(self.after)),
-            ..RawRule::default()
-        };
-        write_action(&self.action, &mut raw);
-        raw
+    /// The `match` value it writes.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
-}
-
-fn checked_id(id: String) -> Result<String, RuleError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if !ok {
-        return Err(RuleError::new(
-            "id",
-            format!("`{id}` must be 1–64 letters, digits, `-`, `_`, `.` or `:`"),
-        ));
-    }
-    Ok(id)
-}
-
-fn generated_id() -> String {
-    let uuid = uuid::Uuid::new_v4().simple().to_string();
-    format!("fault-{}", &uuid[..8])
 }
 
 #[cfg(test)]
@@ -216,7 +115,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fault::{Action, Delay, ACTION_NAMES};
+    use crate::fault::{parse_rule, Action, Delay, Rule, ACTION_NAMES};
 
     fn refused(v: Value) -> RuleError {
         parse_rule(v).unwrap_err()
@@ -469,9 +368,11 @@ mod tests {
             "count: -1 is not a non-negative integer"
         );
 
+        // An unknown key reads as data, and validation refuses it by name.
         let unknown = toml::from_str::<File>("[[faults]]\naction = \"reset\"\ncolour = 1\n")
-            .err()
-            .unwrap();
-        assert_eq!(RuleError::from_serde(&unknown.message()).field, "colour");
+            .unwrap()
+            .faults
+            .remove(0);
+        assert_eq!(Rule::from_raw(unknown).unwrap_err().field, "colour");
     }
 }

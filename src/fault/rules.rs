@@ -18,10 +18,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::action::{Action, Delay};
+use super::error::RuleError;
 use super::live::{Live, Window};
 use super::matcher::RequestFacts;
 use super::raw::RawRule;
-use super::rule::{Action, Delay, Rule, RuleError};
+use super::rule::Rule;
 use crate::sync::lock;
 
 /// A fault to apply to one request, with its random values already drawn.
@@ -73,6 +75,24 @@ pub struct RuleView {
     pub retired: bool,
     /// Whether it is paused (kept, offered no request).
     pub paused: bool,
+}
+
+/// `live` as listed at `now`.
+fn view(live: &Live, now: Instant) -> RuleView {
+    RuleView {
+        rule: live.rule.to_raw(),
+        matched: live.matched.load(Ordering::Relaxed),
+        applied: live.applied.load(Ordering::Relaxed),
+        remaining: live.remaining.as_ref().map(|r| r.load(Ordering::Relaxed)),
+        installed_at: live.installed_wall,
+        expires_at: live
+            .rule
+            .ttl
+            .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
+            .map(|ttl| live.installed_wall + ttl),
+        retired: !live.is_live(now),
+        paused: live.paused.load(Ordering::Relaxed),
+    }
 }
 
 impl<'de> Deserialize<'de> for RuleView {
@@ -147,6 +167,8 @@ struct Shared {
     seed: Option<u64>,
     /// `rate_limit` windows of `x-leanproxy-fault` headers, by header text.
     header_windows: Mutex<HashMap<String, (Window, Duration)>>,
+    /// Why no rule may be installed (the production guard), when none may.
+    refusal: Option<String>,
 }
 
 /// How many distinct `rate_limit` header texts keep a window.
@@ -170,6 +192,12 @@ impl FaultRules {
     /// delay is reproducible: the same seed and the same sequence of
     /// evaluations give the same faults.
     pub fn new(seed: Option<u64>) -> Self {
+        Self::guarded(seed, None)
+    }
+
+    /// An empty rule set that refuses every rule with `refusal` when given:
+    /// the production guard (faults against Lean's production hosts).
+    pub fn guarded(seed: Option<u64>, refusal: Option<String>) -> Self {
         let rng = match seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
@@ -180,7 +208,23 @@ impl FaultRules {
                 rng: Mutex::new(rng),
                 seed,
                 header_windows: Mutex::new(HashMap::new()),
+                refusal,
             }),
+        }
+    }
+
+    /// Why no rule may be installed, when none may.
+    pub fn refusal(&self) -> Option<&str> {
+        self.inner.refusal.as_deref()
+    }
+
+    fn guard(&self) -> Result<(), RuleError> {
+        match &self.inner.refusal {
+            Some(why) => Err(RuleError::new(
+                "fault.allow_faults_in_production",
+                why.clone(),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -215,6 +259,9 @@ impl FaultRules {
     /// Replaces every rule, with fresh counters. Refused, changing nothing, when
     /// two rules share an id.
     pub fn install(&self, rules: Vec<Rule>) -> Result<(), RuleError> {
+        if !rules.is_empty() {
+            self.guard()?;
+        }
         unique(rules.iter().map(|r| r.id.as_str()))?;
         let now = Instant::now();
         let next: Vec<_> = rules
@@ -233,6 +280,7 @@ impl FaultRules {
     /// Adds a rule where `placement` says. Refused when its id is already
     /// installed, retired rules included, or when `before` names no rule.
     pub fn add_at(&self, rule: Rule, placement: Placement) -> Result<(), RuleError> {
+        self.guard()?;
         let live = Arc::new(Live::new(rule, Instant::now()));
         self.change(|current| {
             if current.iter().any(|l| l.rule.id == live.rule.id) {
@@ -297,7 +345,7 @@ impl FaultRules {
     /// Every installed rule with its counters, in evaluation order.
     pub fn list(&self) -> Vec<RuleView> {
         let now = Instant::now();
-        self.snapshot().iter().map(|l| l.view(now)).collect()
+        self.snapshot().iter().map(|l| view(l, now)).collect()
     }
 
     /// The rule with this id, with its counters.
@@ -306,7 +354,7 @@ impl FaultRules {
         self.snapshot()
             .iter()
             .find(|l| l.rule.id == id)
-            .map(|l| l.view(now))
+            .map(|l| view(l, now))
     }
 
     /// The fault for this request, if any. Live rules (not paused, not

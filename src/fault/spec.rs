@@ -15,8 +15,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::error::RuleError;
 use super::raw::{RawMatch, RawRule};
-use super::rule::{Rule, RuleError};
+use super::rule::Rule;
 
 /// Options a spec may carry after the action.
 const OPTIONS: &str = "id, p, count, ttl, after, sticky, method, path, entity_id, header.NAME, query.NAME, body, content_type";
@@ -171,9 +172,9 @@ fn spec_to_raw(spec: &str, origins: &mut Vec<(String, String)>) -> Result<RawRul
             "count" => set(&mut raw.count, v, "count"),
             "ttl" => set(&mut raw.ttl, v, "ttl"),
             "after" => set(&mut raw.after, v, "after"),
-            "sticky" => set(&mut raw.sticky, v, "sticky"),
-            "body" => set(&mut raw.body, v, "body"),
-            "content_type" => set(&mut raw.content_type, v, "content_type"),
+            "sticky" => param(&mut raw, v, "sticky"),
+            "body" => param(&mut raw, v, "body"),
+            "content_type" => param(&mut raw, v, "content_type"),
             "method" => set(&mut matcher.method, v, "match.method"),
             "path" => set(&mut matcher.path, v, "match.path"),
             "entity_id" | "entity" => set(&mut matcher.entity_id, v, "match.entity_id"),
@@ -205,9 +206,17 @@ fn spec_to_raw(spec: &str, origins: &mut Vec<(String, String)>) -> Result<RawRul
         matcher.query = Some(Value::Object(query));
     }
     if matcher != RawMatch::default() {
-        raw.matcher = Some(matcher);
+        raw.matcher = Some(matcher.to_value());
     }
     Ok(raw)
+}
+
+/// Sets the action key `field` of `raw`; the field, for error messages.
+fn param(raw: &mut RawRule, value: Option<Value>, field: &str) -> String {
+    if let Some(value) = value {
+        raw.params.insert(field.to_owned(), value);
+    }
+    field.to_owned()
 }
 
 fn set(slot: &mut Option<Value>, value: Option<Value>, field: &str) -> String {
@@ -222,8 +231,8 @@ fn action(
     value: Option<&str>,
     origins: &mut Vec<(String, String)>,
 ) -> Result<(), RuleError> {
-    let mut put = |slot: &mut Option<Value>, field: &str, v: &str| {
-        *slot = Some(json!(v));
+    let mut put = |field: &str, v: &str| {
+        raw.params.insert(field.to_owned(), json!(v));
         origins.push((field.to_owned(), name.to_owned()));
     };
     let needs = |what: &str| {
@@ -242,31 +251,27 @@ fn action(
         "delay" => {
             let v = needs("200ms, 100ms..300ms or 200ms~50ms")?;
             if let Some((min, max)) = v.split_once("..") {
-                put(&mut raw.delay_min, "delay_min", min);
-                put(&mut raw.delay_max, "delay_max", max);
+                put("delay_min", min);
+                put("delay_max", max);
             } else if let Some((mean, stddev)) = v.split_once('~') {
-                put(&mut raw.delay_mean, "delay_mean", mean);
-                put(&mut raw.delay_stddev, "delay_stddev", stddev);
+                put("delay_mean", mean);
+                put("delay_stddev", stddev);
             } else {
-                put(&mut raw.delay, "delay", v);
+                put("delay", v);
             }
             name
         }
         "status" => {
-            put(&mut raw.status, "status", needs("503")?);
+            put("status", needs("503")?);
             name
         }
         "lean_error" => {
-            put(
-                &mut raw.lean_error,
-                "lean_error",
-                needs("RATE_LIMIT_EXCEEDED")?,
-            );
+            put("lean_error", needs("RATE_LIMIT_EXCEEDED")?);
             name
         }
         "failed" => {
             if let Some(code) = value {
-                put(&mut raw.granular_status_code, "granular_status_code", code);
+                put("granular_status_code", code);
             }
             name
         }
@@ -274,29 +279,25 @@ fn action(
             let v = needs("10/1m")?;
             match v.split_once('/') {
                 Some((limit, window)) => {
-                    put(&mut raw.limit, "limit", limit);
-                    put(&mut raw.window, "window", window);
+                    put("limit", limit);
+                    put("window", window);
                 }
-                None => put(&mut raw.limit, "limit", v),
+                None => put("limit", v),
             }
             name
         }
         "timeout" => {
             if let Some(hold) = value {
-                put(&mut raw.timeout, "timeout", hold);
+                put("timeout", hold);
             }
             name
         }
         "truncate" => {
-            put(&mut raw.after_bytes, "after_bytes", needs("100")?);
+            put("after_bytes", needs("100")?);
             name
         }
         "throttle" => {
-            put(
-                &mut raw.bytes_per_second,
-                "bytes_per_second",
-                needs("1024")?,
-            );
+            put("bytes_per_second", needs("1024")?);
             name
         }
         "reconnect" | "reconnect_required" | "pending" | "reset" | "corrupt" => {
@@ -314,7 +315,7 @@ fn action(
 mod tests {
     #[test]
     fn the_help_names_every_action_and_option() {
-        for action in super::super::rule::ACTION_NAMES {
+        for action in super::super::ACTION_NAMES {
             assert!(super::SPEC_HELP.contains(action), "{action}");
         }
         for option in super::OPTIONS.split(", ") {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::rule::{RuleError, MAX_DURATION};
+use super::error::RuleError;
+
+/// Longest delay, `timeout` hold or rate-limit window a rule may ask for.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 60);
 
 /// A value as quoted in errors: strings in backticks, the rest as JSON.
 pub(super) fn show(v: &Value) -> String {
