@@ -1,6 +1,7 @@
 //! Lean's wire shapes that leanproxy itself produces.
 //!
-//! Lean answers every non-2xx call with one envelope (`../shared/lean-api.md` §4.3):
+//! Lean answers every non-2xx call with one envelope (as recorded in Lean's
+//! Postman collection):
 //! `{"timestamp", "status", "message", "metadata"}` and sometimes `results_id`. Errors
 //! leanproxy makes (an unreachable upstream, later injected faults) use the same
 //! shape so that an app's error handling sees what it would see from Lean.
@@ -36,7 +37,7 @@ pub(crate) const KNOWN_STATUSES: [&str; 11] = [
 ];
 
 /// Lean's webhook signature of `body`: `sha512=<lowercase hex HMAC-SHA512>` keyed
-/// with the webhook secret (`../shared/lean-api.md` §7.3).
+/// with the webhook secret (Lean's webhook documentation).
 pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let mut mac = match Hmac::<sha2::Sha512>::new_from_slice(secret) {

@@ -4,8 +4,8 @@
 //! request log -> route select -> reconnect -> fault -> router -> credentials -> upstream
 //! ```
 //!
-//! The fault layer sits inside the reconnect layer, as `../shared/DESIGN.md`
-//! gives: a synthetic reconnect is what the app saw, so the registry records it
+//! The fault layer sits inside the reconnect layer on purpose: a synthetic
+//! reconnect is what the app saw, so the registry records it
 //! too (`source: fault`). The route selector picks a target per request and
 //! rewrites the path for it before the reconnect and fault layers read it; the
 //! router then hands it to that target's credentials and upstream pool.

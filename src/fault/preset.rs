@@ -2,10 +2,10 @@
 //! errors (`status: FAILED`).
 //!
 //! Statuses, HTTP codes and messages come from the answers recorded in Lean's
-//! Postman collection (`../shared/lean-postman/`) where Lean's collection has one;
-//! [`Preset::is_recorded`] says which. The others follow Lean's general-errors
-//! table (`../shared/lean-api.md` §9), whose stored copy lists codes and meanings
-//! but not the exact texts, so their messages are leanproxy's wording.
+//! Postman collection (README, "Where Lean's shapes come from") where Lean's
+//! collection has one; [`Preset::is_recorded`] says which. The others follow
+//! Lean's general-errors table, which lists codes and meanings but not the
+//! exact texts, so their messages are leanproxy's wording.
 
 use std::fmt;
 
@@ -269,8 +269,8 @@ impl fmt::Display for Preset {
 pub const DEFAULT_GRANULAR_STATUS: &str = "BANK_MAINTENANCE";
 
 /// The `granular_status_code`s Lean documents for data errors (`status: FAILED`,
-/// HTTP 200; `../shared/lean-api.md` §9). Lean's list is truncated in the stored
-/// copy, so `failed` accepts other upper-case codes too.
+/// HTTP 200, from Lean's general-errors table). Lean's published list is
+/// incomplete, so `failed` accepts other upper-case codes too.
 pub const GRANULAR_STATUS_CODES: [&str; 10] = [
     "UNSEEN_BANK_ERROR",
     "BANK_MAINTENANCE",

@@ -1,5 +1,5 @@
 //! Lean's answers, built to the shapes recorded in Lean's Postman collection
-//! (`../shared/lean-postman/`): same keys, nesting and value types, including the
+//! (README, "Where Lean's shapes come from"): same keys, nesting and value types, including the
 //! recorded quirks (`account_id: null` on account identities, `gender: null` on the
 //! entity identity). The conformance test compares them key by key.
 
