@@ -57,6 +57,7 @@ pub mod mockbank;
 pub mod proxy;
 pub mod reconnect;
 pub mod route;
+pub mod secret;
 pub mod server;
 pub mod stack;
 mod sync;
@@ -72,7 +73,7 @@ use tower::Layer;
 
 use crate::admin::Admin;
 use crate::auth::{AppTokenLayer, CredentialsLayer, TokenConfig, TokenPolicy, TokenSource};
-use crate::config::{ConfigError, Secret, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::events::{Event, Events};
 use crate::fault::{FaultLayer, FaultRules};
 use crate::log::Telemetry;
@@ -81,6 +82,7 @@ use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{TlsError, Upstream, UpstreamConfig};
 use crate::reconnect::RegistryEvent;
 use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
+use crate::secret::Secret;
 use crate::webhooks::{Relay, RelayConfig, WebhookConfig, Webhooks};
 
 /// Why leanproxy could not start.

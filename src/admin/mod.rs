@@ -47,11 +47,11 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::TokenSource;
 use crate::body::Body;
-use crate::config::Secret;
 use crate::fault::FaultRules;
 use crate::lean::{json_response, ErrorEnvelope};
 use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
+use crate::secret::Secret;
 use crate::webhooks::Webhooks;
 use tokio::sync::watch;
 

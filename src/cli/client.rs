@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use crate::admin::{FaultList, ReconnectList, Removed};
 use crate::auth::Minted;
 use crate::body::{self, Body};
-use crate::config::Secret;
 use crate::fault::{Placement, RawRule, RuleView};
 use crate::reconnect::Record;
+use crate::secret::Secret;
 
 /// Why a call to the admin API failed.
 #[derive(Debug, thiserror::Error)]

@@ -86,7 +86,7 @@ fn with_admin<T>(
     };
     let token = config::process_env(config::ENV_ADMIN_TOKEN)
         .filter(|t| !t.is_empty())
-        .map(config::Secret::new);
+        .map(crate::secret::Secret::new);
     let client = AdminClient::new(&admin.admin, token);
     match runtime.block_on(call(&client)) {
         Ok(answer) => {

@@ -46,29 +46,7 @@ pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 /// The most runtime worker threads `proxy.workers` accepts.
 const MAX_WORKERS: usize = 1024;
 
-/// A secret value (token, key). Its `Debug` never shows it, and config parse
-/// errors never quote it.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+pub use crate::secret::Secret;
 
 /// One problem with one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -654,7 +632,7 @@ fn secret(
     file: Option<Secret>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Secret> {
-    match env(var).filter(|v| !v.is_empty()).map(Secret).or(file) {
+    match env(var).filter(|v| !v.is_empty()).map(Secret::new).or(file) {
         Some(v) if v.expose().trim().is_empty() => {
             c.fail(key, "must not be empty");
             None

@@ -56,7 +56,7 @@ pub struct LogConfig {
     pub redact: bool,
     /// The configured secrets, scrubbed from whatever is shown wherever they
     /// appear (an upstream may echo one); set by the application.
-    pub known_secrets: Vec<crate::config::Secret>,
+    pub known_secrets: Vec<crate::secret::Secret>,
     /// The journal, when configured.
     pub journal: Option<JournalConfig>,
     /// Exchange lines on stderr per second at most, for 5xx answers (WARN)

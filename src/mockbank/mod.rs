@@ -48,9 +48,9 @@ pub use webhooks::Delivery;
 
 use crate::admin::Guard;
 use crate::body::{self, Body};
-use crate::config::Secret;
 use crate::lean::ErrorEnvelope;
 use crate::proxy::TlsError;
+use crate::secret::Secret;
 use api::{Call, Reply};
 use state::{State, Timing};
 use webhooks::WebhookSender;
