@@ -116,10 +116,10 @@ pub struct TokenConfig {
 /// The cached API token. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenSource {
-    inner: Arc<Inner>,
+    inner: Arc<TokenState>,
 }
 
-struct Inner {
+struct TokenState {
     config: TokenConfig,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     cached: Mutex<Option<Cached>>,
@@ -151,7 +151,7 @@ impl TokenSource {
     pub fn new(config: TokenConfig, tls: rustls::ClientConfig) -> Self {
         let connector = crate::proxy::tls::http1_connector(tls);
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(TokenState {
                 config,
                 client: Client::builder(TokioExecutor::new()).build(connector),
                 cached: Mutex::new(None),

@@ -37,11 +37,11 @@ const CORRUPT_BODY: &[u8] =
 /// Applies faults.
 #[derive(Clone, Debug)]
 pub struct FaultLayer {
-    shared: Arc<Shared>,
+    shared: Arc<FaultSettings>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct FaultSettings {
     rules: FaultRules,
     allow_header: bool,
     registry: Option<ReconnectRegistry>,
@@ -70,7 +70,7 @@ impl FaultLayer {
         telemetry: Option<Telemetry>,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(FaultSettings {
                 rules,
                 allow_header,
                 registry,
@@ -134,11 +134,11 @@ impl<S> Layer<S> for FaultLayer {
 #[derive(Clone, Debug)]
 pub struct Fault<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<FaultSettings>,
 }
 
 /// The wrapped service, boxed inside a fault's future.
-type Inner<E> = tower::util::BoxService<Request<Body>, Response<Body>, E>;
+type BoxedInner<E> = tower::util::BoxService<Request<Body>, Response<Body>, E>;
 
 impl<S> Service<Request<Body>> for Fault<S>
 where
@@ -235,12 +235,12 @@ async fn peek_entity(req: Request<Body>) -> (Request<Body>, Option<String>) {
     (Request::from_parts(parts, body), entity)
 }
 
-impl Shared {
+impl FaultSettings {
     async fn handle<E>(
         self: Arc<Self>,
         req: Request<Body>,
         spec: Option<HeaderValue>,
-        mut inner: Inner<E>,
+        mut inner: BoxedInner<E>,
     ) -> Result<Response<Body>, E> {
         let (req, entity) = match entity_of_query(req.uri().query()) {
             Some(e) => (req, Some(e)),
@@ -348,7 +348,7 @@ impl Shared {
         req: Request<Body>,
         entity: Option<String>,
         path: &str,
-        mut inner: Inner<E>,
+        mut inner: BoxedInner<E>,
     ) -> Result<Response<Body>, E> {
         let id = applied.rule_id.as_str();
         let now = chrono::Utc::now();

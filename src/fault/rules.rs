@@ -157,11 +157,11 @@ pub enum Placement {
 /// Handle on the live rule set. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FaultRules {
-    inner: Arc<Shared>,
+    inner: Arc<RuleSet>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct RuleSet {
     rules: RwLock<Arc<Vec<Arc<Live>>>>,
     rng: Mutex<ChaCha8Rng>,
     seed: Option<u64>,
@@ -203,7 +203,7 @@ impl FaultRules {
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
         };
         Self {
-            inner: Arc::new(Shared {
+            inner: Arc::new(RuleSet {
                 rules: RwLock::new(Arc::new(Vec::new())),
                 rng: Mutex::new(rng),
                 seed,

@@ -87,11 +87,11 @@ impl Default for LogConfig {
 /// Where completed exchanges go. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Telemetry {
-    inner: Arc<Inner>,
+    inner: Arc<TelemetryState>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct TelemetryState {
     config: LogConfig,
     redactor: redact::Redactor,
     ring: Ring,
@@ -120,7 +120,7 @@ impl Telemetry {
             redact::Redactor::off()
         };
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(TelemetryState {
                 redactor,
                 ring: Ring::new(config.ring_entries, config.ring_bytes),
                 lines: lines::LineBudget::new(config.lines_per_second),

@@ -24,13 +24,13 @@ pub struct Filter {
 /// The ring buffer. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ring {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Mutex<RingState>>,
     max_entries: usize,
     max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
+struct RingState {
     items: VecDeque<(Arc<ExchangeRecord>, usize)>,
     bytes: usize,
 }
@@ -39,13 +39,13 @@ impl Ring {
     /// A ring keeping at most `max_entries` records and `max_bytes` bytes.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner::default())),
+            inner: Arc::new(Mutex::new(RingState::default())),
             max_entries,
             max_bytes,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, RingState> {
         // Pushes and pops keep `bytes` in step; a poisoned lock is consistent.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -21,14 +21,14 @@ pub(crate) const LINGER: Duration = Duration::from_millis(20);
 const HIGH_WATER: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
-struct Shared {
+struct BatchState {
     pending: Mutex<Vec<u8>>,
     ready: Condvar,
     /// No flusher thread could be started: every line is written at once.
     direct: bool,
 }
 
-impl Shared {
+impl BatchState {
     fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -51,7 +51,7 @@ impl Shared {
 /// The [`MakeWriter`] for stderr batching; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BatchedStderr {
-    shared: Arc<Shared>,
+    shared: Arc<BatchState>,
 }
 
 static GLOBAL: OnceLock<BatchedStderr> = OnceLock::new();
@@ -60,16 +60,16 @@ impl BatchedStderr {
     /// The process-wide writer; its flusher thread starts on first use.
     pub fn global() -> &'static BatchedStderr {
         GLOBAL.get_or_init(|| {
-            let shared = Arc::new(Shared::default());
+            let shared = Arc::new(BatchState::default());
             let flushing = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("leanproxy-log".into())
                 .spawn(move || flusher(&flushing));
             let shared = match spawned {
                 Ok(_) => shared,
-                Err(_) => Arc::new(Shared {
+                Err(_) => Arc::new(BatchState {
                     direct: true,
-                    ..Shared::default()
+                    ..BatchState::default()
                 }),
             };
             BatchedStderr { shared }
@@ -84,7 +84,7 @@ impl BatchedStderr {
     }
 }
 
-fn flusher(shared: &Shared) {
+fn flusher(shared: &BatchState) {
     loop {
         {
             let pending = shared.lock();
@@ -102,7 +102,7 @@ fn flusher(shared: &Shared) {
 /// writes it with one `write_all`).
 #[derive(Debug)]
 pub struct Line<'a> {
-    shared: &'a Shared,
+    shared: &'a BatchState,
 }
 
 impl Write for Line<'_> {

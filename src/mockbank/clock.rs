@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 /// A cheap-to-clone handle on the Mockbank clock.
 #[derive(Clone, Debug)]
 pub struct Clock {
-    inner: Arc<Inner>,
+    inner: Arc<ClockState>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct ClockState {
     origin_wall: DateTime<Utc>,
     origin_real: Instant,
     /// Mockbank seconds per real second.
@@ -38,7 +38,7 @@ impl Clock {
     /// A running clock starting at `start`, going `scale` times as fast as real time.
     pub fn new(start: DateTime<Utc>, scale: f64) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClockState {
                 origin_wall: start,
                 origin_real: Instant::now(),
                 scale: if scale.is_finite() && scale > 0.0 {

@@ -90,12 +90,12 @@ pub struct MockbankSettings {
 /// The Mockbank service. Cheap to clone.
 #[derive(Clone)]
 pub struct Mockbank {
-    inner: Arc<Inner>,
+    inner: Arc<MockbankCore>,
     /// Checks the control endpoints' requests.
     guard: Guard,
 }
 
-struct Inner {
+struct MockbankCore {
     settings: MockbankSettings,
     clock: Clock,
     timing: Timing,
@@ -116,7 +116,7 @@ impl Mockbank {
             clock.clone(),
         )?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(MockbankCore {
                 timing: Timing {
                     inactivity: settings.inactivity,
                     corporate_session: settings.corporate_session,
@@ -279,7 +279,7 @@ impl tower::Service<Request<Body>> for Mockbank {
     }
 }
 
-impl Inner {
+impl MockbankCore {
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let bytes = match body::read_limited(body, MAX_BODY).await {

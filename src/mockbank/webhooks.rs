@@ -50,10 +50,10 @@ pub struct Delivery {
 /// Sends the Mockbank's webhooks. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct WebhookSender {
-    inner: Arc<Inner>,
+    inner: Arc<SenderState>,
 }
 
-struct Inner {
+struct SenderState {
     url: std::sync::RwLock<Option<Uri>>,
     secret: Secret,
     clock: Clock,
@@ -77,7 +77,7 @@ impl WebhookSender {
         let connector = crate::proxy::tls::http1_connector(tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let (queue, mut rx) = mpsc::unbounded_channel::<Outgoing>();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(SenderState {
             url: std::sync::RwLock::new(url),
             secret,
             clock,
@@ -146,7 +146,7 @@ impl WebhookSender {
     }
 }
 
-impl Inner {
+impl SenderState {
     fn url(&self) -> Option<Uri> {
         self.url
             .read()

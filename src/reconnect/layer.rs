@@ -24,7 +24,7 @@ use super::inspect::{
     entity_of_answer, entity_of_body, entity_of_query, is_ok_answer, leading_status, scan, Lead,
     Scan,
 };
-use super::registry::{Outcome, ReconnectRegistry, ResolvedBy, Sighting, Source};
+use super::registry::{ReconnectRegistry, ResolvedBy, Sighting, SightingOutcome, Source};
 use crate::body::{self, Body};
 use crate::exchange::{ExchangeNotes, Synthetic, X_LEANPROXY_RECONNECT_ID};
 
@@ -37,11 +37,11 @@ pub const DEFAULT_INSPECT_LIMIT: usize = 1 << 20;
 /// Watches answers for RECONNECT_REQUIRED and keeps the registry current.
 #[derive(Clone, Debug)]
 pub struct ReconnectLayer {
-    shared: Arc<Shared>,
+    shared: Arc<LayerSettings>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct LayerSettings {
     registry: ReconnectRegistry,
     inspect_limit: usize,
     tell_app: bool,
@@ -52,7 +52,7 @@ impl ReconnectLayer {
     /// `inspect_limit` bytes.
     pub fn new(registry: ReconnectRegistry, inspect_limit: usize) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(LayerSettings {
                 registry,
                 inspect_limit,
                 tell_app: false,
@@ -71,7 +71,7 @@ impl ReconnectLayer {
     /// until their body is complete, so it is off by default.
     pub fn with_reconnect_header(self, on: bool) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(LayerSettings {
                 registry: self.shared.registry.clone(),
                 inspect_limit: self.shared.inspect_limit,
                 tell_app: on,
@@ -100,7 +100,7 @@ impl<S> Layer<S> for ReconnectLayer {
 #[derive(Clone, Debug)]
 pub struct Reconnect<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<LayerSettings>,
 }
 
 use crate::body::is_json;
@@ -171,7 +171,7 @@ where
 /// What the layer knows of one exchange.
 #[derive(Debug)]
 struct Exchange {
-    shared: Arc<Shared>,
+    shared: Arc<LayerSettings>,
     path: String,
     entity: Option<String>,
     tee: Option<Arc<Mutex<Vec<u8>>>>,
@@ -265,13 +265,13 @@ impl Exchange {
                 });
                 let entity_id = entity.as_deref().unwrap_or("unknown");
                 match outcome {
-                    Outcome::New => {
+                    SightingOutcome::New => {
                         tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, path = %self.path, source = ?self.source, "RECONNECT_REQUIRED: the user must reconnect")
                     }
-                    Outcome::Replaced => {
+                    SightingOutcome::Replaced => {
                         tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED with a new reconnect id")
                     }
-                    Outcome::Repeat => {
+                    SightingOutcome::Repeat => {
                         tracing::debug!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED again")
                     }
                 }

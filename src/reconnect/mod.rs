@@ -46,6 +46,6 @@ pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Sc
 pub(crate) use inspect::{status_value, Lead};
 pub use layer::{Reconnect, ReconnectLayer, ResponseFuture, DEFAULT_INSPECT_LIMIT};
 pub use registry::{
-    Observer, Outcome, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, Source,
-    State, StateError, Stats,
+    Observer, ReconnectRegistry, Record, RegistryEvent, ResolvedBy, Sighting, SightingOutcome,
+    Source, State, StateError, Stats,
 };

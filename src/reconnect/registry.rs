@@ -121,7 +121,7 @@ pub struct Sighting {
 
 /// What a sighting did to the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SightingOutcome {
     /// A new pending record.
     New,
     /// Another hit on the same pending reconnect.
@@ -205,10 +205,10 @@ fn salvage(bytes: &[u8]) -> Result<Salvaged, serde_json::Error> {
 /// Handle on the registry. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ReconnectRegistry {
-    inner: Arc<Inner>,
+    inner: Arc<RegistryState>,
 }
 
-struct Inner {
+struct RegistryState {
     records: DashMap<String, Record>,
     history: Mutex<VecDeque<Record>>,
     history_limit: usize,
@@ -225,7 +225,7 @@ struct Inner {
     observer: std::sync::OnceLock<Observer>,
 }
 
-impl std::fmt::Debug for Inner {
+impl std::fmt::Debug for RegistryState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReconnectRegistry")
             .field("records", &self.records.len())
@@ -280,7 +280,7 @@ impl ReconnectRegistry {
             history.pop_front();
         }
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RegistryState {
                 records,
                 history: Mutex::new(history),
                 history_limit,
@@ -384,7 +384,7 @@ impl ReconnectRegistry {
     }
 
     /// Records a RECONNECT_REQUIRED answer.
-    pub fn observe_reconnect(&self, s: Sighting) -> Outcome {
+    pub fn observe_reconnect(&self, s: Sighting) -> SightingOutcome {
         let now = Utc::now();
         let (s_entity, s_reconnect) = (s.entity_id.clone(), s.reconnect_id.clone());
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
@@ -414,14 +414,14 @@ impl ReconnectRegistry {
                 || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
                 || s.results_id.as_deref() == Some(r.reconnect_id.as_str());
             let outcome = if r.hits == 0 {
-                Outcome::New
+                SightingOutcome::New
             } else if !same {
                 r.replaced += 1;
-                Outcome::Replaced
+                SightingOutcome::Replaced
             } else {
-                Outcome::Repeat
+                SightingOutcome::Repeat
             };
-            if outcome != Outcome::Repeat || r.reconnect_id == s.reconnect_id {
+            if outcome != SightingOutcome::Repeat || r.reconnect_id == s.reconnect_id {
                 r.reconnect_id = s.reconnect_id;
                 r.results_id = s.results_id;
             }
@@ -430,15 +430,15 @@ impl ReconnectRegistry {
             r.source = s.source;
             r.last_seen = now;
             r.hits += 1;
-            if outcome == Outcome::New {
+            if outcome == SightingOutcome::New {
                 r.first_seen = now;
             }
             outcome
         };
-        if outcome == Outcome::New {
+        if outcome == SightingOutcome::New {
             self.inner.total.fetch_add(1, Ordering::Relaxed);
         }
-        if outcome != Outcome::Repeat {
+        if outcome != SightingOutcome::Repeat {
             if let Some(record) = self
                 .inner
                 .records

@@ -16,15 +16,15 @@ fn repeats_count_hits_and_new_ids_replace() {
     let reg = ReconnectRegistry::in_memory(10);
     assert_eq!(
         reg.observe_reconnect(sighting(Some("e1"), "r1")),
-        Outcome::New
+        SightingOutcome::New
     );
     assert_eq!(
         reg.observe_reconnect(sighting(Some("e1"), "r1")),
-        Outcome::Repeat
+        SightingOutcome::Repeat
     );
     assert_eq!(
         reg.observe_reconnect(sighting(Some("e1"), "r2")),
-        Outcome::Replaced
+        SightingOutcome::Replaced
     );
     let r = reg.get("e1").unwrap();
     assert_eq!((r.hits, r.replaced, r.reconnect_id.as_str()), (3, 1, "r2"));
@@ -81,10 +81,10 @@ fn v1_and_v2_sightings_of_one_reconnect_are_repeats() {
         ..sighting(Some("e1"), "r1")
     };
     for _ in 0..3 {
-        assert_eq!(reg.observe_reconnect(v2.clone()), Outcome::Repeat);
+        assert_eq!(reg.observe_reconnect(v2.clone()), SightingOutcome::Repeat);
         assert_eq!(
             reg.observe_reconnect(sighting(Some("e1"), "r1")),
-            Outcome::Repeat
+            SightingOutcome::Repeat
         );
     }
     let r = reg.get("e1").unwrap();

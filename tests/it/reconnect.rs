@@ -9,7 +9,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use leanproxy::body;
 use leanproxy::reconnect::{
-    Api, Outcome, ReconnectRegistry, Record, ResolvedBy, Sighting, Source, State,
+    Api, ReconnectRegistry, Record, ResolvedBy, Sighting, SightingOutcome, Source, State,
 };
 use serde_json::{json, Value};
 
@@ -577,7 +577,7 @@ fn apply(registry: &ReconnectRegistry, entity: usize, event: Option<u32>) {
                 path: "/data/v2/accounts".into(),
                 source: Source::Upstream,
             });
-            let _: Outcome = outcome;
+            let _: SightingOutcome = outcome;
         }
         None => {
             registry.observe_call(&key);

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Inner {
+impl MockbankCore {
     // -------------------------------------------------------------- OAuth
 
     pub(super) fn token(&self, call: &Call<'_>) -> Result<Reply, Reply> {

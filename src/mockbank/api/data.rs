@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Inner {
+impl MockbankCore {
     // -------------------------------------------------------------- data
 
     pub(super) fn v1_data(&self, call: &Call<'_>, kind: &str) -> Result<Reply, Reply> {

@@ -20,7 +20,7 @@ use super::state::{
     TOKEN_LIFETIME,
 };
 use super::users::{TestUser, OTP};
-use super::Inner;
+use super::MockbankCore;
 
 mod control;
 mod data;
@@ -188,7 +188,7 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), Reply> {
     }
 }
 
-impl Inner {
+impl MockbankCore {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Handlers never leave the state half-updated across a panic point.
         self.state
