@@ -11,6 +11,8 @@
 //! | GET | `/api/webhooks` | yes | received webhooks without bodies, the newest `limit` (default 100, at most 1000) shown oldest first; `before=<id>` pages back (the answer's `next_before`); filters `type`, `verdict`, `outcome`; `kept`, `kept_bytes`, `history_bytes` |
 //! | GET | `/api/webhooks/{id}` | yes | one delivery with its body (64 KiB shown), headers redacted |
 //! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again (409 when only a prefix of its body is kept) |
+//! | GET | `/api/webhooks/dead` | yes | relay deliveries set aside (answered 4xx but 408 / 429, or a damaged queue entry), with the reason |
+//! | POST | `/api/webhooks/dead/{id}/replay` | yes | queues a dead letter again for its target, after those waiting |
 //! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `lean_status`, `entity_id`, `path` prefix, `limit`) |
 //! | GET | `/api/requests/{id}` | yes | one exchange, headers and bodies redacted |
 //! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges |
@@ -46,7 +48,7 @@ use crate::fault::FaultRules;
 use crate::lean::{json_response, ErrorEnvelope};
 use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
-use crate::webhooks::{ReplayError, Webhooks};
+use crate::webhooks::{ReplayDeadError, ReplayError, Webhooks};
 use tokio::sync::watch;
 
 mod faults;
@@ -165,7 +167,10 @@ impl Admin {
                 (&Method::POST, ["api", "faults"]) => Some(Waits::AddFault),
                 (&Method::POST, ["api", "tokens", "customer"]) => Some(Waits::CustomerToken),
                 (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"])
-                | (&Method::POST, ["api", "webhooks", _, "replay"]) => Some(Waits::Blocking),
+                | (&Method::POST, ["api", "webhooks", _, "replay"])
+                | (&Method::POST, ["api", "webhooks", "dead", _, "replay"]) => {
+                    Some(Waits::Blocking)
+                }
                 _ => None,
             }
         };
@@ -242,6 +247,27 @@ impl Admin {
                 method_not_allowed()
             }
             (&Method::GET, ["api", "webhooks"]) => self.webhooks(req.uri().query()),
+            (&Method::GET, ["api", "webhooks", "dead"]) => json_response(
+                StatusCode::OK,
+                &json!({"dead": self.inner.webhooks.dead_letters()}),
+            ),
+            (&Method::POST, ["api", "webhooks", "dead", id, "replay"]) => {
+                match self.inner.webhooks.replay_dead(id) {
+                    Ok(status) => json_response(StatusCode::ACCEPTED, &json!({"relay": [status]})),
+                    Err(e @ ReplayDeadError::Unknown(_)) => {
+                        ErrorEnvelope::new("UNKNOWN_DEAD_LETTER", e.to_string())
+                            .into_response(StatusCode::NOT_FOUND)
+                    }
+                    Err(e @ ReplayDeadError::NoTarget(_)) => {
+                        ErrorEnvelope::new("NO_RELAY_TARGETS", e.to_string())
+                            .into_response(StatusCode::CONFLICT)
+                    }
+                    Err(e @ ReplayDeadError::Io(_)) => {
+                        ErrorEnvelope::new("RELAY_QUEUE_ERROR", e.to_string())
+                            .into_response(StatusCode::SERVICE_UNAVAILABLE)
+                    }
+                }
+            }
             (&Method::GET, ["api", "webhooks", id]) => match self.inner.webhooks.record(id) {
                 Some(record) => json_response(StatusCode::OK, &record),
                 None => unknown_webhook(id),

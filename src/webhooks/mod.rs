@@ -6,7 +6,10 @@
 //! the entity / reconnect / results ids in the payload, and the signature
 //! verdict (`lean-signature: sha512=<hex HMAC-SHA512>`). Repeated
 //! `event_id`s are recorded as duplicates and relayed once. Accepted webhooks are
-//! relayed byte-identical to the app through a durable queue. `entity.reconnected`
+//! relayed byte-identical to the app through a durable queue, in order of
+//! acceptance per target; one the app refuses for good (4xx but 408 / 429) or
+//! whose queue entry is damaged is set aside as a dead letter, and the next
+//! go on. `entity.reconnected`
 //! resolves the reconnect registry; `results.ready` marks the record of the
 //! results id it names.
 
@@ -23,7 +26,7 @@ use std::task::{Context, Poll};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-pub use relay::{QueueError, Relay, RelayConfig};
+pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
 pub use store::{Claim, Outcome, Page, Record, RelayStatus, Store};
 pub use verify::{verify, Policy, Verdict};
 
@@ -130,6 +133,25 @@ impl Webhooks {
             return Ok(Vec::new());
         };
         Ok(relay.enqueue(id, &stored, |_| ()))
+    }
+}
+
+impl Webhooks {
+    /// Relay deliveries set aside (dead letters), oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner
+            .relay
+            .as_ref()
+            .map(Relay::dead_letters)
+            .unwrap_or_default()
+    }
+
+    /// Queues a dead letter again for its target (see [`Relay::replay_dead`]).
+    pub fn replay_dead(&self, id: &str) -> Result<RelayStatus, ReplayDeadError> {
+        match &self.inner.relay {
+            Some(relay) => relay.replay_dead(id),
+            None => Err(ReplayDeadError::Unknown(id.to_string())),
+        }
     }
 }
 

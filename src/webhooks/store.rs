@@ -52,8 +52,9 @@ pub enum Outcome {
 pub struct RelayStatus {
     /// The app's URL.
     pub target: String,
-    /// `queued`, `delivered`, `failed` or `dropped` (not queued: the queue was full
-    /// or could not be written, here or for another target).
+    /// `queued`, `delivered`, `failed` (given up after `max_attempts`),
+    /// `dropped` (not queued: the queue was full or could not be written, here
+    /// or for another target) or `dead` (set aside: `GET /api/webhooks/dead`).
     pub state: &'static str,
     /// Attempts so far.
     pub attempts: u32,

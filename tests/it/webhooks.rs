@@ -695,3 +695,138 @@ async fn forged_webhooks_keep_a_prefix_within_the_byte_bound() {
     eprintln!("peak RSS grew by {} MiB", grown / MIB);
     assert!(grown < 40 * MIB, "peak RSS grew by {} MiB", grown / MIB);
 }
+
+/// Event ids of what the app received, in order.
+fn event_ids(app: &Receiver) -> Vec<String> {
+    app.received()
+        .iter()
+        .map(|r| {
+            r.json()["event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// A webhook the app refuses for good (400) is set aside at once, kept on
+/// disk with the reason, and the ones after it are delivered in order; once
+/// the app is fixed, the dead letter is replayed from the admin API.
+#[tokio::test]
+async fn a_webhook_the_app_refuses_is_dead_lettered_and_the_next_go_on() {
+    let app = Receiver::refusing("ev-bad", 400).await;
+    let data = tempfile::tempdir().unwrap();
+    // The default backoff up to a minute: retrying the refused one would hold
+    // the others for far longer than the wait below.
+    let proxy = Proxy::start_in(
+        &upstream_config(&format!(
+            "relay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+            app.url()
+        )),
+        data.path(),
+    )
+    .await;
+    let sign = |b: &[u8]| Some(webhook_signature(SECRET.as_bytes(), b));
+    let mut bad_id = String::new();
+    for name in ["ev-1", "ev-bad", "ev-2", "ev-3", "ev-4", "ev-5"] {
+        let body = event("results.ready", name, json!({"id": format!("res-{name}")}));
+        let answer = deliver(proxy.webhooks_addr, &body, sign(&body)).await;
+        assert_eq!(answer.status, 200);
+        if name == "ev-bad" {
+            bad_id = answer.json()["id"].as_str().unwrap().to_string();
+        }
+    }
+    app.wait_for("results.ready", 5).await;
+    assert_eq!(event_ids(&app), ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]);
+    assert_eq!(app.attempts(), 6, "the refused one was tried once");
+
+    let client = h1_client();
+    let dead = get(&client, &proxy.admin_url("/api/webhooks/dead")).await;
+    assert_eq!(dead.status, 200);
+    let dead = dead.json()["dead"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["webhook_id"], bad_id.as_str());
+    assert_eq!(dead[0]["target"], app.url());
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("400"),
+        "{}",
+        dead[0]
+    );
+    let status = proxy.webhooks.record(&bad_id).unwrap().relay[0].clone();
+    assert_eq!((status.state, status.attempts), ("dead", 1));
+    let on_disk = std::fs::read_dir(data.path().join("webhook-relay/dead"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(on_disk.len(), 1);
+    assert!(on_disk[0].contains("answered 400"), "{}", on_disk[0]);
+
+    app.accept_all();
+    let id = dead[0]["id"].as_str().unwrap();
+    let replay = Request::post(proxy.admin_url(&format!("/api/webhooks/dead/{id}/replay")))
+        .body(body::empty())
+        .unwrap();
+    let replay = send(&client, replay).await;
+    assert_eq!(replay.status, 202, "{}", replay.json());
+    app.wait_for("results.ready", 6).await;
+    assert_eq!(event_ids(&app)[5], "ev-bad");
+    let dead = get(&client, &proxy.admin_url("/api/webhooks/dead")).await;
+    assert_eq!(dead.json()["dead"], json!([]));
+    let again = Request::post(proxy.admin_url(&format!("/api/webhooks/dead/{id}/replay")))
+        .body(body::empty())
+        .unwrap();
+    assert_eq!(send(&client, again).await.status, 404);
+}
+
+/// A queue entry left damaged on disk (its body is not base64) is set aside
+/// at once, and the intact entries after it are delivered.
+#[tokio::test]
+async fn a_damaged_queue_entry_is_dead_lettered_and_the_next_go_on() {
+    use base64::Engine;
+    let app = Receiver::start(0).await;
+    let data = tempfile::tempdir().unwrap();
+    let queue = data.path().join("webhook-relay");
+    std::fs::create_dir_all(&queue).unwrap();
+    let entry = |seq: u64, body_base64: &str| {
+        let job = json!({
+            "seq": seq, "webhook_id": format!("left-{seq}"), "target": app.url(),
+            "headers": [["content-type", "application/json"]],
+            "body_base64": body_base64, "attempts": 0,
+        });
+        std::fs::write(queue.join(format!("{seq:020}.json")), job.to_string()).unwrap();
+    };
+    entry(1, "not base64 at all!");
+    for seq in 2..5 {
+        let body = json!({"type": "left.over", "event_id": format!("ev-{seq}")}).to_string();
+        entry(seq, &base64::engine::general_purpose::STANDARD.encode(body));
+    }
+    let proxy = Proxy::start_in(
+        &upstream_config(&format!(
+            "relay = [\"{}\"]\nretry_initial = \"50ms\"\n",
+            app.url()
+        )),
+        data.path(),
+    )
+    .await;
+    app.wait_for("left.over", 3).await;
+    assert_eq!(event_ids(&app), ["ev-2", "ev-3", "ev-4"]);
+    let dead = get(&h1_client(), &proxy.admin_url("/api/webhooks/dead"))
+        .await
+        .json();
+    let dead = dead["dead"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0]["id"].as_str(), dead[0]["webhook_id"].as_str()),
+        (Some("1"), Some("left-1"))
+    );
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("damaged"),
+        "{}",
+        dead[0]
+    );
+    assert!(
+        !queue.join(format!("{:020}.json", 1)).exists(),
+        "moved out of the queue"
+    );
+    assert!(queue.join("dead").join(format!("{:020}.json", 1)).exists());
+}
