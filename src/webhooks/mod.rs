@@ -134,9 +134,7 @@ impl Webhooks {
         };
         Ok(relay.enqueue(id, &stored, |_| ()))
     }
-}
 
-impl Webhooks {
     /// Relay deliveries set aside (dead letters), oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.inner
