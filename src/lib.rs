@@ -260,7 +260,7 @@ impl App {
             })
         });
         let w = &settings.webhooks;
-        let store = webhooks::Store::new(w.history);
+        let store = webhooks::Store::new(w.history, w.history_bytes);
         let relay = Relay::open(
             RelayConfig {
                 targets: w.relay.clone(),

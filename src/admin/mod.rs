@@ -8,9 +8,11 @@
 //! | GET | `/api/reconnects` | yes | records (filters `state`, `entity_id`), history, counters |
 //! | GET | `/api/reconnects/{entity_id}` | yes | one record (key: entity id, or `reconnect:<id>`) |
 //! | DELETE | `/api/reconnects/{entity_id}` | yes | marks it resolved by admin |
-//! | GET | `/api/webhooks` | yes | received webhooks (filters `type`, `verdict`, `outcome`) |
-//! | GET | `/api/webhooks/{id}` | yes | one delivery, headers redacted |
-//! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again |
+//! | GET | `/api/webhooks` | yes | received webhooks without bodies, the newest `limit` (default 100, at most 1000) shown oldest first; `before=<id>` pages back (the answer's `next_before`); filters `type`, `verdict`, `outcome`; `kept`, `kept_bytes`, `history_bytes` |
+//! | GET | `/api/webhooks/{id}` | yes | one delivery with its body (64 KiB shown), headers redacted |
+//! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again (409 when only a prefix of its body is kept) |
+//! | GET | `/api/webhooks/dead` | yes | relay deliveries set aside (answered 4xx but 408 / 429, or a damaged queue entry), with the reason |
+//! | POST | `/api/webhooks/dead/{id}/replay` | yes | queues a dead letter again for its target, after those waiting |
 //! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `lean_status`, `entity_id`, `path` prefix, `limit`) |
 //! | GET | `/api/requests/{id}` | yes | one exchange, headers and bodies redacted |
 //! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges |
@@ -52,7 +54,7 @@ use crate::lean::{json_response, ErrorEnvelope};
 use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, Record, ResolvedBy, State};
 use crate::secret::Secret;
-use crate::webhooks::Webhooks;
+use crate::webhooks::{ReplayDeadError, ReplayError, Webhooks};
 use tokio::sync::watch;
 
 mod answers;
@@ -187,7 +189,10 @@ impl Admin {
                 (&Method::POST, ["api", "faults"]) => Some(Waits::AddFault),
                 (&Method::POST, ["api", "tokens", "customer"]) => Some(Waits::CustomerToken),
                 (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"])
-                | (&Method::POST, ["api", "webhooks", _, "replay"]) => Some(Waits::Blocking),
+                | (&Method::POST, ["api", "webhooks", _, "replay"])
+                | (&Method::POST, ["api", "webhooks", "dead", _, "replay"]) => {
+                    Some(Waits::Blocking)
+                }
                 _ => None,
             }
         };
@@ -267,19 +272,44 @@ impl Admin {
                 method_not_allowed()
             }
             (&Method::GET, ["api", "webhooks"]) => self.webhooks(req.uri().query()),
+            (&Method::GET, ["api", "webhooks", "dead"]) => json_response(
+                StatusCode::OK,
+                &json!({"dead": self.inner.webhooks.dead_letters()}),
+            ),
+            (&Method::POST, ["api", "webhooks", "dead", id, "replay"]) => {
+                match self.inner.webhooks.replay_dead(id) {
+                    Ok(status) => json_response(StatusCode::ACCEPTED, &json!({"relay": [status]})),
+                    Err(e @ ReplayDeadError::Unknown(_)) => {
+                        ErrorEnvelope::new("UNKNOWN_DEAD_LETTER", e.to_string())
+                            .into_response(StatusCode::NOT_FOUND)
+                    }
+                    Err(e @ ReplayDeadError::NoTarget(_)) => {
+                        ErrorEnvelope::new("NO_RELAY_TARGETS", e.to_string())
+                            .into_response(StatusCode::CONFLICT)
+                    }
+                    Err(e @ ReplayDeadError::Io(_)) => {
+                        ErrorEnvelope::new("RELAY_QUEUE_ERROR", e.to_string())
+                            .into_response(StatusCode::SERVICE_UNAVAILABLE)
+                    }
+                }
+            }
             (&Method::GET, ["api", "webhooks", id]) => match self.inner.webhooks.record(id) {
                 Some(record) => json_response(StatusCode::OK, &record),
                 None => unknown_webhook(id),
             },
             (&Method::POST, ["api", "webhooks", id, "replay"]) => {
                 match self.inner.webhooks.replay(id) {
-                    None => unknown_webhook(id),
-                    Some(statuses) if statuses.is_empty() => ErrorEnvelope::new(
+                    Err(ReplayError::Unknown) => unknown_webhook(id),
+                    Err(e @ ReplayError::Truncated) => {
+                        ErrorEnvelope::new("BODY_NOT_KEPT", format!("{id} cannot be replayed: {e}"))
+                            .into_response(StatusCode::CONFLICT)
+                    }
+                    Ok(statuses) if statuses.is_empty() => ErrorEnvelope::new(
                         "NO_RELAY_TARGETS",
                         "no relay targets configured (webhooks.relay)",
                     )
                     .into_response(StatusCode::CONFLICT),
-                    Some(statuses) => match statuses.iter().find(|s| s.state == "dropped") {
+                    Ok(statuses) => match statuses.iter().find(|s| s.state == "dropped") {
                         // Queued for every target or none (see `Relay::enqueue`).
                         Some(dropped) => ErrorEnvelope::new(
                             "RELAY_QUEUE_FULL",
@@ -300,37 +330,57 @@ impl Admin {
     }
 
     fn webhooks(&self, query: Option<&str>) -> Response<Body> {
+        /// Deliveries listed per page, by default and at most.
+        const LIMIT: (usize, usize) = (100, 1000);
         let mut kind = None;
         let mut verdict = None;
         let mut outcome = None;
+        let mut before = None;
+        let mut limit = LIMIT.0;
         for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match k.as_ref() {
                 "type" => kind = Some(v.into_owned()),
                 "verdict" => verdict = Some(v.into_owned()),
                 "outcome" => outcome = Some(v.into_owned()),
+                "before" => before = Some(v.into_owned()),
+                "limit" => match v.parse() {
+                    Ok(n) if (1..=LIMIT.1).contains(&n) => limit = n,
+                    _ => {
+                        return bad_filter(&format!(
+                            "limit: `{v}` is not a number from 1 to {}",
+                            LIMIT.1
+                        ))
+                    }
+                },
                 other => {
-                    return ErrorEnvelope::new(
-                        "INVALID_PARAMETERS",
-                        format!("unknown filter `{other}`; use type, verdict, outcome"),
-                    )
-                    .into_response(StatusCode::BAD_REQUEST)
+                    return bad_filter(&format!(
+                        "unknown filter `{other}`; use type, verdict, outcome, limit, before"
+                    ))
                 }
             }
         }
-        let records: Vec<_> = self
-            .inner
-            .webhooks
-            .records()
-            .into_iter()
-            .filter(|r| kind.as_deref().is_none_or(|k| r.kind.as_deref() == Some(k)))
-            .filter(|r| verdict.as_deref().is_none_or(|v| r.signature.name() == v))
-            .filter(|r| {
-                outcome
+        let keep = |r: &crate::webhooks::Record| {
+            kind.as_deref().is_none_or(|k| r.kind.as_deref() == Some(k))
+                && verdict.as_deref().is_none_or(|v| r.signature.name() == v)
+                && outcome
                     .as_deref()
                     .is_none_or(|o| serde_json::to_value(r.outcome).ok() == Some(json!(o)))
-            })
-            .collect();
-        json_response(StatusCode::OK, &json!({"webhooks": records}))
+        };
+        let webhooks = &self.inner.webhooks;
+        let Some(page) = webhooks.page(keep, before.as_deref(), limit) else {
+            return unknown_webhook(before.as_deref().unwrap_or_default());
+        };
+        let (kept, kept_bytes, history_bytes) = webhooks.usage();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "kept": kept,
+                "kept_bytes": kept_bytes,
+                "history_bytes": history_bytes,
+                "webhooks": page.records,
+                "next_before": page.next_before,
+            }),
+        )
     }
 
     fn reconnects(&self, query: Option<&str>) -> Response<Body> {
@@ -448,7 +498,7 @@ mod tests {
                 body_limit: 1024,
                 history: 10,
             },
-            crate::webhooks::Store::new(10),
+            crate::webhooks::Store::new(10, 1 << 20),
             None,
             registry.clone(),
             Telemetry::default(),

@@ -515,6 +515,9 @@ impl Settings {
         if w.max_attempts == 0 {
             c.fail("webhooks.max_attempts", "must be at least 1");
         }
+        if w.history_bytes == 0 {
+            c.fail("webhooks.history_bytes", "must be greater than zero");
+        }
         let webhooks = WebhookSettings {
             listen: c.addr("webhooks.listen", &w.listen),
             secret: webhook_secret,
@@ -522,6 +525,7 @@ impl Settings {
             relay,
             body_limit: w.body_limit.max(1),
             history: w.history,
+            history_bytes: w.history_bytes,
             queue_limit: w.queue_limit,
             retry_initial: c.duration("webhooks.retry_initial", &w.retry_initial),
             retry_max: c.duration("webhooks.retry_max", &w.retry_max),

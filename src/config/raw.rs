@@ -309,6 +309,8 @@ pub struct RawWebhooks {
     pub body_limit: usize,
     /// Deliveries kept for inspection.
     pub history: usize,
+    /// Bytes the kept deliveries may hold.
+    pub history_bytes: usize,
     /// Most relays waiting at once.
     pub queue_limit: usize,
     /// First relay retry delay.
@@ -328,6 +330,7 @@ impl Default for RawWebhooks {
             relay: Vec::new(),
             body_limit: 1 << 20,
             history: 1000,
+            history_bytes: 16 << 20,
             queue_limit: 10_000,
             retry_initial: "1s".into(),
             retry_max: "1m".into(),

@@ -75,6 +75,8 @@ pub struct WebhookSettings {
     pub body_limit: usize,
     /// Deliveries kept.
     pub history: usize,
+    /// Bytes the kept deliveries may hold (the oldest are evicted).
+    pub history_bytes: usize,
     /// Most relays waiting.
     pub queue_limit: usize,
     /// First retry delay.

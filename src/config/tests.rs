@@ -404,3 +404,11 @@ fn route_errors_keep_the_files_order_and_normalise_hosts() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn webhook_history_bytes_must_be_positive() {
+    let errors = field_errors("[webhooks]\nhistory_bytes = 0\n");
+    assert_eq!(errors[0].key, "webhooks.history_bytes");
+    let s = validate("[webhooks]\nhistory_bytes = 4096\n").unwrap();
+    assert_eq!(s.webhooks.history_bytes, 4096);
+}

@@ -6,7 +6,10 @@
 //! the entity / reconnect / results ids in the payload, and the signature
 //! verdict (`lean-signature: sha512=<hex HMAC-SHA512>`). Repeated
 //! `event_id`s are recorded as duplicates and relayed once. Accepted webhooks are
-//! relayed byte-identical to the app through a durable queue. `entity.reconnected`
+//! relayed byte-identical to the app through a durable queue, in order of
+//! acceptance per target; one the app refuses for good (4xx but 408 / 429) or
+//! whose queue entry is damaged is set aside as a dead letter, and the next
+//! go on. `entity.reconnected`
 //! resolves the reconnect registry; `results.ready` marks the record of the
 //! results id it names.
 
@@ -23,8 +26,8 @@ use std::task::{Context, Poll};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-pub use relay::{QueueError, Relay, RelayConfig};
-pub use store::{Claim, Outcome, Record, RelayStatus, Store};
+pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
+pub use store::{Claim, Outcome, Page, Record, RelayStatus, Store};
 pub use verify::{verify, Policy, Verdict};
 
 use crate::body::Body;
@@ -92,9 +95,26 @@ impl Webhooks {
         }
     }
 
-    /// Received deliveries, oldest first.
+    /// Received deliveries, oldest first, with their bodies.
     pub fn records(&self) -> Vec<Record> {
         self.inner.store.records()
+    }
+
+    /// The newest `limit` deliveries `keep` accepts, before the delivery
+    /// `before` (see [`Store::page`]), without their bodies.
+    pub fn page(
+        &self,
+        keep: impl Fn(&Record) -> bool,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Option<Page> {
+        self.inner.store.page(keep, before, limit)
+    }
+
+    /// Deliveries and bytes kept, and the byte bound (`webhooks.history_bytes`).
+    pub fn usage(&self) -> (usize, usize, usize) {
+        let (kept, bytes) = self.inner.store.usage();
+        (kept, bytes, self.inner.store.max_bytes())
     }
 
     /// One delivery.
@@ -102,15 +122,46 @@ impl Webhooks {
         self.inner.store.get(id).map(|s| s.record())
     }
 
-    /// Sends a received webhook to the relay targets again. `None`: no such
-    /// webhook; `Some(empty)`: no relay targets.
-    pub fn replay(&self, id: &str) -> Option<Vec<RelayStatus>> {
-        let stored = self.inner.store.get(id)?;
+    /// Sends a received webhook to the relay targets again. An empty list:
+    /// no relay targets.
+    pub fn replay(&self, id: &str) -> Result<Vec<RelayStatus>, ReplayError> {
+        let stored = self.inner.store.get(id).ok_or(ReplayError::Unknown)?;
+        if stored.truncated() {
+            return Err(ReplayError::Truncated);
+        }
         let Some(relay) = &self.inner.relay else {
-            return Some(Vec::new());
+            return Ok(Vec::new());
         };
-        Some(relay.enqueue(id, &stored, |_| ()))
+        Ok(relay.enqueue(id, &stored, |_| ()))
     }
+
+    /// Relay deliveries set aside (dead letters), oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner
+            .relay
+            .as_ref()
+            .map(Relay::dead_letters)
+            .unwrap_or_default()
+    }
+
+    /// Queues a dead letter again for its target (see [`Relay::replay_dead`]).
+    pub fn replay_dead(&self, id: &str) -> Result<RelayStatus, ReplayDeadError> {
+        match &self.inner.relay {
+            Some(relay) => relay.replay_dead(id),
+            None => Err(ReplayDeadError::Unknown(id.to_string())),
+        }
+    }
+}
+
+/// Why a webhook cannot be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// No such delivery is kept.
+    #[error("no such webhook is kept")]
+    Unknown,
+    /// Only a prefix of its body is kept (it was rejected).
+    #[error("only a prefix of its body is kept (it was rejected)")]
+    Truncated,
 }
 
 /// A first delivery's claim on its event id, settled when dropped: kept once
@@ -196,18 +247,21 @@ impl Inner {
             (_, Policy::Off) | (None, _) => Verdict::Unchecked,
             (Some(secret), _) => verify(secret.expose().as_bytes(), &body, signature),
         };
+        let rejected = self.config.policy == Policy::Enforce && verdict != Verdict::Valid;
         let id = uuid::Uuid::new_v4().to_string();
+        // A rejected body is never relayed nor replayed: a prefix is enough to
+        // inspect it, and forged deliveries cannot pin memory.
         let stored = Arc::new(store::parse(
             id.clone(),
             parts.uri.path(),
             &parts.headers,
             body,
             verdict.clone(),
+            rejected.then_some(store::REJECTED_PREFIX),
         ));
-        let record = stored.record();
+        let record = stored.summary();
         let kind = record.kind.clone().unwrap_or_else(|| "unknown".into());
 
-        let rejected = self.config.policy == Policy::Enforce && verdict != Verdict::Valid;
         // Only a delivery that is Lean's (or unchecked) may claim its event id and
         // change state: a forged one must not block or pre-empt the real one.
         let trusted = matches!(verdict, Verdict::Valid | Verdict::Unchecked);

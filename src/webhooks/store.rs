@@ -1,5 +1,7 @@
-//! Received webhooks, kept for inspection: a bounded list, newest last, with the
-//! raw body (for byte-identical relays and replays) and a redacted view.
+//! Received webhooks, kept for inspection: a list bounded in count and in bytes,
+//! newest last, with the raw body (for byte-identical relays and replays) and a
+//! redacted view. A rejected delivery keeps only a prefix of its body: the
+//! listener faces the internet, and forged bodies must not pin memory.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +28,13 @@ const REDACTED: [&str; 5] = [
 /// Body bytes shown in a record (the relay keeps all of it).
 const SHOWN_BODY: usize = 64 * 1024;
 
+/// Body bytes kept of a rejected delivery.
+pub(super) const REJECTED_PREFIX: usize = 1024;
+
+/// What a kept delivery costs beside its body and headers (its record, ids,
+/// relay statuses), counted against the byte bound.
+const OVERHEAD: usize = 512;
+
 /// What became of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,8 +52,9 @@ pub enum Outcome {
 pub struct RelayStatus {
     /// The app's URL.
     pub target: String,
-    /// `queued`, `delivered`, `failed` or `dropped` (not queued: the queue was full
-    /// or could not be written, here or for another target).
+    /// `queued`, `delivered`, `failed` (given up after `max_attempts`),
+    /// `dropped` (not queued: the queue was full or could not be written, here
+    /// or for another target) or `dead` (set aside: `GET /api/webhooks/dead`).
     pub state: &'static str,
     /// Attempts so far.
     pub attempts: u32,
@@ -63,10 +73,15 @@ pub struct Record {
     pub path: String,
     /// Headers, secrets redacted.
     pub headers: Vec<(String, String)>,
-    /// The body as text (capped at 64 KiB here).
-    pub body: String,
-    /// Body size in bytes.
+    /// The body as text (capped at 64 KiB here); `None` in a summary (the
+    /// list), which never carries bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Body size in bytes, as received.
     pub body_bytes: usize,
+    /// Only the first bytes of the body are kept (a rejected delivery): it
+    /// cannot be replayed.
+    pub body_truncated: bool,
     /// Lean's `type`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -92,16 +107,41 @@ pub struct Record {
 #[derive(Debug)]
 pub struct Stored {
     record: Mutex<Record>,
-    /// The raw body.
+    /// The raw body, or its first bytes when the record says `body_truncated`.
     pub body: Bytes,
     /// Headers to forward unchanged (signature included).
     pub forward: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Stored {
-    /// A snapshot of the record.
+    /// A snapshot of the record, with the body as text.
     pub fn record(&self) -> Record {
+        let mut record = self.summary();
+        let shown = &self.body[..self.body.len().min(SHOWN_BODY)];
+        record.body = Some(String::from_utf8_lossy(shown).into_owned());
+        record
+    }
+
+    /// A snapshot of the record without the body.
+    pub fn summary(&self) -> Record {
         self.lock().clone()
+    }
+
+    /// Whether only a prefix of the body is kept.
+    pub fn truncated(&self) -> bool {
+        self.lock().body_truncated
+    }
+
+    /// Bytes this delivery holds, as counted against the store's bound.
+    fn weight(&self) -> usize {
+        let record = self.lock();
+        let shown: usize = record.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let forward: usize = self
+            .forward
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        OVERHEAD + self.body.len() + shown + forward + record.path.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Record> {
@@ -123,13 +163,16 @@ fn text(v: &Value, path: &[&str]) -> Option<String> {
     cur.as_str().map(str::to_string)
 }
 
-/// Builds the record of a delivery (ids parsed from Lean's envelope).
+/// Builds the record of a delivery (ids parsed from Lean's envelope). With
+/// `keep`, only that many bytes of the body are kept, copied, so the whole
+/// body is freed.
 pub(super) fn parse(
     id: String,
     path: &str,
     headers: &HeaderMap,
     body: Bytes,
     signature: Verdict,
+    keep: Option<usize>,
 ) -> Stored {
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let kind = text(&json, &["type"]);
@@ -173,13 +216,19 @@ pub(super) fn parse(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let body_bytes = body.len();
+    let (body, body_truncated) = match keep {
+        Some(n) if n < body.len() => (Bytes::copy_from_slice(&body[..n]), true),
+        _ => (body, false),
+    };
     let record = Record {
         id,
         received_at: Utc::now(),
         path: path.to_string(),
         headers: shown,
-        body: String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY)]).into_owned(),
-        body_bytes: body.len(),
+        body: None,
+        body_bytes,
+        body_truncated,
         kind,
         event_id: text(&json, &["event_id"]),
         entity_id,
@@ -216,11 +265,15 @@ pub struct Store {
     inner: Arc<Mutex<Inner>>,
     settled: Arc<Notify>,
     limit: usize,
+    max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    items: VecDeque<Arc<Stored>>,
+    /// Deliveries with their weight, oldest first.
+    items: VecDeque<(Arc<Stored>, usize)>,
+    /// The sum of the weights in `items`.
+    bytes: usize,
     /// Event ids already accepted, oldest first (bounded like `items`).
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
@@ -228,13 +281,26 @@ struct Inner {
     settling: HashSet<String>,
 }
 
+/// One page of summaries (no bodies), from [`Store::page`].
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The newest matching deliveries before the cursor, oldest first.
+    pub records: Vec<Record>,
+    /// The cursor of the next (older) page, when there is one: the id of
+    /// this page's oldest delivery.
+    pub next_before: Option<String>,
+}
+
 impl Store {
-    /// A store keeping the last `limit` deliveries (and as many event ids).
-    pub fn new(limit: usize) -> Self {
+    /// A store keeping the last `limit` deliveries (and as many event ids),
+    /// evicting the oldest while they hold more than `max_bytes`; the newest
+    /// is kept whatever its size.
+    pub fn new(limit: usize, max_bytes: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner::default())),
             settled: Arc::new(Notify::new()),
             limit: limit.max(1),
+            max_bytes,
         }
     }
 
@@ -287,13 +353,29 @@ impl Store {
         self.settled.notified()
     }
 
-    /// Keeps a delivery.
+    /// Keeps a delivery, evicting the oldest to stay within both bounds.
     pub fn push(&self, stored: Arc<Stored>) {
-        let mut inner = self.lock();
-        inner.items.push_back(stored);
-        while inner.items.len() > self.limit {
-            inner.items.pop_front();
+        let weight = stored.weight();
+        // Usually one delivery goes per push; they are freed after the lock
+        // is released.
+        let mut evicted = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.items.push_back((stored, weight));
+            inner.bytes += weight;
+            while inner.items.len() > self.limit
+                || (inner.bytes > self.max_bytes && inner.items.len() > 1)
+            {
+                match inner.items.pop_front() {
+                    Some((old, w)) => {
+                        inner.bytes -= w;
+                        evicted.push(old);
+                    }
+                    None => break,
+                }
+            }
         }
+        drop(evicted);
     }
 
     /// A delivery by id.
@@ -301,13 +383,64 @@ impl Store {
         self.lock()
             .items
             .iter()
-            .find(|s| s.lock().id == id)
-            .cloned()
+            .rev()
+            .find(|(s, _)| s.lock().id == id)
+            .map(|(s, _)| s.clone())
     }
 
-    /// Records, oldest first.
+    /// Records, oldest first, with their bodies.
     pub fn records(&self) -> Vec<Record> {
-        self.lock().items.iter().map(|s| s.record()).collect()
+        self.lock().items.iter().map(|(s, _)| s.record()).collect()
+    }
+
+    /// The newest `limit` deliveries that `keep` accepts, from before the
+    /// delivery `before` (from the newest without it), as summaries. `None`
+    /// when `before` is not kept (any more).
+    pub fn page(
+        &self,
+        keep: impl Fn(&Record) -> bool,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Option<Page> {
+        let inner = self.lock();
+        let newest = inner.items.iter().rev().map(|(s, _)| s);
+        let mut older: Box<dyn Iterator<Item = &Arc<Stored>>> = Box::new(newest);
+        if let Some(before) = before {
+            let at = inner
+                .items
+                .iter()
+                .rev()
+                .position(|(s, _)| s.lock().id == before)?;
+            older = Box::new(older.skip(at + 1));
+        }
+        let mut records = Vec::new();
+        let mut more = false;
+        for summary in older.map(|s| s.summary()).filter(|r| keep(r)) {
+            if records.len() == limit {
+                more = true;
+                break;
+            }
+            records.push(summary);
+        }
+        records.reverse();
+        let next_before = more
+            .then(|| records.first().map(|r| r.id.clone()))
+            .flatten();
+        Some(Page {
+            records,
+            next_before,
+        })
+    }
+
+    /// Deliveries and bytes kept.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.items.len(), inner.bytes)
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 }
 
@@ -326,7 +459,14 @@ mod tests {
             &headers,
             Bytes::from(body.to_string()),
             Verdict::Valid,
+            None,
         )
+    }
+
+    fn named(id: &str, body: &str) -> Arc<Stored> {
+        let s = stored(body);
+        s.update(|r| r.id = id.into());
+        Arc::new(s)
     }
 
     #[test]
@@ -357,7 +497,7 @@ mod tests {
 
     #[test]
     fn store_is_bounded_and_dedups_event_ids() {
-        let store = Store::new(2);
+        let store = Store::new(2, usize::MAX);
         for i in 0..3 {
             let s = stored("{}");
             s.update(|r| r.id = format!("w{i}"));
@@ -380,7 +520,7 @@ mod tests {
 
     #[test]
     fn an_event_id_pushed_out_while_settling_is_still_kept() {
-        let store = Store::new(1);
+        let store = Store::new(1, usize::MAX);
         assert_eq!(store.claim("slow"), Claim::First);
         for i in 0..10 {
             let other = format!("ev-{i}");
@@ -389,5 +529,63 @@ mod tests {
         }
         store.settle("slow", true);
         assert_eq!(store.claim("slow"), Claim::Seen);
+    }
+
+    #[test]
+    fn store_evicts_the_oldest_to_stay_within_its_bytes() {
+        let big = "x".repeat(10_000);
+        let one = named("w0", &big).weight();
+        let store = Store::new(100, 3 * one);
+        for i in 0..5 {
+            store.push(named(&format!("w{i}"), &big));
+        }
+        let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["w2", "w3", "w4"]);
+        assert_eq!(store.usage(), (3, 3 * one));
+        // One delivery larger than the bound is still kept, alone.
+        store.push(named("huge", &"y".repeat(40_000)));
+        assert_eq!(store.usage().0, 1);
+    }
+
+    #[test]
+    fn a_kept_prefix_is_a_copy_marked_truncated_with_the_full_length() {
+        let body = Bytes::from(vec![b'a'; 100_000]);
+        let s = parse(
+            "w".into(),
+            "/",
+            &HeaderMap::new(),
+            body,
+            Verdict::Missing,
+            Some(REJECTED_PREFIX),
+        );
+        let r = s.record();
+        assert_eq!(s.body.len(), REJECTED_PREFIX);
+        assert_eq!(r.body.map(|b| b.len()), Some(REJECTED_PREFIX));
+        assert!(r.body_truncated);
+        assert_eq!(r.body_bytes, 100_000);
+        assert!(s.weight() < 2 * REJECTED_PREFIX);
+    }
+
+    #[test]
+    fn pages_go_back_from_the_newest_and_carry_no_bodies() {
+        let store = Store::new(100, usize::MAX);
+        for i in 0..5 {
+            store.push(named(&format!("w{i}"), "{}"));
+        }
+        let ids = |p: &Page| p.records.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let first = store.page(|_| true, None, 2).unwrap();
+        assert_eq!(ids(&first), ["w3", "w4"]);
+        assert!(first.records.iter().all(|r| r.body.is_none()));
+        assert_eq!(first.next_before.as_deref(), Some("w3"));
+        let second = store.page(|_| true, Some("w3"), 2).unwrap();
+        assert_eq!(ids(&second), ["w1", "w2"]);
+        let last = store.page(|_| true, Some("w1"), 2).unwrap();
+        assert_eq!(
+            (ids(&last), last.next_before),
+            (vec!["w0".to_string()], None)
+        );
+        let odd = store.page(|r| r.id != "w3", None, 2).unwrap();
+        assert_eq!(ids(&odd), ["w2", "w4"]);
+        assert!(store.page(|_| true, Some("gone"), 2).is_none());
     }
 }

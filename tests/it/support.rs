@@ -904,18 +904,34 @@ impl Received {
 }
 
 /// An app's webhook endpoint on loopback: records every POST and answers 200,
-/// or 500 for the first `fail_first` attempts.
+/// or 500 for the first `fail_first` attempts, or a chosen status to bodies
+/// containing a chosen text ([`Receiver::refusing`]).
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     attempts: Arc<AtomicUsize>,
     arrived: Arc<tokio::sync::Notify>,
+    refuse: Arc<Mutex<Option<(String, StatusCode)>>>,
     task: JoinHandle<()>,
 }
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap(), fail_first).await
+    }
+
+    /// A receiver answering `status` (not recorded) to every body containing
+    /// `needle`, until [`Receiver::accept_all`].
+    pub async fn refusing(needle: &str, status: u16) -> Receiver {
+        let receiver = Receiver::start(0).await;
+        let status = StatusCode::from_u16(status).unwrap();
+        *receiver.refuse.lock().unwrap() = Some((needle.to_string(), status));
+        receiver
+    }
+
+    /// Stops refusing: every later attempt is answered 200.
+    pub fn accept_all(&self) {
+        *self.refuse.lock().unwrap() = None;
     }
 
     /// A receiver on a given address (e.g. one an app was "down" on).
@@ -925,17 +941,23 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let attempts = Arc::new(AtomicUsize::new(0));
         let arrived = Arc::new(tokio::sync::Notify::new());
-        let (r, a, n) = (received.clone(), attempts.clone(), arrived.clone());
+        let refuse: Arc<Mutex<Option<(String, StatusCode)>>> = Arc::default();
+        let (r, a, n, f) = (
+            received.clone(),
+            attempts.clone(),
+            arrived.clone(),
+            refuse.clone(),
+        );
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (r, a, n) = (r.clone(), a.clone(), n.clone());
+                let (r, a, n, f) = (r.clone(), a.clone(), n.clone(), f.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (r, a, n) = (r.clone(), a.clone(), n.clone());
+                        let (r, a, n, f) = (r.clone(), a.clone(), n.clone(), f.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body
@@ -945,8 +967,14 @@ impl Receiver {
                                 .unwrap_or_default();
                             let attempt = a.fetch_add(1, Ordering::SeqCst);
                             let mut response = Response::new(body::empty());
+                            let refused = f.lock().unwrap().as_ref().and_then(|(needle, s)| {
+                                let text = String::from_utf8_lossy(&body);
+                                text.contains(needle.as_str()).then_some(*s)
+                            });
                             if attempt < fail_first {
                                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                            } else if let Some(status) = refused {
+                                *response.status_mut() = status;
                             } else {
                                 r.lock().unwrap().push(Received {
                                     headers: parts.headers,
@@ -968,6 +996,7 @@ impl Receiver {
             received,
             attempts,
             arrived,
+            refuse,
             task,
         }
     }
