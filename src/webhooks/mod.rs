@@ -97,7 +97,7 @@ impl Webhooks {
 
     /// Received deliveries, oldest first, with their bodies.
     pub fn records(&self) -> Vec<Record> {
-        self.inner.store.records()
+        self.inner.store.records(self.inner.telemetry.redactor())
     }
 
     /// The newest `limit` deliveries `keep` accepts, before the delivery
@@ -119,7 +119,10 @@ impl Webhooks {
 
     /// One delivery.
     pub fn record(&self, id: &str) -> Option<Record> {
-        self.inner.store.get(id).map(|s| s.record())
+        self.inner
+            .store
+            .get(id)
+            .map(|s| s.record(self.inner.telemetry.redactor()))
     }
 
     /// Sends a received webhook to the relay targets again. An empty list:

@@ -15,15 +15,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use super::verify::Verdict;
-
-/// Headers never shown as received.
-const REDACTED: [&str; 5] = [
-    "lean-signature",
-    "authorization",
-    "cookie",
-    "lean-app-token",
-    "x-api-key",
-];
+use crate::log::redact::{is_secret_header, Redactor};
 
 /// Body bytes shown in a record (the relay keeps all of it).
 const SHOWN_BODY: usize = 64 * 1024;
@@ -77,6 +69,9 @@ pub struct Record {
     /// list), which never carries bodies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Why the body is not shown, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_note: Option<String>,
     /// Body size in bytes, as received.
     pub body_bytes: usize,
     /// Only the first bytes of the body are kept (a rejected delivery): it
@@ -114,11 +109,40 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// A snapshot of the record, with the body as text.
-    pub fn record(&self) -> Record {
+    /// A snapshot of the record, with the body shown as `redact` says: a
+    /// whole JSON body redacted (names, IBANs, secrets), anything else (a
+    /// refused delivery's prefix, a body that is not JSON) only described,
+    /// since it cannot be redacted safely.
+    pub fn record(&self, redact: &Redactor) -> Record {
         let mut record = self.summary();
         let shown = &self.body[..self.body.len().min(SHOWN_BODY)];
-        record.body = Some(String::from_utf8_lossy(shown).into_owned());
+        if !redact.is_on() {
+            record.body = Some(String::from_utf8_lossy(shown).into_owned());
+            return record;
+        }
+        let json = (!record.body_truncated && shown.len() == self.body.len())
+            .then(|| serde_json::from_slice::<Value>(shown).ok())
+            .flatten();
+        match json {
+            Some(mut v) => {
+                redact.json(&mut v);
+                record.body = Some(v.to_string());
+            }
+            None => {
+                let kept = if record.body_truncated {
+                    format!(
+                        "the first {} of {} bytes are kept (a refused delivery)",
+                        self.body.len(),
+                        record.body_bytes
+                    )
+                } else {
+                    format!("{} bytes", record.body_bytes)
+                };
+                record.body_note = Some(format!(
+                    "{kept}; not shown: only a whole JSON body can be redacted (log.redact = false shows it)"
+                ));
+            }
+        }
         record
     }
 
@@ -191,7 +215,7 @@ pub(super) fn parse(
     let shown: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
-            let value = if REDACTED.contains(&k.as_str()) {
+            let value = if is_secret_header(k.as_str()) {
                 "[redacted]".to_string()
             } else {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
@@ -227,6 +251,7 @@ pub(super) fn parse(
         path: path.to_string(),
         headers: shown,
         body: None,
+        body_note: None,
         body_bytes,
         body_truncated,
         kind,
@@ -388,9 +413,13 @@ impl Store {
             .map(|(s, _)| s.clone())
     }
 
-    /// Records, oldest first, with their bodies.
-    pub fn records(&self) -> Vec<Record> {
-        self.lock().items.iter().map(|(s, _)| s.record()).collect()
+    /// Records, oldest first, with their bodies shown as `redact` says.
+    pub fn records(&self, redact: &Redactor) -> Vec<Record> {
+        self.lock()
+            .items
+            .iter()
+            .map(|(s, _)| s.record(redact))
+            .collect()
     }
 
     /// The newest `limit` deliveries that `keep` accepts, from before the
@@ -471,12 +500,13 @@ mod tests {
 
     #[test]
     fn ids_come_from_the_payload_by_type() {
-        let r = stored(r#"{"type":"entity.reconnected","payload":{"id":"e-1","reconnect_id":"r-1"},"event_id":"ev"}"#).record();
+        let r = stored(r#"{"type":"entity.reconnected","payload":{"id":"e-1","reconnect_id":"r-1"},"event_id":"ev"}"#).record(&Redactor::default());
         assert_eq!(
             (r.entity_id.as_deref(), r.reconnect_id.as_deref()),
             (Some("e-1"), Some("r-1"))
         );
-        let r = stored(r#"{"type":"results.ready","payload":{"id":"res-1"}}"#).record();
+        let r = stored(r#"{"type":"results.ready","payload":{"id":"res-1"}}"#)
+            .record(&Redactor::default());
         assert_eq!(
             (r.entity_id, r.results_id.as_deref()),
             (None, Some("res-1"))
@@ -486,7 +516,7 @@ mod tests {
     #[test]
     fn signature_is_redacted_in_the_record_but_forwarded() {
         let s = stored("{}");
-        let shown = s.record().headers;
+        let shown = s.record(&Redactor::default()).headers;
         assert!(shown.contains(&("lean-signature".into(), "[redacted]".into())));
         assert!(s
             .forward
@@ -503,7 +533,11 @@ mod tests {
             s.update(|r| r.id = format!("w{i}"));
             store.push(Arc::new(s));
         }
-        let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = store
+            .records(&Redactor::default())
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["w1", "w2"]);
         assert_eq!(store.claim("ev-1"), Claim::First);
         assert_eq!(store.claim("ev-1"), Claim::Settling);
@@ -539,7 +573,11 @@ mod tests {
         for i in 0..5 {
             store.push(named(&format!("w{i}"), &big));
         }
-        let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = store
+            .records(&Redactor::default())
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["w2", "w3", "w4"]);
         assert_eq!(store.usage(), (3, 3 * one));
         // One delivery larger than the bound is still kept, alone.
@@ -558,9 +596,16 @@ mod tests {
             Verdict::Missing,
             Some(REJECTED_PREFIX),
         );
-        let r = s.record();
+        let r = s.record(&Redactor::off());
         assert_eq!(s.body.len(), REJECTED_PREFIX);
         assert_eq!(r.body.map(|b| b.len()), Some(REJECTED_PREFIX));
+        // Redacting, a prefix is described, not shown.
+        let shown = s.record(&Redactor::default());
+        assert_eq!(shown.body, None);
+        assert!(shown
+            .body_note
+            .unwrap()
+            .starts_with("the first 1024 of 100000 bytes are kept"));
         assert!(r.body_truncated);
         assert_eq!(r.body_bytes, 100_000);
         assert!(s.weight() < 2 * REJECTED_PREFIX);
