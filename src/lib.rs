@@ -260,7 +260,12 @@ impl App {
             })
         });
         let w = &settings.webhooks;
-        let store = webhooks::Store::new(w.history, w.history_bytes);
+        let (claims, claimed) = webhooks::ClaimLog::open(
+            &settings.proxy.data_dir.join("webhook-claims.log"),
+            w.claim_window,
+            w.history * webhooks::Store::CLAIMS_PER_DELIVERY,
+        )?;
+        let store = webhooks::Store::new(w.history, w.history_bytes).with_claims(claims, claimed);
         let relay = Relay::open(
             RelayConfig {
                 targets: w.relay.clone(),

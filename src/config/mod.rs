@@ -526,6 +526,7 @@ impl Settings {
             body_limit: w.body_limit.max(1),
             history: w.history,
             history_bytes: w.history_bytes,
+            claim_window: c.duration("webhooks.claim_window", &w.claim_window),
             queue_limit: w.queue_limit,
             retry_initial: c.duration("webhooks.retry_initial", &w.retry_initial),
             retry_max: c.duration("webhooks.retry_max", &w.retry_max),

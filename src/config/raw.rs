@@ -311,6 +311,8 @@ pub struct RawWebhooks {
     pub history: usize,
     /// Bytes the kept deliveries may hold.
     pub history_bytes: usize,
+    /// How long accepted event ids are remembered across restarts.
+    pub claim_window: String,
     /// Most relays waiting at once.
     pub queue_limit: usize,
     /// First relay retry delay.
@@ -331,6 +333,7 @@ impl Default for RawWebhooks {
             body_limit: 1 << 20,
             history: 1000,
             history_bytes: 16 << 20,
+            claim_window: "5h".into(),
             queue_limit: 10_000,
             retry_initial: "1s".into(),
             retry_max: "1m".into(),

@@ -77,6 +77,8 @@ pub struct WebhookSettings {
     pub history: usize,
     /// Bytes the kept deliveries may hold (the oldest are evicted).
     pub history_bytes: usize,
+    /// How long accepted event ids are remembered across restarts.
+    pub claim_window: Duration,
     /// Most relays waiting.
     pub queue_limit: usize,
     /// First retry delay.

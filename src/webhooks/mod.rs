@@ -13,6 +13,7 @@
 //! resolves the reconnect registry; `results.ready` marks the record of the
 //! results id it names.
 
+mod claims;
 mod relay;
 mod store;
 mod verify;
@@ -26,6 +27,7 @@ use std::task::{Context, Poll};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+pub use claims::ClaimLog;
 pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
 pub use store::{Claim, Outcome, Page, Record, RelayStatus, Store};
 pub use verify::{verify, Policy, Verdict};

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use super::claims::ClaimLog;
 use super::verify::Verdict;
 use crate::log::redact::{is_secret_header, Redactor};
 
@@ -291,6 +292,8 @@ pub struct Store {
     settled: Arc<Notify>,
     limit: usize,
     max_bytes: usize,
+    /// Where accepted event ids are kept across restarts, when anywhere.
+    claims: Option<Arc<ClaimLog>>,
 }
 
 #[derive(Debug, Default)]
@@ -326,7 +329,26 @@ impl Store {
             settled: Arc::new(Notify::new()),
             limit: limit.max(1),
             max_bytes,
+            claims: None,
         }
+    }
+
+    /// Event ids this many times the deliveries kept are remembered.
+    pub const CLAIMS_PER_DELIVERY: usize = 4;
+
+    /// Keeps accepted event ids in `log` too, starting from `ids` (oldest
+    /// first), which it read back: they are duplicates from the start.
+    pub fn with_claims(mut self, log: ClaimLog, ids: Vec<String>) -> Self {
+        {
+            let mut inner = self.lock();
+            for id in ids {
+                if inner.seen.insert(id.clone()) {
+                    inner.seen_order.push_back(id);
+                }
+            }
+        }
+        self.claims = Some(Arc::new(log));
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -346,7 +368,7 @@ impl Store {
         inner.seen.insert(event_id.to_string());
         inner.settling.insert(event_id.to_string());
         inner.seen_order.push_back(event_id.to_string());
-        while inner.seen_order.len() > self.limit * 4 {
+        while inner.seen_order.len() > self.limit * Self::CLAIMS_PER_DELIVERY {
             if let Some(old) = inner.seen_order.pop_front() {
                 inner.seen.remove(&old);
             }
@@ -368,6 +390,9 @@ impl Store {
                 // Pushed out of `seen` by newer ids while it settled.
                 inner.seen_order.push_back(event_id.to_string());
             }
+        }
+        if let (true, Some(log)) = (kept, &self.claims) {
+            log.record(event_id);
         }
         self.settled.notify_waiters();
     }

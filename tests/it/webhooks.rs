@@ -875,3 +875,40 @@ async fn a_webhooks_personal_data_is_redacted_wherever_it_is_shown() {
     assert_eq!(detail["payload"]["Iban"], "************0056");
     assert_eq!(detail["payload"]["customer_id"], "c-1", "ids stay");
 }
+
+#[tokio::test]
+async fn a_delivery_lean_retries_after_a_restart_is_still_a_duplicate() {
+    let app = Receiver::start(0).await;
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("lp.toml");
+    std::fs::write(
+        &config,
+        upstream_config(&format!("relay = [\"{}\"]\n", app.url())),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let body = event("results.ready", "ev-across", json!({"id": "res-1"}));
+    let sig = webhook_signature(SECRET.as_bytes(), &body);
+    let mut first = Binary::spawn_in(&args, &[], data.path());
+    assert_eq!(
+        deliver(first.webhooks, &body, Some(sig.clone()))
+            .await
+            .status,
+        200
+    );
+    app.wait_for("results.ready", 1).await;
+    // Killed, as a crash would.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Binary::spawn_in(&args, &[], data.path());
+    assert_eq!(deliver(second.webhooks, &body, Some(sig)).await.status, 200);
+    let list = get(
+        &h1_client(),
+        &format!("http://{}/api/webhooks", second.admin),
+    )
+    .await
+    .json();
+    assert_eq!(list["webhooks"][0]["outcome"], "duplicate", "{list}");
+    assert_eq!(app.received().len(), 1, "relayed once, before the restart");
+}
