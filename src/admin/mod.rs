@@ -43,7 +43,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -58,12 +58,14 @@ use crate::webhooks::{ReplayDeadError, ReplayError, Webhooks};
 use tokio::sync::watch;
 
 mod answers;
+mod endpoint;
 mod faults;
 mod guard;
 mod observe;
 mod tokens;
 
 pub use answers::{FaultList, ReconnectList, Removed};
+use endpoint::{Endpoint, Runs};
 use guard::require_json;
 pub use guard::{AllowedHost, Guard};
 
@@ -165,167 +167,134 @@ impl Admin {
     }
 
     async fn route(&self, req: Request<Body>) -> Response<Body> {
-        // Two answers read a body. Three can render megabytes (a full request
-        // log as HAR: 4.4 MB in 124 ms; webhooks with their bodies), and a
-        // replay writes the relay queue with `fsync`: those run on the
-        // blocking pool, so the runtime's thread (one by default) keeps
-        // proxying. Everything else answers from the head, here.
-        enum Waits {
-            AddFault,
-            CustomerToken,
-            Blocking,
-        }
-        let health = req.uri().path().trim_end_matches('/') == "/healthz";
+        let endpoint = Endpoint::of(req.method(), req.uri().path());
         // `/healthz` tells nothing; probes may call it by any name.
-        if !health {
+        if endpoint != Endpoint::Health {
             if let Some(refused) = self.inner.guard.check(&req, "admin listener") {
                 return refused;
             }
+            if !self.authorized(&req) {
+                return unauthorized();
+            }
         }
-        let waits = {
-            let path = req.uri().path();
-            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            match (req.method(), segments.as_slice()) {
-                (&Method::POST, ["api", "faults"]) => Some(Waits::AddFault),
-                (&Method::POST, ["api", "tokens", "customer"]) => Some(Waits::CustomerToken),
-                (&Method::GET, ["api", "requests" | "requests.har" | "webhooks"])
-                | (&Method::POST, ["api", "webhooks", _, "replay"])
-                | (&Method::POST, ["api", "webhooks", "dead", _, "replay"]) => {
-                    Some(Waits::Blocking)
-                }
-                _ => None,
-            }
-        };
-        match waits {
-            None => self.answer(&req),
-            // Checked here too, so a request without the token takes no
-            // blocking thread.
-            Some(_) if !self.authorized(&req) => unauthorized(),
-            Some(Waits::Blocking) => {
+        match endpoint.runs() {
+            Runs::Head => self.answer(endpoint, &req),
+            Runs::Blocking => {
                 let admin = self.clone();
-                off_thread(move || admin.answer(&req)).await
+                off_thread(move || admin.answer(endpoint, &req)).await
             }
-            Some(reads_json) => match (require_json(req.headers()), reads_json) {
+            Runs::ReadsJson => match (require_json(req.headers()), endpoint) {
                 (Some(refused), _) => refused,
-                (None, Waits::AddFault) => self.add_fault(req).await,
+                (None, Endpoint::AddFault) => self.add_fault(req).await,
                 (None, _) => self.customer_token(req).await,
             },
         }
     }
 
-    fn answer(&self, req: &Request<Body>) -> Response<Body> {
-        let path = req.uri().path().trim_end_matches('/');
-        if path == "/healthz" {
-            return match *req.method() {
-                Method::GET | Method::HEAD => {
-                    json_response(StatusCode::OK, &json!({"status": "ok"}))
-                }
-                _ => method_not_allowed(),
-            };
-        }
-        if !self.authorized(req) {
-            return unauthorized();
-        }
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        match (req.method(), segments.as_slice()) {
-            (&Method::GET, ["api", "reconnects"]) => self.reconnects(req.uri().query()),
-            (_, ["api", "reconnects"]) => method_not_allowed(),
-            (&Method::GET, ["api", "reconnects", key]) => match self.inner.registry.get(key) {
+    /// The answer of an endpoint made from the request head (the guard and
+    /// the token were checked).
+    fn answer(&self, endpoint: Endpoint, req: &Request<Body>) -> Response<Body> {
+        let query = req.uri().query();
+        match endpoint {
+            Endpoint::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Endpoint::Reconnects => self.reconnects(query),
+            Endpoint::Reconnect(key) => match self.inner.registry.get(&key) {
                 Some(record) => json_response(StatusCode::OK, &record),
-                None => not_found(key),
+                None => not_found(&key),
             },
-            (&Method::DELETE, ["api", "reconnects", key]) => {
-                match self.inner.registry.resolve_entity(key, ResolvedBy::Admin) {
+            Endpoint::ResolveReconnect(key) => {
+                match self.inner.registry.resolve_entity(&key, ResolvedBy::Admin) {
                     Some(record) => {
                         tracing::info!(target: "leanproxy::reconnect", key, reconnect_id = %record.reconnect_id, "reconnect resolved by admin");
                         json_response(StatusCode::OK, &record)
                     }
-                    None if self.inner.registry.get(key).is_some() => ErrorEnvelope::new(
+                    None if self.inner.registry.get(&key).is_some() => ErrorEnvelope::new(
                         "NOT_PENDING",
                         format!("the reconnect of {key} is already resolved"),
                     )
                     .into_response(StatusCode::CONFLICT),
-                    None => not_found(key),
+                    None => not_found(&key),
                 }
             }
-            (_, ["api", "reconnects", _]) => method_not_allowed(),
-            (&Method::GET, ["api", "tokens"]) => self.token_info(),
-            (&Method::DELETE, ["api", "tokens"]) => self.forget_token(),
-            (_, ["api", "tokens", ..]) => method_not_allowed(),
-            (&Method::GET, ["api", "faults"]) => self.list_faults(),
-            // `DELETE /api/faults/` is a rule id left empty, not "every rule".
-            (&Method::DELETE, ["api", "faults"]) if req.uri().path().ends_with('/') => {
+            Endpoint::Tokens => self.token_info(),
+            Endpoint::ForgetTokens => self.forget_token(),
+            Endpoint::Faults => self.list_faults(),
+            Endpoint::MissingFaultId => {
                 ErrorEnvelope::new("INVALID_PARAMETERS", "a fault rule id is required")
                     .into_response(StatusCode::BAD_REQUEST)
             }
-            (&Method::DELETE, ["api", "faults"]) => self.clear_faults(),
-            (&Method::DELETE, ["api", "faults", id]) => self.remove_fault(id),
-            (&Method::POST, ["api", "faults", id, "pause"]) => self.pause_fault(id, true),
-            (&Method::POST, ["api", "faults", id, "resume"]) => self.pause_fault(id, false),
-            (_, ["api", "faults", ..]) => method_not_allowed(),
-            (&Method::GET, ["api", "requests"]) => self.requests(req.uri().query()),
-            (&Method::GET, ["api", "requests.har"]) => self.har(),
-            (&Method::GET, ["api", "requests", id]) => self.request(id),
-            (&Method::GET, ["api", "events"]) => self.events(),
-            (&Method::GET, ["metrics"]) => self.metrics(),
-            (_, ["api", "requests" | "requests.har" | "events", ..] | ["metrics"]) => {
-                method_not_allowed()
-            }
-            (&Method::GET, ["api", "webhooks"]) => self.webhooks(req.uri().query()),
-            (&Method::GET, ["api", "webhooks", "dead"]) => json_response(
+            Endpoint::ClearFaults => self.clear_faults(),
+            Endpoint::RemoveFault(id) => self.remove_fault(&id),
+            Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused),
+            Endpoint::Requests => self.requests(query),
+            Endpoint::Har => self.har(),
+            Endpoint::Request(id) => self.request(&id),
+            Endpoint::Events => self.events(),
+            Endpoint::Metrics => self.metrics(),
+            Endpoint::Webhooks => self.webhooks(query),
+            Endpoint::DeadLetters => json_response(
                 StatusCode::OK,
                 &json!({"dead": self.inner.webhooks.dead_letters()}),
             ),
-            (&Method::POST, ["api", "webhooks", "dead", id, "replay"]) => {
-                match self.inner.webhooks.replay_dead(id) {
-                    Ok(status) => json_response(StatusCode::ACCEPTED, &json!({"relay": [status]})),
-                    Err(e @ ReplayDeadError::Unknown(_)) => {
-                        ErrorEnvelope::new("UNKNOWN_DEAD_LETTER", e.to_string())
-                            .into_response(StatusCode::NOT_FOUND)
-                    }
-                    Err(e @ ReplayDeadError::NoTarget(_)) => {
-                        ErrorEnvelope::new("NO_RELAY_TARGETS", e.to_string())
-                            .into_response(StatusCode::CONFLICT)
-                    }
-                    Err(e @ ReplayDeadError::Io(_)) => {
-                        ErrorEnvelope::new("RELAY_QUEUE_ERROR", e.to_string())
-                            .into_response(StatusCode::SERVICE_UNAVAILABLE)
-                    }
-                }
-            }
-            (&Method::GET, ["api", "webhooks", id]) => match self.inner.webhooks.record(id) {
+            Endpoint::ReplayDead(id) => self.replay_dead(&id),
+            Endpoint::Webhook(id) => match self.inner.webhooks.record(&id) {
                 Some(record) => json_response(StatusCode::OK, &record),
-                None => unknown_webhook(id),
+                None => unknown_webhook(&id),
             },
-            (&Method::POST, ["api", "webhooks", id, "replay"]) => {
-                match self.inner.webhooks.replay(id) {
-                    Err(ReplayError::Unknown) => unknown_webhook(id),
-                    Err(e @ ReplayError::Truncated) => {
-                        ErrorEnvelope::new("BODY_NOT_KEPT", format!("{id} cannot be replayed: {e}"))
-                            .into_response(StatusCode::CONFLICT)
-                    }
-                    Ok(statuses) if statuses.is_empty() => ErrorEnvelope::new(
-                        "NO_RELAY_TARGETS",
-                        "no relay targets configured (webhooks.relay)",
-                    )
-                    .into_response(StatusCode::CONFLICT),
-                    Ok(statuses) => match statuses.iter().find(|s| s.state == "dropped") {
-                        // Queued for every target or none (see `Relay::enqueue`).
-                        Some(dropped) => ErrorEnvelope::new(
-                            "RELAY_QUEUE_FULL",
-                            format!(
-                                "the replay could not be queued: {}",
-                                dropped.last_error.as_deref().unwrap_or("unknown error")
-                            ),
-                        )
-                        .into_response(StatusCode::SERVICE_UNAVAILABLE),
-                        None => json_response(StatusCode::ACCEPTED, &json!({"relay": statuses})),
-                    },
-                }
+            Endpoint::ReplayWebhook(id) => self.replay(&id),
+            // Read after the head: answered by `route`.
+            Endpoint::AddFault | Endpoint::CustomerToken => method_not_allowed(),
+            Endpoint::MethodNotAllowed => method_not_allowed(),
+            Endpoint::NotFound => ErrorEnvelope::new(
+                "INVALID_URL",
+                format!("no admin endpoint at {}", req.uri().path()),
+            )
+            .into_response(StatusCode::NOT_FOUND),
+        }
+    }
+
+    fn replay_dead(&self, id: &str) -> Response<Body> {
+        match self.inner.webhooks.replay_dead(id) {
+            Ok(status) => json_response(StatusCode::ACCEPTED, &json!({"relay": [status]})),
+            Err(e @ ReplayDeadError::Unknown(_)) => {
+                ErrorEnvelope::new("UNKNOWN_DEAD_LETTER", e.to_string())
+                    .into_response(StatusCode::NOT_FOUND)
             }
-            (_, ["api", "webhooks", ..]) => method_not_allowed(),
-            _ => ErrorEnvelope::new("INVALID_URL", format!("no admin endpoint at {path}"))
-                .into_response(StatusCode::NOT_FOUND),
+            Err(e @ ReplayDeadError::NoTarget(_)) => {
+                ErrorEnvelope::new("NO_RELAY_TARGETS", e.to_string())
+                    .into_response(StatusCode::CONFLICT)
+            }
+            Err(e @ ReplayDeadError::Io(_)) => {
+                ErrorEnvelope::new("RELAY_QUEUE_ERROR", e.to_string())
+                    .into_response(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        }
+    }
+
+    fn replay(&self, id: &str) -> Response<Body> {
+        match self.inner.webhooks.replay(id) {
+            Err(ReplayError::Unknown) => unknown_webhook(id),
+            Err(e @ ReplayError::Truncated) => {
+                ErrorEnvelope::new("BODY_NOT_KEPT", format!("{id} cannot be replayed: {e}"))
+                    .into_response(StatusCode::CONFLICT)
+            }
+            Ok(statuses) if statuses.is_empty() => ErrorEnvelope::new(
+                "NO_RELAY_TARGETS",
+                "no relay targets configured (webhooks.relay)",
+            )
+            .into_response(StatusCode::CONFLICT),
+            Ok(statuses) => match statuses.iter().find(|s| s.state == "dropped") {
+                // Queued for every target or none (see `Relay::enqueue`).
+                Some(dropped) => ErrorEnvelope::new(
+                    "RELAY_QUEUE_FULL",
+                    format!(
+                        "the replay could not be queued: {}",
+                        dropped.last_error.as_deref().unwrap_or("unknown error")
+                    ),
+                )
+                .into_response(StatusCode::SERVICE_UNAVAILABLE),
+                None => json_response(StatusCode::ACCEPTED, &json!({"relay": statuses})),
+            },
         }
     }
 
@@ -488,6 +457,7 @@ impl tower::Service<Request<Body>> for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
     use tower::ServiceExt;
 
     fn admin(token: Option<Secret>, registry: ReconnectRegistry) -> Admin {

@@ -582,12 +582,13 @@ async fn work(strong: Arc<Inner>, lane_index: usize) {
         };
         let mut delay = strong.config.retry_initial;
         let mut dead = None;
+        let mut delivered = false;
         loop {
             job.attempts += 1;
             match strong.attempt(lane, &job).await {
                 Ok(()) => {
                     tracing::debug!(target: "leanproxy::webhooks", webhook = %job.webhook_id, target_url = %job.target, attempts = job.attempts, "webhook relayed");
-                    strong.report(&job, "delivered", None);
+                    delivered = true;
                     break;
                 }
                 Err(Failure::Permanent(e)) => {
@@ -615,7 +616,14 @@ async fn work(strong: Arc<Inner>, lane_index: usize) {
                 let inner = strong.clone();
                 crate::sync::blocking(move || inner.dead_letter(&job, reason)).await;
             }
-            None => strong.forget(&job),
+            None => {
+                strong.forget(&job);
+                // Said once its queue entry is gone: a restart from here on
+                // cannot send it again.
+                if delivered {
+                    strong.report(&job, "delivered", None);
+                }
+            }
         }
     }
 }

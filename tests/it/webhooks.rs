@@ -897,7 +897,19 @@ async fn a_delivery_lean_retries_after_a_restart_is_still_a_duplicate() {
         200
     );
     app.wait_for("results.ready", 1).await;
-    // Killed, as a crash would.
+    // Once the relay has settled it (its queue entry is gone, or a restart
+    // would send it again: the queue is at-least-once), killed as a crash
+    // would.
+    let client = h1_client();
+    for _ in 0..200 {
+        let list = get(&client, &format!("http://{}/api/webhooks", first.admin))
+            .await
+            .json();
+        if list["webhooks"][0]["relay"][0]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
