@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)] // test helpers are shared between modules of one crate
 #![allow(clippy::unwrap_used)] // helpers, not only #[test] fns, may panic on failure
 
+mod architecture;
 mod conformance;
 mod credentials;
 mod failures;
