@@ -6,10 +6,18 @@
 //! collects every problem at once, each naming its key. Layers never see this
 //! module's raw types.
 
+mod admin;
+mod auth;
+mod faults;
+mod log;
+mod mockbank;
 mod raw;
+mod reconnect;
 mod routes;
 mod settings;
 mod targets;
+mod tls;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -281,314 +289,38 @@ impl Settings {
             },
         };
 
-        let ca_file = c.path("tls.ca_file", &raw.tls.ca_file);
-        let cert = c.path("tls.client_cert", &raw.tls.client_cert);
-        let key = c.path("tls.client_key", &raw.tls.client_key);
-        let client_identity = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (Some(_), None) => {
-                c.fail("tls.client_key", "required when tls.client_cert is set");
-                None
-            }
-            (None, Some(_)) => {
-                c.fail("tls.client_cert", "required when tls.client_key is set");
-                None
-            }
-            (None, None) => None,
-        };
-        if target.as_ref().is_some_and(|t| t.mtls) && client_identity.is_none() {
-            c.fail(
-                "tls.client_cert",
-                format!(
-                    "required for {}: {}",
-                    raw.proxy.upstream.as_deref().unwrap_or_default(),
-                    targets::MTLS_REQUIRED
-                ),
-            );
-        }
-        let routes = routes::validate(&mut c, raw.routes, client_identity.is_some());
-        let tls = TlsSettings {
-            ca_file,
-            client_identity,
-        };
-
-        let app_token = secret(
+        let tls = tls::validate(
             &mut c,
-            "auth.app_token",
-            ENV_APP_TOKEN,
-            raw.auth.app_token,
+            &raw.tls,
+            target.as_ref(),
+            raw.proxy.upstream.as_deref(),
+        );
+        let routes = routes::validate(&mut c, raw.routes, tls.client_identity.is_some());
+        let auth = auth::validate(
+            &mut c,
+            raw.auth,
+            target.as_ref(),
+            proxy.upstream.is_some(),
             env,
         );
-        let app_token_policy = match raw.auth.app_token_policy.as_str() {
-            "override" => TokenPolicy::Override,
-            "keep" => TokenPolicy::Keep,
-            other => {
-                c.fail(
-                    "auth.app_token_policy",
-                    format!("`{other}` is not one of \"override\", \"keep\""),
-                );
-                TokenPolicy::Override
-            }
-        };
-        if let Some(token) = &app_token {
-            if http::HeaderValue::from_str(token.expose()).is_err() {
-                c.fail(
-                    "auth.app_token",
-                    "contains characters not allowed in a header value",
-                );
-            }
-        }
-        let client_id = env(ENV_CLIENT_ID)
-            .filter(|v| !v.is_empty())
-            .or(raw.auth.client_id.clone());
-        let client_secret = secret(
+        let admin = admin::validate(&mut c, raw.admin, env);
+        let log = log::validate(&mut c, &raw.log);
+        let mockbank = mockbank::validate(&mut c, &raw.mockbank);
+        let reconnect = reconnect::validate(&mut c, &raw.reconnect, &proxy.data_dir);
+        let webhooks = webhooks::validate(
             &mut c,
-            "auth.client_secret",
-            ENV_CLIENT_SECRET,
-            raw.auth.client_secret.clone(),
+            raw.webhooks,
+            proxy.upstream.is_none(),
+            &mockbank.webhook_secret,
             env,
         );
-        let client = match (client_id, client_secret) {
-            (Some(id), Some(secret)) => Some((id, secret)),
-            (Some(_), None) => {
-                c.fail(
-                    "auth.client_secret",
-                    format!("required with auth.client_id; set it or {ENV_CLIENT_SECRET}"),
-                );
-                None
-            }
-            (None, Some(_)) => {
-                c.fail(
-                    "auth.client_id",
-                    format!("required with auth.client_secret; set it or {ENV_CLIENT_ID}"),
-                );
-                None
-            }
-            (None, None) => None,
-        };
-        let token_url = if raw.auth.token_url.trim().is_empty() {
-            target.as_ref().and_then(|t| t.token_url.clone())
-        } else {
-            parse_upstream(&raw.auth.token_url)
-                .map_err(|e| c.fail("auth.token_url", e))
-                .ok()
-        };
-        if client.is_some() && token_url.is_none() && proxy.upstream.is_some() {
-            c.fail(
-                "auth.token_url",
-                "required with client credentials when proxy.upstream is a URL, not a named target",
-            );
-        }
-        let auth = AuthSettings {
-            app_token,
-            app_token_policy,
-            client,
-            token_url,
-            scope: raw.auth.scope.clone(),
-            refresh_margin: c.duration("auth.refresh_margin", &raw.auth.refresh_margin),
-        };
-
-        let admin = AdminSettings {
-            listen: c.addr("admin.listen", &raw.admin.listen),
-            token: secret(&mut c, "admin.token", ENV_ADMIN_TOKEN, raw.admin.token, env),
-            allowed_hosts: raw
-                .admin
-                .allowed_hosts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, host)| {
-                    host.parse()
-                        .map_err(|e: String| c.fail(&format!("admin.allowed_hosts[{i}]"), e))
-                        .ok()
-                })
-                .collect(),
-        };
-        if !admin.listen.ip().is_loopback() && admin.token.is_none() {
-            c.fail(
-                "admin.token",
-                format!(
-                    "required when admin.listen ({}) is not a loopback address; \
-                     set it or {ENV_ADMIN_TOKEN}",
-                    admin.listen
-                ),
-            );
-        }
-
-        let format = match raw.log.format.as_str() {
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            other => {
-                c.fail(
-                    "log.format",
-                    format!("`{other}` is not one of \"pretty\", \"json\""),
-                );
-                LogFormat::Pretty
-            }
-        };
-
-        let m = &raw.mockbank;
-        let non_empty = |c: &mut Checker, key: &str, v: &str| {
-            if v.trim().is_empty() {
-                c.fail(key, "must not be empty");
-            }
-            Secret::new(v)
-        };
-        if !(m.time_scale.is_finite() && m.time_scale > 0.0) {
-            c.fail(
-                "mockbank.time_scale",
-                format!("{} is not a positive number", m.time_scale),
-            );
-        }
-        let mockbank = MockbankSettings {
-            listen: c.addr("mockbank.listen", &m.listen),
-            seed: m.seed,
-            inactivity: c.duration("mockbank.inactivity", &m.inactivity),
-            corporate_session: c.duration("mockbank.corporate_session", &m.corporate_session),
-            time_scale: m.time_scale,
-            app_token: non_empty(&mut c, "mockbank.app_token", m.app_token.expose()),
-            client_id: non_empty(&mut c, "mockbank.client_id", &m.client_id)
-                .expose()
-                .to_string(),
-            client_secret: non_empty(&mut c, "mockbank.client_secret", m.client_secret.expose()),
-            webhook_url: m.webhook_url.as_deref().and_then(|u| {
-                parse_upstream(u)
-                    .map_err(|e| c.fail("mockbank.webhook_url", e))
-                    .ok()
-            }),
-            webhook_secret: non_empty(&mut c, "mockbank.webhook_secret", m.webhook_secret.expose()),
-            async_delay: c.duration("mockbank.async_delay", &m.async_delay),
-            refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
-        };
-
-        let r = &raw.reconnect;
-        if r.inspect_limit == 0 {
-            c.fail("reconnect.inspect_limit", "must be greater than zero");
-        }
-        let reconnect = ReconnectSettings {
-            inspect_limit: r.inspect_limit,
-            state_file: if r.state_file.trim().is_empty() {
-                proxy.data_dir.join("reconnects.json")
-            } else {
-                PathBuf::from(&r.state_file)
-            },
-            history: r.history,
-            reconnect_header: r.reconnect_header,
-        };
-
-        let w = raw.webhooks;
-        let policy = match w.verify.as_str() {
-            "enforce" => crate::webhooks::Policy::Enforce,
-            "report" => crate::webhooks::Policy::Report,
-            "off" => crate::webhooks::Policy::Off,
-            other => {
-                c.fail(
-                    "webhooks.verify",
-                    format!("`{other}` is not one of \"enforce\", \"report\", \"off\""),
-                );
-                crate::webhooks::Policy::Report
-            }
-        };
-        let mut webhook_secret =
-            secret(&mut c, "webhooks.secret", ENV_WEBHOOK_SECRET, w.secret, env);
-        if webhook_secret.is_none() && proxy.upstream.is_none() {
-            // The embedded Mockbank signs with its own secret.
-            webhook_secret = Some(mockbank.webhook_secret.clone());
-        }
-        if policy == crate::webhooks::Policy::Enforce && webhook_secret.is_none() {
-            c.fail(
-                "webhooks.secret",
-                format!(
-                    "required when webhooks.verify is \"enforce\"; set it or {ENV_WEBHOOK_SECRET}"
-                ),
-            );
-        }
-        let relay = w
-            .relay
-            .iter()
-            .enumerate()
-            .filter_map(|(i, u)| {
-                parse_upstream(u)
-                    .map_err(|e| c.fail(&format!("webhooks.relay[{i}]"), e))
-                    .ok()
-            })
-            .collect();
-        if w.max_attempts == 0 {
-            c.fail("webhooks.max_attempts", "must be at least 1");
-        }
-        if w.history_bytes == 0 {
-            c.fail("webhooks.history_bytes", "must be greater than zero");
-        }
-        let webhooks = WebhookSettings {
-            listen: c.addr("webhooks.listen", &w.listen),
-            secret: webhook_secret,
-            policy,
-            relay,
-            body_limit: w.body_limit.max(1),
-            history: w.history,
-            history_bytes: w.history_bytes,
-            claim_window: c.duration("webhooks.claim_window", &w.claim_window),
-            queue_limit: w.queue_limit,
-            retry_initial: c.duration("webhooks.retry_initial", &w.retry_initial),
-            retry_max: c.duration("webhooks.retry_max", &w.retry_max),
-            max_attempts: w.max_attempts,
-        };
-
-        let f = &raw.fault;
-        // Every target counts: a production route is as guarded as a
-        // production default. Hosts are normalised (`normal_host`), so no
-        // spelling slips past the guard.
-        let hosts: Vec<String> = proxy
-            .upstream
-            .iter()
-            .chain(routes.iter().map(|r| &r.upstream))
-            .map(normal_host)
-            .collect();
-        let production_host = hosts
-            .iter()
-            .find(|h| PRODUCTION_HOSTS.contains(&h.as_str()));
-        // The Mockbank (no upstream) counts as a sandbox.
-        let sandbox_or_mockbank = hosts.iter().all(|h| SANDBOX_HOSTS.contains(&h.as_str()));
-        let refusal = production_host
-            .filter(|_| !f.allow_faults_in_production)
-            .map(|host| {
-                format!(
-                    "faults are refused against the production Lean host {host}; \
-                     set fault.allow_faults_in_production = true to allow them"
-                )
-            });
-        let allow_header = f.allow_header_faults.unwrap_or(sandbox_or_mockbank);
-        if allow_header && refusal.is_some() {
-            c.fail(
-                "fault.allow_header_faults",
-                refusal.clone().unwrap_or_default(),
-            );
-        }
-        let mut rules = Vec::new();
-        let mut ids = std::collections::HashSet::new();
-        for (i, raw_rule) in raw.faults.iter().enumerate() {
-            match crate::fault::Rule::from_raw(raw_rule.clone()) {
-                Ok(rule) => {
-                    if !ids.insert(rule.id.clone()) {
-                        c.fail(
-                            &format!("faults[{i}].id"),
-                            format!("`{}` is used by another rule", rule.id),
-                        );
-                    }
-                    rules.push(rule);
-                }
-                Err(e) => c.fail(&format!("faults[{i}].{}", e.field), e.reason),
-            }
-        }
-        if let (Some(why), false) = (&refusal, raw.faults.is_empty()) {
-            c.fail("faults", why.clone());
-        }
-        let faults = FaultSettings {
-            seed: f.seed,
-            allow_header,
-            allowed: refusal.is_none(),
-            refusal,
-            rules,
-        };
+        let faults = faults::validate(
+            &mut c,
+            &raw.fault,
+            &raw.faults,
+            proxy.upstream.as_ref(),
+            &routes,
+        );
 
         if c.errors.is_empty() {
             let mut settings = Settings {
@@ -596,25 +328,7 @@ impl Settings {
                 tls,
                 auth,
                 admin,
-                log: LogSettings {
-                    format,
-                    requests: crate::log::LogConfig {
-                        ring_entries: raw.log.ring,
-                        ring_bytes: raw.log.ring_bytes,
-                        capture_limit: raw.log.capture,
-                        redact: raw.log.redact,
-                        // Filled in from the whole configuration below.
-                        known_secrets: Vec::new(),
-                        lines_per_second: raw.log.lines_per_second,
-                        journal: (!raw.log.journal.trim().is_empty()).then(|| {
-                            crate::log::JournalConfig {
-                                path: PathBuf::from(&raw.log.journal),
-                                max_bytes: raw.log.journal_max_bytes.max(1024),
-                                files: raw.log.journal_files,
-                            }
-                        }),
-                    },
-                },
+                log,
                 mockbank,
                 reconnect,
                 webhooks,

@@ -1,0 +1,41 @@
+//! `[mockbank]`: the embedded Mockbank's listener, users, timing, credentials
+//! and webhooks.
+
+use super::raw::RawMockbank;
+use super::{parse_upstream, Checker, MockbankSettings, Secret};
+
+/// Validates `[mockbank]`.
+pub(super) fn validate(c: &mut Checker, m: &RawMockbank) -> MockbankSettings {
+    let non_empty = |c: &mut Checker, key: &str, v: &str| {
+        if v.trim().is_empty() {
+            c.fail(key, "must not be empty");
+        }
+        Secret::new(v)
+    };
+    if !(m.time_scale.is_finite() && m.time_scale > 0.0) {
+        c.fail(
+            "mockbank.time_scale",
+            format!("{} is not a positive number", m.time_scale),
+        );
+    }
+    MockbankSettings {
+        listen: c.addr("mockbank.listen", &m.listen),
+        seed: m.seed,
+        inactivity: c.duration("mockbank.inactivity", &m.inactivity),
+        corporate_session: c.duration("mockbank.corporate_session", &m.corporate_session),
+        time_scale: m.time_scale,
+        app_token: non_empty(c, "mockbank.app_token", m.app_token.expose()),
+        client_id: non_empty(c, "mockbank.client_id", &m.client_id)
+            .expose()
+            .to_string(),
+        client_secret: non_empty(c, "mockbank.client_secret", m.client_secret.expose()),
+        webhook_url: m.webhook_url.as_deref().and_then(|u| {
+            parse_upstream(u)
+                .map_err(|e| c.fail("mockbank.webhook_url", e))
+                .ok()
+        }),
+        webhook_secret: non_empty(c, "mockbank.webhook_secret", m.webhook_secret.expose()),
+        async_delay: c.duration("mockbank.async_delay", &m.async_delay),
+        refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
+    }
+}

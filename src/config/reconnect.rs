@@ -1,0 +1,23 @@
+//! `[reconnect]`: inspection, the registry's state file and history.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::RawReconnect;
+use super::{Checker, ReconnectSettings};
+
+/// Validates `[reconnect]`; the state file defaults to one in `data_dir`.
+pub(super) fn validate(c: &mut Checker, r: &RawReconnect, data_dir: &Path) -> ReconnectSettings {
+    if r.inspect_limit == 0 {
+        c.fail("reconnect.inspect_limit", "must be greater than zero");
+    }
+    ReconnectSettings {
+        inspect_limit: r.inspect_limit,
+        state_file: if r.state_file.trim().is_empty() {
+            data_dir.join("reconnects.json")
+        } else {
+            PathBuf::from(&r.state_file)
+        },
+        history: r.history,
+        reconnect_header: r.reconnect_header,
+    }
+}
