@@ -53,6 +53,7 @@ pub mod lean;
 pub mod log;
 pub mod metrics;
 pub mod mockbank;
+mod progress;
 pub mod proxy;
 pub mod reconnect;
 pub mod route;
@@ -319,6 +320,8 @@ impl App {
             response_timeout: settings.proxy.response_timeout,
             pool_idle_timeout: settings.proxy.pool_idle_timeout,
             pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+            body_timeout: settings.proxy.upstream_body_timeout,
+            metrics: Some(metrics.clone()),
         };
         let mut route_tokens = Vec::new();
         let routes = settings
@@ -362,6 +365,8 @@ impl App {
                 response_timeout: settings.proxy.response_timeout,
                 pool_idle_timeout: settings.proxy.pool_idle_timeout,
                 pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+                body_timeout: settings.proxy.upstream_body_timeout,
+                metrics: Some(metrics.clone()),
             },
             tls,
             app_token,
@@ -554,17 +559,21 @@ impl App {
         let held_lines = self.telemetry.clone().report_held_lines(async {
             let _ = drained.await;
         });
-        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.timeouts);
-        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.timeouts);
+        let serving = server::Serving {
+            timeouts: self.timeouts,
+            metrics: Some(self.telemetry.metrics().clone()),
+        };
+        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), serving.clone());
+        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), serving.clone());
         let catcher = server::serve(
             listeners.webhooks,
             self.webhooks,
             stopped(rx.clone()),
-            self.timeouts,
+            serving.clone(),
         );
         let mockbank = async {
             if let Some((mockbank, listener)) = mockbank {
-                server::serve(listener, mockbank, stopped(rx), self.timeouts).await;
+                server::serve(listener, mockbank, stopped(rx), serving).await;
             }
         };
         let trigger = async move {

@@ -42,6 +42,20 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    side: &'static str,
+}
+
+/// Which peer stopped moving an answer (`leanproxy_stalled_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallSide {
+    /// The app stopped reading it (`proxy.client_write_timeout`).
+    Client,
+    /// The upstream stopped sending it (`proxy.upstream_body_timeout`).
+    Upstream,
+}
+
 /// Gives each [`Metrics`] an identity for the per-thread cache below.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -136,6 +150,9 @@ struct Inner {
     faults: Family<KindLabels, Counter>,
     webhooks: Family<WebhookLabels, Counter>,
     upstream_errors: Family<CauseLabels, Counter>,
+    /// The two `leanproxy_stalled` series, looked up once.
+    stalled_client: Counter,
+    stalled_upstream: Counter,
 }
 
 impl Default for Metrics {
@@ -217,6 +234,15 @@ impl Metrics {
                 .clone()
         };
         let (inspected, uninspected) = (result("inspected"), result("uninspected"));
+        let stalled = Family::<SideLabels, Counter>::default();
+        registry.register(
+            "stalled",
+            "Answers cut because a peer stopped moving them: the app stopped \
+             reading (side=client) or the upstream stopped sending (side=upstream)",
+            stalled.clone(),
+        );
+        let side = |side| stalled.get_or_create(&SideLabels { side }).clone();
+        let (stalled_client, stalled_upstream) = (side("client"), side("upstream"));
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -234,6 +260,8 @@ impl Metrics {
                 faults,
                 webhooks,
                 upstream_errors,
+                stalled_client,
+                stalled_upstream,
             }),
         }
     }
@@ -280,6 +308,14 @@ impl Metrics {
                 cause: cause.to_string(),
             })
             .inc();
+    }
+
+    /// Counts an answer cut because `side` stopped moving it.
+    pub fn stalled(&self, side: StallSide) {
+        match side {
+            StallSide::Client => self.inner.stalled_client.inc(),
+            StallSide::Upstream => self.inner.stalled_upstream.inc(),
+        };
     }
 
     /// Counts an injected fault.

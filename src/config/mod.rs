@@ -284,6 +284,14 @@ impl Settings {
                 }
                 d => d,
             },
+            client_write_timeout: c.duration(
+                "proxy.client_write_timeout",
+                &raw.proxy.client_write_timeout,
+            ),
+            upstream_body_timeout: c.duration(
+                "proxy.upstream_body_timeout",
+                &raw.proxy.upstream_body_timeout,
+            ),
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             workers: match raw.proxy.workers {

@@ -17,6 +17,7 @@ mod pool;
 mod readme;
 mod reconnect;
 mod routes;
+mod stalls;
 mod support;
 mod tls;
 mod transparency;

@@ -48,6 +48,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::body::{self, Body, BoxError};
+use crate::metrics::Metrics;
+use crate::progress::Progress;
 use crate::sync::lock;
 
 mod slot;
@@ -100,6 +102,9 @@ pub(crate) struct H1Pool {
     parked: Mutex<Vec<Parked>>,
     max_parked: usize,
     idle_timeout: Duration,
+    /// `proxy.upstream_body_timeout`, and where its cuts are counted.
+    body_timeout: Duration,
+    metrics: Option<Metrics>,
 }
 
 impl H1Pool {
@@ -109,6 +114,8 @@ impl H1Pool {
         target: Uri,
         max_parked: usize,
         idle_timeout: Duration,
+        body_timeout: Duration,
+        metrics: Option<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             connector,
@@ -117,6 +124,8 @@ impl H1Pool {
             parked: Mutex::new(Vec::new()),
             max_parked,
             idle_timeout,
+            body_timeout,
+            metrics,
         })
     }
 
@@ -408,6 +417,7 @@ impl Future for Exchange {
             Ok(response) => Poll::Ready(Ok(response.map(|incoming| {
                 body::boxed(LeasedBody {
                     inner: incoming,
+                    progress: Progress::new(lease.conn.pool.body_timeout),
                     lease: Some((lease, this.slot.take())),
                 })
             }))),
@@ -475,20 +485,22 @@ impl Lease {
 
 /// An answer's body, driving its connection until the end and releasing it
 /// then; dropped before its end, it closes the connection (what is left of the
-/// answer cannot be skipped).
+/// answer cannot be skipped). One that sends nothing for its pool's
+/// `body_timeout` is cut, and its connection closed (`super::stall`).
 struct LeasedBody {
     inner: Incoming,
+    progress: Progress,
     lease: Option<(Lease, Option<Arc<UpstreamSlot>>)>,
 }
 
 impl http_body::Body for LeasedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
         if polled.is_pending() {
@@ -498,7 +510,17 @@ impl http_body::Body for LeasedBody {
                     lease.conn.drive(cx);
                     polled = Pin::new(&mut this.inner).poll_frame(cx);
                 }
+                if polled.is_pending() && this.progress.stalled(cx) {
+                    let pool = lease.conn.pool.clone();
+                    // Closes the connection.
+                    this.lease = None;
+                    let limit = this.progress.limit();
+                    let e = super::stall::cut(limit, pool.metrics.as_ref(), &pool.target);
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
+        } else {
+            this.progress.moved();
         }
         let finished = match &polled {
             Poll::Ready(None) => true,
@@ -515,7 +537,7 @@ impl http_body::Body for LeasedBody {
                 lease.release(slot, Some(cx.waker()));
             }
         }
-        polled
+        polled.map(|frame| frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -597,6 +619,8 @@ mod tests {
             format!("http://{addr}/").parse().unwrap(),
             4,
             Duration::from_secs(30),
+            Duration::from_secs(60),
+            None,
         );
         let slot = Arc::new(UpstreamSlot::default());
         let first = pool.send(Some(slot.clone()), get()).await.unwrap();

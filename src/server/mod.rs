@@ -1,6 +1,8 @@
 //! Serving a bound listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on each
 //! connection, the stack cloned per connection and called in place, quiet
-//! connections closed, graceful shutdown.
+//! connections closed, apps that stop reading cut, graceful shutdown.
+
+mod watched;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -26,6 +28,7 @@ use tower::{Service, ServiceExt};
 use crate::body::{self, Body};
 use crate::config::ProxySettings;
 use crate::future::ResponseFuture;
+use crate::metrics::Metrics;
 use crate::proxy::{DriveSlot, UpstreamSlot};
 use crate::sync::{fired, FlagWaker};
 
@@ -128,6 +131,11 @@ pub struct Timeouts {
     /// still open half as long after that: a request head not finished by
     /// then (sent slowly, or not at all) is not waited for.
     pub idle: Duration,
+    /// How long writing to a connection may make no progress
+    /// (`proxy.client_write_timeout`): the app has stopped reading. The
+    /// connection is then reset, which ends the exchange and so closes the
+    /// upstream connection its answer came on.
+    pub client_write: Duration,
 }
 
 impl From<&ProxySettings> for Timeouts {
@@ -135,18 +143,39 @@ impl From<&ProxySettings> for Timeouts {
         Self {
             grace: proxy.shutdown_grace,
             idle: proxy.client_idle_timeout,
+            client_write: proxy.client_write_timeout,
+        }
+    }
+}
+
+/// How a listener serves: its [`Timeouts`], and where it counts what it
+/// cut.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The connections' timeouts.
+    pub timeouts: Timeouts,
+    /// Where connections cut for a stalled app are counted.
+    pub metrics: Option<Metrics>,
+}
+
+impl From<Timeouts> for Serving {
+    fn from(timeouts: Timeouts) -> Self {
+        Self {
+            timeouts,
+            metrics: None,
         }
     }
 }
 
 /// Serves `listener` with `service` until `shutdown` completes, then stops
 /// accepting and lets open exchanges finish for at most `timeouts.grace`.
-/// Connections quiet for `timeouts.idle` are closed meanwhile.
+/// Connections quiet for `timeouts.idle` are closed meanwhile, and those
+/// whose app takes no bytes for `timeouts.client_write` are cut.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     shutdown: impl Future<Output = ()>,
-    timeouts: Timeouts,
+    serving: impl Into<Serving>,
 ) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -154,6 +183,7 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let Serving { timeouts, metrics } = serving.into();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -204,9 +234,10 @@ pub async fn serve<S>(
         let builder = builder.clone();
         let signal = stop.subscribe();
         while connections.try_join_next().is_some() {}
+        let io = watched::Watched::new(stream, timeouts.client_write, peer, metrics.clone());
         connections.spawn(async move {
             let slot = conn_service.peer.upstream_slot().clone();
-            let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
+            let conn = builder.serve_connection(TokioIo::new(io), conn_service);
             let conn = graceful(conn, signal, Quiet::new(activity, timeouts.idle));
             if let Err(e) = DriveSlot::new(conn, slot).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -584,6 +615,7 @@ mod tests {
             Timeouts {
                 grace: Duration::from_secs(1),
                 idle: Duration::from_secs(60),
+                client_write: Duration::from_secs(60),
             },
         ));
         let mut app = tokio::net::TcpStream::connect(addr).await.unwrap();
