@@ -169,6 +169,7 @@ pub struct App {
     faults: FaultLayer,
     fault_refusal: Option<String>,
     timeouts: server::Timeouts,
+    max_connections: usize,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
     route_tokens: Vec<(String, TokenSource)>,
     /// Scope and refresh margin of the API token (also of the token minted
@@ -380,6 +381,7 @@ impl App {
             faults,
             fault_refusal: settings.faults.refusal.clone(),
             timeouts: server::Timeouts::from(&settings.proxy),
+            max_connections: settings.proxy.max_connections,
             token_scope: (settings.auth.scope.clone(), settings.auth.refresh_margin),
             relay_targets: settings.webhooks.relay.clone(),
         })
@@ -559,21 +561,35 @@ impl App {
         let held_lines = self.telemetry.clone().report_held_lines(async {
             let _ = drained.await;
         });
-        let serving = server::Serving {
+        // Each listener has its own cap: a full proxy listener leaves the
+        // admin API (and its /metrics) reachable.
+        let serving = |name| server::Serving {
             timeouts: self.timeouts,
+            max_connections: self.max_connections,
+            name,
             metrics: Some(self.telemetry.metrics().clone()),
         };
-        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), serving.clone());
-        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), serving.clone());
+        let proxy = server::serve(
+            listeners.proxy,
+            stack,
+            stopped(rx.clone()),
+            serving("proxy"),
+        );
+        let admin = server::serve(
+            listeners.admin,
+            admin,
+            stopped(rx.clone()),
+            serving("admin"),
+        );
         let catcher = server::serve(
             listeners.webhooks,
             self.webhooks,
             stopped(rx.clone()),
-            serving.clone(),
+            serving("webhooks"),
         );
         let mockbank = async {
             if let Some((mockbank, listener)) = mockbank {
-                server::serve(listener, mockbank, stopped(rx), serving).await;
+                server::serve(listener, mockbank, stopped(rx), serving("mockbank")).await;
             }
         };
         let trigger = async move {

@@ -47,6 +47,35 @@ struct SideLabels {
     side: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// One listener's connection metrics, looked up once per listener.
+#[derive(Debug, Clone)]
+pub struct ListenerMetrics {
+    open: Gauge,
+    limit_reached: Counter,
+}
+
+impl ListenerMetrics {
+    /// A connection was accepted.
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    /// A connection ended.
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    /// The listener stopped accepting: it has its most connections open.
+    pub fn limit_reached(&self) {
+        self.limit_reached.inc();
+    }
+}
+
 /// Which peer stopped moving an answer (`leanproxy_stalled_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StallSide {
@@ -153,6 +182,8 @@ struct Inner {
     /// The two `leanproxy_stalled` series, looked up once.
     stalled_client: Counter,
     stalled_upstream: Counter,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connection_limit: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -243,6 +274,18 @@ impl Metrics {
         );
         let side = |side| stalled.get_or_create(&SideLabels { side }).clone();
         let (stalled_client, stalled_upstream) = (side("client"), side("upstream"));
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections open, by listener",
+            connections_open.clone(),
+        );
+        let connection_limit = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a listener stopped accepting because it had proxy.max_connections open",
+            connection_limit.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -262,6 +305,8 @@ impl Metrics {
                 upstream_errors,
                 stalled_client,
                 stalled_upstream,
+                connections_open,
+                connection_limit,
             }),
         }
     }
@@ -316,6 +361,16 @@ impl Metrics {
             StallSide::Client => self.inner.stalled_client.inc(),
             StallSide::Upstream => self.inner.stalled_upstream.inc(),
         };
+    }
+
+    /// The connection metrics of the listener called `name` (`proxy`,
+    /// `admin`, …).
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        let labels = ListenerLabels { listener: name };
+        ListenerMetrics {
+            open: self.inner.connections_open.get_or_create(&labels).clone(),
+            limit_reached: self.inner.connection_limit.get_or_create(&labels).clone(),
+        }
     }
 
     /// Counts an injected fault.

@@ -43,6 +43,10 @@ pub const ENV_CLIENT_SECRET: &str = "LEAN_CLIENT_SECRET";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
 
+/// The most connections `proxy.max_connections` accepts (a process has far
+/// fewer file descriptors).
+const MAX_CONNECTIONS: usize = 1 << 24;
+
 /// The most runtime worker threads `proxy.workers` accepts.
 const MAX_WORKERS: usize = 1024;
 
@@ -294,6 +298,20 @@ impl Settings {
             ),
             pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+            max_connections: match raw.proxy.max_connections {
+                0 => {
+                    c.fail("proxy.max_connections", "must be at least 1");
+                    1
+                }
+                n if n > MAX_CONNECTIONS => {
+                    c.fail(
+                        "proxy.max_connections",
+                        format!("at most {MAX_CONNECTIONS}"),
+                    );
+                    MAX_CONNECTIONS
+                }
+                n => n,
+            },
             workers: match raw.proxy.workers {
                 n if n > MAX_WORKERS => {
                     c.fail(

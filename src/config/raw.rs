@@ -80,6 +80,8 @@ pub struct RawProxy {
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Most connections each listener keeps open at once.
+    pub max_connections: usize,
     /// Runtime worker threads serving the listeners (default 1; 0: one per CPU).
     pub workers: usize,
     /// Where leanproxy keeps its state (empty: the platform's data directory).
@@ -109,6 +111,10 @@ impl Default for RawProxy {
             // fails a request that cannot be retried.
             pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
+            // A proxied exchange holds two sockets (app and upstream); the
+            // usual soft limit of open files is 1,024, so past about 500
+            // connections accepting fails anyway until it is raised.
+            max_connections: 10_000,
             // One, like nginx's own default: on a 2-core machine shared with
             // the app and its upstream, a second thread cost more CPU per
             // request and lowered the rate at 1 KiB (benches/README.md, sixth

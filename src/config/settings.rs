@@ -125,6 +125,9 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Most connections each listener keeps open at once (see
+    /// [`crate::server::Serving::max_connections`]).
+    pub max_connections: usize,
     /// Runtime worker threads; `None`: one per CPU.
     pub workers: Option<std::num::NonZeroUsize>,
     /// Where leanproxy keeps its state files.

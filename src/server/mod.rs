@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::{Service, ServiceExt};
@@ -28,7 +28,7 @@ use tower::{Service, ServiceExt};
 use crate::body::{self, Body};
 use crate::config::ProxySettings;
 use crate::future::ResponseFuture;
-use crate::metrics::Metrics;
+use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy::{DriveSlot, UpstreamSlot};
 use crate::sync::{fired, FlagWaker};
 
@@ -148,21 +148,47 @@ impl From<&ProxySettings> for Timeouts {
     }
 }
 
-/// How a listener serves: its [`Timeouts`], and where it counts what it
-/// cut.
+/// How a listener serves: its [`Timeouts`], how many connections it keeps
+/// open at most, and where it counts them.
 #[derive(Debug, Clone)]
 pub struct Serving {
     /// The connections' timeouts.
     pub timeouts: Timeouts,
-    /// Where connections cut for a stalled app are counted.
+    /// Most connections open at once (`proxy.max_connections`). With that
+    /// many open the listener stops accepting until one closes: new ones wait
+    /// in the kernel's listen backlog (and past it, are refused by the
+    /// kernel), not accepted and dropped.
+    pub max_connections: usize,
+    /// The listener's name in the metrics (`proxy`, `admin`, …).
+    pub name: &'static str,
+    /// Where open connections, a full listener and connections cut for a
+    /// stalled app are counted.
     pub metrics: Option<Metrics>,
 }
 
 impl From<Timeouts> for Serving {
+    /// No cap on connections; nothing counted.
     fn from(timeouts: Timeouts) -> Self {
         Self {
             timeouts,
+            max_connections: Semaphore::MAX_PERMITS,
+            name: "http",
             metrics: None,
+        }
+    }
+}
+
+/// A connection's place under the listener's cap, given back when its task
+/// ends (or is aborted at the end of the grace period).
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    metrics: Option<ListenerMetrics>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.closed();
         }
     }
 }
@@ -183,7 +209,16 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let Serving { timeouts, metrics } = serving.into();
+    let Serving {
+        timeouts,
+        max_connections,
+        name,
+        metrics,
+    } = serving.into();
+    let counted = metrics.as_ref().map(|m| m.listener(name));
+    let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let places = Arc::new(Semaphore::new(max_connections));
+    let mut told_full = false;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -205,6 +240,27 @@ pub async fn serve<S>(
     tokio::pin!(shutdown);
 
     loop {
+        let permit = match places.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(counted) = &counted {
+                    counted.limit_reached();
+                }
+                // Once per listener: under a steady overload it would be a
+                // line per connection; the metric counts every time.
+                if !told_full {
+                    told_full = true;
+                    tracing::warn!(listener = name, max_connections, "connection limit reached (proxy.max_connections): new connections wait until one closes; counted in leanproxy_connection_limit_reached_total");
+                }
+                tokio::select! {
+                    permit = places.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -235,7 +291,15 @@ pub async fn serve<S>(
         let signal = stop.subscribe();
         while connections.try_join_next().is_some() {}
         let io = watched::Watched::new(stream, timeouts.client_write, peer, metrics.clone());
+        if let Some(counted) = &counted {
+            counted.opened();
+        }
+        let place = Place {
+            _permit: permit,
+            metrics: counted.clone(),
+        };
         connections.spawn(async move {
+            let _place = place;
             let slot = conn_service.peer.upstream_slot().clone();
             let conn = builder.serve_connection(TokioIo::new(io), conn_service);
             let conn = graceful(conn, signal, Quiet::new(activity, timeouts.idle));

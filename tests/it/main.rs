@@ -10,6 +10,7 @@ mod faults;
 mod first_hour;
 mod guard;
 mod lifecycle;
+mod limits;
 mod mockbank;
 mod oauth;
 mod observe;
