@@ -8,7 +8,10 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{h1_client, metric, read_head, Origin, Proxy};
+use crate::support::{
+    gated_first_chunk, h1_client, metric, read_head, Origin, OriginBuilder, Proxy,
+};
+use crate::tls::{pki, server_config, write};
 
 #[tokio::test]
 async fn an_upstream_that_stops_mid_body_has_the_answer_cut_and_its_connection_closed() {
@@ -62,6 +65,39 @@ async fn an_upstream_that_stops_mid_body_has_the_answer_cut_and_its_connection_c
     assert_eq!(metric(proxy.admin, series).await, 1.0);
     let series = r#"leanproxy_stalled_total{side="client"}"#;
     assert_eq!(metric(proxy.admin, series).await, 0.0);
+}
+
+#[tokio::test]
+async fn an_https_upstream_that_stops_mid_body_has_the_answer_cut() {
+    // hyper-util's pooled client (https, here over h2), not the kept
+    // connections of a plain-http upstream.
+    let server = pki("127.0.0.1");
+    let origin = OriginBuilder::default()
+        .tls(server_config(&server, None))
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", &server.ca_pem);
+    let proxy = Proxy::in_front_of(
+        &origin.url(),
+        &format!("upstream_body_timeout = \"1s\"\n[tls]\nca_file = \"{ca}\"\n"),
+    )
+    .await;
+    // `/gated` sends its first chunk, then nothing until the test opens
+    // its gate, which it never does.
+    let (_, body) = gated_first_chunk(&h1_client(), &proxy.url("/gated")).await;
+    let started = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .expect("the app's read ended within 5 s instead of waiting for the upstream");
+    let took = started.elapsed();
+    assert!(read.is_err(), "the app sees an incomplete message");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "cut after {took:?}, not after about 1 s"
+    );
+    let series = r#"leanproxy_stalled_total{side="upstream"}"#;
+    assert_eq!(metric(proxy.admin, series).await, 1.0);
 }
 
 #[tokio::test]
