@@ -4,7 +4,7 @@
 //! (`proxy.upstream_body_timeout`, in [`crate::proxy`]).
 
 use std::pin::Pin;
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -13,16 +13,21 @@ use crate::sync::fired;
 
 /// How long an operation has been waiting in a row, against a limit.
 ///
-/// The clock is read when a wait begins (an operation returns `Pending` after
-/// one that did not), never for operations that complete at once, and the
-/// timer is set when a wait first lasts, then moved only when it fires: an
-/// answer that streams costs a clock read per pause, not a timer update.
+/// Cheap while nothing stalls, because it runs for most answers: the clock is
+/// read when a wait begins (an operation returns `Pending` after one that did
+/// not), never for operations that complete at once; the timer is polled
+/// (which registers the task) when it is set, when it has fired and when
+/// another task waits, not at every `Pending`; and it is moved only when it
+/// fires. A caller that has a timer to lend (the app connection's, see
+/// `proxy/pool/slot.rs`) saves setting one per answer.
 #[derive(Debug)]
 pub(crate) struct Progress {
     limit: Duration,
     /// When the current wait began; `None` while the operation moves.
     waiting_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The task the timer wakes.
+    wakes: Option<Waker>,
 }
 
 impl Progress {
@@ -31,6 +36,7 @@ impl Progress {
             limit,
             waiting_since: None,
             timer: None,
+            wakes: None,
         }
     }
 
@@ -44,22 +50,55 @@ impl Progress {
         self.waiting_since = None;
     }
 
+    /// The timer, for its lender to use again.
+    pub(crate) fn take_timer(&mut self) -> Option<Pin<Box<Sleep>>> {
+        self.wakes = None;
+        self.timer.take()
+    }
+
     /// The operation is waiting (it returned `Pending` for `cx`'s task): true
     /// once it has waited for the limit without a [`Progress::moved`] in
-    /// between. Otherwise `cx`'s task is woken when the limit would be reached.
-    pub(crate) fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+    /// between. Otherwise `cx`'s task is woken when the limit would be
+    /// reached. Without a timer yet, it takes the one `lend` gives, if any.
+    pub(crate) fn stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+        lend: impl FnOnce() -> Option<Pin<Box<Sleep>>>,
+    ) -> bool {
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
         // A limit past what an `Instant` holds: never.
         let Some(due) = since.checked_add(self.limit) else {
             return false;
         };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-        // The timer is due no later than `due`: it was set for this wait or
-        // for an earlier one.
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => {
+                let timer = match lend() {
+                    Some(mut lent) => {
+                        if lent.deadline() > due {
+                            lent.as_mut().reset(due);
+                        }
+                        lent
+                    }
+                    None => Box::pin(tokio::time::sleep_until(due)),
+                };
+                self.wakes = None;
+                self.timer.insert(timer)
+            }
+        };
+        // The timer is due no later than `due` (set for this wait, an
+        // earlier one or its lender's): until it fires, it wakes the task
+        // it was last polled by in time.
+        let registered = self
+            .wakes
+            .as_ref()
+            .is_some_and(|task| task.will_wake(cx.waker()));
+        if registered && !timer.is_elapsed() {
+            return false;
+        }
         loop {
             if !fired(timer, cx) {
+                self.wakes = Some(cx.waker().clone());
                 return false;
             }
             if Instant::now() >= due {
@@ -73,10 +112,9 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Waker;
 
     fn poll(progress: &mut Progress) -> bool {
-        progress.stalled(&mut Context::from_waker(Waker::noop()))
+        progress.stalled(&mut Context::from_waker(Waker::noop()), || None)
     }
 
     #[tokio::test(start_paused = true)]
@@ -104,5 +142,17 @@ mod tests {
         assert!(!poll(&mut progress), "a new wait");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(poll(&mut progress));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lent_timer_due_later_is_moved_to_the_limit() {
+        let mut progress = Progress::new(Duration::from_secs(10));
+        let lent = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert!(!progress.stalled(cx, || Some(lent)));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(progress.stalled(cx, || panic!("it has one")));
+        let back = progress.take_timer().expect("the timer goes back");
+        assert!(back.deadline() <= Instant::now());
     }
 }

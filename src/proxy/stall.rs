@@ -78,7 +78,9 @@ where
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => {
-                if this.progress.stalled(cx) {
+                // A timer per answer: hyper-util's client has no app
+                // connection to borrow one from.
+                if this.progress.stalled(cx, || None) {
                     this.inner = None;
                     let limit = this.progress.limit();
                     return Poll::Ready(Some(Err(cut(

@@ -54,7 +54,7 @@ impl Watched {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         match polled {
-            Poll::Pending if self.progress.stalled(cx) => {
+            Poll::Pending if self.progress.stalled(cx, || None) => {
                 self.cut = true;
                 // Reset, not closed: what the app left unread is dropped by
                 // the kernel at once rather than retried for minutes.
