@@ -9,7 +9,8 @@
 //!
 //! The request path, outer to inner (assembled in [`stack`]):
 //!
-//! 1. server — HTTP/1.1 and h2c on one listener, graceful shutdown ([`server`]);
+//! 1. server — HTTP/1.1 and h2c on one listener, a cap on open connections,
+//!    apps that stop reading cut, graceful shutdown ([`server`]);
 //! 2. request log — `x-request-id`, one structured event per exchange ([`log`]);
 //! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
 //!    ([`reconnect`]);
