@@ -9,7 +9,8 @@
 //!
 //! The request path, outer to inner (assembled in [`stack`]):
 //!
-//! 1. server — HTTP/1.1 and h2c on one listener, graceful shutdown ([`server`]);
+//! 1. server — HTTP/1.1 and h2c on one listener, a cap on open connections,
+//!    apps that stop reading cut, graceful shutdown ([`server`]);
 //! 2. request log — `x-request-id`, one structured event per exchange ([`log`]);
 //! 3. reconnect — finds RECONNECT_REQUIRED in answers, keeps the registry
 //!    ([`reconnect`]);
@@ -54,6 +55,7 @@ pub mod lean;
 pub mod log;
 pub mod metrics;
 pub mod mockbank;
+mod progress;
 pub mod proxy;
 pub mod reconnect;
 pub mod route;
@@ -170,6 +172,7 @@ pub struct App {
     telemetry: Telemetry,
     faults: FaultLayer,
     timeouts: server::Timeouts,
+    max_connections: usize,
     routes: Vec<(config::RouteMatch, stack::TargetService)>,
     route_tokens: Vec<(String, TokenSource)>,
     /// Scope and refresh margin of the API token (also of the token minted
@@ -326,6 +329,8 @@ impl App {
             response_timeout: settings.proxy.response_timeout,
             pool_idle_timeout: settings.proxy.pool_idle_timeout,
             pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+            body_timeout: settings.proxy.upstream_body_timeout,
+            metrics: Some(metrics.clone()),
         };
         let mut route_tokens = Vec::new();
         let routes = settings
@@ -369,6 +374,8 @@ impl App {
                 response_timeout: settings.proxy.response_timeout,
                 pool_idle_timeout: settings.proxy.pool_idle_timeout,
                 pool_max_idle_per_host: settings.proxy.pool_max_idle_per_host,
+                body_timeout: settings.proxy.upstream_body_timeout,
+                metrics: Some(metrics.clone()),
             },
             tls,
             app_token,
@@ -381,6 +388,7 @@ impl App {
             telemetry,
             faults,
             timeouts: server::Timeouts::from(&settings.proxy),
+            max_connections: settings.proxy.max_connections,
             token_scope: (settings.auth.scope.clone(), settings.auth.refresh_margin),
             relay_targets: settings.webhooks.relay.clone(),
         })
@@ -560,17 +568,35 @@ impl App {
         let held_lines = self.telemetry.clone().report_held_lines(async {
             let _ = drained.await;
         });
-        let proxy = server::serve(listeners.proxy, stack, stopped(rx.clone()), self.timeouts);
-        let admin = server::serve(listeners.admin, admin, stopped(rx.clone()), self.timeouts);
+        // Each listener has its own cap: a full proxy listener leaves the
+        // admin API (and its /metrics) reachable.
+        let serving = |name| server::Serving {
+            timeouts: self.timeouts,
+            max_connections: self.max_connections,
+            name,
+            metrics: Some(self.telemetry.metrics().clone()),
+        };
+        let proxy = server::serve(
+            listeners.proxy,
+            stack,
+            stopped(rx.clone()),
+            serving("proxy"),
+        );
+        let admin = server::serve(
+            listeners.admin,
+            admin,
+            stopped(rx.clone()),
+            serving("admin"),
+        );
         let catcher = server::serve(
             listeners.webhooks,
             self.webhooks,
             stopped(rx.clone()),
-            self.timeouts,
+            serving("webhooks"),
         );
         let mockbank = async {
             if let Some((mockbank, listener)) = mockbank {
-                server::serve(listener, mockbank, stopped(rx), self.timeouts).await;
+                server::serve(listener, mockbank, stopped(rx), serving("mockbank")).await;
             }
         };
         let trigger = async move {

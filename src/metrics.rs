@@ -42,6 +42,49 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// One listener's connection metrics, looked up once per listener.
+#[derive(Debug, Clone)]
+pub struct ListenerMetrics {
+    open: Gauge,
+    limit_reached: Counter,
+}
+
+impl ListenerMetrics {
+    /// A connection was accepted.
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    /// A connection ended.
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    /// The listener stopped accepting: it has its most connections open.
+    pub fn limit_reached(&self) {
+        self.limit_reached.inc();
+    }
+}
+
+/// Which peer stopped moving an answer (`leanproxy_stalled_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallSide {
+    /// The app stopped reading it (`proxy.client_write_timeout`).
+    Client,
+    /// The upstream stopped sending it (`proxy.upstream_body_timeout`).
+    Upstream,
+}
+
 /// Gives each [`Metrics`] an identity for the per-thread cache below.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -136,6 +179,11 @@ struct Inner {
     faults: Family<KindLabels, Counter>,
     webhooks: Family<WebhookLabels, Counter>,
     upstream_errors: Family<CauseLabels, Counter>,
+    /// The two `leanproxy_stalled` series, looked up once.
+    stalled_client: Counter,
+    stalled_upstream: Counter,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connection_limit: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -217,6 +265,27 @@ impl Metrics {
                 .clone()
         };
         let (inspected, uninspected) = (result("inspected"), result("uninspected"));
+        let stalled = Family::<SideLabels, Counter>::default();
+        registry.register(
+            "stalled",
+            "Answers cut because a peer stopped moving them: the app stopped \
+             reading (side=client) or the upstream stopped sending (side=upstream)",
+            stalled.clone(),
+        );
+        let side = |side| stalled.get_or_create(&SideLabels { side }).clone();
+        let (stalled_client, stalled_upstream) = (side("client"), side("upstream"));
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections open, by listener",
+            connections_open.clone(),
+        );
+        let connection_limit = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a listener stopped accepting because it had proxy.max_connections open",
+            connection_limit.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -234,6 +303,10 @@ impl Metrics {
                 faults,
                 webhooks,
                 upstream_errors,
+                stalled_client,
+                stalled_upstream,
+                connections_open,
+                connection_limit,
             }),
         }
     }
@@ -280,6 +353,24 @@ impl Metrics {
                 cause: cause.to_string(),
             })
             .inc();
+    }
+
+    /// Counts an answer cut because `side` stopped moving it.
+    pub fn stalled(&self, side: StallSide) {
+        match side {
+            StallSide::Client => self.inner.stalled_client.inc(),
+            StallSide::Upstream => self.inner.stalled_upstream.inc(),
+        };
+    }
+
+    /// The connection metrics of the listener called `name` (`proxy`,
+    /// `admin`, …).
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        let labels = ListenerLabels { listener: name };
+        ListenerMetrics {
+            open: self.inner.connections_open.get_or_create(&labels).clone(),
+            limit_reached: self.inner.connection_limit.get_or_create(&labels).clone(),
+        }
     }
 
     /// Counts an injected fault.

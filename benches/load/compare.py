@@ -22,13 +22,17 @@ the processes it started. Not part of the test suite.
     python3 benches/load/compare.py --baseline PATH   # A/B: adds another build
     python3 benches/load/compare.py --floor           # adds a bare hyper proxy
     python3 benches/load/compare.py --paired PATH --rounds 16 --duration 3
+    python3 benches/load/compare.py --storm 5000 [--baseline PATH]
 
 Each answer size is measured on fresh proxy processes, so one size's memory
 does not show in the other's. `--soak` instead runs one leanproxy under 1,000
 keep-alive connections and samples its memory every 5 s. `--paired` instead
 measures leanproxy against another build only, the two alternating, and
 reports the median of the per-round ratios: rounds move by 10-20 % on a shared
-machine, pairs much less.
+machine, pairs much less. `--storm N` instead opens N keep-alive connections to
+a fresh leanproxy (each with two exchanges in flight at once across all), closes
+them, and reports its resident memory idle, at the peak and each second for
+--storm-settle seconds after (with --baseline, the other build too, after it).
 
 The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
 --release` in the repository and `$CARGO_TARGET_DIR` (default `target`)
@@ -44,6 +48,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -293,7 +298,8 @@ daemon off;
 master_process on;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
 http {{
     access_log off;
     types {{ application/json json; }}
@@ -789,6 +795,92 @@ def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> st
     lines += [f"| {t:.0f} | {fmt_mib(kib)} |" for t, kib in samples[::6]]
     return "\n".join(lines) + "\n"
 
+def _read_answer(s: socket.socket) -> None:
+    """Reads one answer with a content-length from `s`."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("storm: a connection closed before its answer")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"storm: not a 200: {head[:80]!r}")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    need = int(length.group(1)) if length else 0
+    while len(body) < need:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("storm: an answer was cut")
+        body += chunk
+
+
+def storm(targets: list[tuple[str, Path]], tmp: Path, up: int, n: int, settle: int) -> str:
+    """Resident memory of fresh leanproxy processes through a storm of `n`
+    keep-alive connections: idle, with all open (two rounds of one 1 KiB
+    exchange on every connection, each round's requests all sent before its
+    answers are read), and each second for `settle` seconds after they close."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * n + 256
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            raise RuntimeError(f"storm: {n} connections need {want} file descriptors; the limit is {hard}")
+        # This process's soft limit, which leanproxy inherits: its N app and N
+        # upstream connections need twice as many.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    request = f"GET /1k.json HTTP/1.1\r\nhost: {HOST}\r\n\r\n".encode()
+    lines = [
+        "## Storm: memory through a connection storm",
+        "",
+        f"- {n:,} keep-alive connections to one fresh leanproxy (defaults; upstream: the "
+        "1-worker nginx), two rounds of one 1 KiB exchange on each, all requests of a round "
+        "sent before its answers are read; then every connection closed",
+        f"- VmRSS read from /proc/<pid>/status; after closing, every second for {settle} s",
+        "",
+    ]
+    table = ["| build | idle | all open | peak (VmHWM) | " + " | ".join(
+        f"+{t} s" for t in range(1, settle + 1) if t in (1, 2, 5, 10, 15, 20, 30) or t == settle
+    ) + " |"]
+    table.append("|---|" + "---:|" * (len(table[0].split("|")) - 3))
+    for name, binary in targets:
+        ports = free_ports(3)
+        proc = start_leanproxy(binary, tmp / f"storm-{name}", up, ports, off=False)
+        ttfb(ports[0], "/1k.json", n=1)
+        time.sleep(1)
+        idle = status_field(proc.pid, "VmRSS")
+        socks: list[socket.socket] = []
+        try:
+            t0 = time.monotonic()
+            for _ in range(n):
+                s = socket.create_connection((HOST, ports[0]), timeout=30)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                socks.append(s)
+            for _ in range(2):
+                for s in socks:
+                    s.sendall(request)
+                for s in socks:
+                    _read_answer(s)
+            log(f"storm {name}: {n} connections, 2 rounds in {time.monotonic() - t0:.1f}s")
+            time.sleep(0.5)
+            full = status_field(proc.pid, "VmRSS")
+        finally:
+            for s in socks:
+                s.close()
+        after = []
+        for _ in range(settle):
+            time.sleep(1)
+            after.append(status_field(proc.pid, "VmRSS"))
+        peak = vm_hwm_kib(proc.pid)
+        stop(proc)
+        log(f"storm {name}: idle {fmt_mib(idle)}, all open {fmt_mib(full)}, after {fmt_mib(after[-1])}")
+        cells = [fmt_mib(after[t - 1]) for t in range(1, settle + 1)
+                 if t in (1, 2, 5, 10, 15, 20, 30) or t == settle]
+        table.append(f"| {name} | {fmt_mib(idle)} | {fmt_mib(full)} | {fmt_mib(peak)} | "
+                     + " | ".join(cells) + " |")
+        lines.append(f"- {name} ({binary}): {settle} s after closing, {100 * after[-1] / peak:.0f} % "
+                     f"of the peak, {after[-1] / idle:.1f}x idle")
+    return "\n".join(lines + [""] + table) + "\n"
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -806,6 +898,14 @@ def main() -> int:
         "with --soak-connections keep-alive connections",
     )
     ap.add_argument("--soak-connections", type=int, default=1000, help="(default 1000)")
+    ap.add_argument(
+        "--storm",
+        type=int,
+        metavar="N",
+        help="instead of the comparison: leanproxy's memory idle, with N (1..10000) "
+        "keep-alive connections open, and after they close (with --baseline: both builds)",
+    )
+    ap.add_argument("--storm-settle", type=int, default=20, help="seconds sampled after closing (default 20)")
     ap.add_argument(
         "--baseline",
         metavar="PATH",
@@ -834,6 +934,8 @@ def main() -> int:
         60 <= args.soak <= 900 and 1 <= args.soak_connections <= 5000
     ):
         ap.error("--soak must be 60..900 seconds and --soak-connections 1..5000")
+    if args.storm is not None and not (1 <= args.storm <= 10000 and 1 <= args.storm_settle <= 120):
+        ap.error("--storm must be 1..10000 connections and --storm-settle 1..120 seconds")
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -874,6 +976,9 @@ def main() -> int:
             other_mode = ("paired A/B", lambda: paired(binary, other, tmp, up, args.rounds, args.duration))
         elif args.soak is not None:
             other_mode = ("memory soak", lambda: soak(binary, tmp, up, args.soak, args.soak_connections))
+        elif args.storm is not None:
+            builds = [("leanproxy", binary)] + ([("baseline", baseline)] if baseline else [])
+            other_mode = ("connection storm", lambda: storm(builds, tmp, up, args.storm, args.storm_settle))
         if other_mode is not None:
             title, run = other_mode
             text = f"# leanproxy: {title}\n\n" + "\n".join(facts(binary)) + "\n\n" + run()

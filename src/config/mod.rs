@@ -11,6 +11,7 @@ mod auth;
 mod faults;
 mod log;
 mod mockbank;
+mod proxy;
 mod raw;
 mod reconnect;
 mod routes;
@@ -50,9 +51,6 @@ pub const ENV_CLIENT_ID: &str = "LEAN_CLIENT_ID";
 pub const ENV_CLIENT_SECRET: &str = "LEAN_CLIENT_SECRET";
 /// Environment variable naming the config file.
 pub const ENV_CONFIG: &str = "LEANPROXY_CONFIG";
-
-/// The most runtime worker threads `proxy.workers` accepts.
-const MAX_WORKERS: usize = 1024;
 
 pub use crate::secret::Secret;
 
@@ -246,48 +244,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut c = Checker::default();
 
-        let target = match raw.proxy.upstream.as_deref() {
-            None => resolve_target("mockbank").ok(),
-            Some(u) => resolve_target(u)
-                .map_err(|e| c.fail("proxy.upstream", e))
-                .ok(),
-        };
-        let upstream = target.as_ref().and_then(|t| t.base.clone());
-        let proxy = ProxySettings {
-            listen: c.addr("proxy.listen", &raw.proxy.listen),
-            upstream,
-            connect_timeout: c.duration("proxy.connect_timeout", &raw.proxy.connect_timeout),
-            response_timeout: c.duration("proxy.response_timeout", &raw.proxy.response_timeout),
-            shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
-            client_idle_timeout: match c
-                .duration("proxy.client_idle_timeout", &raw.proxy.client_idle_timeout)
-            {
-                // Looked at every half timeout: shorter would close a
-                // connection between two requests of a client.
-                d if !d.is_zero() && d < Duration::from_secs(1) => {
-                    c.fail("proxy.client_idle_timeout", "must be at least 1s");
-                    d
-                }
-                d => d,
-            },
-            pool_idle_timeout: c.duration("proxy.pool_idle_timeout", &raw.proxy.pool_idle_timeout),
-            pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
-            workers: match raw.proxy.workers {
-                n if n > MAX_WORKERS => {
-                    c.fail(
-                        "proxy.workers",
-                        format!("at most {MAX_WORKERS} (0: one per CPU)"),
-                    );
-                    None
-                }
-                n => std::num::NonZeroUsize::new(n),
-            },
-            data_dir: if raw.proxy.data_dir.trim().is_empty() {
-                default_data_dir(env)
-            } else {
-                PathBuf::from(&raw.proxy.data_dir)
-            },
-        };
+        let (target, proxy) = proxy::validate(&mut c, &raw.proxy, env);
 
         let tls = tls::validate(
             &mut c,
@@ -358,16 +315,6 @@ fn secret(
         }
         other => other,
     }
-}
-
-/// `$XDG_DATA_HOME/leanproxy`, else `$HOME/.local/share/leanproxy`, else
-/// `.leanproxy` in the working directory.
-fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    set("XDG_DATA_HOME")
-        .map(|d| d.join("leanproxy"))
-        .or_else(|| set("HOME").map(|h| h.join(".local/share/leanproxy")))
-        .unwrap_or_else(|| PathBuf::from(".leanproxy"))
 }
 
 /// Reads variables from the process environment.

@@ -71,10 +71,17 @@ pub struct RawProxy {
     pub shutdown_grace: String,
     /// How long an app connection may go without an exchange before it is closed.
     pub client_idle_timeout: String,
+    /// How long writing an answer to the app may make no progress before its
+    /// connection (and the upstream one) is closed.
+    pub client_write_timeout: String,
+    /// How long an upstream answer's body may send nothing before it is cut.
+    pub upstream_body_timeout: String,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle_timeout: String,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Most connections each listener keeps open at once.
+    pub max_connections: usize,
     /// Runtime worker threads serving the listeners (default 1; 0: one per CPU).
     pub workers: usize,
     /// Where leanproxy keeps its state (empty: the platform's data directory).
@@ -94,11 +101,20 @@ impl Default for RawProxy {
             // reqwest and Go 90 s): a client reusing a connection the
             // server is closing fails a request it may not retry.
             client_idle_timeout: "120s".into(),
+            // nginx's `send_timeout` and `proxy_read_timeout` default to
+            // 60 s too: time enough for a slow network, not for a peer
+            // that has stopped.
+            client_write_timeout: "60s".into(),
+            upstream_body_timeout: "60s".into(),
             // Below the common upstream keep-alive idle times (nginx 60-75 s,
             // load balancers 60 s): reusing a connection the server is closing
             // fails a request that cannot be retried.
             pool_idle_timeout: "30s".into(),
             pool_max_idle_per_host: 64,
+            // A proxied exchange holds two sockets (app and upstream); the
+            // usual soft limit of open files is 1,024, so past about 500
+            // connections accepting fails anyway until it is raised.
+            max_connections: 10_000,
             // One, like nginx's own default: on a 2-core machine shared with
             // the app and its upstream, a second thread cost more CPU per
             // request and lowered the rate at 1 KiB (benches/README.md, sixth

@@ -119,10 +119,19 @@ pub struct ProxySettings {
     /// How long a connection to any listener may go without an exchange
     /// before it is closed (see [`crate::server::Timeouts::idle`]).
     pub client_idle_timeout: Duration,
+    /// How long writing to an app connection may make no progress before it
+    /// is cut (see [`crate::server::Timeouts::client_write`]).
+    pub client_write_timeout: Duration,
+    /// How long an upstream answer's body may send nothing before it is cut,
+    /// and its connection closed.
+    pub upstream_body_timeout: Duration,
     /// Idle lifetime of pooled upstream connections.
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Most connections each listener keeps open at once (see
+    /// [`crate::server::Serving::max_connections`]).
+    pub max_connections: usize,
     /// Runtime worker threads; `None`: one per CPU.
     pub workers: Option<std::num::NonZeroUsize>,
     /// Where leanproxy keeps its state files.

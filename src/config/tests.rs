@@ -92,6 +92,14 @@ fn client_idle_timeout_is_at_least_a_second() {
 }
 
 #[test]
+fn max_connections_is_at_least_one() {
+    let errors = field_errors("[proxy]\nmax_connections = 0\n");
+    assert_eq!(errors[0].key, "proxy.max_connections");
+    let ten = validate("[proxy]\nmax_connections = 10\n").unwrap();
+    assert_eq!(ten.proxy.max_connections, 10);
+}
+
+#[test]
 fn upstream_needs_scheme_and_host() {
     assert!(parse_upstream("sandbox.leantech.me")
         .unwrap_err()

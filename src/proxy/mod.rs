@@ -7,6 +7,7 @@
 mod error;
 mod headers;
 mod pool;
+mod stall;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -30,10 +31,12 @@ use error::{classify_connect, request_body_response};
 pub use headers::{add_forwarded, remove_hop_by_hop};
 use pool::within;
 pub(crate) use pool::{DriveSlot, UpstreamSlot};
+pub use stall::UpstreamStalled;
 pub use tls::TlsError;
 
 use crate::body::{self, Body};
 use crate::lean::ErrorEnvelope;
+use crate::metrics::Metrics;
 use crate::server::ClientAddr;
 use pool::{H1Pool, PoolError};
 
@@ -82,6 +85,11 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// How long an answer's body may send nothing before it is cut
+    /// (`proxy.upstream_body_timeout`).
+    pub body_timeout: Duration,
+    /// Where cut answers are counted.
+    pub metrics: Option<Metrics>,
 }
 
 /// The innermost service: forwards requests to the upstream.
@@ -115,8 +123,10 @@ struct Inner {
     /// The base URL's path, without a trailing slash (often empty).
     base_path: String,
     /// The base URL as configured, for messages.
-    display: String,
+    display: Arc<str>,
     response_timeout: Duration,
+    body_timeout: Duration,
+    metrics: Option<Metrics>,
 }
 
 impl Upstream {
@@ -150,6 +160,8 @@ impl Upstream {
                     target,
                     config.pool_max_idle_per_host,
                     config.pool_idle_timeout,
+                    config.body_timeout,
+                    config.metrics.clone(),
                 );
                 Transport::Kept { pool, host }
             }
@@ -177,8 +189,10 @@ impl Upstream {
                 transport,
                 authority: base.authority().cloned(),
                 base_path: base.path().trim_end_matches('/').to_string(),
-                display: base.to_string(),
+                display: base.to_string().into(),
                 response_timeout: config.response_timeout,
+                body_timeout: config.body_timeout,
+                metrics: config.metrics,
             }),
         }
     }
@@ -450,7 +464,14 @@ impl Inner {
             match &self.transport {
                 Transport::Kept { pool, .. } => pool.send(slot, req).await.map_err(pool_failure),
                 Transport::Pooled { client: pooled, .. } => match pooled.request(req).await {
-                    Ok(response) => Ok(response.map(body::boxed)),
+                    Ok(response) => Ok(response.map(|incoming| {
+                        body::boxed(stall::Stalling::new(
+                            incoming,
+                            self.body_timeout,
+                            self.metrics.clone(),
+                            self.display.clone(),
+                        ))
+                    })),
                     Err(e) => Err(classify(&e)),
                 },
             }

@@ -62,6 +62,7 @@ async fn upstream() -> (std::net::SocketAddr, Mockbank, tokio::task::JoinHandle<
         leanproxy::server::Timeouts {
             grace: Duration::from_secs(1),
             idle: Duration::from_secs(60),
+            client_write: Duration::from_secs(60),
         },
     ));
     (addr, mockbank, task)

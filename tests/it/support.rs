@@ -107,9 +107,11 @@ impl OriginBuilder {
                         continue;
                     };
                     stats.connections.fetch_add(1, Ordering::SeqCst);
+                    stats.open.fetch_add(1, Ordering::SeqCst);
                     let stats = stats.clone();
                     let acceptor = acceptor.clone();
                     conns.spawn(async move {
+                        let _open = Open(stats.clone());
                         let svc = service_fn(move |req| {
                             let stats = stats.clone();
                             async move { Ok::<_, Infallible>(route(req, &stats).await) }
@@ -141,6 +143,8 @@ impl OriginBuilder {
 
 pub struct Stats {
     pub connections: AtomicUsize,
+    /// Connections accepted and not yet ended.
+    pub open: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub requests: AtomicUsize,
     /// `/gated` sends its first chunk, then waits for a permit here.
@@ -151,6 +155,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             gate: tokio::sync::Semaphore::new(0),
@@ -178,6 +183,11 @@ impl Origin {
 
     pub fn connections(&self) -> usize {
         self.stats.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now (accepted, not yet ended).
+    pub fn open(&self) -> usize {
+        self.stats.open.load(Ordering::SeqCst)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -291,6 +301,15 @@ impl<T> futures_core::Stream for ReceiverStream<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
+    }
+}
+
+/// An origin connection, counted in [`Stats::open`] until its task ends.
+struct Open(Arc<Stats>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -610,6 +629,18 @@ impl Drop for Proxy {
             task.abort();
         }
     }
+}
+
+/// The value of one series of the admin listener at `admin`'s `/metrics`
+/// (`name{labels}` exactly as exposed); 0 when absent.
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let text = get(&h1_client(), &format!("http://{admin}/metrics"))
+        .await
+        .body;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
 /// Settings from TOML text with an empty environment.

@@ -48,6 +48,22 @@ impl std::fmt::Debug for UpstreamSlot {
 }
 
 impl UpstreamSlot {
+    /// The app connection's timer, lent to one user at a time: a request's
+    /// response timeout ([`within`]), then its answer's body timeout
+    /// (`LeasedBody`). `None` while lent out (HTTP/2 streams of one app
+    /// connection): the borrower sets a timer of its own.
+    pub(super) fn lend_timer(&self) -> Option<Pin<Box<Sleep>>> {
+        lock(&self.timer).take()
+    }
+
+    /// Gives a lent timer back (or keeps the one already back).
+    pub(super) fn give_back_timer(&self, timer: Pin<Box<Sleep>>) {
+        let mut kept = lock(&self.timer);
+        if kept.is_none() {
+            *kept = Some(timer);
+        }
+    }
+
     /// Polls the connections held here with the app connection's task: drops
     /// those that ended (the upstream closed them, or answered `Connection:
     /// close`) or that stayed unused past their pool's idle timeout, and keeps
@@ -180,10 +196,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let (Some(slot), Some(timer)) = (this.slot.as_ref(), this.timer.take()) {
-                let mut kept = lock(&slot.timer);
-                if kept.is_none() {
-                    *kept = Some(timer);
-                }
+                slot.give_back_timer(timer);
             }
         }
     }
@@ -199,7 +212,7 @@ impl<F: Future> Future for Within<F> {
         }
         let due = *this.due;
         let timer = this.timer.get_or_insert_with(|| {
-            let lent = this.slot.as_ref().and_then(|slot| lock(&slot.timer).take());
+            let lent = this.slot.as_ref().and_then(|slot| slot.lend_timer());
             match lent {
                 // Timeouts are the same for every request of an app
                 // connection, so a lent timer is due no later than this

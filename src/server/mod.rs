@@ -1,6 +1,8 @@
 //! Serving a bound listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on each
 //! connection, the stack cloned per connection and called in place, quiet
-//! connections closed, graceful shutdown.
+//! connections closed, apps that stop reading cut, graceful shutdown.
+
+mod watched;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -18,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::{Service, ServiceExt};
@@ -26,6 +28,7 @@ use tower::{Service, ServiceExt};
 use crate::body::{self, Body};
 use crate::config::ProxySettings;
 use crate::future::ResponseFuture;
+use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy::{DriveSlot, UpstreamSlot};
 use crate::sync::{fired, FlagWaker};
 
@@ -128,6 +131,11 @@ pub struct Timeouts {
     /// still open half as long after that: a request head not finished by
     /// then (sent slowly, or not at all) is not waited for.
     pub idle: Duration,
+    /// How long writing to a connection may make no progress
+    /// (`proxy.client_write_timeout`): the app has stopped reading. The
+    /// connection is then reset, which ends the exchange and so closes the
+    /// upstream connection its answer came on.
+    pub client_write: Duration,
 }
 
 impl From<&ProxySettings> for Timeouts {
@@ -135,18 +143,65 @@ impl From<&ProxySettings> for Timeouts {
         Self {
             grace: proxy.shutdown_grace,
             idle: proxy.client_idle_timeout,
+            client_write: proxy.client_write_timeout,
+        }
+    }
+}
+
+/// How a listener serves: its [`Timeouts`], how many connections it keeps
+/// open at most, and where it counts them.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The connections' timeouts.
+    pub timeouts: Timeouts,
+    /// Most connections open at once (`proxy.max_connections`). With that
+    /// many open the listener stops accepting until one closes: new ones wait
+    /// in the kernel's listen backlog (and past it, are refused by the
+    /// kernel), not accepted and dropped.
+    pub max_connections: usize,
+    /// The listener's name in the metrics (`proxy`, `admin`, …).
+    pub name: &'static str,
+    /// Where open connections, a full listener and connections cut for a
+    /// stalled app are counted.
+    pub metrics: Option<Metrics>,
+}
+
+impl From<Timeouts> for Serving {
+    /// No cap on connections; nothing counted.
+    fn from(timeouts: Timeouts) -> Self {
+        Self {
+            timeouts,
+            max_connections: Semaphore::MAX_PERMITS,
+            name: "http",
+            metrics: None,
+        }
+    }
+}
+
+/// A connection's place under the listener's cap, given back when its task
+/// ends (or is aborted at the end of the grace period).
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    metrics: Option<ListenerMetrics>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.closed();
         }
     }
 }
 
 /// Serves `listener` with `service` until `shutdown` completes, then stops
 /// accepting and lets open exchanges finish for at most `timeouts.grace`.
-/// Connections quiet for `timeouts.idle` are closed meanwhile.
+/// Connections quiet for `timeouts.idle` are closed meanwhile, and those
+/// whose app takes no bytes for `timeouts.client_write` are cut.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     shutdown: impl Future<Output = ()>,
-    timeouts: Timeouts,
+    serving: impl Into<Serving>,
 ) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -154,6 +209,16 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let Serving {
+        timeouts,
+        max_connections,
+        name,
+        metrics,
+    } = serving.into();
+    let counted = metrics.as_ref().map(|m| m.listener(name));
+    let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let places = Arc::new(Semaphore::new(max_connections));
+    let mut told_full = false;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -175,6 +240,27 @@ pub async fn serve<S>(
     tokio::pin!(shutdown);
 
     loop {
+        let permit = match places.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(counted) = &counted {
+                    counted.limit_reached();
+                }
+                // Once per listener: under a steady overload it would be a
+                // line per connection; the metric counts every time.
+                if !told_full {
+                    told_full = true;
+                    tracing::warn!(listener = name, max_connections, "connection limit reached (proxy.max_connections): new connections wait until one closes; counted in leanproxy_connection_limit_reached_total");
+                }
+                tokio::select! {
+                    permit = places.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -204,9 +290,18 @@ pub async fn serve<S>(
         let builder = builder.clone();
         let signal = stop.subscribe();
         while connections.try_join_next().is_some() {}
+        let io = watched::Watched::new(stream, timeouts.client_write, peer, metrics.clone());
+        if let Some(counted) = &counted {
+            counted.opened();
+        }
+        let place = Place {
+            _permit: permit,
+            metrics: counted.clone(),
+        };
         connections.spawn(async move {
+            let _place = place;
             let slot = conn_service.peer.upstream_slot().clone();
-            let conn = builder.serve_connection(TokioIo::new(stream), conn_service);
+            let conn = builder.serve_connection(TokioIo::new(io), conn_service);
             let conn = graceful(conn, signal, Quiet::new(activity, timeouts.idle));
             if let Err(e) = DriveSlot::new(conn, slot).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -584,6 +679,7 @@ mod tests {
             Timeouts {
                 grace: Duration::from_secs(1),
                 idle: Duration::from_secs(60),
+                client_write: Duration::from_secs(60),
             },
         ));
         let mut app = tokio::net::TcpStream::connect(addr).await.unwrap();
