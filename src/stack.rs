@@ -12,7 +12,7 @@
 
 use tower::Layer;
 
-use crate::auth::{Credentials, CredentialsLayer};
+use crate::auth::Credentials;
 use crate::fault::{Fault, FaultLayer};
 use crate::log::{RequestLog, RequestLogLayer, Telemetry};
 use crate::proxy::Upstream;
@@ -25,26 +25,10 @@ pub type TargetService = Credentials<Upstream>;
 /// The assembled proxy service.
 pub type ProxyService = RequestLog<RouteSelect<Reconnect<Fault<Router<TargetService>>>>>;
 
-/// Wraps `upstream` in the proxy's layers.
-pub fn proxy_stack(
-    upstream: Upstream,
-    credentials: CredentialsLayer,
-    reconnect: ReconnectLayer,
-    faults: FaultLayer,
-    telemetry: Telemetry,
-) -> ProxyService {
-    routed_stack(
-        Router::new(credentials.layer(upstream), Vec::new()),
-        reconnect,
-        faults,
-        telemetry,
-    )
-}
-
 /// Wraps a [`Router`] over several targets in the proxy's layers; its
 /// selector goes just inside the request log, which keeps the path the app
 /// sent.
-pub fn routed_stack(
+pub fn proxy_stack(
     router: Router<TargetService>,
     reconnect: ReconnectLayer,
     faults: FaultLayer,

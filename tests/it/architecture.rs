@@ -54,8 +54,6 @@ const KNOWN_CYCLE_EDGES: &[&str] = &[
 const KNOWN_LONG_FUNCTIONS: &[&str] = &[
     "src/config/routes.rs::validate",
     "src/fault/preset.rs::spec",
-    "src/lib.rs::build",
-    "src/lib.rs::serve",
     "src/log/layer.rs::finish",
 ];
 
