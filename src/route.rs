@@ -16,7 +16,14 @@ use http::{Request, Uri};
 use tower::Service;
 
 use crate::body::Body;
-pub use crate::config::RouteMatch;
+/// How a route is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The path is the prefix or starts with the prefix and `/`.
+    Prefix(String),
+    /// The header has this value.
+    Header(http::HeaderName, http::HeaderValue),
+}
 
 /// Which route a request was given to (an index into the router's routes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::mockbank::{Clock, Mockbank};
 use crate::proxy::{Upstream, UpstreamConfig};
 use crate::reconnect::{Observer, ReconnectLayer, ReconnectRegistry, RegistryEvent};
 use crate::secret::Secret;
-use crate::server::{Serving, Timeouts};
+use crate::server::Serving;
 use crate::stack::TargetService;
 use crate::webhooks::{self, Relay, RelayConfig, WebhookConfig, Webhooks};
 
@@ -152,7 +152,7 @@ impl App {
             telemetry,
             faults,
             serving: Serving {
-                timeouts: Timeouts::from(&settings.proxy),
+                timeouts: settings.proxy.timeouts(),
                 max_connections: settings.proxy.max_connections,
                 name: "proxy",
                 metrics: Some(metrics),

@@ -278,13 +278,7 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
         let url = format!("http://{}", listener.local_addr()?);
         println!("leanproxy mockbank listening on {url}");
         println!("{}", mockbank.banner(&url, mockbank.webhook_url().as_ref()));
-        crate::serve_mockbank(
-            mockbank,
-            listener,
-            shutdown,
-            crate::server::Timeouts::from(&settings.proxy),
-        )
-        .await;
+        crate::serve_mockbank(mockbank, listener, shutdown, settings.proxy.timeouts()).await;
         Ok(())
     }))
 }

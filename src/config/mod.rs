@@ -28,10 +28,13 @@ use std::time::Duration;
 pub use crate::auth::TokenPolicy;
 pub use crate::mockbank::MockbankSettings;
 
-pub use routes::{RawRoute, RouteMatch, RouteSettings};
+pub use crate::log::LogFormat;
+pub use crate::proxy::tls::TlsSettings;
+pub use crate::route::RouteMatch;
+pub use routes::{RawRoute, RouteSettings};
 pub use settings::{
-    AdminSettings, AuthSettings, FaultSettings, LogFormat, LogSettings, ProxySettings,
-    ReconnectSettings, Settings, TlsSettings, WebhookSettings,
+    AdminSettings, AuthSettings, FaultSettings, LogSettings, ProxySettings, ReconnectSettings,
+    Settings, WebhookSettings,
 };
 pub use targets::{
     normal_host, parse_upstream, resolve_target, Target, PRODUCTION_HOSTS, SANDBOX_HOSTS,

@@ -6,6 +6,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::{parse_upstream, resolve_target, Checker, Secret};
+use crate::route::RouteMatch;
 
 /// One `[[routes]]` table as written.
 #[derive(Debug, Default, Deserialize)]
@@ -29,15 +30,6 @@ pub struct RawRoute {
     pub client_secret: Option<Secret>,
     /// Token URL (absent: the preset's).
     pub token_url: Option<String>,
-}
-
-/// How a route is chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteMatch {
-    /// The path is the prefix or starts with the prefix and `/`.
-    Prefix(String),
-    /// The header has this value.
-    Header(HeaderName, HeaderValue),
 }
 
 /// A validated route.

@@ -8,16 +8,8 @@ use std::time::Duration;
 use http::Uri;
 
 use super::{MockbankSettings, RouteSettings, Secret, TokenPolicy};
-
-/// Format of leanproxy's own log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable single lines, colored on a terminal.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
+use crate::log::LogFormat;
+use crate::proxy::tls::TlsSettings;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -138,15 +130,6 @@ pub struct ProxySettings {
     pub data_dir: PathBuf,
 }
 
-/// Validated `[tls]`. Files are read when the client is built.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// Extra trusted CA certificates (PEM).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate chain and its key (PEM), both or neither.
-    pub client_identity: Option<(PathBuf, PathBuf)>,
-}
-
 /// Validated `[auth]`.
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
@@ -183,6 +166,17 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// The request log (ring buffer, captures, redaction, journal).
     pub requests: crate::log::LogConfig,
+}
+
+impl ProxySettings {
+    /// The timeouts each listener's connections get.
+    pub fn timeouts(&self) -> crate::server::Timeouts {
+        crate::server::Timeouts {
+            grace: self.shutdown_grace,
+            idle: self.client_idle_timeout,
+            client_write: self.client_write_timeout,
+        }
+    }
 }
 
 impl Settings {

@@ -36,7 +36,15 @@ pub use record::{lean_status, Capture, ExchangeRecord, Headers, Rendered};
 pub use ring::{Filter, Ring};
 pub use stderr::BatchedStderr;
 
-use crate::config::LogFormat;
+/// Format of leanproxy's own log lines (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable single lines, colored on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
 use crate::events::Events;
 use crate::metrics::Metrics;
 

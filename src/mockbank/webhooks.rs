@@ -20,9 +20,10 @@ use uuid::Uuid;
 use super::clock::Clock;
 use super::shapes::ts;
 use crate::body::{self, Body};
-use crate::config::{Secret, TlsSettings};
 use crate::lean::{webhook_signature, SIGNATURE_HEADER};
+use crate::proxy::tls::TlsSettings;
 use crate::proxy::TlsError;
+use crate::secret::Secret;
 
 /// Lean's retry schedule, measured from the first attempt.
 const RETRY_AFTER_MINUTES: [u64; 6] = [1, 2, 5, 10, 60, 180];

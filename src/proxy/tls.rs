@@ -9,7 +9,14 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsSettings;
+/// Validated `[tls]`. Files are read when the client is built.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain and its key (PEM), both or neither.
+    pub client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
 
 /// Why the TLS client could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,6 @@ use tokio::time::{Instant, Sleep};
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
-use crate::config::ProxySettings;
 use crate::future::ResponseFuture;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy::{DriveSlot, UpstreamSlot};
@@ -136,16 +135,6 @@ pub struct Timeouts {
     /// connection is then reset, which ends the exchange and so closes the
     /// upstream connection its answer came on.
     pub client_write: Duration,
-}
-
-impl From<&ProxySettings> for Timeouts {
-    fn from(proxy: &ProxySettings) -> Self {
-        Self {
-            grace: proxy.shutdown_grace,
-            idle: proxy.client_idle_timeout,
-            client_write: proxy.client_write_timeout,
-        }
-    }
 }
 
 /// How a listener serves: its [`Timeouts`], how many connections it keeps

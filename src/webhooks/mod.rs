@@ -33,11 +33,11 @@ pub use store::{Claim, Outcome, Page, Record, RelayStatus, Store};
 pub use verify::{verify, Policy, Verdict};
 
 use crate::body::Body;
-use crate::config::Secret;
 use crate::events::Event;
 use crate::lean::{json_response, ErrorEnvelope, SIGNATURE_HEADER};
 use crate::log::Telemetry;
 use crate::reconnect::{ReconnectRegistry, ResolvedBy};
+use crate::secret::Secret;
 
 /// Validated webhook settings (the listener address is in `[webhooks] listen`).
 #[derive(Debug, Clone)]
