@@ -157,11 +157,11 @@ fn bounded<'a>(value: &'a str, known: &[&str], other: &'a str) -> &'a str {
 /// The metrics handle. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    inner: Arc<Inner>,
+    inner: Arc<Families>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Families {
     /// Unique per instance (addresses are reused once freed).
     id: u64,
     registry: Registry,
@@ -287,7 +287,7 @@ impl Metrics {
             connection_limit.clone(),
         );
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Families {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 registry,
                 requests,

@@ -328,7 +328,7 @@ impl Admin {
                 }
             }
         }
-        let keep = |r: &crate::webhooks::Record| {
+        let keep = |r: &crate::webhooks::WebhookRecord| {
             kind.as_deref().is_none_or(|k| r.kind.as_deref() == Some(k))
                 && verdict.as_deref().is_none_or(|v| r.signature.name() == v)
                 && outcome

@@ -95,7 +95,7 @@ pub struct UpstreamConfig {
 /// The innermost service: forwards requests to the upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    inner: Arc<Inner>,
+    inner: Arc<UpstreamState>,
 }
 
 /// How requests reach the upstream.
@@ -115,7 +115,7 @@ enum Transport {
     },
 }
 
-struct Inner {
+struct UpstreamState {
     transport: Transport,
     /// `None` only for a base URL without a host (config validation refuses
     /// those; a library caller may not have).
@@ -185,7 +185,7 @@ impl Upstream {
             }
         };
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(UpstreamState {
                 transport,
                 authority: base.authority().cloned(),
                 base_path: base.path().trim_end_matches('/').to_string(),
@@ -264,7 +264,7 @@ enum Forwarding {
     /// small future of [`H1Pool::send_held`], not boxed.
     Held {
         exchange: pool::Within<pool::Exchange>,
-        inner: Arc<Inner>,
+        inner: Arc<UpstreamState>,
         sent: Instant,
         body_failed: Option<Arc<AtomicBool>>,
     },
@@ -353,7 +353,7 @@ impl http_body::Body for NotedBody {
     }
 }
 
-impl Inner {
+impl UpstreamState {
     /// The request as it goes upstream (URI under the base URL, hop-by-hop
     /// headers out, Host and `X-Forwarded-*` set), and the app connection's
     /// slot; or the answer that refuses it.

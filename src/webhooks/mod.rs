@@ -29,7 +29,7 @@ use serde_json::json;
 
 pub use claims::ClaimLog;
 pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
-pub use store::{Claim, Outcome, Page, Record, RelayStatus, Store};
+pub use store::{Claim, Outcome, Page, RelayStatus, Store, WebhookRecord};
 pub use verify::{verify, Policy, Verdict};
 
 use crate::body::Body;
@@ -55,10 +55,10 @@ pub struct WebhookConfig {
 /// The webhook intake service and its handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
-    inner: Arc<Inner>,
+    inner: Arc<CatcherState>,
 }
 
-struct Inner {
+struct CatcherState {
     config: WebhookConfig,
     store: Store,
     /// Only when it has targets.
@@ -87,7 +87,7 @@ impl Webhooks {
         telemetry: Telemetry,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(CatcherState {
                 config,
                 store,
                 relay: relay.filter(Relay::has_targets),
@@ -98,7 +98,7 @@ impl Webhooks {
     }
 
     /// Received deliveries, oldest first, with their bodies.
-    pub fn records(&self) -> Vec<Record> {
+    pub fn records(&self) -> Vec<WebhookRecord> {
         self.inner.store.records(self.inner.telemetry.redactor())
     }
 
@@ -106,7 +106,7 @@ impl Webhooks {
     /// `before` (see [`Store::page`]), without their bodies.
     pub fn page(
         &self,
-        keep: impl Fn(&Record) -> bool,
+        keep: impl Fn(&WebhookRecord) -> bool,
         before: Option<&str>,
         limit: usize,
     ) -> Option<Page> {
@@ -120,7 +120,7 @@ impl Webhooks {
     }
 
     /// One delivery.
-    pub fn record(&self, id: &str) -> Option<Record> {
+    pub fn record(&self, id: &str) -> Option<WebhookRecord> {
         self.inner
             .store
             .get(id)
@@ -189,7 +189,7 @@ impl Drop for Settle {
     }
 }
 
-impl Inner {
+impl CatcherState {
     /// Claims `event_id` for a delivery: its claim when it is the first, `None`
     /// when it is a duplicate. A delivery whose first is still being queued
     /// waits for it, so Lean is never told a copy arrived while the original
@@ -347,7 +347,7 @@ impl Inner {
     fn accept(
         &self,
         stored: &store::Stored,
-        record: &Record,
+        record: &WebhookRecord,
         trusted: bool,
         relay: Option<&Relay>,
         claim: Option<Settle>,
@@ -381,7 +381,7 @@ impl Inner {
     }
 
     /// What a webhook means for the reconnect registry.
-    fn apply(&self, stored: &store::Stored, record: &Record) {
+    fn apply(&self, stored: &store::Stored, record: &WebhookRecord) {
         match record.kind.as_deref() {
             Some("entity.reconnected") => {
                 let resolved = record

@@ -129,10 +129,10 @@ enum Failure {
 /// The relay. Cheap to clone.
 #[derive(Clone)]
 pub struct Relay {
-    inner: Arc<Inner>,
+    inner: Arc<RelayState>,
 }
 
-struct Inner {
+struct RelayState {
     config: RelayConfig,
     store: Store,
     client: Client<HttpsConnector<HttpConnector>, Body>,
@@ -251,7 +251,7 @@ impl Relay {
         // Dead letters take room in the queue, as they take room on disk.
         let slots = queued + dead.len() as u64;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RelayState {
                 config,
                 store,
                 client,
@@ -438,7 +438,7 @@ fn now_nanos() -> u64 {
         .max(0) as u64
 }
 
-impl Inner {
+impl RelayState {
     fn path(&self, job: &Job) -> PathBuf {
         self.config.dir.join(format!("{:020}.json", job.seq))
     }
@@ -571,7 +571,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), QueueError> {
     })
 }
 
-async fn work(strong: Arc<Inner>, lane_index: usize) {
+async fn work(strong: Arc<RelayState>, lane_index: usize) {
     let lane = &strong.queues[lane_index];
     loop {
         let next = lock(&lane.jobs).front().cloned();

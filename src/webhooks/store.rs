@@ -57,7 +57,7 @@ pub struct RelayStatus {
 
 /// One received webhook, as shown by the admin API.
 #[derive(Debug, Clone, Serialize)]
-pub struct Record {
+pub struct WebhookRecord {
     /// leanproxy's id for this delivery.
     pub id: String,
     /// Arrival time.
@@ -102,7 +102,7 @@ pub struct Record {
 /// A received webhook: its record plus what a relay needs.
 #[derive(Debug)]
 pub struct Stored {
-    record: Mutex<Record>,
+    record: Mutex<WebhookRecord>,
     /// The raw body, or its first bytes when the record says `body_truncated`.
     pub body: Bytes,
     /// Headers to forward unchanged (signature included).
@@ -114,7 +114,7 @@ impl Stored {
     /// whole JSON body redacted (names, IBANs, secrets), anything else (a
     /// refused delivery's prefix, a body that is not JSON) only described,
     /// since it cannot be redacted safely.
-    pub fn record(&self, redact: &Redactor) -> Record {
+    pub fn record(&self, redact: &Redactor) -> WebhookRecord {
         let mut record = self.summary();
         let shown = &self.body[..self.body.len().min(SHOWN_BODY)];
         if !redact.is_on() {
@@ -148,7 +148,7 @@ impl Stored {
     }
 
     /// A snapshot of the record without the body.
-    pub fn summary(&self) -> Record {
+    pub fn summary(&self) -> WebhookRecord {
         self.lock().clone()
     }
 
@@ -169,13 +169,13 @@ impl Stored {
         OVERHEAD + self.body.len() + shown + forward + record.path.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Record> {
+    fn lock(&self) -> MutexGuard<'_, WebhookRecord> {
         // Updates replace fields whole; a poisoned lock holds consistent data.
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Updates the record in place.
-    pub fn update(&self, f: impl FnOnce(&mut Record)) {
+    pub fn update(&self, f: impl FnOnce(&mut WebhookRecord)) {
         f(&mut self.lock());
     }
 }
@@ -246,7 +246,7 @@ pub(super) fn parse(
         Some(n) if n < body.len() => (Bytes::copy_from_slice(&body[..n]), true),
         _ => (body, false),
     };
-    let record = Record {
+    let record = WebhookRecord {
         id,
         received_at: Utc::now(),
         path: path.to_string(),
@@ -288,7 +288,7 @@ pub enum Claim {
 /// The received webhooks. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Mutex<StoreState>>,
     settled: Arc<Notify>,
     limit: usize,
     max_bytes: usize,
@@ -297,7 +297,7 @@ pub struct Store {
 }
 
 #[derive(Debug, Default)]
-struct Inner {
+struct StoreState {
     /// Deliveries with their weight, oldest first.
     items: VecDeque<(Arc<Stored>, usize)>,
     /// The sum of the weights in `items`.
@@ -313,7 +313,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Page {
     /// The newest matching deliveries before the cursor, oldest first.
-    pub records: Vec<Record>,
+    pub records: Vec<WebhookRecord>,
     /// The cursor of the next (older) page, when there is one: the id of
     /// this page's oldest delivery.
     pub next_before: Option<String>,
@@ -325,7 +325,7 @@ impl Store {
     /// is kept whatever its size.
     pub fn new(limit: usize, max_bytes: usize) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner::default())),
+            inner: Arc::new(Mutex::new(StoreState::default())),
             settled: Arc::new(Notify::new()),
             limit: limit.max(1),
             max_bytes,
@@ -351,7 +351,7 @@ impl Store {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -439,7 +439,7 @@ impl Store {
     }
 
     /// Records, oldest first, with their bodies shown as `redact` says.
-    pub fn records(&self, redact: &Redactor) -> Vec<Record> {
+    pub fn records(&self, redact: &Redactor) -> Vec<WebhookRecord> {
         self.lock()
             .items
             .iter()
@@ -452,7 +452,7 @@ impl Store {
     /// when `before` is not kept (any more).
     pub fn page(
         &self,
-        keep: impl Fn(&Record) -> bool,
+        keep: impl Fn(&WebhookRecord) -> bool,
         before: Option<&str>,
         limit: usize,
     ) -> Option<Page> {
