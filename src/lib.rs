@@ -47,6 +47,7 @@ mod app;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod exchange;

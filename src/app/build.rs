@@ -120,7 +120,7 @@ impl App {
         if !settings.log.requests.redact {
             tracing::warn!("log.redact is off: secrets and personal data will appear in the request log, journal and HAR. Use this only for local debugging.");
         }
-        let tls = crate::proxy::tls::client_config(&settings.tls)?;
+        let tls = crate::client::tls::client_config(&settings.tls)?;
         let guard = Guard::new(settings.admin.allowed_hosts.clone());
         let target = target(settings, &guard)?;
         let credentials = default_credentials(settings, &target);

@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::admin::Guard;
+use crate::client::TlsError;
 use crate::config::{ConfigError, RouteMatch, Settings};
 use crate::fault::{FaultLayer, FaultRules};
 use crate::log::Telemetry;
 use crate::mockbank::Mockbank;
-use crate::proxy::{TlsError, UpstreamConfig};
+use crate::proxy::UpstreamConfig;
 use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
 use crate::secret::Secret;
 use crate::server::Serving;

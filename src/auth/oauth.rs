@@ -149,7 +149,7 @@ struct TokenAnswer {
 impl TokenSource {
     /// A token source using `tls` for https token URLs.
     pub fn new(config: TokenConfig, tls: rustls::ClientConfig) -> Self {
-        let connector = crate::proxy::tls::http1_connector(tls);
+        let connector = crate::client::tls::http1_connector(tls);
         Self {
             inner: Arc::new(TokenState {
                 config,
@@ -263,7 +263,7 @@ impl TokenSource {
         let response =
             match tokio::time::timeout(TOKEN_TIMEOUT, self.inner.client.request(request)).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(unreachable(crate::proxy::classify(&e).1)),
+                Ok(Err(e)) => return Err(unreachable(crate::client::classify(&e).detail)),
                 Err(_) => {
                     return Err(unreachable(format!(
                         "no answer within {}s",

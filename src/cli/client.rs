@@ -110,7 +110,7 @@ impl AdminClient {
         self.client
             .request(request)
             .await
-            .map_err(|e| self.unreachable(crate::proxy::classify(&e).1))
+            .map_err(|e| self.unreachable(crate::client::classify(&e).detail))
     }
 
     fn unreachable(&self, detail: String) -> ClientError {

@@ -291,7 +291,7 @@ fn check(args: ServeArgs) -> ExitCode {
         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
     let result =
         load(&args).map_err(Error::from).and_then(
-            |settings| match crate::proxy::tls::client_config(&settings.tls) {
+            |settings| match crate::client::tls::client_config(&settings.tls) {
                 Ok(_) => Ok(settings),
                 Err(e) => Err(e.into()),
             },

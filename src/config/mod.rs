@@ -28,8 +28,8 @@ use std::time::Duration;
 pub use crate::auth::TokenPolicy;
 pub use crate::mockbank::MockbankSettings;
 
+pub use crate::client::tls::TlsSettings;
 pub use crate::log::LogFormat;
-pub use crate::proxy::tls::TlsSettings;
 pub use crate::route::RouteMatch;
 pub use routes::{RawRoute, RouteSettings};
 pub use settings::{

@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::Uri;
 
 use super::{MockbankSettings, RouteSettings, Secret, TokenPolicy};
+use crate::client::tls::TlsSettings;
 use crate::log::LogFormat;
-use crate::proxy::tls::TlsSettings;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]

@@ -48,8 +48,8 @@ pub use webhooks::Delivery;
 
 use crate::admin::Guard;
 use crate::body::{self, Body};
+use crate::client::TlsError;
 use crate::lean::ErrorEnvelope;
-use crate::proxy::TlsError;
 use crate::secret::Secret;
 use api::{Call, Reply};
 use state::{State, Timing};

@@ -20,9 +20,9 @@ use uuid::Uuid;
 use super::clock::Clock;
 use super::shapes::ts;
 use crate::body::{self, Body};
+use crate::client::tls::TlsSettings;
+use crate::client::TlsError;
 use crate::lean::{webhook_signature, SIGNATURE_HEADER};
-use crate::proxy::tls::TlsSettings;
-use crate::proxy::TlsError;
 use crate::secret::Secret;
 
 /// Lean's retry schedule, measured from the first attempt.
@@ -74,8 +74,8 @@ impl WebhookSender {
     /// webpki and system roots for https. Spawns the delivery task, so call it
     /// inside a Tokio runtime.
     pub(super) fn new(url: Option<Uri>, secret: Secret, clock: Clock) -> Result<Self, TlsError> {
-        let tls = crate::proxy::tls::client_config(&TlsSettings::default())?;
-        let connector = crate::proxy::tls::http1_connector(tls);
+        let tls = crate::client::tls::client_config(&TlsSettings::default())?;
+        let connector = crate::client::tls::http1_connector(tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let (queue, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         let inner = Arc::new(SenderState {

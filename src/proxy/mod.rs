@@ -8,7 +8,6 @@ mod error;
 mod headers;
 mod pool;
 mod stall;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,13 +25,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-pub use error::{classify, failure_response, Failure};
-use error::{classify_connect, request_body_response};
+use crate::client::classify_connect;
+pub use crate::client::{classify, Classified, Failure};
+pub use error::failure_response;
+use error::request_body_response;
 pub use headers::{add_forwarded, remove_hop_by_hop};
 use pool::within;
 pub(crate) use pool::{DriveSlot, UpstreamSlot};
 pub use stall::UpstreamStalled;
-pub use tls::TlsError;
 
 use crate::body::{self, Body};
 use crate::lean::ErrorEnvelope;
@@ -297,7 +297,7 @@ impl Future for UpstreamFuture {
 }
 
 /// What a failure of the kept connections is to the app.
-fn pool_failure(e: PoolError) -> (Failure, String) {
+fn pool_failure(e: PoolError) -> Classified {
     match e {
         PoolError::Connect(e) => classify_connect(&*e),
         PoolError::Exchange(e) => classify(&e),
@@ -314,7 +314,7 @@ type Prepared = (
 
 /// An exchange's outcome: the upstream's answer, a failure, or `None` when
 /// no answer came within the response timeout.
-type Outcome = Option<Result<Response<Body>, (Failure, String)>>;
+type Outcome = Option<Result<Response<Body>, Classified>>;
 
 pin_project_lite::pin_project! {
     /// The app's request body on its way upstream; sets `failed` when it
@@ -507,11 +507,13 @@ impl UpstreamState {
             }
             // Whatever the transport made of it (h1: a user error; h2: a
             // stream reset by hyper), the app's body failed first.
-            Some(Err((_, detail))) if body_failed.is_some_and(|f| f.load(Ordering::Relaxed)) => {
+            Some(Err(Classified { detail, .. }))
+                if body_failed.is_some_and(|f| f.load(Ordering::Relaxed)) =>
+            {
                 tracing::debug!(cause = "request_body", %detail, "the app's request body failed");
                 request_body_response(&detail)
             }
-            Some(Err((failure, detail))) => {
+            Some(Err(Classified { failure, detail })) => {
                 tracing::warn!(upstream = %self.display, cause = failure.as_str(), %detail, "upstream failure");
                 failure_response(failure, &detail, &self.display)
             }

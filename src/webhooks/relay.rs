@@ -196,7 +196,7 @@ impl Relay {
             }
         }
         dead.sort_by_key(|d| d.id.parse::<u64>().unwrap_or_default());
-        let connector = crate::proxy::tls::http1_connector(tls);
+        let connector = crate::client::tls::http1_connector(tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let queues: Vec<Lane> = config
             .targets
@@ -534,7 +534,7 @@ impl RelayState {
                 Err(Failure::Permanent(format!("answered {}", r.status())))
             }
             Ok(Ok(r)) => Err(Failure::Retry(format!("answered {}", r.status()))),
-            Ok(Err(e)) => Err(Failure::Retry(crate::proxy::classify(&e).1)),
+            Ok(Err(e)) => Err(Failure::Retry(crate::client::classify(&e).detail)),
             Err(_) => Err(Failure::Retry("no answer within 10 s".into())),
         }
     }
