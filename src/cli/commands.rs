@@ -12,6 +12,23 @@ use crate::config::{self, ConfigError, RawConfig, Settings};
 use crate::mockbank::{Clock, Mockbank};
 use crate::{App, Error, Listeners};
 
+/// Writes a line to stdout; a closed stdout (`leanproxy … | head`) ends the
+/// output quietly instead of panicking as `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// [`say!`] without the line end.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Runs the command `cli` names. Exit codes: 0 success, 1 runtime failure,
 /// 2 bad configuration, 3 (admin commands) what was asked for does not exist.
 pub fn run(cli: Cli) -> ExitCode {
@@ -129,7 +146,7 @@ fn faults(args: FaultsArgs) -> ExitCode {
                         v.and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default()
                     };
-                    println!(
+                    say!(
                         "added {} ({})",
                         text(added.rule.id),
                         text(added.rule.action)
@@ -141,31 +158,31 @@ fn faults(args: FaultsArgs) -> ExitCode {
             "faults",
             &args.admin,
             async |c| c.faults().await,
-            |list| print!("{}", crate::cli::fault_table(&list)),
+            |list| say_raw!("{}", crate::cli::fault_table(&list)),
         ),
         FaultAction::Rm { id } => with_admin(
             "faults",
             &args.admin,
             async |c| c.remove_fault(&id).await,
-            |id| println!("removed {id}"),
+            |id| say!("removed {id}"),
         ),
         FaultAction::Pause { id } => with_admin(
             "faults",
             &args.admin,
             async |c| c.pause_fault(&id, true).await,
-            |_| println!("paused {id}"),
+            |_| say!("paused {id}"),
         ),
         FaultAction::Resume { id } => with_admin(
             "faults",
             &args.admin,
             async |c| c.pause_fault(&id, false).await,
-            |_| println!("resumed {id}"),
+            |_| say!("resumed {id}"),
         ),
         FaultAction::Clear => with_admin(
             "faults",
             &args.admin,
             async |c| c.clear_faults().await,
-            |n| println!("removed {n} rules"),
+            |n| say!("removed {n} rules"),
         ),
     }
 }
@@ -177,7 +194,7 @@ fn token(args: TokenArgs) -> ExitCode {
         &args.admin,
         async |c| c.customer_token(&id).await,
         |minted| {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&minted).unwrap_or_default()
             )
@@ -207,28 +224,29 @@ fn reconnects(args: ReconnectsArgs) -> ExitCode {
             "reconnects",
             &args.admin,
             async |c| c.reconnects(None).await,
-            |list| print!("{}", crate::cli::reconnect_table(&list)),
+            |list| say_raw!("{}", crate::cli::reconnect_table(&list)),
         ),
         Some(ReconnectAction::List { state: Some(state) }) => with_admin(
             "reconnects",
             &args.admin,
             async |c| c.reconnects(Some(&state)).await,
-            |list| print!("{}", crate::cli::reconnect_table(&list)),
+            |list| say_raw!("{}", crate::cli::reconnect_table(&list)),
         ),
         Some(ReconnectAction::Show { id }) => with_admin(
             "reconnects",
             &args.admin,
             async |c| c.reconnect(&id).await,
-            |record| println!("{}", pretty(&record)),
+            |record| say!("{}", pretty(&record)),
         ),
         Some(ReconnectAction::Resolve { id }) => with_admin(
             "reconnects",
             &args.admin,
             async |c| c.resolve(&id).await,
             |r| {
-                println!(
+                say!(
                     "resolved {id} (reconnect id {}, {} calls while pending)",
-                    r.reconnect_id, r.calls_while_pending
+                    r.reconnect_id,
+                    r.calls_while_pending
                 )
             },
         ),
@@ -276,8 +294,8 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
             })?;
         let shutdown = shutdown_signal();
         let url = format!("http://{}", listener.local_addr()?);
-        println!("leanproxy mockbank listening on {url}");
-        println!("{}", mockbank.banner(&url, mockbank.webhook_url().as_ref()));
+        say!("leanproxy mockbank listening on {url}");
+        say!("{}", mockbank.banner(&url, mockbank.webhook_url().as_ref()));
         crate::serve_mockbank(mockbank, listener, shutdown, settings.proxy.timeouts()).await;
         Ok(())
     }))
@@ -298,10 +316,10 @@ fn check(args: ServeArgs) -> ExitCode {
         );
     match result {
         Ok(settings) => {
-            println!("config OK ({origin})");
+            say!("config OK ({origin})");
             match &settings.proxy.upstream {
-                Some(u) => println!("  upstream: {u}"),
-                None => println!("  upstream: the embedded Mockbank (no proxy.upstream set)"),
+                Some(u) => say!("  upstream: {u}"),
+                None => say!("  upstream: the embedded Mockbank (no proxy.upstream set)"),
             }
             for route in &settings.routes {
                 let by = match &route.matcher {
@@ -310,12 +328,12 @@ fn check(args: ServeArgs) -> ExitCode {
                         format!("header {n}: {}", v.to_str().unwrap_or("?"))
                     }
                 };
-                println!("  route {}: {by} -> {}", route.name, route.upstream);
+                say!("  route {}: {by} -> {}", route.name, route.upstream);
             }
-            println!("  proxy:    http://{}", settings.proxy.listen);
-            println!("  admin:    http://{}", settings.admin.listen);
+            say!("  proxy:    http://{}", settings.proxy.listen);
+            say!("  admin:    http://{}", settings.admin.listen);
             for warning in settings.warnings() {
-                println!("  warning: {warning}");
+                say!("  warning: {warning}");
             }
             ExitCode::SUCCESS
         }
