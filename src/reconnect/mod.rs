@@ -40,6 +40,7 @@
 mod inspect;
 mod layer;
 mod registry;
+mod state_file;
 
 pub use crate::exchange::Api;
 pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Scan};

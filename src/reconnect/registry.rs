@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::state_file::{salvage, write_atomically, Persisted, Salvaged};
 use crate::exchange::Api;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -153,53 +154,6 @@ pub struct Stats {
     pub inspected: u64,
     /// Answers passed without inspection (too large or not JSON).
     pub uninspected: u64,
-}
-
-/// What is written to the state file.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Persisted {
-    version: u32,
-    records: Vec<Record>,
-    history: Vec<Record>,
-}
-
-/// A state file read record by record.
-struct Salvaged {
-    persisted: Persisted,
-    /// Records that did not parse.
-    dropped: usize,
-}
-
-/// Reads a state file keeping every record that parses; an error only when
-/// the file is not a JSON object at all.
-fn salvage(bytes: &[u8]) -> Result<Salvaged, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct Loose {
-        #[serde(default)]
-        version: u32,
-        #[serde(default)]
-        records: Vec<serde_json::Value>,
-        #[serde(default)]
-        history: Vec<serde_json::Value>,
-    }
-    let loose: Loose = serde_json::from_slice(bytes)?;
-    let mut dropped = 0;
-    let mut parse = |values: Vec<serde_json::Value>| -> Vec<Record> {
-        values
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).map_err(|_| dropped += 1).ok())
-            .collect()
-    };
-    let records = parse(loose.records);
-    let history = parse(loose.history);
-    Ok(Salvaged {
-        persisted: Persisted {
-            version: loose.version,
-            records,
-            history,
-        },
-        dropped,
-    })
 }
 
 /// Handle on the registry. Cheap to clone.
@@ -706,17 +660,6 @@ impl ReconnectRegistry {
             }
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
