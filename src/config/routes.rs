@@ -70,53 +70,7 @@ pub(super) fn validate(
                 format!("`{}` is used by another route", r.name),
             );
         }
-        let matcher = match (r.prefix, r.header, r.header_value) {
-            (Some(prefix), None, None) => {
-                let valid = prefix.len() > 1
-                    && prefix.starts_with('/')
-                    && !prefix.ends_with('/')
-                    && !prefix.contains(['?', '#', ' ']);
-                if !valid {
-                    c.fail(
-                        &key("prefix"),
-                        format!("`{prefix}` is not a path prefix like \"/ksa\" (leading /, no trailing /)"),
-                    );
-                }
-                Some(RouteMatch::Prefix(prefix))
-            }
-            (None, Some(name), Some(value)) => {
-                let name = HeaderName::from_bytes(name.trim().as_bytes())
-                    .map_err(|_| c.fail(&key("header"), format!("`{name}` is not a header name")))
-                    .ok();
-                // Incoming values arrive trimmed, so compare trimmed.
-                let value = match value.trim() {
-                    "" => {
-                        c.fail(&key("header_value"), "must not be empty");
-                        None
-                    }
-                    v => HeaderValue::from_str(v)
-                        .map_err(|_| c.fail(&key("header_value"), "is not a valid header value"))
-                        .ok(),
-                };
-                name.zip(value).map(|(n, v)| RouteMatch::Header(n, v))
-            }
-            (None, Some(_), None) => {
-                c.fail(&key("header_value"), "required with header");
-                None
-            }
-            (None, None, Some(_)) => {
-                c.fail(&key("header"), "required with header_value");
-                None
-            }
-            (None, None, None) => {
-                c.fail(&key("prefix"), "set prefix, or header and header_value");
-                None
-            }
-            (Some(_), _, _) => {
-                c.fail(&key("prefix"), "set either prefix or header, not both");
-                None
-            }
-        };
+        let matcher = matcher(c, i, r.prefix, r.header, r.header_value);
         let target = match r.upstream.as_str() {
             "" => {
                 c.fail(&key("upstream"), "required");
@@ -185,4 +139,64 @@ pub(super) fn validate(
         }
     }
     routes
+}
+
+/// How route `i` is chosen: a path prefix, or a header and its value.
+fn matcher(
+    c: &mut Checker,
+    i: usize,
+    prefix: Option<String>,
+    header: Option<String>,
+    header_value: Option<String>,
+) -> Option<RouteMatch> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    match (prefix, header, header_value) {
+        (Some(prefix), None, None) => {
+            let valid = prefix.len() > 1
+                && prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && !prefix.contains(['?', '#', ' ']);
+            if !valid {
+                c.fail(
+                    &key("prefix"),
+                    format!(
+                        "`{prefix}` is not a path prefix like \"/ksa\" (leading /, no trailing /)"
+                    ),
+                );
+            }
+            Some(RouteMatch::Prefix(prefix))
+        }
+        (None, Some(name), Some(value)) => {
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| c.fail(&key("header"), format!("`{name}` is not a header name")))
+                .ok();
+            // Incoming values arrive trimmed, so compare trimmed.
+            let value = match value.trim() {
+                "" => {
+                    c.fail(&key("header_value"), "must not be empty");
+                    None
+                }
+                v => HeaderValue::from_str(v)
+                    .map_err(|_| c.fail(&key("header_value"), "is not a valid header value"))
+                    .ok(),
+            };
+            name.zip(value).map(|(n, v)| RouteMatch::Header(n, v))
+        }
+        (None, Some(_), None) => {
+            c.fail(&key("header_value"), "required with header");
+            None
+        }
+        (None, None, Some(_)) => {
+            c.fail(&key("header"), "required with header_value");
+            None
+        }
+        (None, None, None) => {
+            c.fail(&key("prefix"), "set prefix, or header and header_value");
+            None
+        }
+        (Some(_), _, _) => {
+            c.fail(&key("prefix"), "set either prefix or header, not both");
+            None
+        }
+    }
 }

@@ -61,6 +61,146 @@ struct Spec {
     recorded: bool,
 }
 
+/// What Lean sends for each preset, in [`Preset::ALL`] order (the enum's).
+const SPECS: [Spec; 17] = [
+    // InternalServerError
+    Spec {
+        name: "INTERNAL_SERVER_ERROR",
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        message: "Something has gone wrong. If you continue to see this error, please get in touch with Lean.",
+        results_id: true,
+        recorded: true,
+    },
+    // RateLimitExceeded
+    Spec {
+        name: "RATE_LIMIT_EXCEEDED",
+        code: StatusCode::TOO_MANY_REQUESTS,
+        message: "Too many requests have been made. Please wait before making another request.",
+        results_id: false,
+        recorded: false,
+    },
+    // InvalidParameters
+    Spec {
+        name: "INVALID_PARAMETERS",
+        code: StatusCode::BAD_REQUEST,
+        message: "The request is badly formatted or a parameter of the wrong type has been provided",
+        results_id: true,
+        recorded: true,
+    },
+    // MissingParameters
+    Spec {
+        name: "MISSING_PARAMETERS",
+        code: StatusCode::BAD_REQUEST,
+        message: "A required parameter is missing from the request",
+        results_id: true,
+        recorded: false,
+    },
+    // UnknownEntity
+    Spec {
+        name: "UNKNOWN_ENTITY",
+        code: StatusCode::NOT_FOUND,
+        message: "The entity_id provided did not match an account in our records.",
+        results_id: true,
+        recorded: true,
+    },
+    // UnknownAccount
+    Spec {
+        name: "UNKNOWN_ACCOUNT",
+        code: StatusCode::NOT_FOUND,
+        message: "The account_id provided does not match an account with the entity_id provided.",
+        results_id: true,
+        recorded: true,
+    },
+    // UnknownResultsId
+    Spec {
+        name: "UNKNOWN_RESULTS_ID",
+        code: StatusCode::NOT_FOUND,
+        message: "The results_id provided has not been recognized by Lean or has not been processed yet",
+        results_id: true,
+        recorded: true,
+    },
+    // DataNotFound
+    Spec {
+        name: "DATA_NOT_FOUND",
+        code: StatusCode::NOT_FOUND,
+        message: "The data requested could not be found",
+        results_id: false,
+        recorded: true,
+    },
+    // ConsentExpired
+    Spec {
+        name: "CONSENT_EXPIRED",
+        code: StatusCode::FORBIDDEN,
+        message: "Consent was suspended, revoked, or expired. New consent is required, please connect the entity once again.",
+        results_id: false,
+        recorded: true,
+    },
+    // CustomerAlreadyExists
+    Spec {
+        name: "CUSTOMER_ALREADY_EXISTS",
+        code: StatusCode::CONFLICT,
+        message: "A customer already exists for the app_user_id you have provided.",
+        results_id: false,
+        recorded: true,
+    },
+    // DuplicatedRequest
+    Spec {
+        name: "DUPLICATED_REQUEST",
+        code: StatusCode::TOO_MANY_REQUESTS,
+        message: "Data refresh is already pending.",
+        results_id: false,
+        recorded: true,
+    },
+    // InvalidUrl
+    Spec {
+        name: "INVALID_URL",
+        code: StatusCode::NOT_FOUND,
+        message: "The URL requested does not exist",
+        results_id: false,
+        recorded: false,
+    },
+    // InvalidHttpMethod
+    Spec {
+        name: "INVALID_HTTP_METHOD",
+        code: StatusCode::METHOD_NOT_ALLOWED,
+        message: "The HTTP method used is not supported for this URL",
+        results_id: false,
+        recorded: false,
+    },
+    // InsufficientAccessLevel
+    Spec {
+        name: "INSUFFICIENT_ACCESS_LEVEL",
+        code: StatusCode::FORBIDDEN,
+        message: "This application only has access to the sandbox: use sandbox.leantech.me instead of api.leantech.me",
+        results_id: false,
+        recorded: false,
+    },
+    // IncorrectAccessLevel
+    Spec {
+        name: "INCORRECT_ACCESS_LEVEL",
+        code: StatusCode::FORBIDDEN,
+        message: "This application does not have permission to use this service",
+        results_id: false,
+        recorded: false,
+    },
+    // InvalidCertificate
+    Spec {
+        name: "INVALID_CERTIFICATE",
+        code: StatusCode::FORBIDDEN,
+        message: "The client certificate provided is invalid",
+        results_id: false,
+        recorded: false,
+    },
+    // CertificateTokenMismatch
+    Spec {
+        name: "CERTIFICATE_TOKEN_MISMATCH",
+        code: StatusCode::UNAUTHORIZED,
+        message: "The client certificate provided is not assigned to the lean-app-token provided",
+        results_id: false,
+        recorded: false,
+    },
+];
+
 impl Preset {
     /// Every preset, in the order they are listed in errors and docs.
     pub const ALL: [Preset; 17] = [
@@ -83,135 +223,9 @@ impl Preset {
         Preset::CertificateTokenMismatch,
     ];
 
-    fn spec(self) -> Spec {
-        let (name, code, message, results_id, recorded) = match self {
-            Preset::InternalServerError => (
-                "INTERNAL_SERVER_ERROR",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something has gone wrong. If you continue to see this error, please get in touch with Lean.",
-                true,
-                true,
-            ),
-            Preset::RateLimitExceeded => (
-                "RATE_LIMIT_EXCEEDED",
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests have been made. Please wait before making another request.",
-                false,
-                false,
-            ),
-            Preset::InvalidParameters => (
-                "INVALID_PARAMETERS",
-                StatusCode::BAD_REQUEST,
-                "The request is badly formatted or a parameter of the wrong type has been provided",
-                true,
-                true,
-            ),
-            Preset::MissingParameters => (
-                "MISSING_PARAMETERS",
-                StatusCode::BAD_REQUEST,
-                "A required parameter is missing from the request",
-                true,
-                false,
-            ),
-            Preset::UnknownEntity => (
-                "UNKNOWN_ENTITY",
-                StatusCode::NOT_FOUND,
-                "The entity_id provided did not match an account in our records.",
-                true,
-                true,
-            ),
-            Preset::UnknownAccount => (
-                "UNKNOWN_ACCOUNT",
-                StatusCode::NOT_FOUND,
-                "The account_id provided does not match an account with the entity_id provided.",
-                true,
-                true,
-            ),
-            Preset::UnknownResultsId => (
-                "UNKNOWN_RESULTS_ID",
-                StatusCode::NOT_FOUND,
-                "The results_id provided has not been recognized by Lean or has not been processed yet",
-                true,
-                true,
-            ),
-            Preset::DataNotFound => (
-                "DATA_NOT_FOUND",
-                StatusCode::NOT_FOUND,
-                "The data requested could not be found",
-                false,
-                true,
-            ),
-            Preset::ConsentExpired => (
-                "CONSENT_EXPIRED",
-                StatusCode::FORBIDDEN,
-                "Consent was suspended, revoked, or expired. New consent is required, please connect the entity once again.",
-                false,
-                true,
-            ),
-            Preset::CustomerAlreadyExists => (
-                "CUSTOMER_ALREADY_EXISTS",
-                StatusCode::CONFLICT,
-                "A customer already exists for the app_user_id you have provided.",
-                false,
-                true,
-            ),
-            Preset::DuplicatedRequest => (
-                "DUPLICATED_REQUEST",
-                StatusCode::TOO_MANY_REQUESTS,
-                "Data refresh is already pending.",
-                false,
-                true,
-            ),
-            Preset::InvalidUrl => (
-                "INVALID_URL",
-                StatusCode::NOT_FOUND,
-                "The URL requested does not exist",
-                false,
-                false,
-            ),
-            Preset::InvalidHttpMethod => (
-                "INVALID_HTTP_METHOD",
-                StatusCode::METHOD_NOT_ALLOWED,
-                "The HTTP method used is not supported for this URL",
-                false,
-                false,
-            ),
-            Preset::InsufficientAccessLevel => (
-                "INSUFFICIENT_ACCESS_LEVEL",
-                StatusCode::FORBIDDEN,
-                "This application only has access to the sandbox: use sandbox.leantech.me instead of api.leantech.me",
-                false,
-                false,
-            ),
-            Preset::IncorrectAccessLevel => (
-                "INCORRECT_ACCESS_LEVEL",
-                StatusCode::FORBIDDEN,
-                "This application does not have permission to use this service",
-                false,
-                false,
-            ),
-            Preset::InvalidCertificate => (
-                "INVALID_CERTIFICATE",
-                StatusCode::FORBIDDEN,
-                "The client certificate provided is invalid",
-                false,
-                false,
-            ),
-            Preset::CertificateTokenMismatch => (
-                "CERTIFICATE_TOKEN_MISMATCH",
-                StatusCode::UNAUTHORIZED,
-                "The client certificate provided is not assigned to the lean-app-token provided",
-                false,
-                false,
-            ),
-        };
-        Spec {
-            name,
-            code,
-            message,
-            results_id,
-            recorded,
-        }
+    fn spec(self) -> &'static Spec {
+        // `ALL` lists the variants in declaration order (a test checks it).
+        &SPECS[self as usize]
     }
 
     /// Lean's status code, e.g. `RATE_LIMIT_EXCEEDED`.
@@ -286,6 +300,14 @@ pub const GRANULAR_STATUS_CODES: [&str; 10] = [
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_lists_the_presets_in_their_table_order() {
+        for (i, preset) in super::Preset::ALL.iter().enumerate() {
+            assert_eq!(*preset as usize, i, "{preset:?}");
+        }
+        assert_eq!(super::Preset::ALL.len(), super::SPECS.len());
+    }
+
     use super::*;
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
