@@ -365,19 +365,15 @@ impl Finisher {
             exchange_event!(tracing::Level::INFO);
         }
 
-        let metrics = t.metrics();
-        metrics.exchange(&crate::metrics::Exchange {
-            method: p.method.as_str(),
-            status: self.status,
-            lean_status: lean.as_deref(),
-            total_seconds: duration.as_secs_f64(),
-            upstream_seconds: self.upstream.map(|u| u.as_secs_f64()),
-            bytes_in,
-            bytes_out,
-        });
-        if let Some(f) = self.failure {
-            metrics.upstream_error(f.as_str());
-        }
+        count(
+            t,
+            &p.method,
+            self.status,
+            lean.as_deref(),
+            (duration, self.upstream),
+            self.failure,
+            (bytes_in, bytes_out),
+        );
         let events = t.events();
         if events.listening() {
             events.publish(Event::Exchange(ExchangeSummary {
@@ -432,6 +428,32 @@ impl Finisher {
             upstream_error: self.failure.map(Failure::as_str),
         };
         t.keep(record);
+    }
+}
+
+/// An exchange in the metrics: its method, status, Lean status, times and
+/// bytes, and its upstream failure when it had one.
+fn count(
+    telemetry: &Telemetry,
+    method: &http::Method,
+    status: u16,
+    lean: Option<&str>,
+    (duration, upstream): (Duration, Option<Duration>),
+    failure: Option<Failure>,
+    (bytes_in, bytes_out): (u64, u64),
+) {
+    let metrics = telemetry.metrics();
+    metrics.exchange(&crate::metrics::Exchange {
+        method: method.as_str(),
+        status,
+        lean_status: lean,
+        total_seconds: duration.as_secs_f64(),
+        upstream_seconds: upstream.map(|u| u.as_secs_f64()),
+        bytes_in,
+        bytes_out,
+    });
+    if let Some(f) = failure {
+        metrics.upstream_error(f.as_str());
     }
 }
 
