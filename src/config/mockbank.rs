@@ -37,5 +37,30 @@ pub(super) fn validate(c: &mut Checker, m: &RawMockbank) -> MockbankSettings {
         webhook_secret: non_empty(c, "mockbank.webhook_secret", m.webhook_secret.expose()),
         async_delay: c.duration("mockbank.async_delay", &m.async_delay),
         refresh_duration: c.duration("mockbank.refresh_duration", &m.refresh_duration),
+        link_origins: link_origins(c, &m.link_origins),
     }
+}
+
+/// `mockbank.link_origins`: each `*` or a bare origin (`scheme://host[:port]`).
+fn link_origins(c: &mut Checker, list: &[String]) -> Vec<String> {
+    for origin in list {
+        let bare = origin
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+            .is_some_and(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && !origin.trim_end_matches('/').ends_with(':')
+            });
+        if origin != "*" && !bare {
+            c.fail(
+                "mockbank.link_origins",
+                format!("{origin:?} is not an origin: give \"*\" or scheme://host[:port], e.g. \"http://localhost:3000\""),
+            );
+        }
+    }
+    list.iter()
+        .map(|o| o.trim_end_matches('/').to_string())
+        .collect()
 }

@@ -263,6 +263,8 @@ pub struct RawMockbank {
     pub async_delay: String,
     /// How long a data refresh stays pending.
     pub refresh_duration: String,
+    /// Pages (origins) that may open Link; empty: any loopback origin.
+    pub link_origins: Vec<String>,
 }
 
 impl Default for RawMockbank {
@@ -280,6 +282,7 @@ impl Default for RawMockbank {
             webhook_secret: Secret::new(mockbank::DEFAULT_WEBHOOK_SECRET),
             async_delay: "2s".into(),
             refresh_duration: "10s".into(),
+            link_origins: Vec::new(),
         }
     }
 }

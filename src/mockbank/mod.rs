@@ -23,10 +23,19 @@
 //! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
 //! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
 //! | GET | `/_mockbank/webhooks` | webhooks sent and their delivery state |
+//! | GET | `/_mockbank/link/defaults` | what the boilerplate page starts from (built-in app token, OTP, users) |
+//! | POST | `/_mockbank/link/customer` | a new customer and a customer-scoped token for it |
+//!
+//! `/_mockbank/link/connect` also takes `permissions` (Lean's names; default:
+//! all) and `account_ids` (the accounts shared; default: all of them).
+//!
+//! Link in the browser (LinkSDK's scripts, the Link screens, the hosted page
+//! for mobile WebViews, the boilerplate page at `/`) is in `src/mockbank/link/`.
 //! | POST | `/_mockbank/oauth/revoke` | revokes every OAuth token it issued |
 
 mod api;
 pub mod clock;
+mod link;
 mod shapes;
 mod state;
 pub mod users;
@@ -85,6 +94,8 @@ pub struct MockbankSettings {
     pub async_delay: Duration,
     /// How long a data refresh stays pending.
     pub refresh_duration: Duration,
+    /// Pages (origins) that may open Link; empty: any loopback origin.
+    pub link_origins: Vec<String>,
 }
 
 /// The Mockbank service. Cheap to clone.
@@ -102,6 +113,7 @@ struct MockbankCore {
     users: Vec<TestUser>,
     state: Mutex<State>,
     webhooks: WebhookSender,
+    link_sessions: link::Sessions,
 }
 
 impl Mockbank {
@@ -126,6 +138,7 @@ impl Mockbank {
                 users,
                 state: Mutex::new(State::default()),
                 webhooks,
+                link_sessions: link::Sessions::default(),
             }),
             guard: Guard::default(),
         })
@@ -194,6 +207,9 @@ impl Mockbank {
         };
         let mut text = format!(
             "Mockbank (offline Lean sandbox) on {url}\n  \
+             Link in the browser: open {url}/ (LinkSDK boilerplate); scripts: \
+             {url}/link/sdk/web/v2/prod/ae/latest/Lean.min.js (LeanV2), \
+             {url}/link/loader/prod/ae/latest/lean-link-loader.min.js (Lean)\n  \
              lean-app-token: {}\n  \
              OAuth: POST {url}/oauth2/token client_id={} client_secret={}\n  \
              webhooks: {} (signed with {})\n  \
@@ -300,6 +316,15 @@ impl MockbankCore {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        if let Some(answer) = self.link(
+            &parts.method,
+            parts.uri.path(),
+            &query,
+            &parts.headers,
+            &bytes,
+        ) {
+            return answer;
+        }
         let call = Call {
             method: &parts.method,
             path: parts.uri.path(),

@@ -513,16 +513,40 @@ pub(super) fn bank(b: &Bank) -> Value {
 }
 
 /// The permissions Mockbank grants a linked entity.
-pub(super) fn permissions() -> Value {
-    json!({
-        "identity": true, "accounts": true, "balance": true, "transactions": true,
-        "identities": true, "scheduled_payments": true, "standing_orders": true,
-        "direct_debits": true, "beneficiaries": true,
-    })
+/// Every permission an entity can hold, as Lean lists them on entities.
+pub(super) const ALL_PERMISSIONS: [&str; 9] = [
+    "identity",
+    "accounts",
+    "balance",
+    "transactions",
+    "identities",
+    "scheduled_payments",
+    "standing_orders",
+    "direct_debits",
+    "beneficiaries",
+];
+
+/// The permission map of an entity and its consent: each of Lean's keys, true
+/// where `granted` names it (`payments` appears only when granted).
+pub(super) fn permissions(granted: &[String]) -> Value {
+    let mut map = serde_json::Map::new();
+    for key in ALL_PERMISSIONS {
+        map.insert(key.into(), json!(granted.iter().any(|g| g == key)));
+    }
+    if granted.iter().any(|g| g == "payments") {
+        map.insert("payments".into(), json!(true));
+    }
+    Value::Object(map)
 }
 
 /// An entity, as `/customers/v1/{customer_id}/entities/{entity_id}` shows it.
-pub(super) fn entity(id: Uuid, customer: Uuid, user: &TestUser, created: DateTime<Utc>) -> Value {
+pub(super) fn entity(
+    id: Uuid,
+    customer: Uuid,
+    user: &TestUser,
+    created: DateTime<Utc>,
+    granted: &[String],
+) -> Value {
     let accounts: Vec<Value> = user
         .accounts
         .iter()
@@ -538,7 +562,7 @@ pub(super) fn entity(id: Uuid, customer: Uuid, user: &TestUser, created: DateTim
         "id": id,
         "customer_id": customer,
         "bank_identifier": user.bank.identifier,
-        "permissions": permissions(),
+        "permissions": permissions(granted),
         "bank_type": user.bank.bank_type,
         "created_at": ts_ms(created),
         "consents": [{
@@ -548,7 +572,7 @@ pub(super) fn entity(id: Uuid, customer: Uuid, user: &TestUser, created: DateTim
             "consent_type": null,
             "consent_status": "ACTIVE",
             "standard_consent_status": null,
-            "permissions": permissions(),
+            "permissions": permissions(granted),
             "creation_date_time": ts_ms(created),
             "status_update_date_time": ts_ms(created),
             "expiration_date_time": ts_ms(created + chrono::Duration::days(365)),

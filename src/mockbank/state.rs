@@ -55,6 +55,10 @@ pub(super) struct Entity {
     pub(super) expired: bool,
     /// The reconnect it waits for, once a data call found the session expired.
     pub(super) pending: Option<Pending>,
+    /// The permissions the customer granted at link time.
+    pub(super) permissions: Vec<String>,
+    /// The accounts the customer chose to share (`None`: all of the user's).
+    pub(super) accounts: Option<Vec<Uuid>>,
 }
 
 /// The data a call asked for, kept so async and post-reconnect results can be
@@ -378,6 +382,8 @@ mod tests {
                 session_start: Duration::ZERO,
                 expired: false,
                 pending: None,
+                permissions: Vec::new(),
+                accounts: None,
             },
         );
         (s, id)

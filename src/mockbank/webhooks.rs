@@ -46,6 +46,10 @@ pub struct Delivery {
     pub delivered: bool,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// The payload's `id` (the entity, results or refresh it is about).
+    pub payload_id: Option<String>,
+    /// The payload's `customer_id`, when it has one.
+    pub customer_id: Option<String>,
 }
 
 /// Sends the Mockbank's webhooks. Cheap to clone.
@@ -105,6 +109,12 @@ impl WebhookSender {
 
     /// Queues a webhook; returns its `event_id` at once.
     pub(super) fn send(&self, kind: &str, payload: Value, message: &str) -> Uuid {
+        let text = |key: &str| {
+            payload
+                .get(key)
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        };
+        let (payload_id, customer_id) = (text("id"), text("customer_id"));
         let event_id = Uuid::new_v4();
         let envelope = json!({
             "type": kind,
@@ -120,6 +130,8 @@ impl WebhookSender {
             attempts: 0,
             delivered: false,
             last_error: None,
+            payload_id,
+            customer_id,
         });
         if self.inner.url().is_none() {
             tracing::info!(target: "leanproxy::mockbank", %event_id, kind, "webhook not sent: no webhook_url configured");

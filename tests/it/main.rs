@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // helpers, not only #[test] fns, may panic on failure
 
 mod architecture;
+mod browser;
 mod conformance;
 mod credentials;
 mod failures;
@@ -12,6 +13,7 @@ mod first_hour;
 mod guard;
 mod lifecycle;
 mod limits;
+mod link;
 mod mockbank;
 mod oauth;
 mod observe;

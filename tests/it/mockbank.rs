@@ -690,3 +690,74 @@ async fn lean_errors_match_the_recorded_ones() {
         ["message", "metadata", "status", "timestamp"]
     );
 }
+
+#[tokio::test]
+async fn linking_grants_the_chosen_permissions_and_accounts_only() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "chooser"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = flow
+        .mockbank()
+        .users()
+        .iter()
+        .find(|u| u.username == "multi_account_user")
+        .unwrap()
+        .clone();
+    let link = |extra: Value| {
+        let mut body = json!({"customer_id": customer, "username": user.username, "password": user.password, "otp": "1111"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        flow.post("/_mockbank/link/connect", body)
+    };
+    let refused = link(json!({"permissions": ["identity", "everything"]})).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("permissions"));
+    let refused = link(json!({"account_ids": [uuid::Uuid::new_v4()]})).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("account_ids"));
+
+    let chosen = user.accounts[1].id.to_string();
+    let entity =
+        link(json!({"permissions": ["identity", "accounts"], "account_ids": [chosen]})).await;
+    assert_eq!(entity.status, 200, "{:?}", entity.json());
+    let entity = entity.json();
+    assert_eq!(entity["permissions"]["identity"], true);
+    assert_eq!(entity["permissions"]["transactions"], false);
+    let id = entity["id"].as_str().unwrap();
+    let accounts = flow.v2_accounts(id).await.json();
+    let listed = accounts["data"]["accounts"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{accounts}");
+    assert_eq!(listed[0]["account_id"], chosen.as_str());
+    // Another account of the user's is not shared.
+    let other = user.accounts[0].id;
+    let balance = flow
+        .post(
+            "/data/v1/balance",
+            json!({"entity_id": id, "account_id": other}),
+        )
+        .await;
+    assert_ne!(balance.json()["status"], "OK", "{:?}", balance.json());
+    flow.receiver.wait_for("entity.created", 1).await;
+    let created = flow
+        .receiver
+        .received()
+        .into_iter()
+        .find(|w| w.json()["type"] == "entity.created")
+        .unwrap();
+    assert_eq!(
+        created.json()["payload"]["permissions"],
+        json!(["identity", "accounts"])
+    );
+}

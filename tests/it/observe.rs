@@ -41,6 +41,7 @@ async fn upstream() -> (std::net::SocketAddr, Mockbank, tokio::task::JoinHandle<
             webhook_secret: Secret::new(WEBHOOK_SECRET),
             async_delay: Duration::from_secs(2),
             refresh_duration: Duration::from_secs(10),
+            link_origins: Vec::new(),
         },
         Clock::system(),
     )

@@ -40,6 +40,11 @@ impl MockbankCore {
                 _ => return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope")),
             },
         };
+        Ok(ok(self.mint(scope, &scope_text)))
+    }
+
+    /// Issues an OAuth token of `scope`, answered as `/oauth2/token` does.
+    pub(super) fn mint(&self, scope: Scope, scope_text: &str) -> Value {
         let now = self.clock.elapsed();
         let token = self.jwt(&scope);
         {
@@ -53,12 +58,12 @@ impl MockbankCore {
                 },
             );
         }
-        Ok(ok(json!({
+        json!({
             "access_token": token,
             "scope": scope_text,
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME.as_secs() - 1,
-        })))
+        })
     }
 
     /// A JWT-shaped token like Lean's (RS256 header, claims); Mockbank recognises
@@ -113,6 +118,34 @@ impl MockbankCore {
                 Ok(ok(json!({"otp": OTP, "users": users})))
             }
             ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
+            ["link", "defaults"] => {
+                allow(m, &[M::GET])?;
+                Ok(ok(self.link_defaults()))
+            }
+            ["link", "customer"] => {
+                allow(m, &[M::POST])?;
+                let app_user_id = call
+                    .json()
+                    .ok()
+                    .and_then(|b| {
+                        b.get("app_user_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| {
+                        format!("boilerplate-{}", &Uuid::new_v4().simple().to_string()[..8])
+                    });
+                let customer = self.new_customer(app_user_id)?;
+                let scope_text = format!("customer.{}", customer.id);
+                let token = self.mint(Scope::Customer(customer.id), &scope_text);
+                Ok(ok(json!({
+                    "customer_id": customer.id,
+                    "app_user_id": customer.app_user_id,
+                    "access_token": token["access_token"],
+                    "expires_in": token["expires_in"],
+                })))
+            }
             ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
             ["entities", entity, "expire"] => {
                 allow(m, &[M::POST])?;
@@ -153,6 +186,18 @@ impl MockbankCore {
         }
     }
 
+    /// What the boilerplate page starts from: the built-in app token (not a
+    /// configured one, which may be real), the OTP and the test users.
+    fn link_defaults(&self) -> Value {
+        let token = self.settings.app_token.expose();
+        let users: Vec<Value> = self.users.iter().map(user_json).collect();
+        json!({
+            "app_token": (token == crate::mockbank::DEFAULT_APP_TOKEN).then_some(token),
+            "otp": OTP,
+            "users": users,
+        })
+    }
+
     pub(super) fn clock_json(&self) -> Value {
         json!({
             "now": ts(self.clock.now()),
@@ -189,20 +234,84 @@ impl MockbankCore {
             .map(|v| parse_uuid("customer_id", v))
             .transpose()?;
         let app_user_id = body.get("app_user_id").and_then(Value::as_str);
+        let permissions = match body.get("permissions") {
+            None | Some(Value::Null) => shapes::ALL_PERMISSIONS.map(String::from).to_vec(),
+            Some(list) => {
+                crate::mockbank::link::permissions(list, crate::mockbank::link::Region::Ae)
+                    .map_err(|why| invalid("permissions", &why))?
+            }
+        };
         let user = self.login(&body)?;
+        let accounts = match body.get("account_ids") {
+            None | Some(Value::Null) => None,
+            Some(list) => Some(
+                self.chosen_accounts(user, list)
+                    .map_err(|why| invalid("account_ids", &why))?,
+            ),
+        };
+        let customer = {
+            let state = self.lock();
+            match (customer_id, app_user_id) {
+                (Some(id), _) => state.customer(id).cloned(),
+                (None, Some(app)) => state
+                    .customers
+                    .iter()
+                    .find(|c| c.app_user_id == app)
+                    .cloned(),
+                (None, None) => return Err(missing("customer_id")),
+            }
+            .ok_or_else(unknown_customer)?
+        };
+        let entity = self.link_entity(Grant {
+            customer,
+            user,
+            permissions,
+            accounts,
+        });
+        Ok(ok(self.entity_json(&entity)))
+    }
+
+    /// The accounts of test user `user` named in `list` (an array of
+    /// `account_id`s), or why they cannot be shared.
+    pub(in crate::mockbank) fn chosen_accounts(
+        &self,
+        user: usize,
+        list: &Value,
+    ) -> Result<Vec<Uuid>, String> {
+        let own = &self.users[user].accounts;
+        let ids = list
+            .as_array()
+            .ok_or("give an array of the user's account ids")?;
+        let mut chosen = Vec::new();
+        for id in ids {
+            let id = id
+                .as_str()
+                .and_then(|v| Uuid::parse_str(v).ok())
+                .filter(|id| own.iter().any(|a| a.id == *id))
+                .ok_or_else(|| format!("{id} is not one of this user's accounts"))?;
+            if !chosen.contains(&id) {
+                chosen.push(id);
+            }
+        }
+        if chosen.is_empty() {
+            return Err("choose at least one account".into());
+        }
+        Ok(chosen)
+    }
+
+    /// Links test user `grant.user` for `grant.customer`: a new entity, or the
+    /// existing one renewed (same customer and user), with `entity.created` or
+    /// `entity.updated` sent. The one code path of `/_mockbank/link/connect`
+    /// and of Link in the browser.
+    pub(in crate::mockbank) fn link_entity(&self, grant: Grant) -> Entity {
+        let Grant {
+            customer,
+            user,
+            permissions,
+            accounts,
+        } = grant;
         let now = self.clock.elapsed();
         let mut state = self.lock();
-        let customer = match (customer_id, app_user_id) {
-            (Some(id), _) => state.customer(id).cloned(),
-            (None, Some(app)) => state
-                .customers
-                .iter()
-                .find(|c| c.app_user_id == app)
-                .cloned(),
-            (None, None) => return Err(missing("customer_id")),
-        }
-        .ok_or_else(unknown_customer)?;
-
         let existing = state
             .entities
             .values_mut()
@@ -214,6 +323,8 @@ impl MockbankCore {
                 e.pending = None;
                 e.last_activity = now;
                 e.session_start = now;
+                e.permissions = permissions;
+                e.accounts = accounts;
                 (e.clone(), false)
             }
             None => {
@@ -226,6 +337,8 @@ impl MockbankCore {
                     session_start: now,
                     expired: false,
                     pending: None,
+                    permissions,
+                    accounts,
                 };
                 state.entity_order.push(e.id);
                 state.entities.insert(e.id, e.clone());
@@ -233,25 +346,12 @@ impl MockbankCore {
             }
         };
         drop(state);
-        let u = &self.users[user];
-        let permissions: Vec<&str> = [
-            "identity",
-            "accounts",
-            "balance",
-            "transactions",
-            "identities",
-            "scheduled_payments",
-            "standing_orders",
-            "direct_debits",
-            "beneficiaries",
-        ]
-        .to_vec();
         let payload = json!({
             "id": entity.id,
             "app_user_id": customer.app_user_id,
             "customer_id": customer.id,
-            "permissions": permissions,
-            "bank_details": shapes::bank_details(u.bank),
+            "permissions": entity.permissions,
+            "bank_details": shapes::bank_details(self.users[user].bank),
         });
         if created {
             self.webhooks.send(
@@ -266,7 +366,7 @@ impl MockbankCore {
                 "An entity object has been updated.",
             );
         }
-        Ok(ok(self.entity_json(&entity)))
+        entity
     }
 
     pub(super) fn reconnect(&self, call: &Call<'_>) -> Result<Reply, Reply> {
@@ -275,38 +375,50 @@ impl MockbankCore {
             None | Some("") => return Err(missing("reconnect_id")),
             Some(v) => parse_uuid("reconnect_id", v)?,
         };
-        let now = self.clock.elapsed();
-        let mut state = self.lock();
-        let unknown = || {
-            error(
-                StatusCode::NOT_FOUND,
-                "UNKNOWN_RECONNECT_ID",
-                "No entity is waiting for a reconnect with this reconnect_id.",
-                false,
-            )
-        };
-        let entity = state
-            .waiting_for(reconnect_id)
-            .cloned()
-            .ok_or_else(unknown)?;
-        if self.users[entity.user].behaviour.needs_otp() {
+        let user = self.waiting_user(reconnect_id)?;
+        if self.users[user].behaviour.needs_otp() {
             otp_check(&body)?;
         }
+        let done = self.finish_reconnect(reconnect_id)?;
+        Ok(ok(json!({
+            "status": "SUCCESS",
+            "message": "The reconnect was successful.",
+            "entity_id": done.entity_id,
+            "reconnect_id": done.reconnect_id,
+            "results_id": done.results_id,
+        })))
+    }
+
+    /// The test user whose entity waits for `reconnect_id`.
+    pub(in crate::mockbank) fn waiting_user(&self, reconnect_id: Uuid) -> Result<usize, Reply> {
+        self.lock()
+            .waiting_for(reconnect_id)
+            .map(|e| e.user)
+            .ok_or_else(unknown_reconnect)
+    }
+
+    /// Restores the session of the entity waiting for `reconnect_id` and sends
+    /// `entity.reconnected` and `results.ready`: the one code path of
+    /// `/_mockbank/link/reconnect` and of Link's reconnect in the browser.
+    pub(in crate::mockbank) fn finish_reconnect(
+        &self,
+        reconnect_id: Uuid,
+    ) -> Result<Reconnected, Reply> {
+        let now = self.clock.elapsed();
         let (entity_id, pending) =
-            state
+            self.lock()
                 .complete_reconnect(reconnect_id, now)
                 .map_err(|e| {
                     match e {
-            crate::mockbank::state::ReconnectError::Unknown => unknown(),
-            crate::mockbank::state::ReconnectError::Expired => error(
-                StatusCode::GONE,
-                "RECONNECT_ID_EXPIRED",
-                "The reconnect_id is older than 30 days; make a new data call for a new one.",
-                false,
-            ),
-        }
+                crate::mockbank::state::ReconnectError::Unknown => unknown_reconnect(),
+                crate::mockbank::state::ReconnectError::Expired => error(
+                    StatusCode::GONE,
+                    "RECONNECT_ID_EXPIRED",
+                    "The reconnect_id is older than 30 days; make a new data call for a new one.",
+                    false,
+                ),
+            }
                 })?;
-        drop(state);
         self.webhooks.send(
             "entity.reconnected",
             json!({"id": entity_id, "reconnect_id": pending.reconnect_id}),
@@ -317,14 +429,37 @@ impl MockbankCore {
             json!({"id": pending.results_id}),
             "Your results are ready.",
         );
-        Ok(ok(json!({
-            "status": "SUCCESS",
-            "message": "The reconnect was successful.",
-            "entity_id": entity_id,
-            "reconnect_id": pending.reconnect_id,
-            "results_id": pending.results_id,
-        })))
+        Ok(Reconnected {
+            entity_id,
+            reconnect_id: pending.reconnect_id,
+            results_id: pending.results_id,
+        })
     }
+}
+
+/// What linking grants: a test user's bank connection for a customer.
+pub(in crate::mockbank) struct Grant {
+    pub(in crate::mockbank) customer: Customer,
+    pub(in crate::mockbank) user: usize,
+    pub(in crate::mockbank) permissions: Vec<String>,
+    /// `None`: all of the user's accounts.
+    pub(in crate::mockbank) accounts: Option<Vec<Uuid>>,
+}
+
+/// A completed reconnect.
+pub(in crate::mockbank) struct Reconnected {
+    pub(in crate::mockbank) entity_id: Uuid,
+    pub(in crate::mockbank) reconnect_id: Uuid,
+    pub(in crate::mockbank) results_id: Uuid,
+}
+
+fn unknown_reconnect() -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        "UNKNOWN_RECONNECT_ID",
+        "No entity is waiting for a reconnect with this reconnect_id.",
+        false,
+    )
 }
 
 /// The `otp` of a login or reconnect, for a user who needs one: missing and

@@ -44,7 +44,8 @@ impl MockbankCore {
             .get(&entity_id)
             .ok_or_else(unknown_entity)?
             .clone();
-        let user = &self.users[entity.user];
+        let shared = self.user_of(&entity);
+        let user = &*shared;
         check_account(user, &request)?;
         let v1 = request.is_v1();
 
@@ -104,7 +105,8 @@ impl MockbankCore {
 
     /// The OK answer for `request`.
     pub(super) fn render(&self, entity: &Entity, request: &DataRequest, results_id: Uuid) -> Value {
-        let user = &self.users[entity.user];
+        let shared = self.user_of(entity);
+        let user = &*shared;
         let wall = self.clock.now();
         let refreshed = entity.created;
         let account = |id: &Uuid| user.accounts.iter().find(|a| a.id == *id);
@@ -289,7 +291,8 @@ impl MockbankCore {
     /// availability key differently (`transactionAvailability` vs
     /// `transaction_availability`), as Lean does.
     pub(super) fn data_status(&self, entity: &Entity, availability_key: &str) -> Value {
-        let user = &self.users[entity.user];
+        let shared = self.user_of(entity);
+        let user = &*shared;
         let accounts: Vec<Value> = user
             .accounts
             .iter()

@@ -25,13 +25,15 @@ use super::MockbankCore;
 mod control;
 mod data;
 
+pub(super) use control::Grant;
+
 /// An answer before it becomes an HTTP response.
 pub(super) struct Reply {
     pub(super) status: StatusCode,
     pub(super) body: Value,
 }
 
-fn ok(body: Value) -> Reply {
+pub(super) fn ok(body: Value) -> Reply {
     Reply {
         status: StatusCode::OK,
         body,
@@ -39,7 +41,12 @@ fn ok(body: Value) -> Reply {
 }
 
 /// Lean's error envelope; data endpoints include a `results_id`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>, results_id: bool) -> Reply {
+pub(super) fn error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    results_id: bool,
+) -> Reply {
     let mut body = json!({
         "timestamp": crate::lean::timestamp_now(),
         "status": code,
@@ -52,7 +59,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>, results_id:
     Reply { status, body }
 }
 
-fn invalid(field: &str, value: &str) -> Reply {
+pub(super) fn invalid(field: &str, value: &str) -> Reply {
     error(
         StatusCode::BAD_REQUEST,
         "INVALID_PARAMETERS",
@@ -61,7 +68,7 @@ fn invalid(field: &str, value: &str) -> Reply {
     )
 }
 
-fn missing(field: &str) -> Reply {
+pub(super) fn missing(field: &str) -> Reply {
     error(
         StatusCode::BAD_REQUEST,
         "MISSING_PARAMETERS",
@@ -168,7 +175,7 @@ impl Call<'_> {
     }
 }
 
-fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Reply> {
+pub(super) fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Reply> {
     Uuid::parse_str(value).map_err(|_| invalid(field, value))
 }
 
@@ -189,7 +196,7 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), Reply> {
 }
 
 impl MockbankCore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Handlers never leave the state half-updated across a panic point.
         self.state
             .lock()
@@ -392,6 +399,12 @@ impl MockbankCore {
             Some(s) if !s.is_empty() => s.to_string(),
             _ => return Err(missing("app_user_id")),
         };
+        self.new_customer(app_user_id)
+            .map(|customer| ok(customer_json(&customer)))
+    }
+
+    /// Adds a customer for `app_user_id` (unique, as at Lean).
+    pub(super) fn new_customer(&self, app_user_id: String) -> Result<Customer, Reply> {
         let mut state = self.lock();
         if state.customers.iter().any(|c| c.app_user_id == app_user_id) {
             return Err(error(
@@ -405,9 +418,8 @@ impl MockbankCore {
             id: Uuid::new_v4(),
             app_user_id,
         };
-        let reply = ok(customer_json(&customer));
-        state.customers.push(customer);
-        Ok(reply)
+        state.customers.push(customer.clone());
+        Ok(customer)
     }
 
     fn list_customers(&self, call: &Call<'_>) -> Result<Reply, Reply> {
@@ -452,7 +464,27 @@ impl MockbankCore {
     }
 
     pub(super) fn entity_json(&self, e: &Entity) -> Value {
-        shapes::entity(e.id, e.customer, &self.users[e.user], e.created)
+        shapes::entity(
+            e.id,
+            e.customer,
+            &self.user_of(e),
+            e.created,
+            &e.permissions,
+        )
+    }
+
+    /// The test user behind `e`, with only the accounts the customer chose to
+    /// share (cloned only when that is fewer than all of them).
+    pub(super) fn user_of(&self, e: &Entity) -> std::borrow::Cow<'_, TestUser> {
+        let user = &self.users[e.user];
+        match &e.accounts {
+            Some(chosen) if chosen.len() < user.accounts.len() => {
+                let mut shared = user.clone();
+                shared.accounts.retain(|a| chosen.contains(&a.id));
+                std::borrow::Cow::Owned(shared)
+            }
+            _ => std::borrow::Cow::Borrowed(user),
+        }
     }
 
     fn banks(&self, call: &Call<'_>) -> Reply {
@@ -466,7 +498,7 @@ impl MockbankCore {
     }
 }
 
-fn unknown_customer() -> Reply {
+pub(super) fn unknown_customer() -> Reply {
     error(
         StatusCode::NOT_FOUND,
         "UNKNOWN_CUSTOMER",

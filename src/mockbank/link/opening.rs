@@ -1,0 +1,311 @@
+//! Checking what the SDK was called with, before any screen shows: every
+//! refusal names the field and what is wrong, as LinkSDK's sandbox-mode
+//! validation does.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::session::{Method, Opening};
+use super::{permissions, Generation, Region};
+use crate::mockbank::state::Scope;
+use crate::mockbank::users::BANKS;
+use crate::mockbank::MockbankCore;
+
+/// LinkSDK needs a customer token with this long left before `exp`.
+const ACCESS_TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// LinkSDK methods that belong with the payments and verification APIs.
+pub(super) const NOT_EMULATED: [&str; 10] = [
+    "link",
+    "createPaymentSource",
+    "updatePaymentSource",
+    "createBeneficiary",
+    "pay",
+    "checkout",
+    "authorizeConsent",
+    "manageConsents",
+    "captureRedirect",
+    "verifyAddress",
+];
+
+/// Customization keys LinkSDK documents; the page applies these.
+const CUSTOMIZATION_KEYS: [&str; 7] = [
+    "theme_color",
+    "button_text_color",
+    "button_border_radius",
+    "link_color",
+    "overlay_color",
+    "dialog_mode",
+    "bottom_inset",
+];
+
+/// Why a session cannot open: the message the callback carries.
+pub(super) type Refusal = String;
+
+impl MockbankCore {
+    /// Validates the SDK's configuration `cfg` for a session opened by `origin`.
+    pub(super) fn opening(
+        &self,
+        cfg: &Value,
+        origin: Option<String>,
+        generation: Generation,
+        region: Region,
+    ) -> Result<Opening, Refusal> {
+        let text = |k: &str| cfg.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let method = match text("method") {
+            Some("connect") => Method::Connect,
+            Some("reconnect") => Method::Reconnect,
+            Some(m) if NOT_EMULATED.contains(&m) => {
+                return Err(format!(
+                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect and reconnect. \
+                     {m} belongs with Lean's payments and verification APIs."
+            ))
+            }
+            Some(m) => return Err(format!("method: LinkSDK has no method {m:?}")),
+            None => return Err("method: required".into()),
+        };
+        self.check_app_token(text("app_token"))?;
+        let arabic = match text("language") {
+            None | Some("en") => false,
+            Some("ar") => true,
+            Some(other) => {
+                return Err(format!(
+                    "language: {other:?} is not supported; give \"en\" or \"ar\""
+                ))
+            }
+        };
+        let customization = customization(cfg.get("customization"))?;
+        let account_type = match text("account_type") {
+            None => None,
+            Some(t @ ("PERSONAL" | "BUSINESS")) => Some(t.to_string()),
+            Some(other) => {
+                return Err(format!(
+                    "account_type: {other:?} is not valid; give PERSONAL or BUSINESS"
+                ))
+            }
+        };
+        for key in ["access_from", "access_to"] {
+            if let Some(v) = text(key) {
+                let date = v.get(..10).unwrap_or(v);
+                if NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+                    return Err(format!("{key}: {v:?} is not a date (YYYY-MM-DD)"));
+                }
+            }
+        }
+        let consent_screen = cfg
+            .get("show_consent_explanation")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut opening = Opening {
+            method,
+            generation,
+            region,
+            arabic,
+            customization,
+            origin,
+            customer: None,
+            permissions: Vec::new(),
+            account_type,
+            consent_screen,
+            bank: None,
+            reconnect: None,
+        };
+        match method {
+            Method::Connect => self.connect_opening(cfg, &mut opening)?,
+            Method::Reconnect => self.reconnect_opening(cfg, &mut opening)?,
+        }
+        Ok(opening)
+    }
+
+    fn check_app_token(&self, given: Option<&str>) -> Result<(), Refusal> {
+        let Some(given) = given else {
+            return Err("app_token: required (your application's token from Lean's dashboard; the Mockbank's is printed at start)".into());
+        };
+        let expected = self.settings.app_token.expose().as_bytes();
+        if bool::from(given.as_bytes().ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err("app_token: not valid for this Mockbank (it accepts the lean-app-token printed at start, or auth.app_token when configured)".into())
+        }
+    }
+
+    fn connect_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let customer_id = match cfg.get("customer_id").and_then(Value::as_str) {
+            None | Some("") => {
+                return Err(
+                    "customer_id: required for connect (create one with POST /customers/v1)".into(),
+                )
+            }
+            Some(v) => {
+                Uuid::parse_str(v).map_err(|_| format!("customer_id: {v:?} is not a UUID"))?
+            }
+        };
+        let customer = self
+            .lock()
+            .customer(customer_id)
+            .cloned()
+            .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
+        opening.permissions = match cfg.get("permissions") {
+            None | Some(Value::Null) => return Err("permissions: required for connect, e.g. [\"identity\", \"accounts\", \"balance\", \"transactions\"]".into()),
+            Some(list) => permissions(list, opening.region).map_err(|why| format!("permissions: {why}"))?,
+        };
+        if let Some(wanted) = cfg
+            .get("bank_identifier")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            let bank = BANKS
+                .iter()
+                .find(|b| b.identifier == wanted)
+                .ok_or_else(|| {
+                    let known: Vec<_> = BANKS.iter().map(|b| b.identifier).collect();
+                    format!(
+                        "bank_identifier: {wanted:?} is not a Mockbank bank; give one of {}",
+                        known.join(", ")
+                    )
+                })?;
+            opening.bank = Some(bank);
+        }
+        self.check_access_token(cfg, customer.id)?;
+        opening.customer = Some(customer);
+        Ok(())
+    }
+
+    fn reconnect_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let reconnect_id = match cfg.get("reconnect_id").and_then(Value::as_str) {
+            None | Some("") => {
+                return Err(
+                    "reconnect_id: required for reconnect (from the RECONNECT_REQUIRED answer)"
+                        .into(),
+                )
+            }
+            Some(v) => {
+                Uuid::parse_str(v).map_err(|_| format!("reconnect_id: {v:?} is not a UUID"))?
+            }
+        };
+        let (user, customer) = {
+            let state = self.lock();
+            let entity = state.waiting_for(reconnect_id).ok_or_else(|| {
+                format!("reconnect_id: no entity is waiting for a reconnect with {reconnect_id}")
+            })?;
+            (entity.user, state.customer(entity.customer).cloned())
+        };
+        if let Some(c) = &customer {
+            self.check_access_token(cfg, c.id)?;
+        }
+        opening.bank = Some(self.users[user].bank);
+        opening.reconnect = Some((reconnect_id, user));
+        opening.customer = customer;
+        Ok(())
+    }
+
+    /// An `access_token`, when given, must be one the Mockbank issued for
+    /// this customer, with at least ten minutes left.
+    fn check_access_token(&self, cfg: &Value, customer: Uuid) -> Result<(), Refusal> {
+        let Some(token) = cfg
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(());
+        };
+        let now = self.clock.elapsed();
+        let state = self.lock();
+        let issued = state
+            .tokens
+            .get(token)
+            .ok_or("access_token: not a token this Mockbank issued (POST /oauth2/token with scope=customer.<customer_id>)")?;
+        match issued.scope {
+            Scope::Api => Err("access_token: has scope api; LinkSDK needs a customer token (scope=customer.<customer_id>)".into()),
+            Scope::Customer(c) if c != customer => Err(format!("access_token: issued for customer {c}, not for {customer}")),
+            Scope::Customer(_) if issued.expires <= now => Err("access_token: expired; mint a new one for each page view".into()),
+            Scope::Customer(_) if issued.expires - now < ACCESS_TOKEN_MARGIN => Err(format!(
+                "access_token: expires in {}s; LinkSDK needs at least 10 minutes left, so mint one per page view",
+                (issued.expires - now).as_secs()
+            )),
+            Scope::Customer(_) => Ok(()),
+        }
+    }
+}
+
+/// `customization`: an object of LinkSDK's keys with plain values. Colours
+/// and sizes are checked so nothing but a colour or a length reaches the
+/// page's style.
+fn customization(value: Option<&Value>) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut out = BTreeMap::new();
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let object = value
+        .as_object()
+        .ok_or("customization: give an object, e.g. {\"theme_color\": \"#0b5cff\"}")?;
+    for (key, v) in object {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(format!("customization.{key}: give a string or a number")),
+        };
+        if !CUSTOMIZATION_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let fine = match key.as_str() {
+            "button_border_radius" | "bottom_inset" => is_length(&text),
+            "dialog_mode" => matches!(text.as_str(), "contained" | "uncontained"),
+            _ => is_colour(&text),
+        };
+        if !fine {
+            return Err(format!("customization.{key}: {text:?} is not valid"));
+        }
+        out.insert(key.clone(), text);
+    }
+    Ok(out)
+}
+
+/// `#rgb`, `#rrggbb`, `#rrggbbaa`, `rgb(…)`/`rgba(…)` or a colour name.
+fn is_colour(v: &str) -> bool {
+    if let Some(hex) = v.strip_prefix('#') {
+        return matches!(hex.len(), 3 | 4 | 6 | 8) && hex.chars().all(|c| c.is_ascii_hexdigit());
+    }
+    if let Some(inner) = v.strip_prefix("rgba(").or_else(|| v.strip_prefix("rgb(")) {
+        return inner
+            .strip_suffix(')')
+            .is_some_and(|i| i.chars().all(|c| c.is_ascii_digit() || ", .%".contains(c)));
+    }
+    !v.is_empty() && v.len() <= 20 && v.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// A number, optionally with `px`, `rem`, `em` or `%`.
+fn is_length(v: &str) -> bool {
+    let number = ["px", "rem", "em", "%"]
+        .iter()
+        .find_map(|u| v.strip_suffix(u))
+        .unwrap_or(v);
+    !number.is_empty() && number.len() <= 8 && number.parse::<f64>().is_ok_and(|n| n >= 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn customization_lets_through_colours_and_lengths_only() {
+        let ok = customization(Some(&json!({
+            "theme_color": "#0b5cff", "button_border_radius": 12, "overlay_color": "rgba(0, 0, 0, 0.5)",
+            "link_color": "teal", "unknown_key": "kept out"
+        })))
+        .unwrap();
+        assert_eq!(ok["button_border_radius"], "12");
+        assert!(!ok.contains_key("unknown_key"));
+        let bad =
+            customization(Some(&json!({"theme_color": "red;background:url(x)"}))).unwrap_err();
+        assert!(bad.contains("customization.theme_color"), "{bad}");
+        assert!(customization(Some(&json!({"button_border_radius": "1e9px;"}))).is_err());
+        assert!(customization(Some(&json!("blue"))).is_err());
+    }
+}

@@ -1,0 +1,445 @@
+//! A Link session: one run of the Link screens for `connect` or `reconnect`,
+//! from the configuration the SDK was called with to the callback object it
+//! ends with. The screens' rules live here, free of HTTP and of the page: the
+//! page shows [`Session::view`] and sends each step; what the app's callback
+//! receives is built here too, so the three script generations and the hosted
+//! page agree.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{Generation, Region};
+use crate::mockbank::state::Customer;
+use crate::mockbank::users::{Bank, TestUser, BANKS, OTP};
+
+/// Wrong passwords, and wrong one-time codes, a session accepts before it ends.
+pub(super) const ATTEMPTS: u32 = 3;
+/// An unfinished session is forgotten after this long.
+pub(super) const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What the SDK was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    Connect,
+    Reconnect,
+}
+
+impl Method {
+    fn legacy_name(self) -> &'static str {
+        match self {
+            Method::Connect => "CONNECT",
+            Method::Reconnect => "RECONNECT",
+        }
+    }
+}
+
+/// The screens, by the names the callback's `exit_point` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum Screen {
+    BankList,
+    Consent,
+    Login,
+    Otp,
+    AccountSelection,
+    Success,
+}
+
+/// A recoverable failure on a screen: shown there, and reported as the
+/// callback's `secondary_status` if the user then leaves.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct StepError {
+    pub(super) secondary_status: &'static str,
+    pub(super) message: String,
+}
+
+/// Everything a session was opened with, once validated.
+#[derive(Debug, Clone)]
+pub(super) struct Opening {
+    pub(super) method: Method,
+    pub(super) generation: Generation,
+    pub(super) region: Region,
+    pub(super) arabic: bool,
+    pub(super) customization: BTreeMap<String, String>,
+    pub(super) origin: Option<String>,
+    pub(super) customer: Option<Customer>,
+    pub(super) permissions: Vec<String>,
+    pub(super) account_type: Option<String>,
+    pub(super) consent_screen: bool,
+    pub(super) bank: Option<&'static Bank>,
+    /// Reconnect: the id and the test user who must log in.
+    pub(super) reconnect: Option<(Uuid, usize)>,
+}
+
+/// One run of the Link screens.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) id: Uuid,
+    pub(super) correlation: Uuid,
+    pub(super) opening: Opening,
+    pub(super) opened: Duration,
+    pub(super) screen: Screen,
+    pub(super) bank: Option<&'static Bank>,
+    pub(super) user: Option<usize>,
+    pub(super) password_attempts: u32,
+    pub(super) otp_attempts: u32,
+    pub(super) error: Option<StepError>,
+    /// The callback object, once the flow has an outcome.
+    pub(super) result: Option<Value>,
+}
+
+/// What a step asks the Mockbank to do once the screens are through.
+pub(super) enum Effect {
+    /// Nothing beyond the session.
+    None,
+    /// Link the user's bank with these accounts (`None`: all).
+    Link {
+        user: usize,
+        accounts: Option<Vec<Uuid>>,
+    },
+    /// Complete the reconnect.
+    Reconnect(Uuid),
+}
+
+impl Session {
+    pub(super) fn new(opening: Opening, opened: Duration) -> Self {
+        let bank = opening.bank;
+        let screen = match (bank, opening.consent_screen) {
+            (None, _) => Screen::BankList,
+            (Some(_), true) => Screen::Consent,
+            (Some(_), false) => Screen::Login,
+        };
+        Self {
+            id: Uuid::new_v4(),
+            correlation: Uuid::new_v4(),
+            opening,
+            opened,
+            screen,
+            bank,
+            user: None,
+            password_attempts: 0,
+            otp_attempts: 0,
+            error: None,
+            result: None,
+        }
+    }
+
+    /// The banks the bank list offers: the Mockbank's, narrowed by
+    /// `account_type` when the SDK was given one.
+    pub(super) fn banks(&self) -> impl Iterator<Item = &'static Bank> + '_ {
+        BANKS.iter().filter(move |b| {
+            self.opening
+                .account_type
+                .as_deref()
+                .is_none_or(|t| b.account_type == t)
+        })
+    }
+
+    /// What the page shows now.
+    pub(super) fn view(&self, users: &[TestUser]) -> Value {
+        let o = &self.opening;
+        let accounts: Vec<Value> = match (self.screen, self.user) {
+            (Screen::AccountSelection, Some(u)) => users[u]
+                .accounts
+                .iter()
+                .map(|a| {
+                    json!({
+                        "id": a.id,
+                        "name": a.name(&users[u]),
+                        "type": a.sub_type.v2(),
+                        "currency": a.currency,
+                        "number": format!("•••• {}", &a.number[a.number.len().saturating_sub(4)..]),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let attempts_left = match self.screen {
+            Screen::Login => Some(ATTEMPTS - self.password_attempts),
+            Screen::Otp => Some(ATTEMPTS - self.otp_attempts),
+            _ => None,
+        };
+        json!({
+            "session_id": self.id,
+            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect" },
+            "language": if o.arabic { "ar" } else { "en" },
+            "customization": o.customization,
+            "hosted": o.generation == Generation::Hosted,
+            "origin": o.origin,
+            "screen": self.screen,
+            "banks": self.banks().map(bank_json).collect::<Vec<_>>(),
+            "bank": self.bank.map(bank_json),
+            "permissions": o.permissions,
+            "accounts": accounts,
+            "attempts_left": attempts_left,
+            "otp_hint": OTP,
+            "error": self.error,
+            "result": self.result,
+        })
+    }
+
+    /// Applies one step from the page. `Err` is a step the session cannot
+    /// take in its state (a message for the page, not a user error).
+    pub(super) fn step(&mut self, step: &Value, users: &[TestUser]) -> Result<Effect, String> {
+        if self.result.is_some() && self.screen != Screen::Success {
+            return Err("this Link session has ended".into());
+        }
+        let action = step.get("action").and_then(Value::as_str).unwrap_or("");
+        let text = |k: &str| step.get(k).and_then(Value::as_str).unwrap_or("");
+        match (action, self.screen) {
+            ("close", screen) | ("done", screen @ Screen::Success) => {
+                if self.result.is_none() {
+                    let secondary = self.error.as_ref().map(|e| e.secondary_status);
+                    self.end(
+                        "CANCELLED",
+                        "The user closed Link.",
+                        secondary,
+                        Some(screen),
+                        true,
+                    );
+                }
+                Ok(Effect::None)
+            }
+            ("bank", Screen::BankList) => {
+                let wanted = text("bank_identifier");
+                let bank = self
+                    .banks()
+                    .find(|b| b.identifier == wanted)
+                    .ok_or_else(|| format!("{wanted} is not in the bank list"))?;
+                self.bank = Some(bank);
+                self.error = None;
+                self.screen = if self.opening.consent_screen {
+                    Screen::Consent
+                } else {
+                    Screen::Login
+                };
+                Ok(Effect::None)
+            }
+            ("bank_not_listed", Screen::BankList) => {
+                self.end(
+                    "CANCELLED",
+                    "The user's bank is not listed.",
+                    None,
+                    Some(Screen::BankList),
+                    false,
+                );
+                Ok(Effect::None)
+            }
+            ("consent", Screen::Consent) => {
+                self.screen = Screen::Login;
+                Ok(Effect::None)
+            }
+            ("login", Screen::Login) => Ok(self.login(text("username"), text("password"), users)),
+            ("otp", Screen::Otp) => Ok(self.otp(text("otp"), users)),
+            ("accounts", Screen::AccountSelection) => {
+                let user = self.user.ok_or("no user has logged in")?;
+                let own = &users[user].accounts;
+                let chosen: Vec<Uuid> = step
+                    .get("account_ids")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().and_then(|v| Uuid::parse_str(v).ok()))
+                    .filter(|id| own.iter().any(|a| a.id == *id))
+                    .collect();
+                if chosen.is_empty() {
+                    self.error = Some(StepError {
+                        secondary_status: "NO_ACCOUNTS_SELECTED",
+                        message: "Choose at least one account to share.".into(),
+                    });
+                    return Ok(Effect::None);
+                }
+                Ok(Effect::Link {
+                    user,
+                    accounts: Some(chosen),
+                })
+            }
+            (action, screen) => Err(format!(
+                "the step {action:?} does not belong on the {} screen",
+                serde_json::to_value(screen).unwrap_or_default()
+            )),
+        }
+    }
+
+    fn login(&mut self, username: &str, password: &str, users: &[TestUser]) -> Effect {
+        let bank = self.bank.map(|b| b.identifier);
+        let found = users
+            .iter()
+            .position(|u| {
+                u.username == username && u.password == password && Some(u.bank.identifier) == bank
+            })
+            // A reconnect re-authenticates the entity's own user.
+            .filter(|p| self.opening.reconnect.is_none_or(|(_, who)| who == *p));
+        let Some(user) = found else {
+            self.password_attempts += 1;
+            if self.password_attempts >= ATTEMPTS {
+                self.end(
+                    "ERROR",
+                    "The username or password was incorrect too many times.",
+                    Some("INVALID_CREDENTIALS"),
+                    Some(Screen::Login),
+                    false,
+                );
+            } else {
+                self.error = Some(StepError {
+                    secondary_status: "INVALID_CREDENTIALS",
+                    message: "The username or password is incorrect.".into(),
+                });
+            }
+            return Effect::None;
+        };
+        self.user = Some(user);
+        self.error = None;
+        if users[user].behaviour.needs_otp() {
+            self.screen = Screen::Otp;
+            Effect::None
+        } else {
+            self.authenticated(user, users)
+        }
+    }
+
+    fn otp(&mut self, otp: &str, users: &[TestUser]) -> Effect {
+        let Some(user) = self.user else {
+            return Effect::None;
+        };
+        if otp == OTP {
+            self.error = None;
+            return self.authenticated(user, users);
+        }
+        self.otp_attempts += 1;
+        if self.otp_attempts >= ATTEMPTS {
+            self.end(
+                "ERROR",
+                "The one-time code was incorrect too many times.",
+                Some("MFA_ATTEMPTS_EXHAUSTED"),
+                Some(Screen::Otp),
+                false,
+            );
+        } else {
+            self.error = Some(StepError {
+                secondary_status: "INVALID_MFA",
+                message: "The one-time code is incorrect.".into(),
+            });
+        }
+        Effect::None
+    }
+
+    /// The user is through login (and OTP): choose accounts, or finish.
+    fn authenticated(&mut self, user: usize, users: &[TestUser]) -> Effect {
+        match self.opening.reconnect {
+            Some((reconnect_id, _)) => Effect::Reconnect(reconnect_id),
+            None if users[user].accounts.len() > 1 => {
+                self.screen = Screen::AccountSelection;
+                Effect::None
+            }
+            None => Effect::Link {
+                user,
+                accounts: None,
+            },
+        }
+    }
+
+    /// The effect happened: the flow succeeded.
+    pub(super) fn succeeded(&mut self) {
+        let message = match self.opening.method {
+            Method::Connect => "The bank account was connected successfully.",
+            Method::Reconnect => "The bank account was reconnected successfully.",
+        };
+        self.error = None;
+        self.screen = Screen::Success;
+        self.end("SUCCESS", message, Some("OK"), Some(Screen::Success), true);
+    }
+
+    /// The effect failed (the Mockbank refused it): the flow ends in `ERROR`
+    /// with the Mockbank's answer as `last_api_response`.
+    pub(super) fn failed(&mut self, answer: &Value) {
+        let message = answer
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("The Mockbank refused the request.")
+            .to_string();
+        let screen = self.screen;
+        self.end("ERROR", &message, Some("FAILED"), Some(screen), true);
+        if let Some(result) = self.result.as_mut() {
+            result["last_api_response"] = json!(answer.to_string());
+        }
+    }
+
+    fn end(
+        &mut self,
+        status: &str,
+        message: &str,
+        secondary: Option<&str>,
+        exit_point: Option<Screen>,
+        supported: bool,
+    ) {
+        let bank = match (self.bank, supported) {
+            (Some(b), _) => json!({"bank_identifier": b.identifier, "is_supported": true}),
+            (None, false) => json!({"bank_identifier": null, "is_supported": false}),
+            (None, true) => json!({"bank_identifier": null, "is_supported": true}),
+        };
+        let last = self
+            .error
+            .as_ref()
+            .map(|e| json!({"status": e.secondary_status, "message": e.message}).to_string());
+        self.result = Some(callback(
+            &self.opening,
+            self.correlation,
+            Outcome {
+                status,
+                message,
+                secondary,
+                exit_point,
+                bank,
+                last_api_response: last,
+            },
+        ));
+    }
+}
+
+/// A bank as the page lists it.
+fn bank_json(b: &'static Bank) -> Value {
+    json!({
+        "identifier": b.identifier,
+        "name": b.name,
+        "main_color": b.main_color,
+        "account_type": b.account_type,
+        "maintenance": !b.data_available,
+    })
+}
+
+/// How a flow ended, before it becomes the callback object.
+pub(super) struct Outcome<'a> {
+    pub(super) status: &'a str,
+    pub(super) message: &'a str,
+    pub(super) secondary: Option<&'a str>,
+    pub(super) exit_point: Option<Screen>,
+    pub(super) bank: Value,
+    pub(super) last_api_response: Option<String>,
+}
+
+/// The object the app's callback receives, with every field LinkSDK's has
+/// (the legacy bundle's adds `method`).
+pub(super) fn callback(opening: &Opening, correlation: Uuid, outcome: Outcome<'_>) -> Value {
+    let mut object = json!({
+        "status": outcome.status,
+        "message": outcome.message,
+        "bank": outcome.bank,
+        "exit_point": outcome.exit_point,
+        "secondary_status": outcome.secondary,
+        "last_api_response": outcome.last_api_response,
+        "user_exit_intent": null,
+        "exit_intent_point": null,
+        "exit_survey_reason": null,
+        "lean_correlation_id": correlation,
+        "open_banking_redirect_url": null,
+    });
+    if opening.generation == Generation::Legacy {
+        object["method"] = json!(opening.method.legacy_name());
+    }
+    object
+}
