@@ -28,6 +28,8 @@ pub struct ExchangeSummary {
     pub reconnect_id: Option<String>,
     /// The fault rule that produced or changed the answer.
     pub fault: Option<String>,
+    /// Milliseconds to the upstream's answer head, when one came.
+    pub upstream_ms: Option<f64>,
     /// Total time in milliseconds, body included.
     pub duration_ms: f64,
     /// Request body bytes.

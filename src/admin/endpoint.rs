@@ -30,6 +30,16 @@ pub(super) enum Endpoint {
     ReplayDead(String),
     Webhook(String),
     ReplayWebhook(String),
+    /// `GET /`: the dashboard.
+    Dashboard,
+    /// `GET /ui/{file}`: its scripts and styles.
+    UiAsset(String),
+    /// `GET /api/info`: where the proxy and the Mockbank listen.
+    Info,
+    /// `POST /api/requests/{id}/replay`.
+    ReplayRequest(String),
+    /// `/api/mockbank/{rest}`: the embedded Mockbank's `/_mockbank/{rest}`.
+    Mockbank(String),
     /// A known path with another method.
     MethodNotAllowed,
     /// No admin endpoint here.
@@ -43,6 +53,8 @@ pub(super) enum Runs {
     Head,
     /// After reading a JSON body (which must say `application/json`).
     ReadsJson,
+    /// Handed to the embedded Mockbank, body and all.
+    Forwarded,
     /// On the blocking pool: it can render megabytes (the request log as
     /// HAR: 4.4 MB took 124 ms; webhooks) or writes the relay queue with
     /// `fsync`, and the runtime's one thread keeps proxying meanwhile.
@@ -59,6 +71,15 @@ impl Endpoint {
         let id = |s: &&str| s.to_string();
         match (method, segments.as_slice()) {
             (&Method::GET | &Method::HEAD, ["healthz"]) => E::Health,
+            (&Method::GET | &Method::HEAD, []) => E::Dashboard,
+            (&Method::GET | &Method::HEAD, ["ui", file]) => E::UiAsset(id(file)),
+            (&Method::GET, ["api", "info"]) => E::Info,
+            (&Method::POST, ["api", "requests", exchange, "replay"]) => {
+                E::ReplayRequest(id(exchange))
+            }
+            (&Method::GET | &Method::POST, ["api", "mockbank", rest @ ..]) if !rest.is_empty() => {
+                E::Mockbank(rest.join("/"))
+            }
             (_, ["healthz"]) => E::MethodNotAllowed,
             (&Method::GET, ["api", "reconnects"]) => E::Reconnects,
             (&Method::GET, ["api", "reconnects", key]) => E::Reconnect(id(key)),
@@ -97,7 +118,10 @@ impl Endpoint {
     /// Where its answer is made.
     pub(super) fn runs(&self) -> Runs {
         match self {
-            Endpoint::AddFault | Endpoint::CustomerToken => Runs::ReadsJson,
+            Endpoint::AddFault | Endpoint::CustomerToken | Endpoint::ReplayRequest(_) => {
+                Runs::ReadsJson
+            }
+            Endpoint::Mockbank(_) => Runs::Forwarded,
             Endpoint::Requests
             | Endpoint::Har
             | Endpoint::Webhooks

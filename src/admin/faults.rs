@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Admin, FaultList, Removed};
 use crate::body::{self, Body};
-use crate::fault::{parse_rule, Placement};
+use crate::fault::{parse_rule, parse_spec, Placement};
 use crate::lean::{json_response, ErrorEnvelope};
 
 /// Largest rule body accepted.
@@ -27,9 +27,11 @@ fn placement(query: Option<&str>) -> Result<Placement, String> {
             })?),
             "before" if !v.is_empty() => Placement::Before(v.into_owned()),
             "before" => return Err("before: a rule id is required".into()),
+            // Read by `add_fault`.
+            "dry_run" => continue,
             other => {
                 return Err(format!(
-                    "unknown parameter `{other}`; use position or before"
+                    "unknown parameter `{other}`; use position, before or dry_run"
                 ))
             }
         };
@@ -58,7 +60,9 @@ impl Admin {
         if let Some(why) = self.inner.faults.refusal() {
             return ErrorEnvelope::new("FAULTS_REFUSED", why).into_response(StatusCode::FORBIDDEN);
         }
-        let placement = match placement(req.uri().query()) {
+        let query = req.uri().query().map(str::to_string);
+        let query = query.as_deref();
+        let placement = match placement(query) {
             Ok(p) => p,
             Err(e) => {
                 return ErrorEnvelope::new("INVALID_PARAMETERS", e)
@@ -82,7 +86,18 @@ impl Admin {
                 .into_response(StatusCode::BAD_REQUEST)
             }
         };
-        let rule = match parse_rule(value) {
+        // `{"spec": "..."}`: the compact grammar of `leanproxy faults add`.
+        let spec = value
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.get("spec"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        let parsed = match spec {
+            Some(spec) => parse_spec(&spec),
+            None => parse_rule(value),
+        };
+        let rule = match parsed {
             Ok(rule) => rule,
             Err(e) => {
                 return ErrorEnvelope::new("INVALID_PARAMETERS", e.to_string())
@@ -91,6 +106,15 @@ impl Admin {
             }
         };
         let id = rule.id.clone();
+        let dry_run = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .any(|(k, v)| k == "dry_run" && v == "true");
+        if dry_run {
+            // The dashboard checks a rule as it is typed.
+            return json_response(
+                StatusCode::OK,
+                &json!({"valid": true, "id": id, "rule": rule.to_raw()}),
+            );
+        }
         match self.inner.faults.add_at(rule, placement) {
             Ok(()) => {
                 tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule added");

@@ -5,6 +5,10 @@
 //! | method | path | guarded | what |
 //! | --- | --- | --- | --- |
 //! | GET | `/healthz` | no | `{"status":"ok"}` while the process serves |
+//! | GET | `/`, `/ui/{file}` | host only | the dashboard (it holds no data; it asks for the token when one is needed) |
+//! | GET | `/api/info` | yes | the proxy's and the Mockbank's URLs, the version |
+//! | POST | `/api/requests/{id}/replay` | yes | sends a kept exchange's request through the proxy again, optionally edited (`{"method", "path", "headers", "body"}`); its new request id |
+//! | GET, POST | `/api/mockbank/{path}` | yes | the embedded Mockbank's `/_mockbank/{path}` (clock, users, entities, expire) |
 //! | GET | `/api/reconnects` | yes | records (filters `state`, `entity_id`), history, counters |
 //! | GET | `/api/reconnects/{entity_id}` | yes | one record (key: entity id, or `reconnect:<id>`) |
 //! | DELETE | `/api/reconnects/{entity_id}` | yes | marks it resolved by admin |
@@ -13,13 +17,13 @@
 //! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again (409 when only a prefix of its body is kept) |
 //! | GET | `/api/webhooks/dead` | yes | relay deliveries set aside (answered 4xx but 408 / 429, or a damaged queue entry), with the reason |
 //! | POST | `/api/webhooks/dead/{id}/replay` | yes | queues a dead letter again for its target, after those waiting |
-//! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `lean_status`, `entity_id`, `path` prefix, `limit`) |
+//! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `status_class` (`4xx`), `lean_status`, `entity_id`, `path` prefix, `method`, `fault` (a rule id, `any`, `none`), `q` (text in the path, query or redacted bodies), `limit`; `view=summary`: the rows only) |
 //! | GET | `/api/requests/{id}` | yes | one exchange, headers and bodies redacted |
-//! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges |
+//! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges, of those the same filters pass, or of one (`id`) |
 //! | GET | `/api/events` | yes | server-sent events: exchanges, reconnects, faults, webhooks |
 //! | GET | `/metrics` | yes | Prometheus text format |
 //! | GET | `/api/faults` | yes | fault rules with their counters |
-//! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape; `?position=N` or `?before=<id>` places it, default last); 400 names the bad field |
+//! | POST | `/api/faults` | yes | adds a rule (JSON, the `[[faults]]` shape; `?position=N` or `?before=<id>` places it, default last; `?dry_run=true` only checks it; `{"spec": "..."}` takes the compact grammar of `leanproxy faults add`); 400 names the bad field |
 //! | DELETE | `/api/faults/{id}` | yes | removes a rule |
 //! | POST | `/api/faults/{id}/pause`, `/resume` | yes | pauses a rule (kept with its counters, offered nothing) or resumes it |
 //! | DELETE | `/api/faults` | yes | removes every rule |
@@ -58,6 +62,7 @@ use crate::webhooks::{ReplayDeadError, ReplayError, Webhooks};
 use tokio::sync::watch;
 
 mod answers;
+mod dashboard;
 mod endpoint;
 mod faults;
 mod guard;
@@ -87,7 +92,16 @@ struct AdminInner {
     tokens: Option<TokenSource>,
     route_tokens: Vec<(String, TokenSource)>,
     guard: Guard,
+    /// Where the proxy listens (replays go there).
+    proxy: Option<http::Uri>,
+    /// The embedded Mockbank's service and its URL, when it runs.
+    mockbank: Option<(Controls, String)>,
 }
+
+/// The embedded Mockbank as the admin listener reaches it: a service it hands
+/// `/_mockbank/…` requests to (the admin knows nothing else of the Mockbank).
+pub type Controls =
+    tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, std::convert::Infallible>;
 
 impl Admin {
     /// An admin service over the reconnect `registry`, the `webhooks` catcher
@@ -113,6 +127,8 @@ impl Admin {
                 tokens: None,
                 route_tokens: Vec::new(),
                 guard: Guard::default(),
+                proxy: None,
+                mockbank: None,
             }),
         }
     }
@@ -152,6 +168,15 @@ impl Admin {
         self.with(|i| i.faults = rules)
     }
 
+    /// Tells it where the proxy listens (the dashboard replays exchanges
+    /// there) and the embedded Mockbank's service with its URL, when it runs.
+    pub fn with_listeners(self, proxy: http::Uri, mockbank: Option<(Controls, String)>) -> Self {
+        self.with(|i| {
+            i.proxy = Some(proxy);
+            i.mockbank = mockbank;
+        })
+    }
+
     fn authorized(&self, req: &Request<Body>) -> bool {
         let Some(expected) = &self.inner.expected else {
             return true;
@@ -173,7 +198,10 @@ impl Admin {
             if let Some(refused) = self.inner.guard.check(&req, "admin listener") {
                 return refused;
             }
-            if !self.authorized(&req) {
+            // The dashboard's page and files hold no data: it asks for the
+            // token itself when the API needs one.
+            let page = matches!(endpoint, Endpoint::Dashboard | Endpoint::UiAsset(_));
+            if !page && !self.authorized(&req) {
                 return unauthorized();
             }
         }
@@ -186,7 +214,12 @@ impl Admin {
             Runs::ReadsJson => match (require_json(req.headers()), endpoint) {
                 (Some(refused), _) => refused,
                 (None, Endpoint::AddFault) => self.add_fault(req).await,
+                (None, Endpoint::ReplayRequest(id)) => self.replay_request(&id, req).await,
                 (None, _) => self.customer_token(req).await,
+            },
+            Runs::Forwarded => match endpoint {
+                Endpoint::Mockbank(rest) => self.to_mockbank(&rest, req).await,
+                _ => method_not_allowed(),
             },
         }
     }
@@ -227,7 +260,7 @@ impl Admin {
             Endpoint::RemoveFault(id) => self.remove_fault(&id),
             Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused),
             Endpoint::Requests => self.requests(query),
-            Endpoint::Har => self.har(),
+            Endpoint::Har => self.har(query),
             Endpoint::Request(id) => self.request(&id),
             Endpoint::Events => self.events(),
             Endpoint::Metrics => self.metrics(),
@@ -243,7 +276,13 @@ impl Admin {
             },
             Endpoint::ReplayWebhook(id) => self.replay(&id),
             // Read after the head: answered by `route`.
-            Endpoint::AddFault | Endpoint::CustomerToken => method_not_allowed(),
+            Endpoint::Dashboard => dashboard::page(),
+            Endpoint::UiAsset(file) => dashboard::asset(&file),
+            Endpoint::Info => self.info(),
+            Endpoint::AddFault
+            | Endpoint::CustomerToken
+            | Endpoint::ReplayRequest(_)
+            | Endpoint::Mockbank(_) => method_not_allowed(),
             Endpoint::MethodNotAllowed => method_not_allowed(),
             Endpoint::NotFound => ErrorEnvelope::new(
                 "INVALID_URL",

@@ -17,35 +17,75 @@ use crate::body::{self, Body};
 use crate::lean::{json_response, ErrorEnvelope};
 use crate::log::{ExchangeRecord, Filter};
 
+/// How the answer is shaped, beside what is filtered.
+#[derive(Default)]
+struct View {
+    /// Rows only (`view=summary`).
+    summary: bool,
+    /// One exchange (`id`, for HAR).
+    id: Option<String>,
+}
+
+const FILTERS: &str =
+    "status, status_class, lean_status, entity_id, path, method, fault, q, limit, view, id";
+
+/// The filters of `/api/requests` and `/api/requests.har`, or what is wrong
+/// with them.
+fn filter_of(query: Option<&str>) -> Result<(Filter, View), String> {
+    let mut filter = Filter::default();
+    let mut view = View::default();
+    let number = |k: &str, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| format!("{k}: `{v}` is not a number"))
+    };
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let text = || Some(v.to_string()).filter(|v| !v.is_empty());
+        match k.as_ref() {
+            "status" => match v.parse() {
+                Ok(s) => filter.status = Some(s),
+                Err(_) => return Err(format!("status: `{v}` is not an HTTP status")),
+            },
+            "status_class" => match v.trim_end_matches("xx").parse::<u16>() {
+                Ok(c @ 1..=5) => filter.status_class = Some(c),
+                _ => return Err(format!("status_class: `{v}` is not one of 1xx … 5xx")),
+            },
+            "lean_status" => filter.lean_status = text(),
+            "entity_id" => filter.entity_id = text(),
+            "path" => filter.path_prefix = text(),
+            "method" => filter.method = text(),
+            "fault" => filter.fault = text(),
+            "q" => filter.text = text(),
+            "limit" => filter.limit = Some(number("limit", &v)? as usize),
+            "view" if v == "summary" => view.summary = true,
+            "view" => return Err(format!("view: `{v}` is not `summary`")),
+            "id" => view.id = text(),
+            other => return Err(format!("unknown filter `{other}`; use {FILTERS}")),
+        }
+    }
+    Ok((filter, view))
+}
+
 /// How often an idle event stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 impl Admin {
     pub(super) fn requests(&self, query: Option<&str>) -> Response<Body> {
-        let mut filter = Filter::default();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            match k.as_ref() {
-                "status" => match v.parse() {
-                    Ok(s) => filter.status = Some(s),
-                    Err(_) => return bad_filter(&format!("status: `{v}` is not an HTTP status")),
-                },
-                "lean_status" => filter.lean_status = Some(v.into_owned()),
-                "entity_id" => filter.entity_id = Some(v.into_owned()),
-                "path" => filter.path_prefix = Some(v.into_owned()),
-                "limit" => match v.parse() {
-                    Ok(n) => filter.limit = Some(n),
-                    Err(_) => return bad_filter(&format!("limit: `{v}` is not a number")),
-                },
-                other => {
-                    return bad_filter(&format!(
-                        "unknown filter `{other}`; use status, lean_status, entity_id, path, limit"
-                    ))
-                }
-            }
-        }
+        let (filter, view) = match filter_of(query) {
+            Ok(f) => f,
+            Err(why) => return bad_filter(&why),
+        };
         let ring = self.inner.telemetry.ring();
-        let list: Vec<ExchangeRecord> = ring
-            .list(&filter)
+        let records = ring.list(&filter);
+        let (entries, bytes) = ring.usage();
+        if view.summary {
+            // The dashboard's list: what a row shows, for the whole ring.
+            let list: Vec<_> = records.iter().map(|r| r.summary()).collect();
+            return json_response(
+                StatusCode::OK,
+                &json!({"kept": entries, "kept_bytes": bytes, "requests": list}),
+            );
+        }
+        let list: Vec<ExchangeRecord> = records
             .iter()
             .map(|r| {
                 let mut r = (**r).clone();
@@ -59,7 +99,6 @@ impl Admin {
                 r
             })
             .collect();
-        let (entries, bytes) = ring.usage();
         json_response(
             StatusCode::OK,
             &json!({"kept": entries, "kept_bytes": bytes, "requests": list}),
@@ -74,8 +113,18 @@ impl Admin {
         }
     }
 
-    pub(super) fn har(&self) -> Response<Body> {
-        let records = self.inner.telemetry.ring().list(&Filter::default());
+    /// `GET /api/requests.har`: every kept exchange, those the filters of
+    /// `/api/requests` pass, or one (`id`).
+    pub(super) fn har(&self, query: Option<&str>) -> Response<Body> {
+        let (filter, view) = match filter_of(query) {
+            Ok(f) => f,
+            Err(why) => return bad_filter(&why),
+        };
+        let ring = self.inner.telemetry.ring();
+        let records = match &view.id {
+            Some(id) => ring.get(id).into_iter().collect(),
+            None => ring.list(&filter),
+        };
         let mut r = json_response(StatusCode::OK, &crate::log::har_document(&records));
         r.headers_mut().insert(
             header::CONTENT_DISPOSITION,

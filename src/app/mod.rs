@@ -127,6 +127,17 @@ pub struct App {
     relay_targets: Vec<http::Uri>,
 }
 
+/// An address as a browser can open it (an unspecified address as loopback).
+pub(super) fn called_by(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
 impl App {
     /// What leanproxy prints at start: where each listener is, where the proxy
     /// forwards, where webhooks go, and the embedded Mockbank's credentials,
@@ -146,9 +157,11 @@ impl App {
         let mut text = format!(
             "leanproxy proxy listening on http://{} -> {upstream}\n\
              leanproxy admin listening on http://{}\n\
-             leanproxy webhooks listening on http://{webhooks_addr} (POST any path)\n",
+             leanproxy webhooks listening on http://{webhooks_addr} (POST any path)\n  \
+             dashboard: http://{admin}/ (exchanges, reconnects, faults, webhooks, live)\n",
             listeners.proxy.local_addr()?,
             listeners.admin.local_addr()?,
+            admin = called_by(listeners.admin.local_addr()?),
         );
         if self.relay_targets.is_empty() {
             text.push_str("  relay: caught webhooks are kept, not relayed (no webhooks.relay)\n");

@@ -74,6 +74,7 @@ impl App {
             }
             (None, None) => None,
         };
+        let mockbank_url = mockbank.as_ref().map(|_| base.to_string());
         upstream.base = base;
         let stack = stack::proxy_stack(
             route::Router::new(layer.layer(Upstream::new(upstream, tls)), routes),
@@ -93,7 +94,14 @@ impl App {
         .with_tokens(tokens)
         .with_route_tokens(route_tokens)
         .with_guard(guard)
-        .with_shutdown(rx.clone());
+        .with_shutdown(rx.clone())
+        .with_listeners(
+            called_at(proxy_addr)?,
+            mockbank
+                .as_ref()
+                .zip(mockbank_url)
+                .map(|((m, _), url)| (crate::admin::Controls::new((**m).clone()), url)),
+        );
         let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
         let writer = tokio::spawn(registry.clone().run_writer(async {
             let _ = writer_stopped.await;
@@ -182,17 +190,12 @@ impl Servers {
     }
 }
 
-/// The URL the proxy calls a Mockbank bound at `addr` by. A Mockbank on every
+/// The URL a listener bound at `addr` is called by (the Mockbank by the proxy,
+/// the proxy by the dashboard's replays). A Mockbank on every
 /// interface is called on loopback: the Host its control endpoints accept is
 /// an address connected to, never `0.0.0.0`.
-fn called_at(mut addr: SocketAddr) -> Result<Uri, Error> {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    format!("http://{addr}")
+fn called_at(addr: SocketAddr) -> Result<Uri, Error> {
+    format!("http://{}", super::called_by(addr))
         .parse()
-        .map_err(|e| std::io::Error::other(format!("mockbank address: {e}")).into())
+        .map_err(|e| std::io::Error::other(format!("listener address: {e}")).into())
 }

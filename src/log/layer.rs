@@ -388,6 +388,7 @@ impl Finisher {
                 entity_id: notes.entity_id.clone(),
                 reconnect_id: notes.reconnect_id.clone(),
                 fault: self.fault.clone(),
+                upstream_ms: self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3),
                 duration_ms,
                 bytes_in,
                 bytes_out,

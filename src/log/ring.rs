@@ -17,8 +17,57 @@ pub struct Filter {
     pub entity_id: Option<String>,
     /// Path prefix.
     pub path_prefix: Option<String>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Status class: 2 for 2xx, … 5 for 5xx.
+    pub status_class: Option<u16>,
+    /// Fault: a rule id, `any` (some fault) or `none`.
+    pub fault: Option<String>,
+    /// Text found in the path, the query or a body as shown (redacted),
+    /// ignoring case.
+    pub text: Option<String>,
     /// Most records returned.
     pub limit: Option<usize>,
+}
+
+impl Filter {
+    /// Whether `r` passes every filter but `limit`.
+    pub fn matches(&self, r: &ExchangeRecord) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        self.status.is_none_or(|s| r.status == s)
+            && self.status_class.is_none_or(|c| r.status / 100 == c)
+            && same(&self.lean_status, r.lean_status.as_deref())
+            && same(&self.entity_id, r.entity_id.as_deref())
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| r.method.as_str().eq_ignore_ascii_case(m))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| r.path.starts_with(p))
+            && match self.fault.as_deref() {
+                None => true,
+                Some("any") => r.fault.is_some(),
+                Some("none") => r.fault.is_none(),
+                Some(rule) => r.fault.as_deref() == Some(rule),
+            }
+            && self.text.as_deref().is_none_or(|t| mentions(r, t))
+    }
+}
+
+/// Whether `needle` (any case) is in the record's path, query or shown bodies.
+fn mentions(r: &ExchangeRecord, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    let has = |s: &str| s.to_lowercase().contains(&needle);
+    has(&r.path)
+        || r.query.as_deref().is_some_and(has)
+        || [&r.request_body, &r.response_body]
+            .into_iter()
+            .flatten()
+            .any(|c| c.render().text.as_deref().is_some_and(has))
 }
 
 /// The ring buffer. Cheap to clone.
@@ -94,25 +143,7 @@ impl Ring {
             .iter()
             .rev()
             .map(|(r, _)| r)
-            .filter(|r| filter.status.is_none_or(|s| r.status == s))
-            .filter(|r| {
-                filter
-                    .lean_status
-                    .as_deref()
-                    .is_none_or(|s| r.lean_status.as_deref() == Some(s))
-            })
-            .filter(|r| {
-                filter
-                    .entity_id
-                    .as_deref()
-                    .is_none_or(|e| r.entity_id.as_deref() == Some(e))
-            })
-            .filter(|r| {
-                filter
-                    .path_prefix
-                    .as_deref()
-                    .is_none_or(|p| r.path.starts_with(p))
-            })
+            .filter(|r| filter.matches(r))
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()

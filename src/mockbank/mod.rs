@@ -18,6 +18,7 @@
 //! | GET | `/_mockbank/users` | test users: usernames, passwords, behaviours, accounts |
 //! | POST | `/_mockbank/link/connect` | `{customer_id or app_user_id, username, password, otp}` → entity |
 //! | POST | `/_mockbank/link/reconnect` | `{reconnect_id, otp}` → session restored, webhooks sent |
+//! | GET | `/_mockbank/entities` | linked entities, their test user and session state |
 //! | POST | `/_mockbank/entities/{entity_id}/expire` | "Expire session" |
 //! | GET | `/_mockbank/clock` | the Mockbank time |
 //! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
@@ -252,6 +253,14 @@ impl Mockbank {
     /// Where its webhooks go when configured (`mockbank.webhook_url`).
     pub fn webhook_url(&self) -> Option<Uri> {
         self.inner.settings.webhook_url.clone()
+    }
+}
+
+impl std::fmt::Debug for Mockbank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mockbank")
+            .field("users", &self.inner.users.len())
+            .finish_non_exhaustive()
     }
 }
 

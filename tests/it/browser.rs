@@ -4,11 +4,13 @@
 //! stopped with everything it started.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use leanproxy::body;
 use serde_json::{json, Value};
 
 /// Browser tests run one after another.
@@ -125,14 +127,38 @@ impl Browser {
             .expect("the new tab");
     }
 
+    /// Clicks `css`. The pages re-render a screen when a step's answer
+    /// arrives, and disable their fields while it is on its way: an element
+    /// found just before is gone or disabled, so it is found again, a few
+    /// times.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.expect("click");
+        let mut last = None;
+        for _ in 0..20 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cannot click {css}: {last:?}");
     }
 
+    /// Types `text` into the field `css`, replacing what it held (found
+    /// again as `click` does).
     pub async fn type_into(&self, css: &str, text: &str) {
-        let field = self.find(css).await;
-        field.clear().await.expect("clear");
-        field.send_keys(text).await.expect("type");
+        let mut last = None;
+        for _ in 0..20 {
+            let field = self.find(css).await;
+            match field.clear().await {
+                Ok(()) => match field.send_keys(text).await {
+                    Ok(()) => return,
+                    Err(e) => last = Some(e),
+                },
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cannot type into {css}: {last:?}");
     }
 
     /// Runs `script` in the page; its `return` value.
@@ -175,6 +201,46 @@ impl Drop for Browser {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A plain app page, served from its own origin: `/?script=URL` loads URL.
+pub async fn serve_site() -> SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let script = req
+                        .uri()
+                        .query()
+                        .and_then(|q| {
+                            form_urlencoded::parse(q.as_bytes())
+                                .find(|(k, _)| k == "script")
+                                .map(|(_, v)| v.into_owned())
+                        })
+                        .unwrap_or_default();
+                    let html = format!(
+                        "<!doctype html><html><head><meta charset=utf-8><title>An app</title></head>\
+                         <body><h1>An app on its own origin</h1><div id=\"lean-link\"></div>\
+                         <script>window.results = [];</script><script src=\"{script}\"></script></body></html>"
+                    );
+                    let mut r = hyper::Response::new(body::full(html));
+                    r.headers_mut()
+                        .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 /// chromedriver prints "… was started successfully on port N." when ready.

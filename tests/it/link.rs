@@ -12,7 +12,7 @@ use leanproxy::body;
 use leanproxy::mockbank::TestUser;
 use serde_json::{json, Value};
 
-use crate::browser::Browser;
+use crate::browser::{serve_site, Browser};
 use crate::support::{get, h1_client, send, Observed, Proxy};
 
 const APP_TOKEN: &str = "mockbank-app-token";
@@ -152,6 +152,22 @@ impl Rig {
         self.browser.click("#login button[type=submit]").await;
     }
 
+    /// The error a step left on the screen, once the screen shows it (so
+    /// the fields typed into next are the new screen's).
+    async fn error_shown(&self, containing: &str) -> String {
+        let text = self
+            .browser
+            .wait_for(
+                &format!("an error with {containing:?}"),
+                &format!(
+                    "const e = document.getElementById('error'); return e && e.textContent.includes({}) ? e.textContent : null;",
+                    serde_json::to_string(containing).unwrap()
+                ),
+            )
+            .await;
+        text.as_str().unwrap().to_string()
+    }
+
     async fn otp(&self, code: &str) {
         self.screen("OTP").await;
         self.browser.type_into("#otp", code).await;
@@ -201,46 +217,6 @@ impl Rig {
         self.browser.stop().await;
         self.proxy.shutdown().await;
     }
-}
-
-/// A plain app page, served from its own origin: `/?script=URL` loads URL.
-async fn serve_site() -> SocketAddr {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let script = req
-                        .uri()
-                        .query()
-                        .and_then(|q| {
-                            form_urlencoded::parse(q.as_bytes())
-                                .find(|(k, _)| k == "script")
-                                .map(|(_, v)| v.into_owned())
-                        })
-                        .unwrap_or_default();
-                    let html = format!(
-                        "<!doctype html><html><head><meta charset=utf-8><title>An app</title></head>\
-                         <body><h1>An app on its own origin</h1><div id=\"lean-link\"></div>\
-                         <script>window.results = [];</script><script src=\"{script}\"></script></body></html>"
-                    );
-                    let mut r = hyper::Response::new(body::full(html));
-                    r.headers_mut()
-                        .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
-                    Ok::<_, std::convert::Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// Every field of LinkSDK's callback object is there.
@@ -364,9 +340,7 @@ async fn the_accounts_chosen_are_the_accounts_shared() {
         input.click().await.unwrap();
     }
     rig.browser.click("#accounts button[type=submit]").await;
-    rig.screen("ACCOUNT_SELECTION").await;
-    let error = rig.browser.find("#error").await.text().await.unwrap();
-    assert!(error.contains("at least one account"), "{error}");
+    rig.error_shown("at least one account").await;
     // The first one only.
     rig.browser.click("input[name=account]").await;
     rig.browser.click("#accounts button[type=submit]").await;
@@ -467,12 +441,8 @@ async fn closing_on_each_screen_and_wrong_answers_reach_the_callback() {
         .click(&format!("button[data-bank={}]", user.bank.identifier))
         .await;
     rig.login(&user, "not-the-password").await;
-    rig.screen("LOGIN").await;
-    let error = rig.browser.find("#error").await.text().await.unwrap();
-    assert!(
-        error.contains("incorrect") && error.contains("2 attempts left"),
-        "{error}"
-    );
+    let error = rig.error_shown("2 attempts left").await;
+    assert!(error.contains("incorrect"), "{error}");
     rig.browser.click("button.close").await;
     let r = rig.callback().await;
     assert_eq!(
@@ -496,8 +466,11 @@ async fn closing_on_each_screen_and_wrong_answers_reach_the_callback() {
     rig.browser
         .click(&format!("button[data-bank={}]", user.bank.identifier))
         .await;
-    for _ in 0..3 {
+    for left in [2, 1, 0] {
         rig.login(&user, "wrong").await;
+        if left > 0 {
+            rig.error_shown(&format!("{left} attempts left")).await;
+        }
     }
     let r = rig.callback().await;
     assert_eq!(r["status"], "ERROR", "{r}");
@@ -513,9 +486,7 @@ async fn closing_on_each_screen_and_wrong_answers_reach_the_callback() {
         .await;
     rig.login(&user, &user.password).await;
     rig.otp("0000").await;
-    rig.screen("OTP").await;
-    let error = rig.browser.find("#error").await.text().await.unwrap();
-    assert!(error.contains("one-time code is incorrect"), "{error}");
+    rig.error_shown("one-time code is incorrect").await;
     rig.otp("1111").await;
     rig.screen("ACCOUNT_SELECTION").await;
     rig.browser.click("button.close").await;
@@ -530,8 +501,11 @@ async fn closing_on_each_screen_and_wrong_answers_reach_the_callback() {
         .click(&format!("button[data-bank={}]", user.bank.identifier))
         .await;
     rig.login(&user, &user.password).await;
-    for _ in 0..3 {
+    for left in [2, 1, 0] {
         rig.otp("9999").await;
+        if left > 0 {
+            rig.error_shown(&format!("{left} attempts left")).await;
+        }
     }
     let r = rig.callback().await;
     assert_eq!(
@@ -756,7 +730,7 @@ async fn reconnect_in_the_browser_resolves_the_proxys_registry() {
     let other = rig.user("multi_account_user");
     assert_eq!(other.bank.identifier, user.bank.identifier);
     rig.login(&other, &other.password).await;
-    rig.screen("LOGIN").await;
+    rig.error_shown("2 attempts left").await;
     rig.login(&user, &user.password).await;
     rig.otp("1111").await;
     rig.screen("SUCCESS").await;
@@ -849,7 +823,12 @@ async fn arabic_is_right_to_left_and_customization_applies_with_screenshots() {
             .await;
         rig.browser.click("[data-action=consent]").await;
         rig.login(&user, "wrong").await;
-        rig.browser.find("#error").await;
+        rig.error_shown(if language == "ar" {
+            "2"
+        } else {
+            "2 attempts left"
+        })
+        .await;
         rig.browser
             .screenshot(&format!("link-login-{language}"))
             .await;

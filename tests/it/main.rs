@@ -7,6 +7,7 @@ mod architecture;
 mod browser;
 mod conformance;
 mod credentials;
+mod dashboard;
 mod failures;
 mod faults;
 mod first_hour;

@@ -147,6 +147,10 @@ impl MockbankCore {
                 })))
             }
             ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
+            ["entities"] => {
+                allow(m, &[M::GET])?;
+                Ok(ok(json!({"entities": self.entities_overview()})))
+            }
             ["entities", entity, "expire"] => {
                 allow(m, &[M::POST])?;
                 let id = parse_uuid("entity_id", entity)?;
@@ -184,6 +188,39 @@ impl MockbankCore {
             }
             _ => Err(not_found_url(call.path)),
         }
+    }
+
+    /// Every linked entity with its test user and session state, for the
+    /// dashboard: `active`, `expired` (the next data call answers
+    /// `RECONNECT_REQUIRED`) or `reconnect_required` (with its reconnect id).
+    fn entities_overview(&self) -> Vec<Value> {
+        let now = self.clock.elapsed();
+        let state = self.lock();
+        state
+            .entity_order
+            .iter()
+            .filter_map(|id| state.entities.get(id))
+            .map(|e| {
+                let user = &self.users[e.user];
+                let session = match (
+                    &e.pending,
+                    State::session_expired(e, user.behaviour, now, self.timing),
+                ) {
+                    (Some(_), _) => "reconnect_required",
+                    (None, true) => "expired",
+                    (None, false) => "active",
+                };
+                json!({
+                    "entity_id": e.id,
+                    "customer_id": e.customer,
+                    "username": user.username,
+                    "bank_identifier": user.bank.identifier,
+                    "session": session,
+                    "reconnect_id": e.pending.as_ref().map(|p| p.reconnect_id),
+                    "idle_seconds": now.saturating_sub(e.last_activity).as_secs(),
+                })
+            })
+            .collect()
     }
 
     /// What the boilerplate page starts from: the built-in app token (not a

@@ -127,6 +127,9 @@
     $('otp-value').textContent = d.otp;
   });
   $('customer-id').value = sessionStorage.getItem('customer_id') || '';
+  // The dashboard links a pending reconnect here: /?reconnect_id=…
+  var asked = new URLSearchParams(window.location.search).get('reconnect_id');
+  if (asked) { $('reconnect-id').value = asked; }
   METHODS.forEach(function (m) {
     var b = document.createElement('button');
     b.type = 'button';
