@@ -10,7 +10,7 @@ use tower::Layer;
 use super::{invalid, mockbank_webhook_url, App, Error, Listeners, Target};
 use crate::admin::Admin;
 use crate::mockbank::Mockbank;
-use crate::proxy::Upstream;
+use crate::proxy::{Upstream, UpstreamSlots};
 use crate::server::{self, Serving};
 use crate::{route, stack};
 
@@ -166,7 +166,13 @@ impl Servers {
             webhooks: catcher,
             ..
         } = self.listeners;
-        let proxy = server::serve(proxy, stack, stopped(rx.clone()), serving("proxy"));
+        let proxy = server::serve_with(
+            proxy,
+            stack,
+            UpstreamSlots,
+            stopped(rx.clone()),
+            serving("proxy"),
+        );
         let admin = server::serve(admin_listener, admin, stopped(rx.clone()), serving("admin"));
         let catcher = server::serve(catcher, webhooks, stopped(rx.clone()), serving("webhooks"));
         let mockbank = async {

@@ -31,7 +31,7 @@ pub use error::failure_response;
 use error::request_body_response;
 pub use headers::{add_forwarded, remove_hop_by_hop};
 use pool::within;
-pub(crate) use pool::{DriveSlot, UpstreamSlot};
+pub use pool::{DriveSlot, UpstreamSlot, UpstreamSlots};
 pub use stall::UpstreamStalled;
 
 use crate::body::{self, Body};
@@ -435,7 +435,7 @@ impl UpstreamState {
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
-        let slot = client.map(|c| c.upstream_slot().clone());
+        let slot = client.and_then(|c| c.carried::<UpstreamSlot>());
         // Most calls (GETs) have no body and need no flag.
         if http_body::Body::is_end_stream(req.body()) {
             return Ok((req, slot, None));

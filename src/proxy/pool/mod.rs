@@ -54,7 +54,8 @@ use crate::sync::lock;
 
 mod slot;
 
-pub(crate) use slot::{within, DriveSlot, UpstreamSlot, Within};
+pub(crate) use slot::{within, Within};
+pub use slot::{DriveSlot, UpstreamSlot, UpstreamSlots};
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
