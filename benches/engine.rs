@@ -81,16 +81,18 @@ fn contend(registry: &ReconnectRegistry, ids: &[String], threads: usize, ops: u6
                 for n in 0..ops {
                     let i = (n as usize * 7919 + t * 104_729) % ENTITIES;
                     if n % 16 == 0 {
-                        registry.observe_reconnect(Sighting {
-                            entity_id: Some(ids[i].clone()),
-                            reconnect_id: format!("rc-{i}"),
-                            results_id: None,
-                            api: Api::V2,
-                            path: "/data/v2/accounts".into(),
-                            source: Source::Upstream,
-                        });
+                        registry
+                            .observe_reconnect(Sighting {
+                                entity_id: Some(ids[i].clone()),
+                                reconnect_id: format!("rc-{i}"),
+                                results_id: None,
+                                api: Api::V2,
+                                path: "/data/v2/accounts".into(),
+                                source: Source::Upstream,
+                            })
+                            .detach();
                     } else {
-                        registry.observe_call(&ids[i]);
+                        registry.observe_call(&ids[i]).detach();
                     }
                 }
             });
@@ -105,14 +107,16 @@ fn registry(c: &mut Criterion) {
     for threads in [1usize, 2, 4] {
         let registry = ReconnectRegistry::in_memory(1_000);
         for id in ids.iter().take(100) {
-            registry.observe_reconnect(Sighting {
-                entity_id: Some(id.clone()),
-                reconnect_id: format!("rc-{id}"),
-                results_id: None,
-                api: Api::V2,
-                path: "/data/v2/accounts".into(),
-                source: Source::Upstream,
-            });
+            registry
+                .observe_reconnect(Sighting {
+                    entity_id: Some(id.clone()),
+                    reconnect_id: format!("rc-{id}"),
+                    results_id: None,
+                    api: Api::V2,
+                    path: "/data/v2/accounts".into(),
+                    source: Source::Upstream,
+                })
+                .detach();
         }
         group.bench_function(BenchmarkId::new("mix_per_op", threads), |b| {
             b.iter_custom(|iters| {

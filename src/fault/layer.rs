@@ -252,7 +252,7 @@ impl FaultSettings {
         let path = req.uri().path().to_string();
 
         if let Some(e) = &entity {
-            if let Some(answer) = self.sticky_answer(e, &path) {
+            if let Some(answer) = self.sticky_answer(e, &path).await {
                 return Ok(answer);
             }
         }
@@ -303,9 +303,12 @@ impl FaultSettings {
     }
 
     /// The same synthetic reconnect again, while the registry has not resolved it.
-    fn sticky_answer(&self, entity: &str, path: &str) -> Option<Response<Body>> {
+    async fn sticky_answer(&self, entity: &str, path: &str) -> Option<Response<Body>> {
         let held = self.sticky.get(entity)?.clone();
-        let still_pending = self.registry.as_ref().is_none_or(|r| r.is_pending(entity));
+        let still_pending = match &self.registry {
+            Some(registry) => registry.is_pending(entity).await,
+            None => true,
+        };
         if !still_pending {
             self.sticky.remove(entity);
             tracing::info!(target: "leanproxy::fault", entity_id = entity, rule = %held.rule, "sticky reconnect fault ended: the registry resolved it");

@@ -32,6 +32,7 @@ pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
 pub use store::{Claim, Outcome, Page, RelayStatus, Store, WebhookRecord};
 pub use verify::{verify, Policy, Verdict};
 
+use crate::backend::Op;
 use crate::body::Body;
 use crate::events::Event;
 use crate::lean::{json_response, ErrorEnvelope, SIGNATURE_HEADER};
@@ -346,7 +347,7 @@ impl CatcherState {
     /// then it changes nothing, and its event id is forgotten.
     fn accept(
         &self,
-        stored: &store::Stored,
+        stored: &Arc<store::Stored>,
         record: &WebhookRecord,
         trusted: bool,
         relay: Option<&Relay>,
@@ -364,7 +365,7 @@ impl CatcherState {
                 claim.keep();
             }
             if trusted {
-                self.apply(stored, record);
+                self.apply(stored, record, relay.is_some());
             } else {
                 tracing::warn!(target: "leanproxy::webhooks", id = %record.id, kind = record.kind.as_deref().unwrap_or("unknown"), "webhook with an invalid signature: recorded and relayed, but it changes nothing");
             }
@@ -380,41 +381,52 @@ impl CatcherState {
         kept
     }
 
-    /// What a webhook means for the reconnect registry.
-    fn apply(&self, stored: &store::Stored, record: &WebhookRecord) {
-        match record.kind.as_deref() {
+    /// What a webhook means for the reconnect registry. `wait`: on the
+    /// blocking pool, where the registry's answer is waited for, so it is
+    /// applied before the relay's workers see the delivery; else it is
+    /// applied as the registry answers (at once, in memory).
+    fn apply(&self, stored: &Arc<store::Stored>, record: &WebhookRecord, wait: bool) {
+        let registry = self.registry.clone();
+        let resolved = match record.kind.as_deref() {
             Some("entity.reconnected") => {
-                let resolved = record
-                    .reconnect_id
-                    .as_deref()
-                    .and_then(|id| {
-                        self.registry.resolve_reconnect_id(
-                            id,
-                            record.entity_id.as_deref(),
-                            ResolvedBy::Webhook,
-                        )
+                let entity = record.entity_id.clone();
+                let by_id = match record.reconnect_id.as_deref() {
+                    Some(id) => registry.resolve_reconnect_id(
+                        id,
+                        record.entity_id.as_deref(),
+                        ResolvedBy::Webhook,
+                    ),
+                    None => Op::ready(None),
+                };
+                by_id
+                    .and_then(move |found| match (found, entity) {
+                        (Some(r), _) => Op::ready(Some(r)),
+                        (None, Some(e)) => registry.resolve_entity(&e, ResolvedBy::Webhook),
+                        (None, None) => Op::ready(None),
                     })
-                    .or_else(|| {
-                        record
-                            .entity_id
-                            .as_deref()
-                            .and_then(|e| self.registry.resolve_entity(e, ResolvedBy::Webhook))
-                    });
-                if let Some(r) = resolved {
-                    tracing::info!(target: "leanproxy::reconnect", entity_id = r.entity_id.as_deref().unwrap_or("unknown"), reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: entity.reconnected webhook");
-                    stored.update(|rec| rec.resolved_reconnect = Some(r.key()));
-                }
+                    .map(|resolved| {
+                        resolved.map(|r| {
+                            tracing::info!(target: "leanproxy::reconnect", entity_id = r.entity_id.as_deref().unwrap_or("unknown"), reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: entity.reconnected webhook");
+                            r.key()
+                        })
+                    })
             }
-            Some("results.ready") => {
-                if let Some(key) = record
-                    .results_id
-                    .as_deref()
-                    .and_then(|id| self.registry.mark_results_ready(id))
-                {
-                    stored.update(|rec| rec.resolved_reconnect = Some(key));
-                }
+            Some("results.ready") => match record.results_id.as_deref() {
+                Some(id) => registry.mark_results_ready(id),
+                None => return,
+            },
+            _ => return,
+        };
+        let stored = stored.clone();
+        let note = move |key: Option<String>| {
+            if let Some(key) = key {
+                stored.update(|rec| rec.resolved_reconnect = Some(key));
             }
-            _ => {}
+        };
+        if wait {
+            note(resolved.wait());
+        } else {
+            resolved.then(note);
         }
     }
 }
