@@ -498,6 +498,7 @@ mod tests {
                 history: 10,
             },
             crate::webhooks::Store::new(10, 1 << 20),
+            crate::webhooks::Claims::in_memory(40),
             None,
             registry.clone(),
             Telemetry::default(),

@@ -242,7 +242,8 @@ fn webhooks(
         w.claim_window,
         w.history * webhooks::Store::CLAIMS_PER_DELIVERY,
     )?;
-    let store = webhooks::Store::new(w.history, w.history_bytes).with_claims(claims, claimed);
+    let claims = webhooks::Claims::logged(claims, claimed);
+    let store = webhooks::Store::new(w.history, w.history_bytes);
     let relay = Relay::open(
         RelayConfig {
             targets: w.relay.clone(),
@@ -263,6 +264,7 @@ fn webhooks(
             history: w.history,
         },
         store,
+        claims,
         Some(relay.clone()),
         registry.clone(),
         telemetry.clone(),

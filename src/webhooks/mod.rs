@@ -14,6 +14,8 @@
 //! results id it names.
 
 mod claims;
+#[cfg(test)]
+mod claims_contract;
 mod relay;
 mod store;
 mod verify;
@@ -27,9 +29,9 @@ use std::task::{Context, Poll};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-pub use claims::ClaimLog;
+pub use claims::{Claim, ClaimLog, Claims};
 pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
-pub use store::{Claim, Outcome, Page, RelayStatus, Store, WebhookRecord};
+pub use store::{Outcome, Page, RelayStatus, Store, WebhookRecord};
 pub use verify::{verify, Policy, Verdict};
 
 use crate::backend::Op;
@@ -62,6 +64,7 @@ pub struct Webhooks {
 struct CatcherState {
     config: WebhookConfig,
     store: Store,
+    claims: Claims,
     /// Only when it has targets.
     relay: Option<Relay>,
     registry: ReconnectRegistry,
@@ -78,11 +81,13 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// The catcher; `relay` forwards accepted webhooks when given (and it has
+    /// The catcher; `claims` tells first deliveries of an event id from
+    /// duplicates; `relay` forwards accepted webhooks when given (and it has
     /// targets); deliveries are published to `telemetry`'s events and metrics.
     pub fn new(
         config: WebhookConfig,
         store: Store,
+        claims: Claims,
         relay: Option<Relay>,
         registry: ReconnectRegistry,
         telemetry: Telemetry,
@@ -91,6 +96,7 @@ impl Webhooks {
             inner: Arc::new(CatcherState {
                 config,
                 store,
+                claims,
                 relay: relay.filter(Relay::has_targets),
                 registry,
                 telemetry,
@@ -170,50 +176,7 @@ pub enum ReplayError {
     Truncated,
 }
 
-/// A first delivery's claim on its event id, settled when dropped: kept once
-/// [`Settle::keep`] said so, else forgotten, for Lean's retry.
-struct Settle {
-    store: Store,
-    event_id: String,
-    kept: bool,
-}
-
-impl Settle {
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for Settle {
-    fn drop(&mut self) {
-        self.store.settle(&self.event_id, self.kept);
-    }
-}
-
 impl CatcherState {
-    /// Claims `event_id` for a delivery: its claim when it is the first, `None`
-    /// when it is a duplicate. A delivery whose first is still being queued
-    /// waits for it, so Lean is never told a copy arrived while the original
-    /// is then lost.
-    async fn claim(&self, event_id: &str) -> Option<Settle> {
-        loop {
-            let settled = self.store.settled();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            match self.store.claim(event_id) {
-                Claim::First => {
-                    return Some(Settle {
-                        store: self.store.clone(),
-                        event_id: event_id.to_string(),
-                        kept: false,
-                    })
-                }
-                Claim::Seen => return None,
-                Claim::Settling => settled.await,
-            }
-        }
-    }
-
     async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
         if req.method() != Method::POST {
             let mut r =
@@ -274,7 +237,7 @@ impl CatcherState {
         let mut claim = None;
         let mut duplicate = false;
         if let Some(event_id) = record.event_id.as_deref().filter(|_| !rejected && trusted) {
-            claim = self.claim(event_id).await;
+            claim = self.claims.claim(event_id).await;
             duplicate = claim.is_none();
         }
         let outcome = if rejected {
@@ -351,7 +314,7 @@ impl CatcherState {
         record: &WebhookRecord,
         trusted: bool,
         relay: Option<&Relay>,
-        claim: Option<Settle>,
+        claim: Option<claims::Settle>,
     ) -> bool {
         let mut kept = false;
         let settle = |queued: bool| {
