@@ -222,7 +222,7 @@ impl Admin {
             }
             Endpoint::DeadLetters => json_response(
                 StatusCode::OK,
-                &json!({"dead": self.inner.webhooks.dead_letters()}),
+                &json!({"dead": self.inner.webhooks.dead_letters().await}),
             ),
             Endpoint::Webhook(id) => match self.inner.webhooks.record(&id) {
                 Some(record) => json_response(StatusCode::OK, &record),

@@ -148,12 +148,11 @@ impl Webhooks {
     }
 
     /// Relay deliveries set aside (dead letters), oldest first.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner
-            .relay
-            .as_ref()
-            .map(Relay::dead_letters)
-            .unwrap_or_default()
+    pub fn dead_letters(&self) -> Op<Vec<DeadLetter>> {
+        match &self.inner.relay {
+            Some(relay) => relay.dead_letters(),
+            None => Op::ready(Vec::new()),
+        }
     }
 
     /// Queues a dead letter again for its target (see [`Relay::replay_dead`]).
