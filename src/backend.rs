@@ -91,6 +91,23 @@ impl<T> Op<T> {
         }
     }
 
+    /// The outcomes of `ops`, in order: ready at once when all of them are.
+    pub fn all(ops: Vec<Op<T>>) -> Op<Vec<T>>
+    where
+        T: Send + 'static,
+    {
+        if ops.iter().all(Op::is_ready) {
+            return Op::ready(ops.into_iter().filter_map(|op| op.now().ok()).collect());
+        }
+        Op::later(async move {
+            let mut outcomes = Vec::with_capacity(ops.len());
+            for op in ops {
+                outcomes.push(op.await);
+            }
+            outcomes
+        })
+    }
+
     /// Runs `f` with the outcome: here and now when it is known, else in a
     /// task of its own once it is (on the current tokio runtime; without one
     /// the operation is dropped, and said so).
@@ -145,20 +162,21 @@ impl<T> Future for Op<T> {
     }
 }
 
-/// In tests: the outcome of an operation of a memory backend, which is
-/// always known at once.
+/// In tests: the outcome of an operation of a memory backend (an [`Op`], or
+/// a future made of them), which is always known at once.
 #[cfg(test)]
 pub(crate) trait AtOnce<T> {
-    /// The outcome; panics when it is not known now.
+    /// The outcome; panics when it is not known at the first poll.
     fn at_once(self) -> T;
 }
 
 #[cfg(test)]
-impl<T> AtOnce<T> for Op<T> {
-    fn at_once(self) -> T {
-        match self.now() {
-            Ok(value) => value,
-            Err(_) => panic!("a memory backend answers at once"),
+impl<F: Future> AtOnce<F::Output> for F {
+    fn at_once(self) -> F::Output {
+        let future = std::pin::pin!(self);
+        match future.poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(value) => value,
+            Poll::Pending => panic!("a memory backend answers at once"),
         }
     }
 }
@@ -177,6 +195,9 @@ mod tests {
         let s = seen.clone();
         op.then(move |n| s.store(n, Ordering::Relaxed));
         assert_eq!(seen.load(Ordering::Relaxed), 20, "no runtime was needed");
+        let all = Op::all(vec![Op::ready(1), Op::ready(2)]);
+        assert!(all.is_ready());
+        assert_eq!(all.at_once(), [1, 2]);
     }
 
     #[tokio::test]

@@ -206,14 +206,14 @@ impl Admin {
             Endpoint::ResolveReconnect(key) => self.resolve_reconnect(&key).await,
             Endpoint::Tokens => self.token_info(),
             Endpoint::ForgetTokens => self.forget_token(),
-            Endpoint::Faults => self.list_faults(),
+            Endpoint::Faults => self.list_faults().await,
             Endpoint::MissingFaultId => {
                 ErrorEnvelope::new("INVALID_PARAMETERS", "a fault rule id is required")
                     .into_response(StatusCode::BAD_REQUEST)
             }
             Endpoint::ClearFaults => self.clear_faults(),
             Endpoint::RemoveFault(id) => self.remove_fault(&id),
-            Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused),
+            Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused).await,
             Endpoint::Request(id) => self.request(&id),
             Endpoint::Events => self.events(),
             Endpoint::Metrics => {
