@@ -61,17 +61,12 @@ impl App {
         if !proxy_addr.ip().is_loopback() && credentials.adds_any() {
             tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
         }
-        let (layer, source) = credentials.layer("auth", &base, &tls)?;
+        let (layer, source) = credentials.layer(&base, &tls)?;
         // In front of the embedded Mockbank its client credentials are known:
         // customer tokens (`leanproxy token customer`) work with nothing set.
         let tokens = match (source, &mockbank) {
             (Some(source), _) => Some(source),
-            (None, Some((mockbank, _))) => {
-                credentials
-                    .or_mockbank(mockbank)
-                    .layer("mockbank", &base, &tls)?
-                    .1
-            }
+            (None, Some((mockbank, _))) => credentials.or_mockbank(mockbank).layer(&base, &tls)?.1,
             (None, None) => None,
         };
         upstream.base = base;
