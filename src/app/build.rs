@@ -130,11 +130,11 @@ impl App {
         let faults = faults(settings, &registry, &telemetry)?;
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
-        let upstream = |base: Uri| upstream_config(settings, base, &metrics);
-        let (routes, route_tokens) = routes(settings, &tls, upstream)?;
+        let upstream = upstream_config(settings, &metrics);
+        let (routes, route_tokens) = routes(settings, &tls, &upstream)?;
         Ok(Self {
             target,
-            upstream: upstream_config(settings, Uri::default(), &metrics),
+            upstream,
             credentials,
             tls,
             admin_token: settings.admin.token.clone(),
@@ -282,11 +282,10 @@ fn faults(
         .with_telemetry(telemetry.clone()))
 }
 
-/// How connections to an upstream at `base` behave.
-fn upstream_config(settings: &Settings, base: Uri, metrics: &Metrics) -> UpstreamConfig {
+/// How connections to an upstream behave.
+fn upstream_config(settings: &Settings, metrics: &Metrics) -> UpstreamConfig {
     let p = &settings.proxy;
     UpstreamConfig {
-        base,
         connect_timeout: p.connect_timeout,
         response_timeout: p.response_timeout,
         pool_idle_timeout: p.pool_idle_timeout,
@@ -302,7 +301,7 @@ fn upstream_config(settings: &Settings, base: Uri, metrics: &Metrics) -> Upstrea
 fn routes(
     settings: &Settings,
     tls: &rustls::ClientConfig,
-    upstream: impl Fn(Uri) -> UpstreamConfig,
+    upstream: &UpstreamConfig,
 ) -> Result<(Vec<(RouteMatch, TargetService)>, Vec<(String, TokenSource)>), Error> {
     let mut targets = Vec::new();
     let mut tokens = Vec::new();
@@ -320,7 +319,11 @@ fn routes(
             tokens.push((route.name.clone(), source));
         }
         tracing::info!(route = %route.name, upstream = %route.upstream, matcher = ?route.matcher, "route");
-        let service = layer.layer(Upstream::new(upstream(route.upstream.clone()), tls.clone()));
+        let service = layer.layer(Upstream::new(
+            route.upstream.clone(),
+            upstream.clone(),
+            tls.clone(),
+        ));
         targets.push((route.matcher.clone(), service));
     }
     Ok((targets, tokens))

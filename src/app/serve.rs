@@ -25,7 +25,7 @@ impl App {
     ) -> Result<(), Error> {
         let App {
             target,
-            mut upstream,
+            upstream,
             credentials,
             tls,
             admin_token,
@@ -69,9 +69,8 @@ impl App {
             (None, Some((mockbank, _))) => credentials.or_mockbank(mockbank).layer(&base, &tls)?.1,
             (None, None) => None,
         };
-        upstream.base = base;
         let stack = stack::proxy_stack(
-            route::Router::new(layer.layer(Upstream::new(upstream, tls)), routes),
+            route::Router::new(layer.layer(Upstream::new(base, upstream, tls)), routes),
             reconnect.clone(),
             faults.clone(),
             telemetry.clone(),

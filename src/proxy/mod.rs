@@ -72,11 +72,10 @@ fn head_size(parts: &http::response::Parts) -> usize {
         })
 }
 
-/// How to reach the upstream.
+/// How connections to an upstream behave; where it is, its base URL, is
+/// given to [`Upstream::new`] beside it.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// Base URL; a path prefix is kept in front of every request path.
-    pub base: Uri,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Time to the response head (includes connecting).
@@ -130,15 +129,17 @@ struct UpstreamState {
 }
 
 impl Upstream {
-    /// Builds the way to the upstream: HTTP/1 connections kept by app
-    /// connections for `http`, a pooled client over rustls for `https` (with
-    /// `tls`; ALPN offers h2 and http/1.1).
-    pub fn new(config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
+    /// Builds the way to the upstream at `base` (a path prefix in it is kept
+    /// in front of every request path), its connections behaving as `config`
+    /// says: HTTP/1 connections kept by app connections for `http`, a pooled
+    /// client over rustls for `https` (with `tls`; ALPN offers h2 and
+    /// http/1.1).
+    pub fn new(base: Uri, config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
-        let base = &config.base;
+        let base = &base;
         let plain = base.scheme() != Some(&Scheme::HTTPS);
         let kept = match (plain, base.authority(), host_header(base)) {
             (true, Some(authority), Some(host)) => Uri::builder()
