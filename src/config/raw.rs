@@ -116,10 +116,10 @@ impl Default for RawProxy {
             // usual soft limit of open files is 1,024, so past about 500
             // connections accepting fails anyway until it is raised.
             max_connections: 10_000,
-            // One, like nginx's own default: on a 2-core machine shared with
-            // the app and its upstream, a second thread cost more CPU per
-            // request and lowered the rate at 1 KiB (benches/README.md, sixth
-            // round); 0 asks for one per CPU.
+            // One, like nginx's own default: on a small machine shared with
+            // the app and its upstream, a second thread costs more CPU per
+            // request (wake-ups, cross-thread frees) than it gives
+            // (benches/README.md); 0 asks for one per CPU.
             workers: 1,
             data_dir: None,
         }

@@ -395,9 +395,9 @@ fn connection_builder() -> Arc<auto::Builder<TokioExecutor>> {
         .http1()
         .timer(TokioTimer::new())
         .max_buf_size(CONNECTION_BUFFER)
-        // Quiet connections are closed by `Graceful`, once per connection:
-        // hyper's header timer is a boxed timer set and dropped for every
-        // request head (about 2 % of an exchange in callgrind).
+        // Quiet connections are closed by `Graceful`, with one timer per
+        // connection: hyper's header timer is a boxed timer set and dropped
+        // for every request head.
         .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     Arc::new(builder)
@@ -432,9 +432,9 @@ async fn drain(
 ///
 /// The connection keeps its own copy of the stack and calls it in place;
 /// hyper calls `call` (through `&self`) from the connection's task only,
-/// one call at a time, so a `RefCell` does: no lock per request. A clone of
-/// the whole stack per request, driven by `oneshot`, cost about a thousand
-/// instructions per exchange (callgrind).
+/// one call at a time, so a `RefCell` does: no lock per request, and no
+/// clone of the whole stack per request (which `oneshot` would need: every
+/// layer's handles cloned and dropped for each exchange).
 struct ConnService<S> {
     inner: RefCell<S>,
     peer: ClientAddr,
@@ -662,9 +662,8 @@ pin_project_lite::pin_project! {
     ///
     /// Instead of `hyper_util`'s `GracefulShutdown::watch`, which polls the
     /// shutdown signal at every turn of the connection (a lock in tokio's
-    /// `Notify`, three to four turns per exchange: about 1 % of an exchange
-    /// in callgrind), the signal here is polled with a waker of its own, and
-    /// polled again only once that waker fired.
+    /// `Notify`, several turns per exchange), the signal here is polled with
+    /// a waker of its own, and polled again only once that waker fired.
     struct Graceful<C, F> {
         #[pin]
         conn: C,

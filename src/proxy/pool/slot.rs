@@ -182,8 +182,9 @@ impl<F: Future> Future for DriveSlot<F> {
 ///
 /// The timer is the app connection's, from `slot`, kept between requests:
 /// left at an earlier request's due time, it is moved on to this one's only
-/// when it fires. A timer of its own per request (`tokio::time::timeout`)
-/// cost a timer-wheel insertion and removal per exchange (callgrind). A
+/// when it fires, where a timer of its own per request
+/// (`tokio::time::timeout`) would be a timer-wheel insertion and removal per
+/// exchange. A
 /// request that finds the timer lent out (HTTP/2 streams of one app
 /// connection) or has no slot gets a timer of its own.
 pub(crate) fn within<F: Future>(
