@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
-use leanproxy::auth::{AppTokenLayer, TokenPolicy};
+use leanproxy::auth::{AppTokenLayer, AppTokenValue, TokenPolicy};
 use leanproxy::body::{self, Body};
 use leanproxy::log::{RequestLogLayer, Telemetry};
 use leanproxy::reconnect::{ReconnectLayer, DEFAULT_INSPECT_LIMIT};
@@ -47,8 +47,10 @@ fn stack(c: &mut Criterion) {
             Ok::<_, Infallible>(r)
         }
     });
-    let token = AppTokenLayer::new("2c9a80897169b1dd01716a0339e30003", TokenPolicy::Override)
-        .expect("valid token");
+    let token = AppTokenLayer::new(
+        AppTokenValue::new("2c9a80897169b1dd01716a0339e30003").expect("a header value"),
+        TokenPolicy::Override,
+    );
     let (reconnect, _registry) = ReconnectLayer::pair(DEFAULT_INSPECT_LIMIT);
     let bare = reconnect.layer(token.layer(origin.clone()));
     let logged = RequestLogLayer::new(Telemetry::default()).layer(

@@ -45,6 +45,7 @@
 pub mod admin;
 mod app;
 pub mod auth;
+pub mod backend;
 pub mod body;
 pub mod cli;
 pub mod client;

@@ -91,8 +91,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 thread_local! {
     /// The `leanproxy_requests_total` series this thread counted last, with
     /// its metrics' id and labels. Exchanges mostly repeat the labels of the
-    /// one before; finding a series in its family takes a lock and hashes
-    /// the labels (SipHash), several hundred instructions (callgrind).
+    /// one before, and finding a series in its family takes a lock and
+    /// hashes the labels (SipHash) each time.
     static LAST_SERIES: RefCell<Option<(u64, RequestLabels, Counter)>> = const { RefCell::new(None) };
 }
 

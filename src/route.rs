@@ -32,8 +32,8 @@ pub struct RouteTarget(pub usize);
 /// Sends each request to its [`RouteTarget`]'s service, else to the default.
 ///
 /// It owns its targets (a clone of the router clones each), so that a call
-/// goes straight to the target: a clone of the target per request, driven by
-/// `oneshot`, cost a few hundred instructions per exchange.
+/// goes straight to the target, with no clone of the target per request
+/// (which `oneshot` would need).
 ///
 /// `tower::steer::Steer` routes the same way; it is not used because it keeps
 /// a queue of the targets to poll again (a push and a pop per request, and a

@@ -44,14 +44,14 @@ fn placement(query: Option<&str>) -> Result<Placement, String> {
 }
 
 impl Admin {
-    pub(super) fn list_faults(&self) -> Response<Body> {
+    pub(super) async fn list_faults(&self) -> Response<Body> {
         let rules = &self.inner.faults;
         json_response(
             StatusCode::OK,
             &FaultList {
                 seed: rules.seed(),
                 allowed: rules.refusal().is_none(),
-                faults: rules.list(),
+                faults: rules.list().await,
             },
         )
     }
@@ -118,7 +118,7 @@ impl Admin {
         match self.inner.faults.add_at(rule, placement) {
             Ok(()) => {
                 tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule added");
-                let view = self.inner.faults.get(&id);
+                let view = self.inner.faults.get(&id).await;
                 json_response(StatusCode::CREATED, &view)
             }
             Err(e) => ErrorEnvelope::new("INVALID_PARAMETERS", e.to_string())
@@ -132,13 +132,13 @@ impl Admin {
     }
 
     /// `POST /api/faults/{id}/pause` and `/resume`.
-    pub(super) fn pause_fault(&self, id: &str, paused: bool) -> Response<Body> {
+    pub(super) async fn pause_fault(&self, id: &str, paused: bool) -> Response<Body> {
         if !self.inner.faults.set_paused(id, paused) {
             return unknown_fault(id);
         }
         let word = if paused { "paused" } else { "resumed" };
         tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule {word}");
-        json_response(StatusCode::OK, &self.inner.faults.get(id))
+        json_response(StatusCode::OK, &self.inner.faults.get(id).await)
     }
 
     pub(super) fn remove_fault(&self, id: &str) -> Response<Body> {

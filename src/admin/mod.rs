@@ -206,10 +206,10 @@ impl Admin {
             }
         }
         match endpoint.runs() {
-            Runs::Head => self.answer(endpoint, &req),
+            Runs::Head => self.answer(endpoint, req.uri()).await,
             Runs::Blocking => {
                 let admin = self.clone();
-                off_thread(move || admin.answer(endpoint, &req)).await
+                off_thread(move || admin.answer_blocking(endpoint, &req)).await
             }
             Runs::ReadsJson => match (require_json(req.headers()), endpoint) {
                 (Some(refused), _) => refused,
@@ -225,70 +225,92 @@ impl Admin {
     }
 
     /// The answer of an endpoint made from the request head (the guard and
-    /// the token were checked).
-    fn answer(&self, endpoint: Endpoint, req: &Request<Body>) -> Response<Body> {
-        let query = req.uri().query();
+    /// the token were checked), on the runtime's thread: what it waits for is
+    /// a state backend's answer (at once, in memory).
+    async fn answer(&self, endpoint: Endpoint, uri: &http::Uri) -> Response<Body> {
+        let query = uri.query();
         match endpoint {
             Endpoint::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            Endpoint::Reconnects => self.reconnects(query),
-            Endpoint::Reconnect(key) => match self.inner.registry.get(&key) {
+            Endpoint::Reconnects => self.reconnects(query).await,
+            Endpoint::Reconnect(key) => match self.inner.registry.get(&key).await {
                 Some(record) => json_response(StatusCode::OK, &record),
                 None => not_found(&key),
             },
-            Endpoint::ResolveReconnect(key) => {
-                match self.inner.registry.resolve_entity(&key, ResolvedBy::Admin) {
-                    Some(record) => {
-                        tracing::info!(target: "leanproxy::reconnect", key, reconnect_id = %record.reconnect_id, "reconnect resolved by admin");
-                        json_response(StatusCode::OK, &record)
-                    }
-                    None if self.inner.registry.get(&key).is_some() => ErrorEnvelope::new(
-                        "NOT_PENDING",
-                        format!("the reconnect of {key} is already resolved"),
-                    )
-                    .into_response(StatusCode::CONFLICT),
-                    None => not_found(&key),
-                }
-            }
+            Endpoint::ResolveReconnect(key) => self.resolve_reconnect(&key).await,
             Endpoint::Tokens => self.token_info(),
             Endpoint::ForgetTokens => self.forget_token(),
-            Endpoint::Faults => self.list_faults(),
+            Endpoint::Faults => self.list_faults().await,
             Endpoint::MissingFaultId => {
                 ErrorEnvelope::new("INVALID_PARAMETERS", "a fault rule id is required")
                     .into_response(StatusCode::BAD_REQUEST)
             }
             Endpoint::ClearFaults => self.clear_faults(),
             Endpoint::RemoveFault(id) => self.remove_fault(&id),
-            Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused),
-            Endpoint::Requests => self.requests(query),
-            Endpoint::Har => self.har(query),
+            Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused).await,
             Endpoint::Request(id) => self.request(&id),
             Endpoint::Events => self.events(),
-            Endpoint::Metrics => self.metrics(),
-            Endpoint::Webhooks => self.webhooks(query),
+            Endpoint::Metrics => {
+                let pending = self.inner.registry.pending_count().await;
+                self.metrics(pending)
+            }
             Endpoint::DeadLetters => json_response(
                 StatusCode::OK,
-                &json!({"dead": self.inner.webhooks.dead_letters()}),
+                &json!({"dead": self.inner.webhooks.dead_letters().await}),
             ),
-            Endpoint::ReplayDead(id) => self.replay_dead(&id),
             Endpoint::Webhook(id) => match self.inner.webhooks.record(&id) {
                 Some(record) => json_response(StatusCode::OK, &record),
                 None => unknown_webhook(&id),
             },
-            Endpoint::ReplayWebhook(id) => self.replay(&id),
-            // Read after the head: answered by `route`.
             Endpoint::Dashboard => dashboard::page(),
             Endpoint::UiAsset(file) => dashboard::asset(&file),
             Endpoint::Info => self.info(),
-            Endpoint::AddFault
+            // Made on the blocking pool, or read after the head: answered
+            // by `route`.
+            Endpoint::Requests
+            | Endpoint::Har
+            | Endpoint::Webhooks
+            | Endpoint::ReplayWebhook(_)
+            | Endpoint::ReplayDead(_)
+            | Endpoint::AddFault
             | Endpoint::CustomerToken
             | Endpoint::ReplayRequest(_)
             | Endpoint::Mockbank(_) => method_not_allowed(),
             Endpoint::MethodNotAllowed => method_not_allowed(),
             Endpoint::NotFound => ErrorEnvelope::new(
                 "INVALID_URL",
-                format!("no admin endpoint at {}", req.uri().path()),
+                format!("no admin endpoint at {}", uri.path()),
             )
             .into_response(StatusCode::NOT_FOUND),
+        }
+    }
+
+    /// The answer of an endpoint made on the blocking pool ([`Runs::Blocking`]).
+    fn answer_blocking(&self, endpoint: Endpoint, req: &Request<Body>) -> Response<Body> {
+        let query = req.uri().query();
+        match endpoint {
+            Endpoint::Requests => self.requests(query),
+            Endpoint::Har => self.har(query),
+            Endpoint::Webhooks => self.webhooks(query),
+            Endpoint::ReplayDead(id) => self.replay_dead(&id),
+            Endpoint::ReplayWebhook(id) => self.replay(&id),
+            // Made on the runtime's thread: answered by `answer`.
+            _ => method_not_allowed(),
+        }
+    }
+
+    async fn resolve_reconnect(&self, key: &str) -> Response<Body> {
+        let registry = &self.inner.registry;
+        match registry.resolve_entity(key, ResolvedBy::Admin).await {
+            Some(record) => {
+                tracing::info!(target: "leanproxy::reconnect", key, reconnect_id = %record.reconnect_id, "reconnect resolved by admin");
+                json_response(StatusCode::OK, &record)
+            }
+            None if registry.get(key).await.is_some() => ErrorEnvelope::new(
+                "NOT_PENDING",
+                format!("the reconnect of {key} is already resolved"),
+            )
+            .into_response(StatusCode::CONFLICT),
+            None => not_found(key),
         }
     }
 
@@ -391,7 +413,7 @@ impl Admin {
         )
     }
 
-    fn reconnects(&self, query: Option<&str>) -> Response<Body> {
+    async fn reconnects(&self, query: Option<&str>) -> Response<Body> {
         let mut state = None;
         let mut entity = None;
         for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -424,11 +446,16 @@ impl Admin {
                     .as_deref()
                     .is_none_or(|e| r.entity_id.as_deref() == Some(e))
         };
-        let reconnects: Vec<Record> = registry.list().into_iter().filter(|r| keep(r)).collect();
+        let reconnects: Vec<Record> = registry
+            .list()
+            .await
+            .into_iter()
+            .filter(|r| keep(r))
+            .collect();
         json_response(
             StatusCode::OK,
             &ReconnectList {
-                pending: registry.pending_count(),
+                pending: registry.pending_count().await,
                 stats: registry.stats(),
                 reconnects,
             },
@@ -496,6 +523,7 @@ impl tower::Service<Request<Body>> for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::AtOnce;
     use http::Method;
     use tower::ServiceExt;
 
@@ -508,6 +536,7 @@ mod tests {
                 history: 10,
             },
             crate::webhooks::Store::new(10, 1 << 20),
+            crate::webhooks::Claims::in_memory(40),
             None,
             registry.clone(),
             Telemetry::default(),
@@ -580,14 +609,16 @@ mod tests {
     async fn reconnects_can_be_listed_filtered_and_resolved() {
         use crate::reconnect::{Api, Sighting, Source};
         let registry = ReconnectRegistry::in_memory(10);
-        registry.observe_reconnect(Sighting {
-            entity_id: Some("e-1".into()),
-            reconnect_id: "r-1".into(),
-            results_id: None,
-            api: Api::V1,
-            path: "/data/v1/accounts".into(),
-            source: Source::Upstream,
-        });
+        registry
+            .observe_reconnect(Sighting {
+                entity_id: Some("e-1".into()),
+                reconnect_id: "r-1".into(),
+                results_id: None,
+                api: Api::V1,
+                path: "/data/v1/accounts".into(),
+                source: Source::Upstream,
+            })
+            .at_once();
         let admin = admin(None, registry.clone());
         let call = |method: Method, path: &str| {
             let admin = admin.clone();

@@ -133,9 +133,10 @@ impl Admin {
         r
     }
 
-    pub(super) fn metrics(&self) -> Response<Body> {
+    /// The metrics, with `pending` reconnects.
+    pub(super) fn metrics(&self, pending: usize) -> Response<Body> {
         let metrics = self.inner.telemetry.metrics();
-        metrics.set_reconnects_pending(self.inner.registry.pending_count());
+        metrics.set_reconnects_pending(pending);
         let mut r = Response::new(body::full(metrics.encode()));
         r.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -8,7 +8,9 @@ use tower::Layer;
 
 use super::{invalid, App, Error, Target};
 use crate::admin::Guard;
-use crate::auth::{AppTokenLayer, CredentialsLayer, TokenConfig, TokenPolicy, TokenSource};
+use crate::auth::{
+    AppTokenLayer, AppTokenValue, CredentialsLayer, TokenConfig, TokenPolicy, TokenSource,
+};
 use crate::config::{RouteMatch, Settings};
 use crate::events::{Event, Events};
 use crate::fault::{FaultLayer, FaultRules};
@@ -27,7 +29,7 @@ use crate::webhooks::{self, Relay, RelayConfig, WebhookConfig, Webhooks};
 /// for each route.
 #[derive(Clone)]
 pub(super) struct Credentials {
-    app_token: Option<Secret>,
+    app_token: Option<AppTokenValue>,
     client: Option<(String, Secret)>,
     /// `None`: the target serves its own (the Mockbank), at `/oauth2/token`.
     token_url: Option<Uri>,
@@ -41,21 +43,12 @@ impl Credentials {
     /// when it has client credentials.
     pub(super) fn layer(
         &self,
-        key: &str,
         base: &Uri,
         tls: &rustls::ClientConfig,
     ) -> Result<(CredentialsLayer, Option<TokenSource>), Error> {
         let mut layer = CredentialsLayer::new();
         if let Some(token) = &self.app_token {
-            // Validated as a header value by `config`; said again here, so a
-            // library caller with hand-made settings learns which key.
-            let app_token = AppTokenLayer::new(token.expose(), self.policy).map_err(|_| {
-                invalid(
-                    format!("{key}.app_token"),
-                    "contains characters not allowed in a header value",
-                )
-            })?;
-            layer = layer.app_token(app_token);
+            layer = layer.app_token(AppTokenLayer::new(token.clone(), self.policy));
         }
         let source = match &self.client {
             Some((client_id, client_secret)) => {
@@ -137,11 +130,11 @@ impl App {
         let faults = faults(settings, &registry, &telemetry)?;
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
-        let upstream = |base: Uri| upstream_config(settings, base, &metrics);
-        let (routes, route_tokens) = routes(settings, &tls, upstream)?;
+        let upstream = upstream_config(settings, &metrics);
+        let (routes, route_tokens) = routes(settings, &tls, &upstream)?;
         Ok(Self {
             target,
-            upstream: upstream_config(settings, Uri::default(), &metrics),
+            upstream,
             credentials,
             tls,
             admin_token: settings.admin.token.clone(),
@@ -174,7 +167,7 @@ fn target(settings: &Settings, guard: &Guard) -> Result<Target, Error> {
     let clock = Clock::new(chrono::Utc::now(), settings.mockbank.time_scale);
     let mut mockbank = settings.mockbank.clone();
     if let Some(token) = &settings.auth.app_token {
-        mockbank.app_token = token.clone();
+        mockbank.app_token = token.secret();
     }
     let mockbank = Mockbank::new(mockbank, clock)?.with_guard(guard.clone());
     Ok(Target::Mockbank(Box::new(mockbank)))
@@ -185,7 +178,7 @@ fn target(settings: &Settings, guard: &Guard) -> Result<Target, Error> {
 fn default_credentials(settings: &Settings, target: &Target) -> Credentials {
     let auth = &settings.auth;
     let app_token = auth.app_token.clone().or_else(|| match target {
-        Target::Mockbank(_) => Some(settings.mockbank.app_token.clone()),
+        Target::Mockbank(_) => auth.mockbank_app_token.clone(),
         Target::Url(_) => None,
     });
     Credentials {
@@ -242,7 +235,8 @@ fn webhooks(
         w.claim_window,
         w.history * webhooks::Store::CLAIMS_PER_DELIVERY,
     )?;
-    let store = webhooks::Store::new(w.history, w.history_bytes).with_claims(claims, claimed);
+    let claims = webhooks::Claims::logged(claims, claimed);
+    let store = webhooks::Store::new(w.history, w.history_bytes);
     let relay = Relay::open(
         RelayConfig {
             targets: w.relay.clone(),
@@ -263,6 +257,7 @@ fn webhooks(
             history: w.history,
         },
         store,
+        claims,
         Some(relay.clone()),
         registry.clone(),
         telemetry.clone(),
@@ -287,11 +282,10 @@ fn faults(
         .with_telemetry(telemetry.clone()))
 }
 
-/// How connections to an upstream at `base` behave.
-fn upstream_config(settings: &Settings, base: Uri, metrics: &Metrics) -> UpstreamConfig {
+/// How connections to an upstream behave.
+fn upstream_config(settings: &Settings, metrics: &Metrics) -> UpstreamConfig {
     let p = &settings.proxy;
     UpstreamConfig {
-        base,
         connect_timeout: p.connect_timeout,
         response_timeout: p.response_timeout,
         pool_idle_timeout: p.pool_idle_timeout,
@@ -307,11 +301,11 @@ fn upstream_config(settings: &Settings, base: Uri, metrics: &Metrics) -> Upstrea
 fn routes(
     settings: &Settings,
     tls: &rustls::ClientConfig,
-    upstream: impl Fn(Uri) -> UpstreamConfig,
+    upstream: &UpstreamConfig,
 ) -> Result<(Vec<(RouteMatch, TargetService)>, Vec<(String, TokenSource)>), Error> {
     let mut targets = Vec::new();
     let mut tokens = Vec::new();
-    for (i, route) in settings.routes.iter().enumerate() {
+    for route in &settings.routes {
         let credentials = Credentials {
             app_token: route.app_token.clone(),
             client: route.client.clone(),
@@ -320,12 +314,16 @@ fn routes(
             scope: settings.auth.scope.clone(),
             refresh_margin: settings.auth.refresh_margin,
         };
-        let (layer, source) = credentials.layer(&format!("routes[{i}]"), &route.upstream, tls)?;
+        let (layer, source) = credentials.layer(&route.upstream, tls)?;
         if let Some(source) = source {
             tokens.push((route.name.clone(), source));
         }
         tracing::info!(route = %route.name, upstream = %route.upstream, matcher = ?route.matcher, "route");
-        let service = layer.layer(Upstream::new(upstream(route.upstream.clone()), tls.clone()));
+        let service = layer.layer(Upstream::new(
+            route.upstream.clone(),
+            upstream.clone(),
+            tls.clone(),
+        ));
         targets.push((route.matcher.clone(), service));
     }
     Ok((targets, tokens))

@@ -109,8 +109,8 @@ enum Target {
 /// (TLS files, credentials) has been checked.
 pub struct App {
     target: Target,
-    /// How the default target's upstream connections behave (its base is
-    /// filled in by [`App::serve`]).
+    /// How upstream connections behave (the default target's base URL is
+    /// known in [`App::serve`], from `target` and the listeners).
     upstream: UpstreamConfig,
     credentials: Credentials,
     tls: rustls::ClientConfig,

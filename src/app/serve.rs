@@ -10,7 +10,7 @@ use tower::Layer;
 use super::{invalid, mockbank_webhook_url, App, Error, Listeners, Target};
 use crate::admin::Admin;
 use crate::mockbank::Mockbank;
-use crate::proxy::Upstream;
+use crate::proxy::{Upstream, UpstreamSlots};
 use crate::server::{self, Serving};
 use crate::{route, stack};
 
@@ -25,7 +25,7 @@ impl App {
     ) -> Result<(), Error> {
         let App {
             target,
-            mut upstream,
+            upstream,
             credentials,
             tls,
             admin_token,
@@ -61,23 +61,17 @@ impl App {
         if !proxy_addr.ip().is_loopback() && credentials.adds_any() {
             tracing::warn!(%proxy_addr, "the proxy listens off loopback and adds credentials: anyone who reaches it can call Lean as your app");
         }
-        let (layer, source) = credentials.layer("auth", &base, &tls)?;
+        let (layer, source) = credentials.layer(&base, &tls)?;
         // In front of the embedded Mockbank its client credentials are known:
         // customer tokens (`leanproxy token customer`) work with nothing set.
         let tokens = match (source, &mockbank) {
             (Some(source), _) => Some(source),
-            (None, Some((mockbank, _))) => {
-                credentials
-                    .or_mockbank(mockbank)
-                    .layer("mockbank", &base, &tls)?
-                    .1
-            }
+            (None, Some((mockbank, _))) => credentials.or_mockbank(mockbank).layer(&base, &tls)?.1,
             (None, None) => None,
         };
         let mockbank_url = mockbank.as_ref().map(|_| base.to_string());
-        upstream.base = base;
         let stack = stack::proxy_stack(
-            route::Router::new(layer.layer(Upstream::new(upstream, tls)), routes),
+            route::Router::new(layer.layer(Upstream::new(base, upstream, tls)), routes),
             reconnect.clone(),
             faults.clone(),
             telemetry.clone(),
@@ -174,7 +168,13 @@ impl Servers {
             webhooks: catcher,
             ..
         } = self.listeners;
-        let proxy = server::serve(proxy, stack, stopped(rx.clone()), serving("proxy"));
+        let proxy = server::serve_with(
+            proxy,
+            stack,
+            UpstreamSlots,
+            stopped(rx.clone()),
+            serving("proxy"),
+        );
         let admin = server::serve(admin_listener, admin, stopped(rx.clone()), serving("admin"));
         let catcher = server::serve(catcher, webhooks, stopped(rx.clone()), serving("webhooks"));
         let mockbank = async {

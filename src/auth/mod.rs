@@ -1,8 +1,9 @@
 //! Credentials on the way out.
 //!
 //! [`AppTokenLayer`] adds Lean's `lean-app-token` header to every request, so the
-//! app carries no credential. The value is marked sensitive: HTTP/2 never indexes
-//! it and `Debug` output shows `Sensitive` instead of the token. [`TokenSource`]
+//! app carries no credential. The value is an [`AppTokenValue`], checked once to be a
+//! header value and marked sensitive: HTTP/2 never indexes it and `Debug` output
+//! never shows it. [`TokenSource`]
 //! keeps an OAuth2 client-credentials token; [`CredentialsLayer`] puts either on
 //! each request (v1 paths the app token, v2 paths the bearer token).
 
@@ -18,6 +19,8 @@ use http::header::{HeaderName, HeaderValue, InvalidHeaderValue};
 use http::Request;
 use tower::{Layer, Service};
 
+use crate::secret::Secret;
+
 /// Lean's v1 credential header.
 pub static LEAN_APP_TOKEN: HeaderName = HeaderName::from_static("lean-app-token");
 
@@ -31,6 +34,45 @@ pub enum TokenPolicy {
     Keep,
 }
 
+/// A `lean-app-token` value: checked to be a header value when it is made
+/// (the configuration does it once), and marked sensitive. `Debug` never shows
+/// it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppTokenValue(HeaderValue);
+
+impl AppTokenValue {
+    /// `token`, when it can be a header value.
+    pub fn new(token: &str) -> Result<Self, InvalidHeaderValue> {
+        let mut value = HeaderValue::from_str(token)?;
+        value.set_sensitive(true);
+        Ok(Self(value))
+    }
+
+    /// The header value (sensitive).
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The token's text. Named so that every use of it stands out, as
+    /// [`Secret::expose`].
+    pub fn expose(&self) -> &str {
+        // Made from a `&str` of header characters: always text.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The token's text, as a [`Secret`] (what the request log scrubs, what
+    /// the embedded Mockbank accepts).
+    pub fn secret(&self) -> Secret {
+        Secret::new(self.expose())
+    }
+}
+
+impl std::fmt::Debug for AppTokenValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppTokenValue([redacted])")
+    }
+}
+
 /// Adds `lean-app-token` to requests.
 #[derive(Clone)]
 pub struct AppTokenLayer {
@@ -39,12 +81,12 @@ pub struct AppTokenLayer {
 }
 
 impl AppTokenLayer {
-    /// A layer injecting `token` under `policy`. Fails if `token` cannot be a
-    /// header value.
-    pub fn new(token: &str, policy: TokenPolicy) -> Result<Self, InvalidHeaderValue> {
-        let mut value = HeaderValue::from_str(token)?;
-        value.set_sensitive(true);
-        Ok(Self { value, policy })
+    /// A layer injecting `token` under `policy`.
+    pub fn new(token: AppTokenValue, policy: TokenPolicy) -> Self {
+        Self {
+            value: token.0,
+            policy,
+        }
     }
 }
 
@@ -119,9 +161,7 @@ mod tests {
         let echo = service_fn(|req: Request<()>| async move {
             Ok::<_, Infallible>(req.headers()[&LEAN_APP_TOKEN].clone())
         });
-        let svc = AppTokenLayer::new("configured", policy)
-            .unwrap()
-            .layer(echo);
+        let svc = AppTokenLayer::new(AppTokenValue::new("configured").unwrap(), policy).layer(echo);
         let mut req = Request::new(());
         if let Some(own) = own {
             req.headers_mut()

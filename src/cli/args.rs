@@ -226,7 +226,7 @@ impl ServeArgs {
             raw.webhooks.listen = listen.clone();
         }
         if let Some(dir) = &self.data_dir {
-            raw.proxy.data_dir = dir.clone();
+            raw.proxy.data_dir = Some(dir.clone());
         }
         if let Some(format) = self.log_format {
             raw.log.format = match format {

@@ -3,9 +3,15 @@
 
 use super::raw::RawAuth;
 use super::{
-    parse_upstream, secret, AuthSettings, Checker, Target, TokenPolicy, ENV_APP_TOKEN,
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET,
+    given, parse_upstream, secret, AppTokenValue, AuthSettings, Checker, Secret, Target,
+    TokenPolicy, ENV_APP_TOKEN, ENV_CLIENT_ID, ENV_CLIENT_SECRET,
 };
+
+/// `auth.app_token_policy`'s values.
+const POLICIES: &[(&str, TokenPolicy)] = &[
+    ("override", TokenPolicy::Override),
+    ("keep", TokenPolicy::Keep),
+];
 
 /// Validates `[auth]`; the token URL defaults to the named `target`'s, and
 /// must be given when the upstream is a URL (`upstream_is_url`).
@@ -16,26 +22,11 @@ pub(super) fn validate(
     upstream_is_url: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> AuthSettings {
-    let app_token = secret(c, "auth.app_token", ENV_APP_TOKEN, raw.app_token, env);
-    let app_token_policy = match raw.app_token_policy.as_str() {
-        "override" => TokenPolicy::Override,
-        "keep" => TokenPolicy::Keep,
-        other => {
-            c.fail(
-                "auth.app_token_policy",
-                format!("`{other}` is not one of \"override\", \"keep\""),
-            );
-            TokenPolicy::Override
-        }
-    };
-    if let Some(token) = &app_token {
-        if http::HeaderValue::from_str(token.expose()).is_err() {
-            c.fail(
-                "auth.app_token",
-                "contains characters not allowed in a header value",
-            );
-        }
-    }
+    let app_token = secret(c, "auth.app_token", ENV_APP_TOKEN, raw.app_token, env)
+        .and_then(|token| app_token(c, "auth.app_token", &token));
+    let app_token_policy = c
+        .choice("auth.app_token_policy", &raw.app_token_policy, POLICIES)
+        .unwrap_or_default();
     let client_id = env(ENV_CLIENT_ID)
         .filter(|v| !v.is_empty())
         .or(raw.client_id.clone());
@@ -64,12 +55,11 @@ pub(super) fn validate(
         }
         (None, None) => None,
     };
-    let token_url = if raw.token_url.trim().is_empty() {
-        target.and_then(|t| t.token_url.clone())
-    } else {
-        parse_upstream(&raw.token_url)
+    let token_url = match given(&raw.token_url) {
+        None => target.and_then(|t| t.token_url.clone()),
+        Some(url) => parse_upstream(url)
             .map_err(|e| c.fail("auth.token_url", e))
-            .ok()
+            .ok(),
     };
     if client.is_some() && token_url.is_none() && upstream_is_url {
         c.fail(
@@ -79,10 +69,20 @@ pub(super) fn validate(
     }
     AuthSettings {
         app_token,
+        // Filled in with the Mockbank's settings.
+        mockbank_app_token: None,
         app_token_policy,
         client,
         token_url,
         scope: raw.scope.clone(),
         refresh_margin: c.duration("auth.refresh_margin", &raw.refresh_margin),
     }
+}
+
+/// `token` as the header value it is sent as; `None` after an error when it
+/// cannot be one.
+pub(super) fn app_token(c: &mut Checker, key: &str, token: &Secret) -> Option<AppTokenValue> {
+    AppTokenValue::new(token.expose())
+        .map_err(|_| c.fail(key, "contains characters not allowed in a header value"))
+        .ok()
 }

@@ -4,22 +4,17 @@
 use std::path::PathBuf;
 
 use super::raw::RawLog;
-use super::{Checker, LogFormat, LogSettings};
+use super::{given, Checker, LogFormat, LogSettings};
+
+/// `log.format`'s values.
+const FORMATS: &[(&str, LogFormat)] = &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)];
 
 /// Validates `[log]`. The secrets to scrub are filled in from the whole
 /// configuration ([`super::Settings::secrets`]).
 pub(super) fn validate(c: &mut Checker, raw: &RawLog) -> LogSettings {
-    let format = match raw.format.as_str() {
-        "pretty" => LogFormat::Pretty,
-        "json" => LogFormat::Json,
-        other => {
-            c.fail(
-                "log.format",
-                format!("`{other}` is not one of \"pretty\", \"json\""),
-            );
-            LogFormat::Pretty
-        }
-    };
+    let format = c
+        .choice("log.format", &raw.format, FORMATS)
+        .unwrap_or(LogFormat::Pretty);
 
     LogSettings {
         format,
@@ -31,8 +26,8 @@ pub(super) fn validate(c: &mut Checker, raw: &RawLog) -> LogSettings {
             // Filled in from the whole configuration.
             known_secrets: Vec::new(),
             lines_per_second: raw.lines_per_second,
-            journal: (!raw.journal.trim().is_empty()).then(|| crate::log::JournalConfig {
-                path: PathBuf::from(&raw.journal),
+            journal: given(&raw.journal).map(|path| crate::log::JournalConfig {
+                path: PathBuf::from(path),
                 max_bytes: raw.journal_max_bytes.max(1024),
                 files: raw.journal_files,
             }),

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::auth::TokenPolicy;
+pub use crate::auth::{AppTokenValue, TokenPolicy};
 pub use crate::mockbank::MockbankSettings;
 
 pub use crate::client::tls::TlsSettings;
@@ -227,6 +227,17 @@ impl Checker {
         })
     }
 
+    /// The variant `table` names `value` (each entry a name as written and
+    /// its variant); `None` after an error naming the choices.
+    fn choice<T: Copy>(&mut self, key: &str, value: &str, table: &[(&str, T)]) -> Option<T> {
+        let found = table.iter().find(|(name, _)| *name == value);
+        if found.is_none() {
+            let names: Vec<String> = table.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            self.fail(key, format!("`{value}` is not one of {}", names.join(", ")));
+        }
+        found.map(|(_, variant)| *variant)
+    }
+
     fn path(&mut self, key: &str, value: &Option<String>) -> Option<PathBuf> {
         match value.as_deref() {
             Some("") => {
@@ -266,6 +277,13 @@ impl Settings {
         let admin = admin::validate(&mut c, raw.admin, env);
         let log = log::validate(&mut c, &raw.log);
         let mockbank = mockbank::validate(&mut c, &raw.mockbank);
+        let mut auth = auth;
+        // The token the proxy sends the embedded Mockbank when `[auth]` sets
+        // none (which the Mockbank then accepts instead of its own).
+        if proxy.upstream.is_none() && auth.app_token.is_none() {
+            auth.mockbank_app_token =
+                auth::app_token(&mut c, "mockbank.app_token", &mockbank.app_token);
+        }
         let reconnect = reconnect::validate(&mut c, &raw.reconnect, &proxy.data_dir);
         let webhooks = webhooks::validate(
             &mut c,
@@ -301,6 +319,12 @@ impl Settings {
             Err(ConfigError::Invalid(c.errors))
         }
     }
+}
+
+/// The value of a key that may be unset: absent, or empty (as earlier shipped
+/// files wrote unset keys: `data_dir = ""`).
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.trim().is_empty())
 }
 
 /// A secret from the environment (preferred) or the file; empty counts as unset.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawProxy;
-use super::{resolve_target, Checker, ProxySettings, Target};
+use super::{given, resolve_target, Checker, ProxySettings, Target};
 
 /// The most connections `proxy.max_connections` accepts (a process has far
 /// fewer file descriptors).
@@ -74,10 +74,9 @@ pub(super) fn validate(
             }
             n => std::num::NonZeroUsize::new(n),
         },
-        data_dir: if raw.data_dir.trim().is_empty() {
-            default_data_dir(env)
-        } else {
-            PathBuf::from(&raw.data_dir)
+        data_dir: match given(&raw.data_dir) {
+            None => default_data_dir(env),
+            Some(dir) => PathBuf::from(dir),
         },
     };
     (target, proxy)

@@ -84,8 +84,9 @@ pub struct RawProxy {
     pub max_connections: usize,
     /// Runtime worker threads serving the listeners (default 1; 0: one per CPU).
     pub workers: usize,
-    /// Where leanproxy keeps its state (empty: the platform's data directory).
-    pub data_dir: String,
+    /// Where leanproxy keeps its state (unset or empty: the platform's data
+    /// directory).
+    pub data_dir: Option<String>,
 }
 
 impl Default for RawProxy {
@@ -115,12 +116,12 @@ impl Default for RawProxy {
             // usual soft limit of open files is 1,024, so past about 500
             // connections accepting fails anyway until it is raised.
             max_connections: 10_000,
-            // One, like nginx's own default: on a 2-core machine shared with
-            // the app and its upstream, a second thread cost more CPU per
-            // request and lowered the rate at 1 KiB (benches/README.md, sixth
-            // round); 0 asks for one per CPU.
+            // One, like nginx's own default: on a small machine shared with
+            // the app and its upstream, a second thread costs more CPU per
+            // request (wake-ups, cross-thread frees) than it gives
+            // (benches/README.md); 0 asks for one per CPU.
             workers: 1,
-            data_dir: String::new(),
+            data_dir: None,
         }
     }
 }
@@ -149,8 +150,8 @@ pub struct RawAuth {
     pub client_id: Option<String>,
     /// OAuth2 client secret; `LEAN_CLIENT_SECRET` overrides it.
     pub client_secret: Option<Secret>,
-    /// Token URL (empty: the target's).
-    pub token_url: String,
+    /// Token URL (unset or empty: the target's).
+    pub token_url: Option<String>,
     /// Scope of the API token.
     pub scope: String,
     /// Refresh the token this long before it expires.
@@ -164,7 +165,7 @@ impl Default for RawAuth {
             app_token_policy: "override".into(),
             client_id: None,
             client_secret: None,
-            token_url: String::new(),
+            token_url: None,
             scope: "api".into(),
             refresh_margin: "60s".into(),
         }
@@ -208,8 +209,8 @@ pub struct RawLog {
     pub capture: usize,
     /// Remove secrets and personal data from what is kept.
     pub redact: bool,
-    /// Journal file (empty: no journal).
-    pub journal: String,
+    /// Journal file (unset or empty: no journal).
+    pub journal: Option<String>,
     /// Journal size at which it is rotated.
     pub journal_max_bytes: u64,
     /// Rotated journal files kept.
@@ -227,7 +228,7 @@ impl Default for RawLog {
             ring_bytes: log.ring_bytes,
             capture: log.capture_limit,
             redact: log.redact,
-            journal: String::new(),
+            journal: None,
             journal_max_bytes: 10 << 20,
             journal_files: 5,
             lines_per_second: 100,
@@ -293,8 +294,8 @@ impl Default for RawMockbank {
 pub struct RawReconnect {
     /// Largest JSON answer (bytes) inspected for RECONNECT_REQUIRED.
     pub inspect_limit: usize,
-    /// State file (empty: `reconnects.json` in the data directory).
-    pub state_file: String,
+    /// State file (unset or empty: `reconnects.json` in the data directory).
+    pub state_file: Option<String>,
     /// Resolved records kept in the history.
     pub history: usize,
     /// Add `x-leanproxy-reconnect-id` to answers that carry a reconnect.
@@ -305,7 +306,7 @@ impl Default for RawReconnect {
     fn default() -> Self {
         Self {
             inspect_limit: 1 << 20,
-            state_file: String::new(),
+            state_file: None,
             history: 1000,
             reconnect_header: false,
         }

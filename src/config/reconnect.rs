@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::raw::RawReconnect;
-use super::{Checker, ReconnectSettings};
+use super::{given, Checker, ReconnectSettings};
 
 /// Validates `[reconnect]`; the state file defaults to one in `data_dir`.
 pub(super) fn validate(c: &mut Checker, r: &RawReconnect, data_dir: &Path) -> ReconnectSettings {
@@ -12,10 +12,9 @@ pub(super) fn validate(c: &mut Checker, r: &RawReconnect, data_dir: &Path) -> Re
     }
     ReconnectSettings {
         inspect_limit: r.inspect_limit,
-        state_file: if r.state_file.trim().is_empty() {
-            data_dir.join("reconnects.json")
-        } else {
-            PathBuf::from(&r.state_file)
+        state_file: match given(&r.state_file) {
+            None => data_dir.join("reconnects.json"),
+            Some(path) => PathBuf::from(path),
         },
         history: r.history,
         reconnect_header: r.reconnect_header,

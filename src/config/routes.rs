@@ -5,7 +5,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 use serde::Deserialize;
 
-use super::{parse_upstream, resolve_target, Checker, Secret};
+use super::{parse_upstream, resolve_target, AppTokenValue, Checker, Secret};
 use crate::route::RouteMatch;
 
 /// One `[[routes]]` table as written.
@@ -44,7 +44,7 @@ pub struct RouteSettings {
     /// Whether the target needs a client certificate.
     pub mtls: bool,
     /// Its `lean-app-token`.
-    pub app_token: Option<Secret>,
+    pub app_token: Option<AppTokenValue>,
     /// Its OAuth2 client credentials.
     pub client: Option<(String, Secret)>,
     /// Its token URL.
@@ -90,11 +90,15 @@ pub(super) fn validate(
         if target.as_ref().is_some_and(|t| t.mtls) && !has_client_identity {
             c.fail(&key("upstream"), super::targets::MTLS_REQUIRED);
         }
-        if let Some(token) = &r.app_token {
-            if token.expose().trim().is_empty() || HeaderValue::from_str(token.expose()).is_err() {
+        let app_token = r.app_token.as_ref().and_then(|token| {
+            let sent = AppTokenValue::new(token.expose())
+                .ok()
+                .filter(|_| !token.expose().trim().is_empty());
+            if sent.is_none() {
                 c.fail(&key("app_token"), "must be a non-empty header value");
             }
-        }
+            sent
+        });
         let id = r.client_id.filter(|v| !v.trim().is_empty());
         let secret = r.client_secret.filter(|v| !v.expose().trim().is_empty());
         let client = match (id, secret) {
@@ -131,7 +135,7 @@ pub(super) fn validate(
                     matcher,
                     upstream,
                     mtls: target.mtls,
-                    app_token: r.app_token,
+                    app_token,
                     client,
                     token_url,
                 });

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::Uri;
 
 use super::{MockbankSettings, RouteSettings, Secret, TokenPolicy};
+use crate::auth::AppTokenValue;
 use crate::client::tls::TlsSettings;
 use crate::log::LogFormat;
 
@@ -134,7 +135,10 @@ pub struct ProxySettings {
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
     /// The `lean-app-token` to inject, if any.
-    pub app_token: Option<Secret>,
+    pub app_token: Option<AppTokenValue>,
+    /// The `lean-app-token` sent to the embedded Mockbank when `app_token` is
+    /// not set: `[mockbank] app_token`. `None` when an upstream is configured.
+    pub mockbank_app_token: Option<AppTokenValue>,
     /// What to do with an app's own token (and `Authorization`).
     pub app_token_policy: TokenPolicy,
     /// OAuth2 client credentials, when configured.
@@ -183,12 +187,12 @@ impl Settings {
     /// Every configured secret: scrubbed from what the request log shows.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut out: Vec<Secret> = Vec::new();
-        out.extend(self.auth.app_token.clone());
+        out.extend(self.auth.app_token.as_ref().map(AppTokenValue::secret));
         out.extend(self.auth.client.as_ref().map(|(_, s)| s.clone()));
         out.extend(self.admin.token.clone());
         out.extend(self.webhooks.secret.clone());
         for route in &self.routes {
-            out.extend(route.app_token.clone());
+            out.extend(route.app_token.as_ref().map(AppTokenValue::secret));
             out.extend(route.client.as_ref().map(|(_, s)| s.clone()));
         }
         let m = &self.mockbank;

@@ -3,6 +3,14 @@
 
 use super::raw::RawWebhooks;
 use super::{parse_upstream, secret, Checker, Secret, WebhookSettings, ENV_WEBHOOK_SECRET};
+use crate::webhooks::Policy;
+
+/// `webhooks.verify`'s values.
+const POLICIES: &[(&str, Policy)] = &[
+    ("enforce", Policy::Enforce),
+    ("report", Policy::Report),
+    ("off", Policy::Off),
+];
 
 /// Validates `[webhooks]`; with the embedded Mockbank (`mockbank_runs`) the
 /// secret defaults to the one it signs with.
@@ -13,24 +21,15 @@ pub(super) fn validate(
     mockbank_secret: &Secret,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> WebhookSettings {
-    let policy = match w.verify.as_str() {
-        "enforce" => crate::webhooks::Policy::Enforce,
-        "report" => crate::webhooks::Policy::Report,
-        "off" => crate::webhooks::Policy::Off,
-        other => {
-            c.fail(
-                "webhooks.verify",
-                format!("`{other}` is not one of \"enforce\", \"report\", \"off\""),
-            );
-            crate::webhooks::Policy::Report
-        }
-    };
+    let policy = c
+        .choice("webhooks.verify", &w.verify, POLICIES)
+        .unwrap_or(Policy::Report);
     let mut webhook_secret = secret(c, "webhooks.secret", ENV_WEBHOOK_SECRET, w.secret, env);
     if webhook_secret.is_none() && mockbank_runs {
         // The embedded Mockbank signs with its own secret.
         webhook_secret = Some(mockbank_secret.clone());
     }
-    if policy == crate::webhooks::Policy::Enforce && webhook_secret.is_none() {
+    if policy == Policy::Enforce && webhook_secret.is_none() {
         c.fail(
             "webhooks.secret",
             format!("required when webhooks.verify is \"enforce\"; set it or {ENV_WEBHOOK_SECRET}"),

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
@@ -16,6 +15,7 @@ use tower::{Layer, Service};
 use uuid::Uuid;
 
 use super::body::{ThrottleBody, TruncateBody};
+use super::quota::Sticky;
 use super::{parse_spec, Action, Applied, FaultRules, Preset, RequestFacts};
 use crate::body::{self, Body};
 use crate::events::Event;
@@ -46,15 +46,6 @@ struct FaultSettings {
     allow_header: bool,
     registry: Option<ReconnectRegistry>,
     telemetry: Option<Telemetry>,
-    /// Entities held in a sticky synthetic reconnect.
-    sticky: DashMap<String, Sticky>,
-}
-
-#[derive(Debug, Clone)]
-struct Sticky {
-    rule: String,
-    reconnect_id: Uuid,
-    results_id: Uuid,
 }
 
 impl FaultLayer {
@@ -75,7 +66,6 @@ impl FaultLayer {
                 allow_header,
                 registry,
                 telemetry,
-                sticky: DashMap::new(),
             }),
         }
     }
@@ -157,7 +147,7 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let spec = req.headers_mut().remove(&X_LEANPROXY_FAULT);
         let shared = &self.shared;
-        if spec.is_none() && shared.sticky.is_empty() && shared.rules.is_empty() {
+        if spec.is_none() && !shared.rules.holds_sticky() && shared.rules.is_empty() {
             return ResponseFuture::inner(self.inner.call(req));
         }
         // The ready service goes into the future; a fresh clone stays here. It is
@@ -252,7 +242,7 @@ impl FaultSettings {
         let path = req.uri().path().to_string();
 
         if let Some(e) = &entity {
-            if let Some(answer) = self.sticky_answer(e, &path) {
+            if let Some(answer) = self.sticky_answer(e, &path).await {
                 return Ok(answer);
             }
         }
@@ -288,11 +278,16 @@ impl FaultSettings {
                 entity_id: entity.as_deref(),
             };
             match &header_rule {
-                Some((rule, text)) => self.rules.evaluate_rule(rule, text, &facts).map(|mut a| {
-                    a.rule_id = "header".into();
-                    a
-                }),
-                None => self.rules.evaluate(&facts),
+                Some((rule, text)) => {
+                    self.rules
+                        .evaluate_rule(rule, text, &facts)
+                        .await
+                        .map(|mut a| {
+                            a.rule_id = "header".into();
+                            a
+                        })
+                }
+                None => self.rules.evaluate(&facts).await,
             }
         };
         let Some(applied) = applied else {
@@ -303,11 +298,17 @@ impl FaultSettings {
     }
 
     /// The same synthetic reconnect again, while the registry has not resolved it.
-    fn sticky_answer(&self, entity: &str, path: &str) -> Option<Response<Body>> {
-        let held = self.sticky.get(entity)?.clone();
-        let still_pending = self.registry.as_ref().is_none_or(|r| r.is_pending(entity));
+    async fn sticky_answer(&self, entity: &str, path: &str) -> Option<Response<Body>> {
+        if !self.rules.holds_sticky() {
+            return None;
+        }
+        let held = self.rules.sticky(entity).await?;
+        let still_pending = match &self.registry {
+            Some(registry) => registry.is_pending(entity).await,
+            None => true,
+        };
         if !still_pending {
-            self.sticky.remove(entity);
+            self.rules.release_sticky(entity).await;
             tracing::info!(target: "leanproxy::fault", entity_id = entity, rule = %held.rule, "sticky reconnect fault ended: the registry resolved it");
             return None;
         }
@@ -384,14 +385,12 @@ impl FaultSettings {
                 };
                 if sticky {
                     if let Some(e) = &entity {
-                        self.sticky.insert(
-                            e.clone(),
-                            Sticky {
-                                rule: id.to_string(),
-                                reconnect_id,
-                                results_id,
-                            },
-                        );
+                        let held = Sticky {
+                            rule: id.to_string(),
+                            reconnect_id,
+                            results_id,
+                        };
+                        self.rules.hold_sticky(e, held).await;
                     }
                 }
                 data_answer(if is_v1(path) {

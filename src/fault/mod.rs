@@ -90,9 +90,17 @@
 //!     headers: &headers,
 //!     entity_id: Some("e-1"),
 //! };
-//! let faulted: Vec<bool> = (0..6).map(|_| rules.evaluate(&facts).is_some()).collect();
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let mut faulted = Vec::new();
+//! for _ in 0..6 {
+//!     faulted.push(rules.evaluate(&facts).await.is_some());
+//! }
 //! assert_eq!(faulted, [false, false, true, true, true, false]);
+//! # });
 //! ```
+//!
+//! The counters and quotas are kept by a backend (`quota.rs`): in memory
+//! today, where every evaluation's outcome is known at once.
 
 mod action;
 mod body;
@@ -101,6 +109,9 @@ mod layer;
 mod live;
 mod matcher;
 mod preset;
+mod quota;
+#[cfg(test)]
+mod quota_contract;
 mod raw;
 mod rule;
 mod rules;

@@ -4,10 +4,10 @@
 //! The rules are an immutable `Arc<Vec<_>>` swapped whole under a lock that is
 //! held only to clone the `Arc` (evaluation) or to swap it (changes), never
 //! across an `.await`. An evaluation therefore sees the set before a change or
-//! the set after it, never a mix. Counters are per-rule atomics, so `count` is
-//! exact under any concurrency; randomness comes from one seeded RNG.
+//! the set after it, never a mix. Counters and quotas are kept by a
+//! [`QuotaStore`] (today's: [`MemoryQuotas`], per-rule atomics, so `count` is
+//! exact under any concurrency); randomness comes from one seeded RNG.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
@@ -20,10 +20,12 @@ use tokio::time::Instant;
 
 use super::action::{Action, Delay};
 use super::error::RuleError;
-use super::live::{Live, Window};
+use super::live::Live;
 use super::matcher::RequestFacts;
+use super::quota::{Counters, MemoryQuotas, QuotaStore, Sticky, Take};
 use super::raw::RawRule;
 use super::rule::Rule;
+use crate::backend::Op;
 use crate::sync::lock;
 
 /// A fault to apply to one request, with its random values already drawn.
@@ -77,13 +79,13 @@ pub struct RuleView {
     pub paused: bool,
 }
 
-/// `live` as listed at `now`.
-fn view(live: &Live, now: Instant) -> RuleView {
+/// `live` as listed at `now`, with its `counters`.
+fn view(live: &Live, counters: Counters, now: Instant) -> RuleView {
     RuleView {
         rule: live.rule.to_raw(),
-        matched: live.matched.load(Ordering::Relaxed),
-        applied: live.applied.load(Ordering::Relaxed),
-        remaining: live.remaining.as_ref().map(|r| r.load(Ordering::Relaxed)),
+        matched: counters.matched,
+        applied: counters.applied,
+        remaining: counters.remaining,
         installed_at: live.installed_wall,
         expires_at: live
             .rule
@@ -93,6 +95,18 @@ fn view(live: &Live, now: Instant) -> RuleView {
         retired: !live.is_live(now),
         paused: live.paused.load(Ordering::Relaxed),
     }
+}
+
+/// The views of `rules` at `now`.
+fn views(rules: Vec<Arc<Live>>, now: Instant) -> Op<Vec<RuleView>> {
+    let counters = Op::all(rules.iter().map(|l| l.quota.counters()).collect());
+    counters.map(move |counters| {
+        rules
+            .iter()
+            .zip(counters)
+            .map(|(l, c)| view(l, c, now))
+            .collect()
+    })
 }
 
 impl<'de> Deserialize<'de> for RuleView {
@@ -165,14 +179,12 @@ struct RuleSet {
     rules: RwLock<Arc<Vec<Arc<Live>>>>,
     rng: Mutex<ChaCha8Rng>,
     seed: Option<u64>,
-    /// `rate_limit` windows of `x-leanproxy-fault` headers, by header text.
-    header_windows: Mutex<HashMap<String, (Window, Duration)>>,
+    /// The rules' counters and quotas, the one-off rules' windows and the
+    /// sticky reconnects.
+    quotas: Arc<dyn QuotaStore>,
     /// Why no rule may be installed (the production guard), when none may.
     refusal: Option<String>,
 }
-
-/// How many distinct `rate_limit` header texts keep a window.
-const MAX_HEADER_WINDOWS: usize = 1024;
 
 fn unique<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), RuleError> {
     let mut seen = std::collections::HashSet::new();
@@ -198,6 +210,15 @@ impl FaultRules {
     /// An empty rule set that refuses every rule with `refusal` when given:
     /// the production guard (faults against Lean's production hosts).
     pub fn guarded(seed: Option<u64>, refusal: Option<String>) -> Self {
+        Self::with_store(seed, refusal, MemoryQuotas::new())
+    }
+
+    /// [`FaultRules::guarded`], its counters and quotas kept by `quotas`.
+    pub(crate) fn with_store(
+        seed: Option<u64>,
+        refusal: Option<String>,
+        quotas: Arc<dyn QuotaStore>,
+    ) -> Self {
         let rng = match seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
@@ -207,7 +228,7 @@ impl FaultRules {
                 rules: RwLock::new(Arc::new(Vec::new())),
                 rng: Mutex::new(rng),
                 seed,
-                header_windows: Mutex::new(HashMap::new()),
+                quotas,
                 refusal,
             }),
         }
@@ -231,6 +252,12 @@ impl FaultRules {
     /// The seed, when one was given.
     pub fn seed(&self) -> Option<u64> {
         self.inner.seed
+    }
+
+    /// `rule`, installed at `now` with fresh counters.
+    fn live(&self, rule: Rule, now: Instant) -> Arc<Live> {
+        let quota = self.inner.quotas.rule(&rule.id, rule.count);
+        Arc::new(Live::new(rule, quota, now))
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Live>>> {
@@ -264,10 +291,7 @@ impl FaultRules {
         }
         unique(rules.iter().map(|r| r.id.as_str()))?;
         let now = Instant::now();
-        let next: Vec<_> = rules
-            .into_iter()
-            .map(|r| Arc::new(Live::new(r, now)))
-            .collect();
+        let next: Vec<_> = rules.into_iter().map(|r| self.live(r, now)).collect();
         self.change(|_| Ok((next, ())))
     }
 
@@ -281,7 +305,7 @@ impl FaultRules {
     /// installed, retired rules included, or when `before` names no rule.
     pub fn add_at(&self, rule: Rule, placement: Placement) -> Result<(), RuleError> {
         self.guard()?;
-        let live = Arc::new(Live::new(rule, Instant::now()));
+        let live = self.live(rule, Instant::now());
         self.change(|current| {
             if current.iter().any(|l| l.rule.id == live.rule.id) {
                 return Err(RuleError::new(
@@ -343,18 +367,17 @@ impl FaultRules {
     }
 
     /// Every installed rule with its counters, in evaluation order.
-    pub fn list(&self) -> Vec<RuleView> {
-        let now = Instant::now();
-        self.snapshot().iter().map(|l| view(l, now)).collect()
+    pub fn list(&self) -> Op<Vec<RuleView>> {
+        views(self.snapshot().to_vec(), Instant::now())
     }
 
     /// The rule with this id, with its counters.
-    pub fn get(&self, id: &str) -> Option<RuleView> {
-        let now = Instant::now();
-        self.snapshot()
-            .iter()
-            .find(|l| l.rule.id == id)
-            .map(|l| view(l, now))
+    pub fn get(&self, id: &str) -> Op<Option<RuleView>> {
+        let found = self.snapshot().iter().find(|l| l.rule.id == id).cloned();
+        match found {
+            Some(live) => views(vec![live], Instant::now()).map(|mut v| v.pop()),
+            None => Op::ready(None),
+        }
     }
 
     /// The fault for this request, if any. Live rules (not paused, not
@@ -367,19 +390,19 @@ impl FaultRules {
     ///   `count`, the rule declines and the request goes on to the next rule.
     ///
     /// A hit uses up one of `count`, and the rule retires when none is left.
-    pub fn evaluate(&self, facts: &RequestFacts<'_>) -> Option<Applied> {
-        self.evaluate_at(facts, Instant::now())
+    pub async fn evaluate(&self, facts: &RequestFacts<'_>) -> Option<Applied> {
+        self.evaluate_at(facts, Instant::now()).await
     }
 
     /// [`FaultRules::evaluate`] at a given instant (for ttl and rate windows).
-    pub fn evaluate_at(&self, facts: &RequestFacts<'_>, now: Instant) -> Option<Applied> {
+    pub async fn evaluate_at(&self, facts: &RequestFacts<'_>, now: Instant) -> Option<Applied> {
         for live in self.snapshot().iter() {
             if live.paused.load(Ordering::Acquire)
                 || !(live.is_live(now) && live.rule.matcher.matches(facts))
             {
                 continue;
             }
-            match self.offer(live, now) {
+            match self.offer(live, now).await {
                 Offer::Fault(applied) => return Some(applied),
                 Offer::Through => return None,
                 Offer::Declined => {}
@@ -389,36 +412,38 @@ impl FaultRules {
     }
 
     /// Offers a request that `live` matched to it.
-    fn offer(&self, live: &Live, now: Instant) -> Offer {
+    async fn offer(&self, live: &Live, now: Instant) -> Offer {
         let rule = &live.rule;
-        if live.matched.fetch_add(1, Ordering::Relaxed) < rule.after {
+        if live.quota.count_match().await < rule.after {
             return Offer::Through;
         }
         let retry_after_secs = match rule.action {
-            Action::RateLimit { limit, window } => match live.over_quota(limit, window, now) {
-                Some(secs) => Some(secs),
-                None => return Offer::Through,
-            },
+            Action::RateLimit { limit, window } => {
+                match live.quota.over_quota(limit, window, now).await {
+                    Some(secs) => Some(secs),
+                    None => return Offer::Through,
+                }
+            }
             _ => None,
         };
+        // Both drawn under one lock, as one request's: the RNG's sequence
+        // depends only on the order of evaluations.
         let delay = {
             let mut rng = self.rng_for(rule);
             if !super::rule::hit(rng.as_deref_mut(), rule.probability) {
                 return Offer::Declined;
             }
-            if let Some(remaining) = &live.remaining {
-                match remaining
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
-                {
-                    Ok(1) => live.retired.store(true, Ordering::Release),
-                    Ok(_) => {}
-                    // Another request took the last one.
-                    Err(_) => return Offer::Declined,
-                }
-            }
             rule.action.sample_delay(rng.as_deref_mut())
         };
-        live.applied.fetch_add(1, Ordering::Relaxed);
+        if rule.count.is_some() {
+            match live.quota.take().await {
+                Take::Took => {}
+                Take::Last => live.retired.store(true, Ordering::Release),
+                // Another request took the last one.
+                Take::Gone => return Offer::Declined,
+            }
+        }
+        live.quota.count_applied().await;
         Offer::Fault(Applied {
             rule_id: rule.id.clone(),
             action: rule.action.clone(),
@@ -433,7 +458,7 @@ impl FaultRules {
     /// `rate_limit` one-off counts requests per header text (`key`): with
     /// `rate_limit=5/1m`, the first 5 requests of a minute that carry that
     /// header pass and the next ones get 429, as with a rule.
-    pub fn evaluate_rule(
+    pub async fn evaluate_rule(
         &self,
         rule: &Rule,
         key: &str,
@@ -443,9 +468,12 @@ impl FaultRules {
             return None;
         }
         let retry_after_secs = match rule.action {
-            Action::RateLimit { limit, window } => {
-                Some(self.header_over_quota(key, limit, window, Instant::now())?)
-            }
+            Action::RateLimit { limit, window } => Some(
+                self.inner
+                    .quotas
+                    .over_quota(key, limit, window, Instant::now())
+                    .await?,
+            ),
             _ => None,
         };
         let delay = {
@@ -463,27 +491,24 @@ impl FaultRules {
         })
     }
 
-    /// Counts a request against the window of the header text `key`.
-    fn header_over_quota(
-        &self,
-        key: &str,
-        limit: u64,
-        window: Duration,
-        now: Instant,
-    ) -> Option<u64> {
-        let mut windows = lock(&self.inner.header_windows);
-        if !windows.contains_key(key) && windows.len() >= MAX_HEADER_WINDOWS {
-            // Bounded: ended windows go first; if none has, the oldest.
-            windows.retain(|_, (w, length)| !w.ended(*length, now));
-            if windows.len() >= MAX_HEADER_WINDOWS {
-                windows.clear();
-            }
-        }
-        let (w, length) = windows
-            .entry(key.to_string())
-            .or_insert_with(|| (Window::default(), window));
-        *length = window;
-        w.over_quota(limit, window, now)
+    /// Holds `entity` in a sticky synthetic reconnect.
+    pub(crate) fn hold_sticky(&self, entity: &str, sticky: Sticky) -> Op<()> {
+        self.inner.quotas.hold(entity, sticky)
+    }
+
+    /// The sticky reconnect `entity` is held in.
+    pub(crate) fn sticky(&self, entity: &str) -> Op<Option<Sticky>> {
+        self.inner.quotas.held(entity)
+    }
+
+    /// Lets `entity` go.
+    pub(crate) fn release_sticky(&self, entity: &str) -> Op<()> {
+        self.inner.quotas.release(entity)
+    }
+
+    /// Whether any entity may be held in a sticky reconnect (from memory).
+    pub(crate) fn holds_sticky(&self) -> bool {
+        self.inner.quotas.holds_any()
     }
 
     /// The RNG, locked, when this rule draws from it.

@@ -3,6 +3,7 @@
 use http::{HeaderMap, Method};
 
 use super::*;
+use crate::backend::AtOnce;
 use crate::fault::parse_spec;
 
 fn facts<'a>(method: &'a Method, path: &'a str, headers: &'a HeaderMap) -> RequestFacts<'a> {
@@ -22,6 +23,7 @@ fn run(rules: &FaultRules, path: &str, n: usize, now: Instant) -> Vec<Option<Str
         .map(|_| {
             rules
                 .evaluate_at(&facts(&Method::GET, path, &headers), now)
+                .at_once()
                 .map(|a| a.rule_id)
         })
         .collect()
@@ -40,7 +42,7 @@ fn succeed_twice_then_fail_three_times_then_succeed() {
     let seen = run(&rules, "/x", 6, Instant::now());
     let f = Some("f".to_owned());
     assert_eq!(seen, [None, None, f.clone(), f.clone(), f, None]);
-    let view = rules.get("f").unwrap();
+    let view = rules.get("f").at_once().unwrap();
     assert_eq!((view.matched, view.applied), (5, 3));
     assert_eq!(view.remaining, Some(0));
     assert!(view.retired);
@@ -58,7 +60,7 @@ fn first_matching_rule_decides_and_retired_rules_fall_through() {
     // `a` is retired; `b` matches and lets its first 5 through, `c` never sees them.
     assert_eq!(run(&rules, "/a/1", 2, now), [None, None]);
     assert_eq!(run(&rules, "/other", 1, now), [Some("c".to_owned())]);
-    assert_eq!(rules.get("c").unwrap().matched, 1);
+    assert_eq!(rules.get("c").at_once().unwrap().matched, 1);
 }
 
 #[test]
@@ -69,7 +71,7 @@ fn ttl_retires_the_rule_after_its_duration() {
     assert_eq!(run(&rules, "/x", 1, just_before), [Some("t".to_owned())]);
     let after = Instant::now() + Duration::from_secs(300);
     assert_eq!(run(&rules, "/x", 1, after), [None]);
-    let view = rules.get("t").unwrap();
+    let view = rules.get("t").at_once().unwrap();
     let ttl = view.expires_at.unwrap() - view.installed_at;
     assert_eq!(ttl, chrono::Duration::minutes(5));
 }
@@ -79,7 +81,11 @@ fn rate_limit_answers_over_quota_until_the_window_ends() {
     let rules = rules(&["rate_limit=2/10s id=q"]);
     let headers = HeaderMap::new();
     let t0 = Instant::now();
-    let at = |t: Instant| rules.evaluate_at(&facts(&Method::GET, "/x", &headers), t);
+    let at = |t: Instant| {
+        rules
+            .evaluate_at(&facts(&Method::GET, "/x", &headers), t)
+            .at_once()
+    };
     assert_eq!(at(t0), None);
     assert_eq!(at(t0 + Duration::from_secs(1)), None);
     let third = at(t0 + Duration::from_millis(2500)).unwrap();
@@ -92,7 +98,7 @@ fn rate_limit_answers_over_quota_until_the_window_ends() {
     assert_eq!(at(t1), None);
     assert_eq!(at(t1), None);
     assert!(at(t1).is_some());
-    let view = rules.get("q").unwrap();
+    let view = rules.get("q").at_once().unwrap();
     assert_eq!((view.matched, view.applied), (7, 3));
 }
 
@@ -121,7 +127,9 @@ fn sampled_delays_stay_in_range_and_repeat_with_the_seed() {
         let headers = HeaderMap::new();
         (0..2000)
             .map(|_| {
-                let applied = rules.evaluate(&facts(&Method::GET, "/x", &headers));
+                let applied = rules
+                    .evaluate(&facts(&Method::GET, "/x", &headers))
+                    .at_once();
                 applied.and_then(|a| a.delay).unwrap()
             })
             .collect::<Vec<_>>()
@@ -149,7 +157,12 @@ fn install_with_a_duplicate_id_changes_nothing() {
     ];
     let err = rules.install(dup).unwrap_err();
     assert_eq!(err.field, "id");
-    let ids: Vec<_> = rules.list().into_iter().map(|v| v.rule.id).collect();
+    let ids: Vec<_> = rules
+        .list()
+        .at_once()
+        .into_iter()
+        .map(|v| v.rule.id)
+        .collect();
     assert_eq!(ids, [Some(serde_json::json!("keep"))]);
 }
 
@@ -180,7 +193,7 @@ fn a_declined_roll_falls_through_to_the_next_rule() {
         run(&rules, "/x", 3, Instant::now()),
         vec![Some("next".to_owned()); 3]
     );
-    let never = rules.get("never").unwrap();
+    let never = rules.get("never").at_once().unwrap();
     assert_eq!((never.matched, never.applied), (3, 0));
 }
 
@@ -199,7 +212,12 @@ fn rules_are_placed_first_at_a_position_or_before_another() {
     rules
         .add_at(parse_spec("reset id=e").unwrap(), Placement::Position(99))
         .unwrap();
-    let ids: Vec<_> = rules.list().into_iter().map(|v| v.rule.id).collect();
+    let ids: Vec<_> = rules
+        .list()
+        .at_once()
+        .into_iter()
+        .map(|v| v.rule.id)
+        .collect();
     let want: Vec<_> = ["d", "a", "c", "b", "e"]
         .iter()
         .map(|id| Some(serde_json::json!(id)))
@@ -222,7 +240,7 @@ fn a_paused_rule_keeps_its_counters_and_is_offered_nothing() {
     assert_eq!(run(&rules, "/x", 1, now), [Some("a".to_owned())]);
     assert!(rules.set_paused("a", true));
     assert_eq!(run(&rules, "/x", 1, now), [Some("b".to_owned())]);
-    let a = rules.get("a").unwrap();
+    let a = rules.get("a").at_once().unwrap();
     assert!(a.paused);
     assert_eq!((a.applied, a.remaining), (1, Some(4)));
     assert!(rules.set_paused("a", false));
@@ -235,7 +253,7 @@ fn add_keeps_the_counters_of_installed_rules() {
     let rules = rules(&["reset id=a count=2"]);
     run(&rules, "/x", 1, Instant::now());
     rules.add(parse_spec("pending id=b").unwrap()).unwrap();
-    assert_eq!(rules.get("a").unwrap().remaining, Some(1));
+    assert_eq!(rules.get("a").at_once().unwrap().remaining, Some(1));
 }
 
 #[test]
@@ -243,13 +261,19 @@ fn one_off_rules_match_and_draw_but_keep_no_counters() {
     let rules = FaultRules::new(Some(3));
     let rule = parse_spec("reset path=/data/* count=1").unwrap();
     let headers = HeaderMap::new();
-    let get = |path| rules.evaluate_rule(&rule, "k", &facts(&Method::GET, path, &headers));
+    let get = |path| {
+        rules
+            .evaluate_rule(&rule, "k", &facts(&Method::GET, path, &headers))
+            .at_once()
+    };
     assert_eq!(get("/other"), None);
     assert!(get("/data/v2/accounts").is_some());
     assert!(get("/data/v2/accounts").is_some(), "count is not kept");
     let never = parse_spec("reset p=0").unwrap();
     assert_eq!(
-        rules.evaluate_rule(&never, "n", &facts(&Method::GET, "/x", &headers)),
+        rules
+            .evaluate_rule(&never, "n", &facts(&Method::GET, "/x", &headers))
+            .at_once(),
         None
     );
 }
@@ -260,7 +284,11 @@ fn a_rate_limit_header_lets_its_quota_through_first() {
     let spec = "rate_limit=2/90s";
     let rule = parse_spec(spec).unwrap();
     let headers = HeaderMap::new();
-    let get = || rules.evaluate_rule(&rule, spec, &facts(&Method::GET, "/x", &headers));
+    let get = || {
+        rules
+            .evaluate_rule(&rule, spec, &facts(&Method::GET, "/x", &headers))
+            .at_once()
+    };
     assert_eq!(get(), None);
     assert_eq!(get(), None);
     let third = get().unwrap();
@@ -268,11 +296,13 @@ fn a_rate_limit_header_lets_its_quota_through_first() {
     // Another header text has its own window.
     let other = parse_spec("rate_limit=2/1m").unwrap();
     assert_eq!(
-        rules.evaluate_rule(
-            &other,
-            "rate_limit=2/1m",
-            &facts(&Method::GET, "/x", &headers)
-        ),
+        rules
+            .evaluate_rule(
+                &other,
+                "rate_limit=2/1m",
+                &facts(&Method::GET, "/x", &headers)
+            )
+            .at_once(),
         None
     );
 }
@@ -286,7 +316,11 @@ fn concurrent_evaluations_apply_count_exactly_and_never_a_mixed_set() {
             std::thread::spawn(move || {
                 let headers = HeaderMap::new();
                 (0..1000)
-                    .filter_map(|_| rules.evaluate(&facts(&Method::GET, "/x", &headers)))
+                    .filter_map(|_| {
+                        rules
+                            .evaluate(&facts(&Method::GET, "/x", &headers))
+                            .at_once()
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -315,7 +349,10 @@ fn concurrent_evaluations_apply_count_exactly_and_never_a_mixed_set() {
     };
     let headers = HeaderMap::new();
     for _ in 0..5000 {
-        if let Some(a) = rules.evaluate(&facts(&Method::GET, "/x", &headers)) {
+        if let Some(a) = rules
+            .evaluate(&facts(&Method::GET, "/x", &headers))
+            .at_once()
+        {
             match a.rule_id.as_str() {
                 "a" => assert_eq!(a.action, Action::Reset),
                 "b" => assert_eq!(a.action, Action::Pending),
@@ -330,7 +367,7 @@ fn concurrent_evaluations_apply_count_exactly_and_never_a_mixed_set() {
 fn a_listed_rule_reads_back_as_written() {
     let rules = rules(&["lean_error=UNKNOWN_ENTITY id=l count=2 p=0.5 path=/data/*"]);
     rules.set_paused("l", true);
-    let view = rules.get("l").unwrap();
+    let view = rules.get("l").at_once().unwrap();
     let back: RuleView = serde_json::from_str(&serde_json::to_string(&view).unwrap()).unwrap();
     assert_eq!(back, view);
 }
@@ -338,7 +375,7 @@ fn a_listed_rule_reads_back_as_written() {
 #[test]
 fn listing_serializes_the_rule_with_its_counters() {
     let rules = rules(&["lean_error=UNKNOWN_ENTITY id=l count=2 p=0.5"]);
-    let v = serde_json::to_value(rules.list()).unwrap();
+    let v = serde_json::to_value(rules.list().at_once()).unwrap();
     let entry = &v[0];
     assert_eq!(entry["id"], "l");
     assert_eq!(entry["action"], "lean_error");

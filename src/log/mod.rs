@@ -251,8 +251,9 @@ pub fn install_tracing(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal());
     // A second install (tests, embedding) keeps the first subscriber.
     let _ = match format {
-        // `name=value` without the default formatter's styling of each name,
-        // which was a third of the cost of an exchange line (callgrind).
+        // `name=value` without the default formatter's styling of each name:
+        // the styling runs for every field of every line, colors on or off,
+        // and is most of what a line costs to format (benches/README.md).
         LogFormat::Pretty => builder
             .fmt_fields(
                 tracing_subscriber::fmt::format::debug_fn(|w, field, value| {

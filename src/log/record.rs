@@ -183,8 +183,8 @@ impl Headers {
     }
 
     /// A copy of `map`, and the first value of each of `names`, found in the
-    /// same pass: a hashed lookup per name cost more than comparing every
-    /// name of a message's few headers (callgrind).
+    /// same pass: a message has few headers, and comparing each name is
+    /// cheaper than hashing every name looked up.
     pub(crate) fn picking<'m, const N: usize>(
         map: &'m HeaderMap,
         redact: redact::Redactor,

@@ -31,7 +31,7 @@ pub use error::failure_response;
 use error::request_body_response;
 pub use headers::{add_forwarded, remove_hop_by_hop};
 use pool::within;
-pub(crate) use pool::{DriveSlot, UpstreamSlot};
+pub use pool::{DriveSlot, UpstreamSlot, UpstreamSlots};
 pub use stall::UpstreamStalled;
 
 use crate::body::{self, Body};
@@ -72,11 +72,10 @@ fn head_size(parts: &http::response::Parts) -> usize {
         })
 }
 
-/// How to reach the upstream.
+/// How connections to an upstream behave; where it is, its base URL, is
+/// given to [`Upstream::new`] beside it.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// Base URL; a path prefix is kept in front of every request path.
-    pub base: Uri,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Time to the response head (includes connecting).
@@ -130,15 +129,17 @@ struct UpstreamState {
 }
 
 impl Upstream {
-    /// Builds the way to the upstream: HTTP/1 connections kept by app
-    /// connections for `http`, a pooled client over rustls for `https` (with
-    /// `tls`; ALPN offers h2 and http/1.1).
-    pub fn new(config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
+    /// Builds the way to the upstream at `base` (a path prefix in it is kept
+    /// in front of every request path), its connections behaving as `config`
+    /// says: HTTP/1 connections kept by app connections for `http`, a pooled
+    /// client over rustls for `https` (with `tls`; ALPN offers h2 and
+    /// http/1.1).
+    pub fn new(base: Uri, config: UpstreamConfig, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
-        let base = &config.base;
+        let base = &base;
         let plain = base.scheme() != Some(&Scheme::HTTPS);
         let kept = match (plain, base.authority(), host_header(base)) {
             (true, Some(authority), Some(host)) => Uri::builder()
@@ -435,7 +436,7 @@ impl UpstreamState {
         *req.uri_mut() = uri;
         // The version towards the upstream is chosen by ALPN, not by the client's.
         *req.version_mut() = Version::HTTP_11;
-        let slot = client.map(|c| c.upstream_slot().clone());
+        let slot = client.and_then(|c| c.carried::<UpstreamSlot>());
         // Most calls (GETs) have no body and need no flag.
         if http_body::Body::is_end_stream(req.body()) {
             return Ok((req, slot, None));

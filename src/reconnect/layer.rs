@@ -233,7 +233,7 @@ impl Exchange {
         registry.count_inspection(true);
         let entity = self.entity();
         if let Some(e) = &entity {
-            registry.observe_call(e);
+            registry.observe_call(e).detach();
             if let Some(n) = &self.notes {
                 n.set_entity(e);
             }
@@ -255,26 +255,32 @@ impl Exchange {
                 if let Some(n) = &self.notes {
                     n.set_reconnect_id(&reconnect_id);
                 }
-                let outcome = registry.observe_reconnect(Sighting {
-                    entity_id: entity.clone(),
-                    reconnect_id: found.reconnect_id,
-                    results_id: found.results_id,
-                    api: found.api,
-                    path: self.path.clone(),
-                    source: self.source,
-                });
-                let entity_id = entity.as_deref().unwrap_or("unknown");
-                match outcome {
-                    SightingOutcome::New => {
-                        tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, path = %self.path, source = ?self.source, "RECONNECT_REQUIRED: the user must reconnect")
-                    }
-                    SightingOutcome::Replaced => {
-                        tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED with a new reconnect id")
-                    }
-                    SightingOutcome::Repeat => {
-                        tracing::debug!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED again")
-                    }
-                }
+                let (path, source) = (self.path.clone(), self.source);
+                let told = (entity.clone(), reconnect_id.clone());
+                registry
+                    .observe_reconnect(Sighting {
+                        entity_id: entity,
+                        reconnect_id: found.reconnect_id,
+                        results_id: found.results_id,
+                        api: found.api,
+                        path: self.path.clone(),
+                        source: self.source,
+                    })
+                    .then(move |outcome| {
+                        let (entity, reconnect_id) = told;
+                        let entity_id = entity.as_deref().unwrap_or("unknown");
+                        match outcome {
+                            SightingOutcome::New => {
+                                tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, %path, ?source, "RECONNECT_REQUIRED: the user must reconnect")
+                            }
+                            SightingOutcome::Replaced => {
+                                tracing::warn!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED with a new reconnect id")
+                            }
+                            SightingOutcome::Repeat => {
+                                tracing::debug!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED again")
+                            }
+                        }
+                    });
                 Some(reconnect_id)
             }
             Scan::Malformed(e) => {
@@ -287,15 +293,29 @@ impl Exchange {
             }
             Scan::Clear => {
                 let data_call = self.path.contains("/data/") || self.path.starts_with("/v1/");
-                if let Some(e) = entity.filter(|e| data_call && registry.is_pending(e)) {
-                    let ok = match seen {
-                        Seen::Body(body) => is_ok_answer(body),
-                        Seen::Status { ok } => ok,
-                    };
-                    if ok {
-                        if let Some(r) = registry.resolve_entity(&e, ResolvedBy::OkResponse) {
-                            tracing::info!(target: "leanproxy::reconnect", entity_id = %e, reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: an OK answer");
+                // Nothing to resolve: no `?`, this arm's answer is `None`
+                // either way.
+                let e = entity.filter(|_| data_call)?;
+                let ok = || match seen {
+                    Seen::Body(body) => is_ok_answer(body),
+                    Seen::Status { ok } => ok,
+                };
+                // Most answers name an entity with nothing pending: that is
+                // settled here, and the body is read for `OK` only when one is.
+                match registry.is_pending(&e).now() {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if ok() {
+                            resolve_on_ok(registry, e);
                         }
+                    }
+                    Err(later) => {
+                        let (ok, registry) = (ok(), registry.clone());
+                        later.then(move |pending| {
+                            if pending && ok {
+                                resolve_on_ok(&registry, e);
+                            }
+                        });
                     }
                 }
                 None
@@ -535,9 +555,21 @@ impl body::Watch for Tee {
     }
 }
 
+/// Resolves `entity`'s pending reconnect after an OK answer for it.
+fn resolve_on_ok(registry: &ReconnectRegistry, entity: String) {
+    registry
+        .resolve_entity(&entity, ResolvedBy::OkResponse)
+        .then(move |resolved| {
+            if let Some(r) = resolved {
+                tracing::info!(target: "leanproxy::reconnect", entity_id = %entity, reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: an OK answer");
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::AtOnce;
     use crate::body::BoxError;
     use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
@@ -585,13 +617,16 @@ mod tests {
             let registry = ReconnectRegistry::in_memory(10);
             exchange(&registry, RECONNECT, frame).await;
             assert!(
-                registry.is_pending("e-1"),
+                registry.is_pending("e-1").at_once(),
                 "frames of {frame}: reconnect seen"
             );
             // The leading status settles this answer without a full scan, and
             // that OK still resolves the pending entity.
             exchange(&registry, OK, frame).await;
-            assert!(!registry.is_pending("e-1"), "frames of {frame}: resolved");
+            assert!(
+                !registry.is_pending("e-1").at_once(),
+                "frames of {frame}: resolved"
+            );
         }
     }
 
@@ -606,7 +641,10 @@ mod tests {
             (0, 1),
             "copy passed the limit"
         );
-        assert!(!registry.is_pending("e-1"), "too large to read its ids");
+        assert!(
+            !registry.is_pending("e-1").at_once(),
+            "too large to read its ids"
+        );
         exchange_limited(&registry, OK, 4, 64).await;
         let stats = registry.stats();
         assert_eq!(
@@ -621,9 +659,9 @@ mod tests {
         let registry = ReconnectRegistry::in_memory(10);
         exchange(&registry, RECONNECT, 5).await;
         exchange(&registry, br#"{"status":"FAILED","data":null}"#, 5).await;
-        assert!(registry.is_pending("e-1"));
+        assert!(registry.is_pending("e-1").at_once());
         // Another first member: the whole answer is scanned.
         exchange(&registry, br#"{"data":null,"status":"OK"}"#, 5).await;
-        assert!(!registry.is_pending("e-1"));
+        assert!(!registry.is_pending("e-1").at_once());
     }
 }

@@ -4,6 +4,8 @@
 //! [`ReconnectLayer`] goes in front of anything that talks to Lean (in leanproxy,
 //! outside the fault layer, so injected reconnects are recorded too); its
 //! [`ReconnectRegistry`] handle is read by the admin API and fed by webhooks.
+//! The handle keeps its records in a backend (`store.rs`: the trait and the
+//! memory backend with its state file).
 //!
 //! In an app's own hyper client stack:
 //!
@@ -28,9 +30,10 @@
 //!     .header("content-type", "application/json")
 //!     .body(body::full(r#"{"entity_id":"e-1"}"#))?;
 //! let response: Response<Body> = lean.oneshot(request).await?;
-//! // Once the body has been read, the registry knows:
+//! // Once the body has been read, the registry knows (its operations are
+//! // futures: a backend on the network answers later, the memory one at once):
 //! let _ = http_body_util::BodyExt::collect(response.into_body()).await;
-//! for record in registry.list() {
+//! for record in registry.list().await {
 //!     println!("{:?} needs a reconnect with {}", record.entity_id, record.reconnect_id);
 //! }
 //! # Ok(())
@@ -39,8 +42,12 @@
 
 mod inspect;
 mod layer;
+mod record;
 mod registry;
 mod state_file;
+mod store;
+#[cfg(test)]
+pub(crate) mod store_contract;
 
 pub use crate::exchange::Api;
 pub use inspect::{entity_of_body, entity_of_query, is_ok_answer, scan, Found, Scan};

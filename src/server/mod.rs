@@ -4,6 +4,7 @@
 
 mod watched;
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,7 +29,6 @@ use tower::{Service, ServiceExt};
 use crate::body::{self, Body};
 use crate::future::ResponseFuture;
 use crate::metrics::{ListenerMetrics, Metrics};
-use crate::proxy::{DriveSlot, UpstreamSlot};
 use crate::sync::{fired, FlagWaker};
 
 /// Put in a response's extensions, it makes the server drop the connection
@@ -48,10 +48,12 @@ pub struct ResetRequested;
 const CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// The client's address, put in every request's extensions by the server,
-/// with what belongs to the client's connection.
+/// with what the listener's [`ConnectionHook`] gave the client's connection.
 ///
 /// Its text forms are rendered once per connection: formatting an address for
-/// every exchange showed in profiles. Cloning it is one reference count.
+/// every exchange showed in profiles. Cloning it is one reference count, and
+/// what the connection carries travels in it rather than in an extension of
+/// its own (each extension is an allocation per request).
 #[derive(Debug, Clone)]
 pub struct ClientAddr(Arc<Peer>);
 
@@ -62,7 +64,8 @@ struct Peer {
     local: Option<SocketAddr>,
     text: Arc<str>,
     ip: HeaderValue,
-    upstream: Arc<UpstreamSlot>,
+    /// What the listener's hook gave this connection.
+    carried: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl ClientAddr {
@@ -73,6 +76,15 @@ impl ClientAddr {
 
     /// A client at `addr` connected to the listener's address `local`.
     pub fn accepted(addr: SocketAddr, local: Option<SocketAddr>) -> Self {
+        Self::carrying(addr, local, None)
+    }
+
+    /// [`ClientAddr::accepted`], with what the connection carries.
+    fn carrying(
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+        carried: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Self {
         let ip = addr.ip().to_string();
         Self(Arc::new(Peer {
             addr,
@@ -80,7 +92,7 @@ impl ClientAddr {
             text: addr.to_string().into(),
             // An IP address is always a valid header value.
             ip: HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown")),
-            upstream: Arc::default(),
+            carried,
         }))
     }
 
@@ -110,10 +122,51 @@ impl ClientAddr {
         &self.0.ip
     }
 
-    /// The upstream connections this client's connection used last
-    /// (plain-http upstreams; see `proxy/pool/`).
-    pub(crate) fn upstream_slot(&self) -> &Arc<UpstreamSlot> {
-        &self.0.upstream
+    /// What the listener's [`ConnectionHook`] gave this connection, when it
+    /// is a `T`: one reference count.
+    pub fn carried<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.carried.clone()?.downcast().ok()
+    }
+}
+
+/// What a listener does with each connection it accepts, besides serving it.
+///
+/// axum's `serve` hands each accepted stream (`IncomingStream`) to a factory
+/// that makes that connection's service. Here every connection of a listener
+/// gets a copy of the same stack, and the hook adds what belongs to one
+/// connection: a value made when it is accepted, which its requests' layers
+/// find in their [`ClientAddr`] ([`ClientAddr::carried`]), and a wrapper
+/// around the connection's future, polled in the connection's task. The
+/// proxy listener's hook keeps the app connection's upstream connections
+/// (`proxy::UpstreamSlots`); the other listeners have none ([`serve`]).
+pub trait ConnectionHook: Send + Sync + 'static {
+    /// What one connection carries.
+    type Carried: Send + Sync + 'static;
+    /// A connection's future, wrapped.
+    type Driven<F: Future + Send>: Future<Output = F::Output> + Send;
+
+    /// Called once for each accepted connection, before its first request.
+    fn open(&self) -> Arc<Self::Carried>;
+
+    /// What the connection's task polls instead of `conn`.
+    fn drive<F: Future + Send>(conn: F, carried: Arc<Self::Carried>) -> Self::Driven<F>;
+}
+
+/// The hook of a listener that has none ([`serve`]): it has no value, so its
+/// connections carry nothing and are polled as they are.
+#[derive(Debug, Clone, Copy)]
+pub enum NoHook {}
+
+impl ConnectionHook for NoHook {
+    type Carried = Infallible;
+    type Driven<F: Future + Send> = F;
+
+    fn open(&self) -> Arc<Infallible> {
+        match *self {}
+    }
+
+    fn drive<F: Future + Send>(_: F, carried: Arc<Infallible>) -> F {
+        match *carried {}
     }
 }
 
@@ -198,27 +251,52 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    run(listener, service, None::<&NoHook>, shutdown, serving.into()).await;
+}
+
+/// [`serve`], with `hook` called for each connection (see [`ConnectionHook`]).
+pub async fn serve_with<S, H>(
+    listener: TcpListener,
+    service: S,
+    hook: H,
+    shutdown: impl Future<Output = ()>,
+    serving: impl Into<Serving>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    H: ConnectionHook,
+{
+    run(listener, service, Some(&hook), shutdown, serving.into()).await;
+}
+
+async fn run<S, H>(
+    listener: TcpListener,
+    service: S,
+    hook: Option<&H>,
+    shutdown: impl Future<Output = ()>,
+    serving: Serving,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    H: ConnectionHook,
+{
     let Serving {
         timeouts,
         max_connections,
         name,
         metrics,
-    } = serving.into();
+    } = serving;
     let counted = metrics.as_ref().map(|m| m.listener(name));
     let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let places = Arc::new(Semaphore::new(max_connections));
     let mut told_full = false;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(CONNECTION_BUFFER)
-        // Quiet connections are closed by `Graceful`, once per connection:
-        // hyper's header timer is a boxed timer set and dropped for every
-        // request head (about 2 % of an exchange in callgrind).
-        .header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builder = connection_builder();
     // Tells every connection to shut down gracefully.
     let (stop, _) = watch::channel(());
     let local = listener.local_addr().ok();
@@ -271,9 +349,14 @@ pub async fn serve<S>(
             _ => stream.local_addr().ok(),
         };
         let activity = Arc::new(Activity::default());
+        let carried = hook.map(H::open);
         let conn_service = ConnService {
             inner: RefCell::new(service.clone()),
-            peer: ClientAddr::accepted(peer, own),
+            peer: ClientAddr::carrying(
+                peer,
+                own,
+                carried.clone().map(|c| -> Arc<dyn Any + Send + Sync> { c }),
+            ),
             activity: activity.clone(),
         };
         let builder = builder.clone();
@@ -289,19 +372,47 @@ pub async fn serve<S>(
         };
         connections.spawn(async move {
             let _place = place;
-            let slot = conn_service.peer.upstream_slot().clone();
             let conn = builder.serve_connection(TokioIo::new(io), conn_service);
             let conn = graceful(conn, signal, Quiet::new(activity, timeouts.idle));
-            if let Err(e) = DriveSlot::new(conn, slot).await {
+            let ended = match carried {
+                Some(carried) => H::drive(conn, carried).await,
+                None => conn.await,
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
 
     drop(listener);
+    drain(connections, &stop, timeouts.grace, local).await;
+}
+
+/// hyper's connection settings, the same for every listener.
+fn connection_builder() -> Arc<auto::Builder<TokioExecutor>> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(CONNECTION_BUFFER)
+        // Quiet connections are closed by `Graceful`, with one timer per
+        // connection: hyper's header timer is a boxed timer set and dropped
+        // for every request head.
+        .header_read_timeout(None);
+    builder.http2().timer(TokioTimer::new());
+    Arc::new(builder)
+}
+
+/// Tells the open connections to shut down gracefully (`stop`), waits for
+/// them for at most `grace`, then closes those still open.
+async fn drain(
+    mut connections: JoinSet<()>,
+    stop: &watch::Sender<()>,
+    grace: Duration,
+    local: Option<SocketAddr>,
+) {
     while connections.try_join_next().is_some() {}
     let open = connections.len();
-    let grace = timeouts.grace;
     if open > 0 {
         tracing::info!(listener = ?local, open, grace = %humantime::format_duration(grace), "draining connections");
     }
@@ -321,9 +432,9 @@ pub async fn serve<S>(
 ///
 /// The connection keeps its own copy of the stack and calls it in place;
 /// hyper calls `call` (through `&self`) from the connection's task only,
-/// one call at a time, so a `RefCell` does: no lock per request. A clone of
-/// the whole stack per request, driven by `oneshot`, cost about a thousand
-/// instructions per exchange (callgrind).
+/// one call at a time, so a `RefCell` does: no lock per request, and no
+/// clone of the whole stack per request (which `oneshot` would need: every
+/// layer's handles cloned and dropped for each exchange).
 struct ConnService<S> {
     inner: RefCell<S>,
     peer: ClientAddr,
@@ -551,9 +662,8 @@ pin_project_lite::pin_project! {
     ///
     /// Instead of `hyper_util`'s `GracefulShutdown::watch`, which polls the
     /// shutdown signal at every turn of the connection (a lock in tokio's
-    /// `Notify`, three to four turns per exchange: about 1 % of an exchange
-    /// in callgrind), the signal here is polled with a waker of its own, and
-    /// polled again only once that waker fired.
+    /// `Notify`, several turns per exchange), the signal here is polled with
+    /// a waker of its own, and polled again only once that waker fired.
     struct Graceful<C, F> {
         #[pin]
         conn: C,

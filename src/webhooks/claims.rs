@@ -1,23 +1,230 @@
-//! [`ClaimLog`]: the event ids already accepted, kept on disk for a window, so
-//! that a delivery Lean retries after leanproxy restarted is still a
-//! duplicate (Lean retries for about four and a half hours).
+//! Event-id claims: a delivery of an event id already accepted is a duplicate,
+//! and one that arrives while the first is still being queued waits for it.
 //!
-//! An append-only file of `<unix seconds> <event id>` lines: each accepted
-//! event id is one line, written (not fsynced: a killed process keeps it, a
-//! crashed machine may not) when its delivery is kept. At start the lines
-//! within the window are read back and the file is rewritten with only those;
-//! while running it is rewritten the same way when it holds twice what it may.
+//! [`Claims`] is the handle the catcher claims and settles through; it holds
+//! a [`ClaimStore`]. Today's backend, [`MemoryClaims`], keeps the ids in
+//! memory (bounded) and, with a [`ClaimLog`], on disk for a window, so that a
+//! delivery Lean retries after leanproxy restarted is still a duplicate (Lean
+//! retries for about four and a half hours). A second backend (Redis: `SET
+//! NX` with an expiry per claim, the value saying settling or kept) is a new
+//! file implementing [`ClaimStore`], checked by the same contract
+//! (`claims_contract.rs`).
+//!
+//! The [`ClaimLog`] is an append-only file of `<unix seconds> <event id>`
+//! lines: each accepted event id is one line, written (not fsynced: a killed
+//! process keeps it, a crashed machine may not) when its delivery is kept. At
+//! start the lines within the window are read back and the file is rewritten
+//! with only those; while running it is rewritten the same way when it holds
+//! twice what it may.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::Notify;
 
+use crate::backend::Op;
 use crate::sync::lock;
+
+/// Where an event id stands when a delivery carrying it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen before: this delivery is its first, and must settle it.
+    First,
+    /// Its first delivery was kept: this one is a duplicate.
+    Seen,
+    /// Its first delivery is not settled yet (still being queued): wait
+    /// until it is, then claim again.
+    Settling,
+}
+
+/// The event ids claimed, wherever they are kept. Its calls are on the
+/// webhook catcher's path, once or twice per delivery that carries an event
+/// id, never on the proxy's; `settle` may be called from a `Drop`, where its
+/// outcome is not awaited.
+pub(crate) trait ClaimStore: Send + Sync + fmt::Debug {
+    /// Where `event_id` stands; a new one is claimed ([`Claim::First`]) and
+    /// must be settled.
+    fn claim(&self, event_id: &str) -> Op<Claim>;
+
+    /// Settles the claim on `event_id`: `kept`, later deliveries of it are
+    /// duplicates; not kept (its delivery could not be queued), it is
+    /// forgotten, and Lean's retry is taken as a first delivery.
+    fn settle(&self, event_id: &str, kept: bool) -> Op<()>;
+
+    /// Completes once `event_id` is not [`Claim::Settling`] (at once when it
+    /// is not now).
+    fn settled(&self, event_id: &str) -> Op<()>;
+}
+
+/// The event-id claims. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Claims {
+    store: Arc<dyn ClaimStore>,
+}
+
+impl Claims {
+    /// Claims kept in memory only, at most `cap` event ids (the newest).
+    pub fn in_memory(cap: usize) -> Self {
+        Self::with_store(Arc::new(MemoryClaims::new(cap, None)))
+    }
+
+    /// Claims kept in memory and in `log`, starting from `ids` (oldest
+    /// first), which it read back: they are duplicates from the start.
+    pub fn logged(log: ClaimLog, ids: Vec<String>) -> Self {
+        let cap = log.cap;
+        let memory = MemoryClaims::new(cap, Some(log));
+        {
+            let mut state = lock(&memory.state);
+            for id in ids {
+                state.remember(id, cap);
+            }
+        }
+        Self::with_store(Arc::new(memory))
+    }
+
+    pub(crate) fn with_store(store: Arc<dyn ClaimStore>) -> Self {
+        Self { store }
+    }
+
+    /// Claims `event_id` for a delivery: its claim when it is the first,
+    /// `None` when it is a duplicate. A delivery whose first is still being
+    /// queued waits for it, so Lean is never told a copy arrived while the
+    /// original is then lost.
+    pub(crate) async fn claim(&self, event_id: &str) -> Option<Settle> {
+        loop {
+            match self.store.claim(event_id).await {
+                Claim::First => {
+                    return Some(Settle {
+                        claims: self.clone(),
+                        event_id: event_id.to_string(),
+                        kept: false,
+                    })
+                }
+                Claim::Seen => return None,
+                Claim::Settling => self.store.settled(event_id).await,
+            }
+        }
+    }
+}
+
+/// A first delivery's claim on its event id, settled when dropped: kept once
+/// [`Settle::keep`] said so, else forgotten, for Lean's retry.
+pub(crate) struct Settle {
+    claims: Claims,
+    event_id: String,
+    kept: bool,
+}
+
+impl Settle {
+    /// Keeps the claim: later deliveries of the event id are duplicates.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        // Not awaited: a delivery of the same id meanwhile finds it settling,
+        // and waits.
+        self.claims.store.settle(&self.event_id, self.kept).detach();
+    }
+}
+
+/// Today's backend: the claimed ids in memory, the newest `cap` of them, and
+/// the kept ones in a [`ClaimLog`] when there is one.
+#[derive(Debug)]
+pub(crate) struct MemoryClaims {
+    cap: usize,
+    state: Mutex<Claimed>,
+    settled: Arc<Notify>,
+    log: Option<ClaimLog>,
+}
+
+/// The event ids a [`MemoryClaims`] knows.
+#[derive(Debug, Default)]
+struct Claimed {
+    /// Event ids already accepted or being settled, oldest first (bounded).
+    seen: HashSet<String>,
+    seen_order: VecDeque<String>,
+    /// Event ids whose first delivery is not settled yet.
+    settling: HashSet<String>,
+}
+
+impl Claimed {
+    fn remember(&mut self, id: String, cap: usize) {
+        if self.seen.insert(id.clone()) {
+            self.seen_order.push_back(id);
+        }
+        while self.seen_order.len() > cap {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+}
+
+impl MemoryClaims {
+    /// At most `cap` event ids, the kept ones also in `log`.
+    pub(crate) fn new(cap: usize, log: Option<ClaimLog>) -> Self {
+        Self {
+            cap: cap.max(1),
+            state: Mutex::default(),
+            settled: Arc::new(Notify::new()),
+            log,
+        }
+    }
+}
+
+impl ClaimStore for MemoryClaims {
+    fn claim(&self, event_id: &str) -> Op<Claim> {
+        let mut state = lock(&self.state);
+        if state.settling.contains(event_id) {
+            return Op::ready(Claim::Settling);
+        }
+        if state.seen.contains(event_id) {
+            return Op::ready(Claim::Seen);
+        }
+        state.settling.insert(event_id.to_string());
+        state.remember(event_id.to_string(), self.cap);
+        Op::ready(Claim::First)
+    }
+
+    fn settle(&self, event_id: &str, kept: bool) -> Op<()> {
+        {
+            let mut state = lock(&self.state);
+            state.settling.remove(event_id);
+            if !kept {
+                state.seen.remove(event_id);
+                state.seen_order.retain(|e| e != event_id);
+            } else if state.seen.insert(event_id.to_string()) {
+                // Pushed out of `seen` by newer ids while it settled.
+                state.seen_order.push_back(event_id.to_string());
+            }
+        }
+        if let (true, Some(log)) = (kept, &self.log) {
+            log.record(event_id);
+        }
+        self.settled.notify_waiters();
+        Op::ready(())
+    }
+
+    fn settled(&self, event_id: &str) -> Op<()> {
+        let mut settled = Box::pin(self.settled.clone().notified_owned());
+        // Enabled before the look, so a settle in between is not missed.
+        settled.as_mut().enable();
+        if lock(&self.state).settling.contains(event_id) {
+            Op::later(settled)
+        } else {
+            Op::ready(())
+        }
+    }
+}
 
 /// The accepted event ids, on disk.
 #[derive(Debug)]
@@ -150,6 +357,37 @@ impl ClaimLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::AtOnce;
+
+    #[test]
+    fn claims_are_bounded_and_dedup_event_ids() {
+        // As many as a store of 2 deliveries remembers.
+        let store = MemoryClaims::new(2 * super::super::Store::CLAIMS_PER_DELIVERY, None);
+        assert_eq!(store.claim("ev-1").at_once(), Claim::First);
+        assert_eq!(store.claim("ev-1").at_once(), Claim::Settling);
+        store.settle("ev-1", true).at_once();
+        assert_eq!(store.claim("ev-1").at_once(), Claim::Seen);
+        assert_eq!(store.claim("ev-2").at_once(), Claim::First);
+        store.settle("ev-2", false).at_once();
+        assert_eq!(
+            store.claim("ev-2").at_once(),
+            Claim::First,
+            "forgotten: Lean's retry is taken"
+        );
+    }
+
+    #[test]
+    fn an_event_id_pushed_out_while_settling_is_still_kept() {
+        let store = MemoryClaims::new(super::super::Store::CLAIMS_PER_DELIVERY, None);
+        assert_eq!(store.claim("slow").at_once(), Claim::First);
+        for i in 0..10 {
+            let other = format!("ev-{i}");
+            assert_eq!(store.claim(&other).at_once(), Claim::First);
+            store.settle(&other, true).at_once();
+        }
+        store.settle("slow", true).at_once();
+        assert_eq!(store.claim("slow").at_once(), Claim::Seen);
+    }
 
     #[test]
     fn claims_within_the_window_come_back_and_older_ones_do_not() {

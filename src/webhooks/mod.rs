@@ -14,6 +14,8 @@
 //! results id it names.
 
 mod claims;
+#[cfg(test)]
+mod claims_contract;
 mod relay;
 mod store;
 mod verify;
@@ -27,11 +29,12 @@ use std::task::{Context, Poll};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-pub use claims::ClaimLog;
+pub use claims::{Claim, ClaimLog, Claims};
 pub use relay::{DeadLetter, QueueError, Relay, RelayConfig, ReplayDeadError};
-pub use store::{Claim, Outcome, Page, RelayStatus, Store, WebhookRecord};
+pub use store::{Outcome, Page, RelayStatus, Store, WebhookRecord};
 pub use verify::{verify, Policy, Verdict};
 
+use crate::backend::Op;
 use crate::body::Body;
 use crate::events::Event;
 use crate::lean::{json_response, ErrorEnvelope, SIGNATURE_HEADER};
@@ -61,6 +64,7 @@ pub struct Webhooks {
 struct CatcherState {
     config: WebhookConfig,
     store: Store,
+    claims: Claims,
     /// Only when it has targets.
     relay: Option<Relay>,
     registry: ReconnectRegistry,
@@ -77,11 +81,13 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// The catcher; `relay` forwards accepted webhooks when given (and it has
+    /// The catcher; `claims` tells first deliveries of an event id from
+    /// duplicates; `relay` forwards accepted webhooks when given (and it has
     /// targets); deliveries are published to `telemetry`'s events and metrics.
     pub fn new(
         config: WebhookConfig,
         store: Store,
+        claims: Claims,
         relay: Option<Relay>,
         registry: ReconnectRegistry,
         telemetry: Telemetry,
@@ -90,6 +96,7 @@ impl Webhooks {
             inner: Arc::new(CatcherState {
                 config,
                 store,
+                claims,
                 relay: relay.filter(Relay::has_targets),
                 registry,
                 telemetry,
@@ -141,12 +148,11 @@ impl Webhooks {
     }
 
     /// Relay deliveries set aside (dead letters), oldest first.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner
-            .relay
-            .as_ref()
-            .map(Relay::dead_letters)
-            .unwrap_or_default()
+    pub fn dead_letters(&self) -> Op<Vec<DeadLetter>> {
+        match &self.inner.relay {
+            Some(relay) => relay.dead_letters(),
+            None => Op::ready(Vec::new()),
+        }
     }
 
     /// Queues a dead letter again for its target (see [`Relay::replay_dead`]).
@@ -169,50 +175,7 @@ pub enum ReplayError {
     Truncated,
 }
 
-/// A first delivery's claim on its event id, settled when dropped: kept once
-/// [`Settle::keep`] said so, else forgotten, for Lean's retry.
-struct Settle {
-    store: Store,
-    event_id: String,
-    kept: bool,
-}
-
-impl Settle {
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for Settle {
-    fn drop(&mut self) {
-        self.store.settle(&self.event_id, self.kept);
-    }
-}
-
 impl CatcherState {
-    /// Claims `event_id` for a delivery: its claim when it is the first, `None`
-    /// when it is a duplicate. A delivery whose first is still being queued
-    /// waits for it, so Lean is never told a copy arrived while the original
-    /// is then lost.
-    async fn claim(&self, event_id: &str) -> Option<Settle> {
-        loop {
-            let settled = self.store.settled();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            match self.store.claim(event_id) {
-                Claim::First => {
-                    return Some(Settle {
-                        store: self.store.clone(),
-                        event_id: event_id.to_string(),
-                        kept: false,
-                    })
-                }
-                Claim::Seen => return None,
-                Claim::Settling => settled.await,
-            }
-        }
-    }
-
     async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
         if req.method() != Method::POST {
             let mut r =
@@ -273,7 +236,7 @@ impl CatcherState {
         let mut claim = None;
         let mut duplicate = false;
         if let Some(event_id) = record.event_id.as_deref().filter(|_| !rejected && trusted) {
-            claim = self.claim(event_id).await;
+            claim = self.claims.claim(event_id).await;
             duplicate = claim.is_none();
         }
         let outcome = if rejected {
@@ -346,11 +309,11 @@ impl CatcherState {
     /// then it changes nothing, and its event id is forgotten.
     fn accept(
         &self,
-        stored: &store::Stored,
+        stored: &Arc<store::Stored>,
         record: &WebhookRecord,
         trusted: bool,
         relay: Option<&Relay>,
-        claim: Option<Settle>,
+        claim: Option<claims::Settle>,
     ) -> bool {
         let mut kept = false;
         let settle = |queued: bool| {
@@ -364,7 +327,7 @@ impl CatcherState {
                 claim.keep();
             }
             if trusted {
-                self.apply(stored, record);
+                self.apply(stored, record, relay.is_some());
             } else {
                 tracing::warn!(target: "leanproxy::webhooks", id = %record.id, kind = record.kind.as_deref().unwrap_or("unknown"), "webhook with an invalid signature: recorded and relayed, but it changes nothing");
             }
@@ -380,41 +343,52 @@ impl CatcherState {
         kept
     }
 
-    /// What a webhook means for the reconnect registry.
-    fn apply(&self, stored: &store::Stored, record: &WebhookRecord) {
-        match record.kind.as_deref() {
+    /// What a webhook means for the reconnect registry. `wait`: on the
+    /// blocking pool, where the registry's answer is waited for, so it is
+    /// applied before the relay's workers see the delivery; else it is
+    /// applied as the registry answers (at once, in memory).
+    fn apply(&self, stored: &Arc<store::Stored>, record: &WebhookRecord, wait: bool) {
+        let registry = self.registry.clone();
+        let resolved = match record.kind.as_deref() {
             Some("entity.reconnected") => {
-                let resolved = record
-                    .reconnect_id
-                    .as_deref()
-                    .and_then(|id| {
-                        self.registry.resolve_reconnect_id(
-                            id,
-                            record.entity_id.as_deref(),
-                            ResolvedBy::Webhook,
-                        )
+                let entity = record.entity_id.clone();
+                let by_id = match record.reconnect_id.as_deref() {
+                    Some(id) => registry.resolve_reconnect_id(
+                        id,
+                        record.entity_id.as_deref(),
+                        ResolvedBy::Webhook,
+                    ),
+                    None => Op::ready(None),
+                };
+                by_id
+                    .and_then(move |found| match (found, entity) {
+                        (Some(r), _) => Op::ready(Some(r)),
+                        (None, Some(e)) => registry.resolve_entity(&e, ResolvedBy::Webhook),
+                        (None, None) => Op::ready(None),
                     })
-                    .or_else(|| {
-                        record
-                            .entity_id
-                            .as_deref()
-                            .and_then(|e| self.registry.resolve_entity(e, ResolvedBy::Webhook))
-                    });
-                if let Some(r) = resolved {
-                    tracing::info!(target: "leanproxy::reconnect", entity_id = r.entity_id.as_deref().unwrap_or("unknown"), reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: entity.reconnected webhook");
-                    stored.update(|rec| rec.resolved_reconnect = Some(r.key()));
-                }
+                    .map(|resolved| {
+                        resolved.map(|r| {
+                            tracing::info!(target: "leanproxy::reconnect", entity_id = r.entity_id.as_deref().unwrap_or("unknown"), reconnect_id = %r.reconnect_id, hits = r.hits, "reconnect resolved: entity.reconnected webhook");
+                            r.key()
+                        })
+                    })
             }
-            Some("results.ready") => {
-                if let Some(key) = record
-                    .results_id
-                    .as_deref()
-                    .and_then(|id| self.registry.mark_results_ready(id))
-                {
-                    stored.update(|rec| rec.resolved_reconnect = Some(key));
-                }
+            Some("results.ready") => match record.results_id.as_deref() {
+                Some(id) => registry.mark_results_ready(id),
+                None => return,
+            },
+            _ => return,
+        };
+        let stored = stored.clone();
+        let note = move |key: Option<String>| {
+            if let Some(key) = key {
+                stored.update(|rec| rec.resolved_reconnect = Some(key));
             }
-            _ => {}
+        };
+        if wait {
+            note(resolved.wait());
+        } else {
+            resolved.then(note);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! redacted view. A rejected delivery keeps only a prefix of its body: the
 //! listener faces the internet, and forged bodies must not pin memory.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -11,10 +11,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
 
-use super::claims::ClaimLog;
 use super::verify::Verdict;
 use crate::log::redact::{is_secret_header, Redactor};
 
@@ -272,28 +269,12 @@ pub(super) fn parse(
     }
 }
 
-/// Where an event id stands when a delivery carrying it arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Not seen before: this delivery is its first, and must
-    /// [`settle`](Store::settle) it.
-    First,
-    /// Its first delivery was kept: this one is a duplicate.
-    Seen,
-    /// Its first delivery is not settled yet (still being queued): wait for
-    /// [`Store::settled`], then claim again.
-    Settling,
-}
-
 /// The received webhooks. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Mutex<StoreState>>,
-    settled: Arc<Notify>,
     limit: usize,
     max_bytes: usize,
-    /// Where accepted event ids are kept across restarts, when anywhere.
-    claims: Option<Arc<ClaimLog>>,
 }
 
 #[derive(Debug, Default)]
@@ -302,11 +283,6 @@ struct StoreState {
     items: VecDeque<(Arc<Stored>, usize)>,
     /// The sum of the weights in `items`.
     bytes: usize,
-    /// Event ids already accepted, oldest first (bounded like `items`).
-    seen: HashSet<String>,
-    seen_order: VecDeque<String>,
-    /// Event ids whose first delivery is not settled yet.
-    settling: HashSet<String>,
 }
 
 /// One page of summaries (no bodies), from [`Store::page`].
@@ -320,87 +296,23 @@ pub struct Page {
 }
 
 impl Store {
-    /// A store keeping the last `limit` deliveries (and as many event ids),
-    /// evicting the oldest while they hold more than `max_bytes`; the newest
-    /// is kept whatever its size.
+    /// A store keeping the last `limit` deliveries, evicting the oldest
+    /// while they hold more than `max_bytes`; the newest is kept whatever
+    /// its size.
     pub fn new(limit: usize, max_bytes: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(StoreState::default())),
-            settled: Arc::new(Notify::new()),
             limit: limit.max(1),
             max_bytes,
-            claims: None,
         }
     }
 
-    /// Event ids this many times the deliveries kept are remembered.
+    /// Event ids this many times the deliveries kept are remembered (see
+    /// [`Claims`](super::Claims)).
     pub const CLAIMS_PER_DELIVERY: usize = 4;
-
-    /// Keeps accepted event ids in `log` too, starting from `ids` (oldest
-    /// first), which it read back: they are duplicates from the start.
-    pub fn with_claims(mut self, log: ClaimLog, ids: Vec<String>) -> Self {
-        {
-            let mut inner = self.lock();
-            for id in ids {
-                if inner.seen.insert(id.clone()) {
-                    inner.seen_order.push_back(id);
-                }
-            }
-        }
-        self.claims = Some(Arc::new(log));
-        self
-    }
 
     fn lock(&self) -> MutexGuard<'_, StoreState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Claims an event id for a delivery that carries it; a [`Claim::First`]
-    /// must be settled.
-    pub fn claim(&self, event_id: &str) -> Claim {
-        let mut inner = self.lock();
-        if inner.settling.contains(event_id) {
-            return Claim::Settling;
-        }
-        if inner.seen.contains(event_id) {
-            return Claim::Seen;
-        }
-        inner.seen.insert(event_id.to_string());
-        inner.settling.insert(event_id.to_string());
-        inner.seen_order.push_back(event_id.to_string());
-        while inner.seen_order.len() > self.limit * Self::CLAIMS_PER_DELIVERY {
-            if let Some(old) = inner.seen_order.pop_front() {
-                inner.seen.remove(&old);
-            }
-        }
-        Claim::First
-    }
-
-    /// Settles the claim on `event_id`: `kept`, later deliveries of it are
-    /// duplicates; not kept (it could not be queued), it is forgotten, and
-    /// Lean's retry is taken as a first delivery.
-    pub fn settle(&self, event_id: &str, kept: bool) {
-        {
-            let mut inner = self.lock();
-            inner.settling.remove(event_id);
-            if !kept {
-                inner.seen.remove(event_id);
-                inner.seen_order.retain(|e| e != event_id);
-            } else if inner.seen.insert(event_id.to_string()) {
-                // Pushed out of `seen` by newer ids while it settled.
-                inner.seen_order.push_back(event_id.to_string());
-            }
-        }
-        if let (true, Some(log)) = (kept, &self.claims) {
-            log.record(event_id);
-        }
-        self.settled.notify_waiters();
-    }
-
-    /// Resolves at the next [`Store::settle`]. Enable it before claiming, so
-    /// a settle between the claim and the wait is not missed.
-    pub fn settled(&self) -> Notified<'_> {
-        self.settled.notified()
     }
 
     /// Keeps a delivery, evicting the oldest to stay within both bounds.
@@ -551,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn store_is_bounded_and_dedups_event_ids() {
+    fn store_is_bounded() {
         let store = Store::new(2, usize::MAX);
         for i in 0..3 {
             let s = stored("{}");
@@ -564,30 +476,6 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, ["w1", "w2"]);
-        assert_eq!(store.claim("ev-1"), Claim::First);
-        assert_eq!(store.claim("ev-1"), Claim::Settling);
-        store.settle("ev-1", true);
-        assert_eq!(store.claim("ev-1"), Claim::Seen);
-        assert_eq!(store.claim("ev-2"), Claim::First);
-        store.settle("ev-2", false);
-        assert_eq!(
-            store.claim("ev-2"),
-            Claim::First,
-            "forgotten: Lean's retry is taken"
-        );
-    }
-
-    #[test]
-    fn an_event_id_pushed_out_while_settling_is_still_kept() {
-        let store = Store::new(1, usize::MAX);
-        assert_eq!(store.claim("slow"), Claim::First);
-        for i in 0..10 {
-            let other = format!("ev-{i}");
-            assert_eq!(store.claim(&other), Claim::First);
-            store.settle(&other, true);
-        }
-        store.settle("slow", true);
-        assert_eq!(store.claim("slow"), Claim::Seen);
     }
 
     #[test]

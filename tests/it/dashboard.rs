@@ -42,6 +42,13 @@ impl Rig {
             .await
             .unwrap();
         self.browser.find("main h1").await;
+        // Connected to the event stream (so what follows arrives live).
+        self.browser
+            .wait_for(
+                "the live event stream",
+                "return document.getElementById('live').textContent === 'live' ? true : null;",
+            )
+            .await;
     }
 
     /// A request through the proxy carrying an app token, a bearer token and
@@ -155,10 +162,13 @@ async fn exchanges_arrive_live_filter_and_show_only_redacted_values() {
     )
     .await;
     assert_ne!(fail.status, 200);
-    rig.browser.find("[data-id]").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.browser
+        .wait_for(
+            "the four exchanges",
+            "return document.querySelectorAll('.row').length >= 4 ? true : null;",
+        )
+        .await;
     let all = rig.rows().await.len();
-    assert!(all >= 4, "{all} rows");
 
     // Each filter narrows the list, and is in the URL.
     let check = |rows: Vec<Value>, want: &dyn Fn(&str) -> bool, what: &str| {
@@ -191,6 +201,12 @@ async fn exchanges_arrive_live_filter_and_show_only_redacted_values() {
     check(rig.rows().await, &|t| t.contains("OK"), "Lean status");
     rig.filter("lean_status", "").await;
     rig.filter("q", "needle-4711").await;
+    rig.browser
+        .wait_for(
+            "the search",
+            "return document.querySelectorAll('.row').length === 1 ? true : null;",
+        )
+        .await;
     let found = rig.rows().await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["id"], "dash-1");

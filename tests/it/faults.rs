@@ -331,7 +331,7 @@ async fn sticky_reconnect_holds_until_the_registry_resolves_it() {
     assert_eq!(first.json()["status"], "RECONNECT_REQUIRED");
     assert_eq!(first.header("x-leanproxy-injected"), Some("hold"));
     let id = first.json()["results_id"].clone();
-    let record = p.registry.get(&entity).unwrap();
+    let record = p.registry.get(&entity).await.unwrap();
     assert_eq!(record.source, leanproxy::reconnect::Source::Fault);
     assert_eq!(record.state, leanproxy::reconnect::State::Pending);
     // The rule retired after one, but the entity stays held with the same id,
@@ -344,7 +344,7 @@ async fn sticky_reconnect_holds_until_the_registry_resolves_it() {
         .await
         .json();
     assert_eq!(v1["status"], "RECONNECT_REQUIRED");
-    assert_eq!(p.registry.get(&entity).unwrap().hits, 5);
+    assert_eq!(p.registry.get(&entity).await.unwrap().hits, 5);
 
     let resolve = send(
         &c,
@@ -695,7 +695,7 @@ async fn a_real_answer_a_fault_only_delayed_is_still_the_upstreams() {
     assert_eq!(r.json()["status"], "RECONNECT_REQUIRED");
     assert_eq!(r.header("x-leanproxy-injected"), Some("header"));
     assert_eq!(
-        p.registry.get(&entity).unwrap().source,
+        p.registry.get(&entity).await.unwrap().source,
         leanproxy::reconnect::Source::Upstream
     );
 }

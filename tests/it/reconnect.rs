@@ -82,6 +82,8 @@ impl Setup {
         self.proxy
             .registry
             .get(&self.entity)
+            .now()
+            .expect("the memory registry answers at once")
             .expect("a record for the entity")
     }
 
@@ -100,7 +102,7 @@ impl Setup {
 async fn v1_reconnect_is_recorded_with_its_ids_and_repeats_count() {
     let s = Setup::start("").await;
     assert_eq!(s.v1().await.json()["status"], "OK");
-    assert!(s.proxy.registry.get(&s.entity).is_none());
+    assert!(s.proxy.registry.get(&s.entity).await.is_none());
     s.expire_by_inactivity();
     let answer = s.v1().await.json();
     assert_eq!(answer["status"], "RECONNECT_REQUIRED");
@@ -122,7 +124,7 @@ async fn v1_reconnect_is_recorded_with_its_ids_and_repeats_count() {
         r.calls_while_pending, 3,
         "the app kept calling instead of reconnecting"
     );
-    assert_eq!(s.proxy.registry.pending_count(), 1);
+    assert_eq!(s.proxy.registry.pending_count().await, 1);
 
     // The admin API shows it.
     let admin = get(
@@ -157,7 +159,7 @@ async fn a_json_body_sent_as_a_form_still_names_the_entity() {
         .body(body::full("entity_id=x"))
         .unwrap();
     send(&s.client, req).await;
-    assert_eq!(s.proxy.registry.list().len(), 1);
+    assert_eq!(s.proxy.registry.list().await.len(), 1);
 }
 
 #[tokio::test]
@@ -165,15 +167,18 @@ async fn an_entity_reconnected_webhook_names_the_entity_a_request_did_not() {
     let s = Setup::start("").await;
     // A reconnect whose request named no entity (a body the proxy could not
     // read) is recorded under its id.
-    s.proxy.registry.observe_reconnect(Sighting {
-        entity_id: None,
-        reconnect_id: "r-unknown".into(),
-        results_id: None,
-        api: Api::V1,
-        path: "/data/v1/accounts".into(),
-        source: Source::Upstream,
-    });
-    assert!(s.proxy.registry.get("reconnect:r-unknown").is_some());
+    s.proxy
+        .registry
+        .observe_reconnect(Sighting {
+            entity_id: None,
+            reconnect_id: "r-unknown".into(),
+            results_id: None,
+            api: Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: Source::Upstream,
+        })
+        .await;
+    assert!(s.proxy.registry.get("reconnect:r-unknown").await.is_some());
     let webhook = json!({
         "type": "entity.reconnected",
         "payload": {"id": "e-from-webhook", "customer_id": "c", "reconnect_id": "r-unknown"},
@@ -195,6 +200,7 @@ async fn an_entity_reconnected_webhook_names_the_entity_a_request_did_not() {
         .proxy
         .registry
         .get("e-from-webhook")
+        .await
         .expect("found by the entity the webhook named");
     assert_eq!(
         (r.state, r.reconnect_id.as_str()),
@@ -292,7 +298,7 @@ async fn admin_delete_resolves_and_reconnect_header_is_added_when_asked() {
         .unwrap()
         .to_string();
     assert_eq!(answer.header("x-leanproxy-reconnect-id"), Some(id.as_str()));
-    let ok_header = s.proxy.registry.get(&s.entity).unwrap();
+    let ok_header = s.proxy.registry.get(&s.entity).await.unwrap();
     assert_eq!(ok_header.reconnect_id, id);
 
     let req = Request::delete(s.proxy.admin_url(&format!("/api/reconnects/{}", s.entity)))
@@ -316,9 +322,10 @@ async fn pending_records_survive_a_restart() {
     let after = again
         .registry
         .get(&before.entity_id.clone().unwrap())
+        .await
         .expect("kept across restart");
     assert_eq!(after, before);
-    assert_eq!(again.registry.pending_count(), 1);
+    assert_eq!(again.registry.pending_count().await, 1);
 }
 
 #[tokio::test]
@@ -358,14 +365,16 @@ async fn a_state_file_damaged_in_one_record_keeps_the_others() {
     let path = dir.path().join("reconnects.json");
     let registry = ReconnectRegistry::open(&path, 100).unwrap();
     for i in 0..198 {
-        registry.observe_reconnect(Sighting {
-            entity_id: Some(format!("e-{i}")),
-            reconnect_id: format!("r-{i}"),
-            results_id: None,
-            api: Api::V1,
-            path: "/data/v1/accounts".into(),
-            source: Source::Upstream,
-        });
+        registry
+            .observe_reconnect(Sighting {
+                entity_id: Some(format!("e-{i}")),
+                reconnect_id: format!("r-{i}"),
+                results_id: None,
+                api: Api::V1,
+                path: "/data/v1/accounts".into(),
+                source: Source::Upstream,
+            })
+            .await;
     }
     registry.flush().await.unwrap();
     let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -417,7 +426,7 @@ async fn large_answer_passes_byte_for_byte_and_uninspected() {
     };
     assert_eq!(hash(&through.body), hash(&direct.body));
     assert!(
-        proxy.registry.list().is_empty(),
+        proxy.registry.list().await.is_empty(),
         "past the inspect limit: not parsed"
     );
     assert_eq!(proxy.registry.stats().uninspected, 1);
@@ -429,7 +438,10 @@ async fn large_answer_passes_byte_for_byte_and_uninspected() {
     )
     .await;
     assert_eq!(small.status, 200);
-    assert_eq!(proxy.registry.get("e-small").unwrap().reconnect_id, "r-big");
+    assert_eq!(
+        proxy.registry.get("e-small").await.unwrap().reconnect_id,
+        "r-big"
+    );
 }
 
 #[tokio::test]
@@ -577,11 +589,13 @@ fn apply(registry: &ReconnectRegistry, entity: usize, event: Option<u32>) {
                 path: "/data/v2/accounts".into(),
                 source: Source::Upstream,
             });
-            let _: SightingOutcome = outcome;
+            let _: SightingOutcome = outcome.now().expect("in memory: at once");
         }
         None => {
-            registry.observe_call(&key);
-            registry.resolve_entity(&key, ResolvedBy::OkResponse);
+            registry.observe_call(&key).detach();
+            registry
+                .resolve_entity(&key, ResolvedBy::OkResponse)
+                .detach();
         }
     }
 }
@@ -635,16 +649,22 @@ async fn concurrent_updates_match_a_sequential_model() {
             r.resolved_by,
         )
     };
-    let mut a: Vec<_> = concurrent.list().into_iter().map(strip).collect();
-    let mut b: Vec<_> = sequential.list().into_iter().map(strip).collect();
+    let mut a: Vec<_> = concurrent.list().await.into_iter().map(strip).collect();
+    let mut b: Vec<_> = sequential.list().await.into_iter().map(strip).collect();
     a.sort_by(|x, y| x.0.cmp(&y.0));
     b.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(a.len(), b.len());
     assert!(a.len() > ENTITIES / 2, "most entities saw a reconnect");
     assert_eq!(a, b);
     assert_eq!(concurrent.stats().total, sequential.stats().total);
-    assert_eq!(concurrent.history().len(), sequential.history().len());
-    assert_eq!(concurrent.pending_count(), sequential.pending_count());
+    assert_eq!(
+        concurrent.history().await.len(),
+        sequential.history().await.len()
+    );
+    assert_eq!(
+        concurrent.pending_count().await,
+        sequential.pending_count().await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -664,7 +684,7 @@ async fn many_tasks_on_the_same_entities_lose_no_update() {
         source: Source::Upstream,
     };
     for e in 0..ENTITIES {
-        registry.observe_reconnect(sighting(e));
+        registry.observe_reconnect(sighting(e)).await;
     }
     let mut handles = Vec::new();
     for _ in 0..TASKS {
@@ -673,17 +693,19 @@ async fn many_tasks_on_the_same_entities_lose_no_update() {
             for e in 0..ENTITIES {
                 let key = format!("shared-{e}");
                 for _ in 0..2 {
-                    registry.observe_call(&key);
-                    registry.observe_reconnect(Sighting {
-                        entity_id: Some(key.clone()),
-                        reconnect_id: format!("r-{e}"),
-                        results_id: None,
-                        api: Api::V1,
-                        path: "/data/v1/accounts".into(),
-                        source: Source::Upstream,
-                    });
+                    registry.observe_call(&key).await;
+                    registry
+                        .observe_reconnect(Sighting {
+                            entity_id: Some(key.clone()),
+                            reconnect_id: format!("r-{e}"),
+                            results_id: None,
+                            api: Api::V1,
+                            path: "/data/v1/accounts".into(),
+                            source: Source::Upstream,
+                        })
+                        .await;
                 }
-                registry.observe_call(&key);
+                registry.observe_call(&key).await;
                 if e % 100 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -698,9 +720,9 @@ async fn many_tasks_on_the_same_entities_lose_no_update() {
         ENTITIES as u64,
         "one new record per entity"
     );
-    assert_eq!(registry.pending_count(), ENTITIES);
+    assert_eq!(registry.pending_count().await, ENTITIES);
     for e in 0..ENTITIES {
-        let r = registry.get(&format!("shared-{e}")).unwrap();
+        let r = registry.get(&format!("shared-{e}")).await.unwrap();
         assert_eq!(r.hits, (1 + TASKS * 2) as u64, "entity {e}");
         assert_eq!(r.replaced, 0);
         assert_eq!(r.calls_while_pending, (TASKS * 3) as u64, "entity {e}");

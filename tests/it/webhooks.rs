@@ -341,7 +341,8 @@ async fn a_forged_webhook_changes_nothing_and_does_not_block_the_real_one() {
             api: leanproxy::reconnect::Api::V1,
             path: "/data/v1/accounts".into(),
             source: leanproxy::reconnect::Source::Upstream,
-        });
+        })
+        .await;
     let body = event(
         "entity.reconnected",
         "ev-real",
@@ -350,7 +351,7 @@ async fn a_forged_webhook_changes_nothing_and_does_not_block_the_real_one() {
     let forged = deliver(proxy.webhooks_addr, &body, Some("sha512=00".into())).await;
     assert_eq!(forged.status, 200, "report mode accepts it");
     assert!(
-        proxy.registry.is_pending("e-1"),
+        proxy.registry.is_pending("e-1").await,
         "but an invalid signature resolves nothing"
     );
     let real = deliver(
@@ -372,7 +373,7 @@ async fn a_forged_webhook_changes_nothing_and_does_not_block_the_real_one() {
         "the real one is not a duplicate"
     );
     assert!(
-        !proxy.registry.is_pending("e-1"),
+        !proxy.registry.is_pending("e-1").await,
         "the real one resolves it"
     );
 }

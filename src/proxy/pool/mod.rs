@@ -5,9 +5,9 @@
 //! own: a request crosses to that task through a channel, its answer and every
 //! body chunk cross back, and for each answer with a body the client spawns one
 //! more task that returns the connection to the pool (whose key it hashes at
-//! each checkout and return). Replacing it here took a 1 KiB exchange from
-//! 63,700 to 59,700 instructions (callgrind) and saved the wake-ups between
-//! tasks, often on two threads (benches/README.md).
+//! each checkout and return): wake-ups between tasks, often on two threads,
+//! for every exchange. Keeping the connection in the app connection's task,
+//! as below, does without them (the measurement: benches/README.md).
 //!
 //! Here an app connection keeps its upstream connection in an
 //! [`UpstreamSlot`], and the app connection's own task drives it: the request
@@ -54,7 +54,8 @@ use crate::sync::lock;
 
 mod slot;
 
-pub(crate) use slot::{within, DriveSlot, UpstreamSlot, Within};
+pub(crate) use slot::{within, Within};
+pub use slot::{DriveSlot, UpstreamSlot, UpstreamSlots};
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
@@ -511,8 +512,8 @@ impl http_body::Body for LeasedBody {
                     polled = Pin::new(&mut this.inner).poll_frame(cx);
                 }
                 // The app connection's timer, lent while the body waits
-                // and given back with the connection: one set per answer
-                // cost as much as a tenth of a small exchange (callgrind).
+                // and given back with the connection: a timer set per
+                // answer would weigh on every small exchange.
                 let lend = || slot.as_ref().and_then(|slot| slot.lend_timer());
                 if polled.is_pending() && this.progress.stalled(cx, lend) {
                     let pool = lease.conn.pool.clone();

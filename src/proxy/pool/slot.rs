@@ -1,7 +1,8 @@
 //! The app connection's side of the upstream pool: the [`UpstreamSlot`] that
 //! keeps its upstream connections between requests, [`DriveSlot`] that polls
-//! them from the app connection's task, and [`within`], the response timeout
-//! on the app connection's timer.
+//! them from the app connection's task, [`UpstreamSlots`], the proxy
+//! listener's hook that gives each app connection both, and [`within`], the
+//! response timeout on the app connection's timer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,14 +13,36 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::{Idle, Readiness};
+use crate::server::ConnectionHook;
 use crate::sync::{fired, lock, FlagWaker};
 
+/// The proxy listener's [`ConnectionHook`]: each app connection gets an
+/// [`UpstreamSlot`], found by the [`Upstream`](crate::proxy::Upstream)
+/// service in the request's [`ClientAddr`](crate::server::ClientAddr), and its
+/// future is wrapped in a [`DriveSlot`]. Without it (a listener served by
+/// `server::serve`) requests carry no slot, and upstream connections go back
+/// to the shared pool after each answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamSlots;
+
+impl ConnectionHook for UpstreamSlots {
+    type Carried = UpstreamSlot;
+    type Driven<F: Future + Send> = DriveSlot<F>;
+
+    fn open(&self) -> Arc<UpstreamSlot> {
+        Arc::default()
+    }
+
+    fn drive<F: Future + Send>(conn: F, slot: Arc<UpstreamSlot>) -> DriveSlot<F> {
+        DriveSlot::new(conn, slot)
+    }
+}
+
 /// The upstream connections an app connection used last, one per upstream
-/// (routes), ready for its next request. One per app connection (see
-/// [`crate::server::ClientAddr`]), driven between requests by [`DriveSlot`];
-/// when the app connection ends, the connections in it are parked in their
-/// pools.
-pub(crate) struct UpstreamSlot {
+/// (routes), ready for its next request. One per app connection (made by
+/// [`UpstreamSlots`]), driven between requests by [`DriveSlot`]; when the
+/// app connection ends, the connections in it are parked in their pools.
+pub struct UpstreamSlot {
     pub(super) held: Mutex<Vec<Idle>>,
     /// The waker the held connections are polled with between requests: it
     /// wakes the app connection's task and notes that one of them has
@@ -122,7 +145,7 @@ impl Drop for UpstreamSlot {
 pin_project_lite::pin_project! {
     /// An app connection's future that also drives, between requests, the
     /// upstream connections in its [`UpstreamSlot`].
-    pub(crate) struct DriveSlot<F> {
+    pub struct DriveSlot<F> {
         #[pin]
         inner: F,
         slot: Arc<UpstreamSlot>,
@@ -159,8 +182,9 @@ impl<F: Future> Future for DriveSlot<F> {
 ///
 /// The timer is the app connection's, from `slot`, kept between requests:
 /// left at an earlier request's due time, it is moved on to this one's only
-/// when it fires. A timer of its own per request (`tokio::time::timeout`)
-/// cost a timer-wheel insertion and removal per exchange (callgrind). A
+/// when it fires, where a timer of its own per request
+/// (`tokio::time::timeout`) would be a timer-wheel insertion and removal per
+/// exchange. A
 /// request that finds the timer lent out (HTTP/2 streams of one app
 /// connection) or has no slot gets a timer of its own.
 pub(crate) fn within<F: Future>(

@@ -1,0 +1,102 @@
+//! What every [`RegistryStore`] must do, as one async function a backend's
+//! test calls with a fresh, empty store: the memory backend's below, a
+//! Redis backend's against a server of its own.
+
+use super::record::{ResolvedBy, Sighting, SightingOutcome, Source, State};
+use super::store::{MemoryRegistry, RegistryStore};
+use crate::exchange::Api;
+
+fn sighting(entity: Option<&str>, id: &str) -> Sighting {
+    Sighting {
+        entity_id: entity.map(str::to_string),
+        reconnect_id: id.into(),
+        results_id: Some(format!("results-{id}")),
+        api: Api::V1,
+        path: "/data/v1/accounts".into(),
+        source: Source::Upstream,
+    }
+}
+
+/// Checks `store`'s operations, starting from an empty store.
+pub(crate) async fn contract(store: &dyn RegistryStore) {
+    // A sighting makes a pending record; its repeat and a new id update it.
+    let (outcome, told) = store.observe_reconnect(sighting(Some("e1"), "r1")).await;
+    assert_eq!(outcome, SightingOutcome::New);
+    assert_eq!(told.map(|r| r.reconnect_id).as_deref(), Some("r1"));
+    let (outcome, told) = store.observe_reconnect(sighting(Some("e1"), "r1")).await;
+    assert_eq!((outcome, told), (SightingOutcome::Repeat, None));
+    let (outcome, _) = store.observe_reconnect(sighting(Some("e1"), "r2")).await;
+    assert_eq!(outcome, SightingOutcome::Replaced);
+    assert!(store.is_pending("e1").await);
+    assert!(!store.is_pending("e2").await);
+
+    // Calls while pending are counted on the record.
+    store.observe_call("e1").await;
+    store.observe_call("nobody").await;
+    let r = store.get("e1").await.expect("pending e1");
+    assert_eq!(
+        (r.hits, r.replaced, r.calls_while_pending, r.state),
+        (3, 1, 1, State::Pending)
+    );
+
+    // A sighting without an entity is keyed by its reconnect id, and a
+    // webhook that names both ids resolves it and gives it the entity.
+    store.observe_reconnect(sighting(None, "r9")).await;
+    assert!(store.get("reconnect:r9").await.is_some());
+    assert_eq!(store.pending_count().await, 2);
+    let r = store
+        .resolve_reconnect_id("results-r9", Some("e9"), ResolvedBy::Webhook)
+        .await
+        .expect("found by its results id");
+    assert_eq!(
+        (r.entity_id.as_deref(), r.state, r.resolved_by),
+        (Some("e9"), State::Resolved, Some(ResolvedBy::Webhook))
+    );
+    assert_eq!(
+        store.mark_results_ready("results-r9").await.as_deref(),
+        Some("e9"),
+        "a resolved record is still found"
+    );
+    assert!(store.get("e9").await.unwrap().results_ready_at.is_some());
+
+    // Resolving moves the record to the history; it resolves once.
+    let r = store
+        .resolve_entity("e1", ResolvedBy::OkResponse)
+        .await
+        .unwrap();
+    assert_eq!(r.state, State::Resolved);
+    assert!(store
+        .resolve_entity("e1", ResolvedBy::Admin)
+        .await
+        .is_none());
+    assert!(!store.is_pending("e1").await);
+    assert_eq!(store.pending_count().await, 0);
+    let history: Vec<_> = store
+        .history()
+        .await
+        .into_iter()
+        .map(|r| r.reconnect_id)
+        .collect();
+    assert_eq!(history, ["r9", "r2"], "oldest first");
+
+    // Listed: pending first, then the history, newest first.
+    store.observe_reconnect(sighting(Some("e3"), "r3")).await;
+    let listed: Vec<_> = store
+        .list()
+        .await
+        .into_iter()
+        .map(|r| r.reconnect_id)
+        .collect();
+    assert_eq!(listed, ["r3", "r2", "r9"]);
+    store.flush().await.expect("flushed");
+}
+
+#[tokio::test]
+async fn the_memory_backend_keeps_the_contract() {
+    contract(&*MemoryRegistry::new(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryRegistry::open(&dir.path().join("reconnects.json"), 10).unwrap();
+    contract(&*store).await;
+    let again = MemoryRegistry::open(&dir.path().join("reconnects.json"), 10).unwrap();
+    assert_eq!(again.list().await.len(), 3, "flushed to its state file");
+}
