@@ -23,7 +23,8 @@ pub(super) enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and exit 0, or print the problems and exit 2.
     Check(ConfigArg),
-    /// Run the embedded Mockbank (offline Lean sandbox) alone.
+    /// Run the embedded Mockbank (offline Lean sandbox) alone, or control a
+    /// running one: clock, sessions, consents, banks.
     Mockbank(MockbankArgs),
     /// Show or resolve the reconnects a running leanproxy has seen.
     Reconnects(ReconnectsArgs),
@@ -158,12 +159,107 @@ pub(super) enum ReconnectAction {
 }
 
 #[derive(Args, Clone, Default)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(super) struct MockbankArgs {
+    #[command(subcommand)]
+    pub(super) control: Option<MockbankControl>,
     #[command(flatten)]
     pub(super) config: ConfigArg,
     /// Mockbank listen address (overrides mockbank.listen).
     #[arg(long, value_name = "ADDR")]
     pub(super) listen: Option<String>,
+}
+
+/// What to do to a running Mockbank (alone, or embedded in the proxy).
+#[derive(Subcommand, Clone)]
+pub(super) enum MockbankControl {
+    /// The Mockbank clock: show it, advance it, pause or resume it.
+    Clock {
+        #[command(flatten)]
+        at: MockbankArg,
+        #[command(subcommand)]
+        action: Option<ClockAction>,
+    },
+    /// "Expire session": the entity's next data call answers RECONNECT_REQUIRED.
+    Expire {
+        #[command(flatten)]
+        at: MockbankArg,
+        /// Entity id.
+        entity: String,
+    },
+    /// Expire an entity's consent: CONSENT_EXPIRED until the user links again.
+    Consent {
+        #[command(flatten)]
+        at: MockbankArg,
+        #[command(subcommand)]
+        action: ConsentAction,
+    },
+    /// Take a bank down (maintenance, bank.availability.updated) or bring it up.
+    Bank {
+        #[command(flatten)]
+        at: MockbankArg,
+        #[command(subcommand)]
+        action: BankAction,
+    },
+    /// The test users: usernames, passwords, behaviours.
+    Users {
+        #[command(flatten)]
+        at: MockbankArg,
+    },
+    /// Linked entities and their sessions.
+    Entities {
+        #[command(flatten)]
+        at: MockbankArg,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+pub(super) enum ClockAction {
+    /// Moves the clock on, e.g. `10m` or `90s`.
+    Advance {
+        /// A duration: 10m, 90s, 1h30m.
+        duration: String,
+    },
+    /// Stops the clock.
+    Pause,
+    /// Restarts the clock.
+    Resume,
+}
+
+#[derive(Subcommand, Clone)]
+pub(super) enum ConsentAction {
+    /// Expires the entity's consent.
+    Expire {
+        /// Entity id.
+        entity: String,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+pub(super) enum BankAction {
+    /// Under maintenance: data calls answer FAILED / BANK_MAINTENANCE.
+    Down {
+        /// Bank identifier, e.g. LEAN_OF_RETAIL_UAE.
+        bank: String,
+    },
+    /// Back from maintenance.
+    Up {
+        /// Bank identifier.
+        bank: String,
+    },
+}
+
+#[derive(Args, Clone)]
+pub(super) struct MockbankArg {
+    /// The running Mockbank (alone, or the proxy's embedded one).
+    #[arg(
+        long,
+        global = true,
+        env = "LEANPROXY_MOCKBANK",
+        default_value = "http://127.0.0.1:7072",
+        value_name = "URL"
+    )]
+    pub(super) mockbank: String,
 }
 
 #[derive(Args, Clone, Default)]

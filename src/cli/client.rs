@@ -284,3 +284,31 @@ mod tests {
         assert_eq!(super::segment("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
     }
 }
+
+/// The control API (`/_mockbank/…`) of a running Mockbank at `base` (e.g.
+/// `http://127.0.0.1:7072`), alone or embedded in the proxy.
+#[derive(Clone, Debug)]
+pub struct MockbankClient {
+    inner: AdminClient,
+}
+
+impl MockbankClient {
+    /// A client for the Mockbank at `base`.
+    pub fn new(base: &str) -> Self {
+        Self {
+            inner: AdminClient::new(base, None),
+        }
+    }
+
+    /// `method /_mockbank/{path}` with an optional JSON body; the JSON answer.
+    pub async fn control(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        self.inner
+            .call(method, &format!("/_mockbank/{path}"), json)
+            .await
+    }
+}

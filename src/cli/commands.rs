@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use super::args::{
-    AdminArg, Command, FaultAction, FaultsArgs, MockbankArgs, ReconnectAction, ReconnectsArgs,
-    ServeArgs, TokenAction, TokenArgs,
+    AdminArg, BankAction, ClockAction, Command, ConsentAction, FaultAction, FaultsArgs,
+    MockbankArgs, MockbankControl, ReconnectAction, ReconnectsArgs, ServeArgs, TokenAction,
+    TokenArgs,
 };
-use super::{AdminClient, Cli, ClientError};
+use super::{format, AdminClient, Cli, ClientError, MockbankClient};
 use crate::config::{self, ConfigError, RawConfig, Settings};
 use crate::mockbank::{Clock, Mockbank};
 use crate::{App, Error, Listeners};
@@ -254,6 +255,9 @@ fn reconnects(args: ReconnectsArgs) -> ExitCode {
 }
 
 fn mockbank(args: MockbankArgs) -> ExitCode {
+    if let Some(control) = args.control {
+        return mockbank_control(control);
+    }
     let serve_args = ServeArgs {
         config: args.config,
         ..ServeArgs::default()
@@ -299,6 +303,65 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
         crate::serve_mockbank(mockbank, listener, shutdown, settings.proxy.timeouts()).await;
         Ok(())
     }))
+}
+
+/// `leanproxy mockbank clock|expire|consent|bank|users|entities`: one call to
+/// a running Mockbank's control API, its answer printed.
+fn mockbank_control(control: MockbankControl) -> ExitCode {
+    use http::Method;
+    use MockbankControl as C;
+    let post = |path: String| (Method::POST, path, Some(serde_json::json!({})));
+    let (at, (method, path, body)) = match control {
+        C::Clock { at, action } => (
+            at,
+            match action {
+                None => (Method::GET, "clock".to_string(), None),
+                Some(ClockAction::Advance { duration }) => (
+                    Method::POST,
+                    "clock/advance".into(),
+                    Some(serde_json::json!({ "duration": duration })),
+                ),
+                Some(ClockAction::Pause) => post("clock/pause".into()),
+                Some(ClockAction::Resume) => post("clock/resume".into()),
+            },
+        ),
+        C::Expire { at, entity } => (at, post(format!("entities/{entity}/expire"))),
+        C::Consent {
+            at,
+            action: ConsentAction::Expire { entity },
+        } => (at, post(format!("entities/{entity}/consent/expire"))),
+        C::Bank { at, action } => (
+            at,
+            match action {
+                BankAction::Down { bank } => post(format!("banks/{bank}/down")),
+                BankAction::Up { bank } => post(format!("banks/{bank}/up")),
+            },
+        ),
+        C::Users { at } => (at, (Method::GET, "users".into(), None)),
+        C::Entities { at } => (at, (Method::GET, "entities".into(), None)),
+    };
+    let runtime = match runtime(None) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let client = MockbankClient::new(&at.mockbank);
+    match runtime.block_on(client.control(method, &path, body.as_ref())) {
+        Ok(answer) => {
+            say!("{}", format::mockbank_answer(&path, &answer));
+            ExitCode::SUCCESS
+        }
+        Err(ClientError::Unreachable { detail, .. }) => {
+            eprintln!(
+                "leanproxy mockbank: cannot reach the Mockbank at {} ({detail}); is it running? (--mockbank URL)",
+                at.mockbank
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("leanproxy mockbank: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn check(args: ServeArgs) -> ExitCode {

@@ -194,6 +194,50 @@ pub fn tail_line(event: &str, data: &Value, color: bool) -> Option<String> {
     Some(line)
 }
 
+/// A Mockbank control answer for the terminal: the users and entities as
+/// tables, the clock and other answers as `key: value` lines.
+pub(super) fn mockbank_answer(path: &str, answer: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let rows = |list: &Value, keys: &[&str]| -> String {
+        let mut out = String::new();
+        for item in list.as_array().into_iter().flatten() {
+            let cells: Vec<String> = keys.iter().map(|k| text(&item[*k])).collect();
+            out.push_str(&cells.join("  "));
+            out.push('\n');
+        }
+        out.trim_end().to_string()
+    };
+    match path {
+        "users" => format!(
+            "OTP {}\n{}",
+            text(&answer["otp"]),
+            rows(&answer["users"], &["username", "password", "behaviour"])
+        ),
+        "entities" => rows(
+            &answer["entities"],
+            &[
+                "entity_id",
+                "username",
+                "bank_identifier",
+                "session",
+                "reconnect_id",
+            ],
+        ),
+        _ => match answer.as_object() {
+            Some(map) => map
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", text(v)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => text(answer),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

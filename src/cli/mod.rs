@@ -8,7 +8,7 @@ mod commands;
 mod format;
 
 pub use args::Cli;
-pub use client::{AdminClient, ClientError};
+pub use client::{AdminClient, ClientError, MockbankClient};
 pub use commands::run;
 pub use format::{fault_table, reconnect_table, tail_line};
 

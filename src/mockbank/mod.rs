@@ -20,6 +20,8 @@
 //! | POST | `/_mockbank/link/reconnect` | `{reconnect_id, otp}` → session restored, webhooks sent |
 //! | GET | `/_mockbank/entities` | linked entities, their test user and session state |
 //! | POST | `/_mockbank/entities/{entity_id}/expire` | "Expire session" |
+//! | POST | `/_mockbank/entities/{entity_id}/consent/expire` | the consent expires: `CONSENT_EXPIRED` until linked again |
+//! | POST | `/_mockbank/banks/{bank_identifier}/down`, `/up` | maintenance on or off, with `bank.availability.updated` |
 //! | GET | `/_mockbank/clock` | the Mockbank time |
 //! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
 //! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
@@ -137,7 +139,7 @@ impl Mockbank {
                 settings,
                 clock,
                 users,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::new()),
                 webhooks,
                 link_sessions: link::Sessions::default(),
             }),

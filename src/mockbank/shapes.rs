@@ -480,7 +480,8 @@ pub(super) fn v1_transactions(a: &Account) -> Value {
 // ------------------------------------------------------------------ others
 
 /// A bank in `/banks/v1/`.
-pub(super) fn bank(b: &Bank) -> Value {
+/// A bank as `/banks/v1/` lists it; `up`: whether its data calls work now.
+pub(super) fn bank(b: &Bank, up: bool) -> Value {
     json!({
         "identifier": b.identifier,
         "name": b.name,
@@ -506,7 +507,18 @@ pub(super) fn bank(b: &Bank) -> Value {
         "account_type": b.account_type,
         "connection_type": "OPEN_BANKING",
         "availability": {
-            "active": {"payments": true, "data": b.data_available},
+            "active": {"payments": up, "data": up},
+            "enabled": {"payments": true, "data": true},
+        },
+    })
+}
+
+/// The payload of `bank.availability.updated`, as Lean's samples show it.
+pub(super) fn bank_availability(identifier: &str, up: bool) -> Value {
+    json!({
+        "identifier": identifier,
+        "availability": {
+            "active": {"payments": up, "data": up},
             "enabled": {"payments": true, "data": true},
         },
     })

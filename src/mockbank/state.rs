@@ -59,6 +59,9 @@ pub(super) struct Entity {
     pub(super) permissions: Vec<String>,
     /// The accounts the customer chose to share (`None`: all of the user's).
     pub(super) accounts: Option<Vec<Uuid>>,
+    /// The consent was expired (revoked) by the control API: data calls and
+    /// refreshes answer `CONSENT_EXPIRED` until the user links again.
+    pub(super) consent_expired: bool,
 }
 
 /// The data a call asked for, kept so async and post-reconnect results can be
@@ -230,9 +233,30 @@ pub(super) struct State {
     pub(super) tokens: HashMap<String, Token>,
     /// Tokens issued so far (revoked ones included).
     pub(super) tokens_issued: usize,
+    /// Banks taken down (under maintenance): their data calls answer
+    /// `FAILED` / `BANK_MAINTENANCE`. The maintenance bank starts here.
+    pub(super) banks_down: std::collections::BTreeSet<&'static str>,
 }
 
 impl State {
+    /// The state a Mockbank starts with: every bank that is not
+    /// `data_available` is down.
+    pub(super) fn new() -> Self {
+        Self {
+            banks_down: super::users::BANKS
+                .iter()
+                .filter(|b| !b.data_available)
+                .map(|b| b.identifier)
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `bank`'s data calls work now.
+    pub(super) fn bank_up(&self, bank: &str) -> bool {
+        !self.banks_down.contains(bank)
+    }
+
     /// The customer with `id`.
     pub(super) fn customer(&self, id: Uuid) -> Option<&Customer> {
         self.customers.iter().find(|c| c.id == id)
@@ -384,6 +408,7 @@ mod tests {
                 pending: None,
                 permissions: Vec::new(),
                 accounts: None,
+                consent_expired: false,
             },
         );
         (s, id)

@@ -338,6 +338,8 @@ struct Bank {
     data_entities: Vec<(String, Vec<String>)>,
     /// An entity no refresh was triggered for.
     fresh_entity: String,
+    /// An entity whose consent was expired by the control API.
+    consent_expired_entity: String,
     today: chrono::NaiveDate,
 }
 
@@ -403,6 +405,7 @@ impl Bank {
             vars: defaults.clone(),
             data_entities: Vec::new(),
             fresh_entity: String::new(),
+            consent_expired_entity: String::new(),
             today: mockbank.clock().now().date_naive(),
         };
         let form = form_urlencoded::Serializer::new(String::new())
@@ -458,6 +461,23 @@ impl Bank {
             )
             .await;
         bank.fresh_entity = fresh["id"].as_str().unwrap().to_string();
+        let revoked = bank
+            .link(
+                other["customer_id"].as_str().unwrap(),
+                mockbank,
+                Behaviour::MultiAccount,
+            )
+            .await;
+        bank.consent_expired_entity = revoked["id"].as_str().unwrap().to_string();
+        bank.expect_ok(
+            Method::POST,
+            &format!(
+                "/_mockbank/entities/{}/consent/expire",
+                bank.consent_expired_entity
+            ),
+            json!({}),
+        )
+        .await;
 
         let (entity_id, accounts) = bank.data_entities[0].clone();
         let pending = bank
@@ -513,6 +533,8 @@ enum Scenario {
     ExistingCustomer,
     /// A second refresh while one is pending.
     PendingRefresh,
+    /// An entity whose consent was expired (`/_mockbank/entities/{id}/consent/expire`).
+    ConsentExpired,
 }
 
 /// The scenario of an example, or why none can produce it.
@@ -528,9 +550,7 @@ fn scenario(code: u64, recorded: &Value) -> Result<Scenario, String> {
         "CUSTOMER_ALREADY_EXISTS" => Ok(Scenario::ExistingCustomer),
         "DUPLICATED_REQUEST" => Ok(Scenario::PendingRefresh),
         "INTERNAL_SERVER_ERROR" => Err("a failure inside Lean; no request can provoke it".into()),
-        "CONSENT_EXPIRED" => {
-            Err("Mockbank consents do not expire (sessions do, with RECONNECT_REQUIRED)".into())
-        }
+        "CONSENT_EXPIRED" => Ok(Scenario::ConsentExpired),
         other => Err(format!("no scenario for status {other:?} (HTTP {code})")),
     }
 }
@@ -586,6 +606,10 @@ fn variants(bank: &Bank, path: &str, scenario: Scenario) -> Vec<HashMap<String, 
         }
         Scenario::UnknownAccount => set("account_id", Uuid::new_v4().to_string()),
         Scenario::UnknownResults => set("results_id", Uuid::new_v4().to_string()),
+        Scenario::ConsentExpired => {
+            set("entity_id", bank.consent_expired_entity.clone());
+            set("query:entity_id", bank.consent_expired_entity.clone());
+        }
         Scenario::ExistingCustomer | Scenario::PendingRefresh => {}
     }
     if path == "/customers/v1/entities" {

@@ -90,6 +90,18 @@ impl Flow {
         entity.json()["id"].as_str().unwrap().to_string()
     }
 
+    /// Links `username` again for the customer `link` made; the entity id.
+    async fn link_again(&self, username: &str) -> String {
+        let entity = self
+            .post(
+                "/_mockbank/link/connect",
+                json!({"app_user_id": format!("app-{username}"), "username": username, "password": self.password(username), "otp": "1111"}),
+            )
+            .await;
+        assert_eq!(entity.status, 200, "{:?}", entity.json());
+        entity.json()["id"].as_str().unwrap().to_string()
+    }
+
     async fn v1_accounts(&self, entity: &str) -> Observed {
         self.post("/data/v1/accounts", json!({"entity_id": entity}))
             .await
@@ -760,4 +772,221 @@ async fn linking_grants_the_chosen_permissions_and_accounts_only() {
         created.json()["payload"]["permissions"],
         json!(["identity", "accounts"])
     );
+}
+
+#[tokio::test]
+async fn an_expired_consent_answers_consent_expired_until_the_user_links_again() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("no_otp_user").await;
+    let expired = flow
+        .post(
+            &format!("/_mockbank/entities/{entity}/consent/expire"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(expired.status, 200, "{:?}", expired.json());
+    for answer in [
+        flow.v1_accounts(&entity).await,
+        flow.v2_accounts(&entity).await,
+        flow.post("/data/v2/refreshes", json!({"entity_id": entity}))
+            .await,
+    ] {
+        assert_eq!(answer.status, 403);
+        assert_eq!(
+            answer.json()["status"],
+            "CONSENT_EXPIRED",
+            "{:?}",
+            answer.json()
+        );
+    }
+    // Linking again gives a new consent: the same entity, updated.
+    let again = flow.link_again("no_otp_user").await;
+    assert_eq!(again, entity);
+    flow.receiver.wait_for("entity.updated", 1).await;
+    assert_eq!(flow.v2_accounts(&entity).await.json()["status"], "OK");
+}
+
+#[tokio::test]
+async fn a_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("otp_user").await;
+    let banks = flow.get("/banks/v1/").await.json();
+    let active = |banks: &Value, id: &str| {
+        banks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["identifier"] == id)
+            .unwrap()["availability"]["active"]["data"]
+            .clone()
+    };
+    // The maintenance user's bank starts under maintenance.
+    assert_eq!(active(&banks, "LEAN_OF_MAINTENANCE_UAE"), false);
+    assert_eq!(active(&banks, "LEAN_OF_RETAIL_UAE"), true);
+
+    let down = flow
+        .post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/down", json!({}))
+        .await;
+    assert_eq!(down.status, 200, "{:?}", down.json());
+    let answer = flow.v2_accounts(&entity).await.json();
+    assert_eq!(answer["status"], "FAILED", "{answer}");
+    assert_eq!(
+        active(&flow.get("/banks/v1/").await.json(), "LEAN_OF_RETAIL_UAE"),
+        false
+    );
+    let hooks = flow.receiver.wait_for("bank.availability.updated", 1).await;
+    let hook = hooks[0].json();
+    assert_eq!(hook["payload"]["identifier"], "LEAN_OF_RETAIL_UAE");
+    assert_eq!(
+        hook["payload"]["availability"]["active"],
+        json!({"payments": false, "data": false})
+    );
+    assert_eq!(hook["message"], "The bank status has been updated.");
+    assert_signed(&hooks[0]);
+
+    // Taking it down again changes nothing and says nothing.
+    flow.post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/down", json!({}))
+        .await;
+    flow.post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/up", json!({}))
+        .await;
+    let hooks = flow.receiver.wait_for("bank.availability.updated", 2).await;
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(
+        hooks[1].json()["payload"]["availability"]["active"]["data"],
+        true
+    );
+    assert_eq!(flow.v2_accounts(&entity).await.json()["status"], "OK");
+
+    // The maintenance bank comes back too.
+    let maintained = flow.link("maintenance_user").await;
+    assert_eq!(
+        flow.v2_accounts(&maintained).await.json()["status"],
+        "FAILED"
+    );
+    flow.post("/_mockbank/banks/LEAN_OF_MAINTENANCE_UAE/up", json!({}))
+        .await;
+    assert_eq!(flow.v2_accounts(&maintained).await.json()["status"], "OK");
+    let unknown = flow
+        .post("/_mockbank/banks/NO_SUCH_BANK/down", json!({}))
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("LEAN_OF_RETAIL_UAE"));
+}
+
+#[tokio::test]
+async fn the_refresh_webhook_counts_the_complete_months_of_transactions() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("no_otp_user").await;
+    let started = flow
+        .post("/data/v2/refreshes", json!({"entity_id": entity}))
+        .await;
+    assert_eq!(started.status, 200, "{:?}", started.json());
+    flow.advance(Duration::from_secs(60));
+    let hooks = flow
+        .receiver
+        .wait_for("entity.data.refresh.updated", 1)
+        .await;
+    let done = hooks
+        .iter()
+        .map(|h| h.json())
+        .find(|h| h["payload"]["data_status"]["account_data"].is_array())
+        .expect("a refresh webhook with its data status");
+    for account in done["payload"]["data_status"]["account_data"]
+        .as_array()
+        .unwrap()
+    {
+        let availability = &account["transaction_availability"];
+        let months = availability["complete_months"].as_u64().unwrap();
+        let start =
+            chrono::NaiveDate::parse_from_str(availability["start"].as_str().unwrap(), "%Y-%m-%d")
+                .unwrap();
+        let end =
+            chrono::NaiveDate::parse_from_str(availability["end"].as_str().unwrap(), "%Y-%m-%d")
+                .unwrap();
+        let span = (end - start).num_days() as u64;
+        assert!(
+            months * 28 <= span && span < (months + 2) * 31,
+            "{availability}"
+        );
+    }
+}
+
+/// `leanproxy mockbank …` against the proxy's embedded Mockbank.
+async fn cli(flow: &Flow, args: &[&str]) -> (i32, String, String) {
+    let url = format!("http://{}", flow.proxy.mockbank_addr.unwrap());
+    let mut all: Vec<String> = vec!["mockbank".into()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    all.extend(["--mockbank".to_string(), url]);
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        crate::support::run_binary(&refs)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_mockbank_cli_controls_a_running_mockbank() {
+    let flow = Flow::start("").await;
+    let entity = flow.link("otp_user").await;
+
+    let (code, out, err) = cli(&flow, &["users"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("OTP 1111") && out.contains("multi_account_user"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&flow, &["entities"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&entity) && out.contains("active"), "{out}");
+
+    let before = flow.mockbank().clock().elapsed();
+    let (code, out, err) = cli(&flow, &["clock", "advance", "11m"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now: "), "{out}");
+    assert!(flow.mockbank().clock().elapsed() >= before + Duration::from_secs(660));
+    assert_eq!(
+        flow.v2_accounts(&entity).await.json()["status"],
+        "RECONNECT_REQUIRED"
+    );
+    let (code, out, _) = cli(&flow, &["clock", "resume"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("paused: false"), "{out}");
+
+    let other = flow.link("no_otp_user").await;
+    let (code, _, err) = cli(&flow, &["consent", "expire", &other]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        flow.v2_accounts(&other).await.json()["status"],
+        "CONSENT_EXPIRED"
+    );
+    let (code, _, err) = cli(&flow, &["bank", "down", "LEAN_OF_RETAIL_UAE"]).await;
+    assert_eq!(code, 0, "{err}");
+    flow.receiver.wait_for("bank.availability.updated", 1).await;
+    let (code, _, _) = cli(&flow, &["expire", &other]).await;
+    assert_eq!(code, 0);
+
+    // Clear errors: an unknown entity, a bad duration, nothing listening.
+    let (code, _, err) = cli(&flow, &["expire", &uuid::Uuid::new_v4().to_string()]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("leanproxy mockbank:"), "{err}");
+    let (code, _, err) = cli(&flow, &["clock", "advance", "soon"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("duration"), "{err}");
+    let closed = crate::support::closed_port().await;
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        crate::support::run_binary(&[
+            "mockbank",
+            "users",
+            "--mockbank",
+            &format!("http://{closed}"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the Mockbank"), "{err}");
 }

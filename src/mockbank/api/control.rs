@@ -151,6 +151,22 @@ impl MockbankCore {
                 allow(m, &[M::GET])?;
                 Ok(ok(json!({"entities": self.entities_overview()})))
             }
+            ["entities", entity, "consent", "expire"] => {
+                allow(m, &[M::POST])?;
+                let id = parse_uuid("entity_id", entity)?;
+                let mut state = self.lock();
+                let e = state.entities.get_mut(&id).ok_or_else(unknown_entity)?;
+                e.consent_expired = true;
+                Ok(ok(json!({
+                    "entity_id": id,
+                    "consent_status": "EXPIRED",
+                    "message": "Consent expired: data calls and refreshes answer CONSENT_EXPIRED until the user links again.",
+                })))
+            }
+            ["banks", bank, change @ ("down" | "up")] => {
+                allow(m, &[M::POST])?;
+                self.set_bank(bank, *change == "up")
+            }
             ["entities", entity, "expire"] => {
                 allow(m, &[M::POST])?;
                 let id = parse_uuid("entity_id", entity)?;
@@ -188,6 +204,41 @@ impl MockbankCore {
             }
             _ => Err(not_found_url(call.path)),
         }
+    }
+
+    /// Takes a bank down (maintenance) or brings it back, sending
+    /// `bank.availability.updated` when that changes anything.
+    fn set_bank(&self, identifier: &str, up: bool) -> Result<Reply, Reply> {
+        let bank = super::super::users::BANKS
+            .iter()
+            .find(|b| b.identifier == identifier)
+            .ok_or_else(|| {
+                let known: Vec<_> = super::super::users::BANKS
+                    .iter()
+                    .map(|b| b.identifier)
+                    .collect();
+                invalid(
+                    "bank_identifier",
+                    &format!("{identifier} (give one of {})", known.join(", ")),
+                )
+            })?;
+        let changed = {
+            let mut state = self.lock();
+            if up {
+                state.banks_down.remove(bank.identifier)
+            } else {
+                state.banks_down.insert(bank.identifier)
+            }
+        };
+        let payload = shapes::bank_availability(bank.identifier, up);
+        if changed {
+            self.webhooks.send(
+                "bank.availability.updated",
+                payload.clone(),
+                "The bank status has been updated.",
+            );
+        }
+        Ok(ok(payload))
     }
 
     /// Every linked entity with its test user and session state, for the
@@ -362,6 +413,7 @@ impl MockbankCore {
                 e.session_start = now;
                 e.permissions = permissions;
                 e.accounts = accounts;
+                e.consent_expired = false;
                 (e.clone(), false)
             }
             None => {
@@ -376,6 +428,7 @@ impl MockbankCore {
                     pending: None,
                     permissions,
                     accounts,
+                    consent_expired: false,
                 };
                 state.entity_order.push(e.id);
                 state.entities.insert(e.id, e.clone());

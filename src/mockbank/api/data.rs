@@ -49,7 +49,10 @@ impl MockbankCore {
         check_account(user, &request)?;
         let v1 = request.is_v1();
 
-        if !user.bank.data_available {
+        if entity.consent_expired {
+            return Err(consent_expired());
+        }
+        if !state.bank_up(user.bank.identifier) {
             let results_id = Uuid::new_v4();
             return Ok(ok(if v1 {
                 crate::lean::v1_failed(results_id, "BANK_MAINTENANCE", wall)
@@ -235,6 +238,9 @@ impl MockbankCore {
             .get(&entity_id)
             .ok_or_else(unknown_entity)?
             .clone();
+        if entity.consent_expired {
+            return Err(consent_expired());
+        }
         if state
             .refreshes
             .iter()
@@ -299,6 +305,12 @@ impl MockbankCore {
             .map(|a| {
                 let start = a.transactions.first().map_or(a.opened, |t| t.date);
                 let end = a.transactions.last().map_or(a.opened, |t| t.date);
+                let mut availability = json!({"start": start.to_string(), "end": end.to_string()});
+                // The webhook's spelling also counts the whole months (Lean's
+                // samples); the API's does not.
+                if availability_key == "transaction_availability" {
+                    availability["complete_months"] = json!(complete_months(start, end));
+                }
                 json!({
                     "account_id": a.id,
                     "balance": "OK",
@@ -308,7 +320,7 @@ impl MockbankCore {
                     "direct_debits": "OK",
                     "standing_orders": "OK",
                     "beneficiaries": "OK",
-                    availability_key: {"start": start.to_string(), "end": end.to_string()},
+                    availability_key: availability,
                 })
             })
             .collect();
@@ -396,5 +408,34 @@ impl MockbankCore {
             "created_at": created,
             "updated_at": updated,
         })))
+    }
+}
+
+/// Calendar months wholly inside `start..=end` (Lean's
+/// `transaction_availability.complete_months`).
+fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
+    use chrono::Datelike;
+    let index = |d: NaiveDate| d.year() * 12 + d.month0() as i32;
+    let first = index(start) + i32::from(start.day() != 1);
+    let last_day = end
+        .checked_add_days(chrono::Days::new(1))
+        .is_some_and(|next| next.month() != end.month());
+    let last = index(end) - i32::from(!last_day);
+    u32::try_from(last - first + 1).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_months_count_whole_calendar_months_as_lean_samples_do() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // The two accounts of Lean's entity.data.refresh.updated sample.
+        assert_eq!(complete_months(d("2025-07-01"), d("2026-05-12")), 10);
+        assert_eq!(complete_months(d("2025-05-13"), d("2026-05-12")), 11);
+        assert_eq!(complete_months(d("2026-01-01"), d("2026-01-31")), 1);
+        assert_eq!(complete_months(d("2026-01-02"), d("2026-01-31")), 0);
+        assert_eq!(complete_months(d("2026-03-05"), d("2026-03-20")), 0);
     }
 }

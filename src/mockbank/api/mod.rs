@@ -489,13 +489,24 @@ impl MockbankCore {
 
     fn banks(&self, call: &Call<'_>) -> Reply {
         let wanted = call.query.get("account_types");
+        let state = self.lock();
         let list: Vec<Value> = super::users::BANKS
             .iter()
             .filter(|b| wanted.is_none_or(|w| w.split(',').any(|t| t == b.account_type)))
-            .map(shapes::bank)
+            .map(|b| shapes::bank(b, state.bank_up(b.identifier)))
             .collect();
         ok(Value::Array(list))
     }
+}
+
+/// Lean's answer once an entity's consent is gone (recorded on a refresh).
+pub(super) fn consent_expired() -> Reply {
+    error(
+        StatusCode::FORBIDDEN,
+        "CONSENT_EXPIRED",
+        "Consent was suspended, revoked, or expired. New consent is required, please connect the entity once again.",
+        false,
+    )
 }
 
 pub(super) fn unknown_customer() -> Reply {

@@ -364,9 +364,11 @@ impl MockbankCore {
     }
 
     fn session_view(&self, id: &str) -> Response<Body> {
+        // The Mockbank's state before the sessions: never both at once.
+        let down = self.lock().banks_down.clone();
         let sessions = self.link_sessions.lock();
         match Uuid::parse_str(id).ok().and_then(|id| sessions.get(&id)) {
-            Some(s) => json_answer(StatusCode::OK, &s.view(&self.users)),
+            Some(s) => json_answer(StatusCode::OK, &s.view(&self.users, &down)),
             None => unknown_session(),
         }
     }
@@ -376,6 +378,9 @@ impl MockbankCore {
         let Some(id) = Uuid::parse_str(id).ok() else {
             return unknown_session();
         };
+        let down = self.lock().banks_down.clone();
+        // Linking below takes the state's lock while the sessions' is held:
+        // the one order the two are taken in.
         let mut sessions = self.link_sessions.lock();
         let Some(session) = sessions.get_mut(&id) else {
             return unknown_session();
@@ -413,7 +418,7 @@ impl MockbankCore {
                 Err(reply) => session.failed(&reply.body),
             },
         }
-        json_answer(StatusCode::OK, &session.view(&self.users))
+        json_answer(StatusCode::OK, &session.view(&self.users, &down))
     }
 
     /// Whether `origin` is the Mockbank's own (the `Host` the request came to).

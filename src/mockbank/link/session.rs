@@ -5,7 +5,7 @@
 //! receives is built here too, so the three script generations and the hosted
 //! page agree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -139,8 +139,8 @@ impl Session {
         })
     }
 
-    /// What the page shows now.
-    pub(super) fn view(&self, users: &[TestUser]) -> Value {
+    /// What the page shows now; `down`: the banks under maintenance.
+    pub(super) fn view(&self, users: &[TestUser], down: &BTreeSet<&'static str>) -> Value {
         let o = &self.opening;
         let accounts: Vec<Value> = match (self.screen, self.user) {
             (Screen::AccountSelection, Some(u)) => users[u]
@@ -171,8 +171,8 @@ impl Session {
             "hosted": o.generation == Generation::Hosted,
             "origin": o.origin,
             "screen": self.screen,
-            "banks": self.banks().map(bank_json).collect::<Vec<_>>(),
-            "bank": self.bank.map(bank_json),
+            "banks": self.banks().map(|b| bank_json(b, down)).collect::<Vec<_>>(),
+            "bank": self.bank.map(|b| bank_json(b, down)),
             "permissions": o.permissions,
             "accounts": accounts,
             "attempts_left": attempts_left,
@@ -402,13 +402,13 @@ impl Session {
 }
 
 /// A bank as the page lists it.
-fn bank_json(b: &'static Bank) -> Value {
+fn bank_json(b: &'static Bank, down: &BTreeSet<&'static str>) -> Value {
     json!({
         "identifier": b.identifier,
         "name": b.name,
         "main_color": b.main_color,
         "account_type": b.account_type,
-        "maintenance": !b.data_available,
+        "maintenance": down.contains(b.identifier),
     })
 }
 
