@@ -26,6 +26,7 @@
 //! | POST | `/_mockbank/clock/advance` | `{"seconds": N}` |
 //! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
 //! | GET | `/_mockbank/webhooks` | webhooks sent and their delivery state |
+//! | POST | `/_mockbank/payments` | `{payment_intent_id, username, password, otp, account_id?}`: a test user pays an intent |
 //! | GET | `/_mockbank/link/defaults` | what the boilerplate page starts from (built-in app token, OTP, users) |
 //! | POST | `/_mockbank/link/customer` | a new customer and a customer-scoped token for it |
 //!
@@ -39,6 +40,7 @@
 mod api;
 pub mod clock;
 mod link;
+mod payments;
 mod shapes;
 mod state;
 pub mod users;

@@ -236,6 +236,8 @@ pub(super) struct State {
     /// Banks taken down (under maintenance): their data calls answer
     /// `FAILED` / `BANK_MAINTENANCE`. The maintenance bank starts here.
     pub(super) banks_down: std::collections::BTreeSet<&'static str>,
+    /// Destinations, payment intents and payments.
+    pub(super) payments: super::payments::Payments,
 }
 
 impl State {

@@ -990,3 +990,107 @@ async fn the_mockbank_cli_controls_a_running_mockbank() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the Mockbank"), "{err}");
 }
+
+#[tokio::test]
+async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_webhooks() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "payer"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = flow
+        .mockbank()
+        .users()
+        .iter()
+        .find(|u| u.username == "no_otp_user")
+        .unwrap()
+        .clone();
+    // Wrong input names the field.
+    let bad = flow
+        .post(
+            "/payments/v1/intents",
+            json!({"amount": 1.005, "currency": "AED", "customer_id": customer}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["message"].as_str().unwrap().contains("amount"));
+
+    let pay = |amount: f64| {
+        let (flow, customer, user) = (&flow, customer.clone(), user.clone());
+        async move {
+            let intent = flow
+                .post(
+                    "/payments/v1/intents",
+                    json!({"amount": amount, "currency": "AED", "customer_id": customer, "description": "order 7"}),
+                )
+                .await;
+            assert_eq!(intent.status, 200, "{:?}", intent.json());
+            let intent_id = intent.json()["payment_intent_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let paid = flow
+                .post(
+                    "/_mockbank/payments",
+                    json!({"payment_intent_id": intent_id, "username": user.username, "password": user.password}),
+                )
+                .await;
+            assert_eq!(paid.status, 200, "{:?}", paid.json());
+            (intent_id, paid.json())
+        }
+    };
+    let (intent, payment) = pay(40.0).await;
+    assert_eq!(payment["status"], "PENDING_WITH_BANK");
+    assert_eq!(
+        payment["sender_details"]["iban"],
+        user.accounts[0].iban.as_str()
+    );
+    let id = payment["id"].as_str().unwrap().to_string();
+    flow.receiver.wait_for("payment_intent.created", 1).await;
+    let created = flow.receiver.wait_for("payment.created", 1).await;
+    assert_signed(&created[0]);
+    // Paying twice is refused while the first is pending or accepted.
+    let again = flow
+        .post(
+            "/_mockbank/payments",
+            json!({"payment_intent_id": intent, "username": user.username, "password": user.password}),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+
+    flow.advance(Duration::from_secs(5));
+    let updated = flow.receiver.wait_for("payment.updated", 1).await;
+    assert_signed(&updated[0]);
+    assert_eq!(updated[0].json()["payload"]["status"], "ACCEPTED_BY_BANK");
+    assert_eq!(updated[0].json()["payload"]["id"], id.as_str());
+    let by_api = flow.get(&format!("/payments/v1/{id}")).await.json();
+    assert_eq!(by_api["status"], "ACCEPTED_BY_BANK");
+    let by_intent = flow
+        .get(&format!("/payments/v1/intents/{intent}"))
+        .await
+        .json();
+    assert_eq!(by_intent["payments"][0]["status"], "ACCEPTED_BY_BANK");
+
+    // .13 is rejected by the bank; a bank that is down fails it at once.
+    let (_, rejected) = pay(10.13).await;
+    flow.advance(Duration::from_secs(5));
+    let rejected_id = rejected["id"].as_str().unwrap();
+    assert_eq!(
+        flow.get(&format!("/payments/v1/{rejected_id}"))
+            .await
+            .json()["status"],
+        "REJECTED_BY_BANK"
+    );
+    flow.post(
+        &format!("/_mockbank/banks/{}/down", user.bank.identifier),
+        json!({}),
+    )
+    .await;
+    let (_, failed) = pay(12.0).await;
+    assert_eq!(failed["status"], "FAILED");
+    let listed = flow.get("/payments/v1/intents").await.json();
+    assert_eq!(listed["page"]["total_elements"], 3);
+}

@@ -118,6 +118,20 @@ impl MockbankCore {
                 Ok(ok(json!({"otp": OTP, "users": users})))
             }
             ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
+            ["payments"] => {
+                allow(m, &[M::POST])?;
+                let body = call.json()?;
+                let intent = match body.get("payment_intent_id").and_then(Value::as_str) {
+                    None | Some("") => return Err(missing("payment_intent_id")),
+                    Some(v) => parse_uuid("payment_intent_id", v)?,
+                };
+                let user = self.login(&body)?;
+                let account = match body.get("account_id").and_then(Value::as_str) {
+                    None | Some("") => self.users[user].accounts[0].id,
+                    Some(v) => parse_uuid("account_id", v)?,
+                };
+                self.pay(intent, user, account).map(ok)
+            }
             ["link", "defaults"] => {
                 allow(m, &[M::GET])?;
                 Ok(ok(self.link_defaults()))

@@ -24,6 +24,7 @@ use super::MockbankCore;
 
 mod control;
 mod data;
+mod payments;
 
 pub(super) use control::Grant;
 
@@ -383,6 +384,8 @@ impl MockbankCore {
                 M::GET => self.list_refreshes(call),
                 _ => Err(wrong_method()),
             },
+            // payments
+            ["payments", "v1", rest @ ..] => self.payments_api(call, rest),
             ["data", "v2", "refreshes", id] => {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)

@@ -1,0 +1,198 @@
+//! Payments in the Mockbank, free of HTTP: destinations (where an app's
+//! payments go), payment intents (what the app asks its customer to pay) and
+//! payments (the customer paying an intent from a bank account), with their
+//! outcomes decided by the amount so a test can ask for each.
+//!
+//! | amount ends in | the bank |
+//! | --- | --- |
+//! | `.13` | rejects it: `REJECTED_BY_BANK` |
+//! | `.99` | fails it: `FAILED` |
+//! | anything else | accepts it: `ACCEPTED_BY_BANK` |
+//!
+//! A payment starts `PENDING_WITH_BANK` and reaches its outcome after
+//! `mockbank.async_delay` (the Mockbank clock's time).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Where an application's payments are paid to.
+#[derive(Debug, Clone)]
+pub(super) struct Destination {
+    pub(super) id: Uuid,
+    pub(super) name: String,
+    pub(super) display_name: String,
+    pub(super) iban: String,
+    pub(super) address: String,
+    pub(super) city: String,
+    pub(super) country: String,
+    pub(super) bank_type: String,
+    pub(super) currency: String,
+    pub(super) default: bool,
+}
+
+impl Destination {
+    /// The local account number inside the IBAN (after the country, check
+    /// digits and bank code).
+    pub(super) fn account_number(&self) -> &str {
+        self.iban.get(7..).unwrap_or_default()
+    }
+
+    /// A SWIFT code for the IBAN's bank code.
+    pub(super) fn swift_code(&self) -> String {
+        format!("MOCK{}AEXXX", self.iban.get(4..7).unwrap_or("000"))
+    }
+}
+
+/// The destination every Mockbank starts with (Lean's sandbox apps have one).
+pub(super) fn default_destination() -> Destination {
+    Destination {
+        id: Uuid::from_u128(0x6d6f636b_6261_6e6b_6465_737431000001),
+        name: "Mockbank Merchant LLC".into(),
+        display_name: "Mockbank Merchant".into(),
+        iban: "AE070331234567890123456".into(),
+        address: "Sheikh Zayed Road".into(),
+        city: "Dubai".into(),
+        country: "ARE".into(),
+        bank_type: "RETAIL".into(),
+        currency: "AED".into(),
+        default: true,
+    }
+}
+
+/// What an application asks its customer to pay.
+#[derive(Debug, Clone)]
+pub(super) struct Intent {
+    pub(super) id: Uuid,
+    pub(super) customer: Uuid,
+    /// In fils (hundredths of the currency unit).
+    pub(super) amount: i64,
+    pub(super) currency: String,
+    pub(super) description: Option<String>,
+    pub(super) destination: Uuid,
+    pub(super) created: DateTime<Utc>,
+    pub(super) updated: DateTime<Utc>,
+}
+
+/// Where a payment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PaymentStatus {
+    PendingWithBank,
+    AcceptedByBank,
+    RejectedByBank,
+    Failed,
+}
+
+impl PaymentStatus {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::PendingWithBank => "PENDING_WITH_BANK",
+            Self::AcceptedByBank => "ACCEPTED_BY_BANK",
+            Self::RejectedByBank => "REJECTED_BY_BANK",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// How the bank ends a payment of `amount` fils (the module's table).
+    pub(super) fn outcome(amount: i64) -> Self {
+        match amount.rem_euclid(100) {
+            13 => Self::RejectedByBank,
+            99 => Self::Failed,
+            _ => Self::AcceptedByBank,
+        }
+    }
+}
+
+/// A customer paying an intent from one of a test user's accounts.
+#[derive(Debug, Clone)]
+pub(super) struct Payment {
+    pub(super) id: Uuid,
+    pub(super) intent: Uuid,
+    /// The payment source: the entity it was paid from.
+    pub(super) source: Uuid,
+    /// Index of the test user who paid, and the account.
+    pub(super) user: usize,
+    pub(super) account: Uuid,
+    /// How the bank ends it.
+    pub(super) outcome: PaymentStatus,
+    /// Clock reading when the bank reaches the outcome.
+    pub(super) settles: std::time::Duration,
+    pub(super) submitted: DateTime<Utc>,
+    pub(super) initiated: DateTime<Utc>,
+    pub(super) bank_reference: String,
+}
+
+/// The payments part of the Mockbank's state.
+#[derive(Debug)]
+pub(super) struct Payments {
+    pub(super) destinations: Vec<Destination>,
+    pub(super) intents: Vec<Intent>,
+    pub(super) payments: Vec<Payment>,
+}
+
+impl Default for Payments {
+    fn default() -> Self {
+        Self {
+            destinations: vec![default_destination()],
+            intents: Vec::new(),
+            payments: Vec::new(),
+        }
+    }
+}
+
+impl Payment {
+    /// Where the payment is at clock reading `now`.
+    pub(super) fn status(&self, now: std::time::Duration) -> PaymentStatus {
+        if now >= self.settles {
+            self.outcome
+        } else {
+            PaymentStatus::PendingWithBank
+        }
+    }
+}
+
+impl Payments {
+    pub(super) fn destination(&self, id: Uuid) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.id == id)
+    }
+
+    pub(super) fn intent(&self, id: Uuid) -> Option<&Intent> {
+        self.intents.iter().find(|i| i.id == id)
+    }
+
+    pub(super) fn payments_of(&self, intent: Uuid) -> impl Iterator<Item = &Payment> {
+        self.payments.iter().filter(move |p| p.intent == intent)
+    }
+}
+
+/// An amount as Lean writes it (`5.00` is `5.0` in JSON): fils to units.
+pub(super) fn units(fils: i64) -> f64 {
+    fils as f64 / 100.0
+}
+
+/// An amount from JSON, in fils: positive, at most two decimals.
+pub(super) fn fils(value: &serde_json::Value) -> Option<i64> {
+    let n = value.as_f64()?;
+    let fils = (n * 100.0).round();
+    let exact = ((fils / 100.0) - n).abs() < 1e-9;
+    (n > 0.0 && n.is_finite() && exact && fils < 1e13).then_some(fils as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_follow_the_amount_and_amounts_are_exact() {
+        assert_eq!(PaymentStatus::outcome(1013), PaymentStatus::RejectedByBank);
+        assert_eq!(PaymentStatus::outcome(1099), PaymentStatus::Failed);
+        assert_eq!(PaymentStatus::outcome(1000), PaymentStatus::AcceptedByBank);
+        assert_eq!(fils(&json!(12.34)), Some(1234));
+        assert_eq!(fils(&json!(5)), Some(500));
+        assert_eq!(fils(&json!(1.005)), None);
+        assert_eq!(fils(&json!(0)), None);
+        assert_eq!(fils(&json!(-3)), None);
+        assert_eq!(fils(&json!("5")), None);
+        assert_eq!(default_destination().account_number(), "1234567890123456");
+    }
+}
