@@ -29,6 +29,7 @@
 //! | POST | `/_mockbank/payments` | `{payment_intent_id, username, password, otp, account_id?}`: a test user pays an intent |
 //! | GET | `/_mockbank/link/defaults` | what the boilerplate page starts from (built-in app token, OTP, users) |
 //! | POST | `/_mockbank/link/customer` | a new customer and a customer-scoped token for it |
+//! | POST | `/_mockbank/link/intent` | `{customer_id, amount}`: a payment intent in AED to the default destination (for the boilerplate's `pay`) |
 //!
 //! `/_mockbank/link/connect` also takes `permissions` (Lean's names; default:
 //! all) and `account_ids` (the accounts shared; default: all of them).

@@ -652,7 +652,7 @@ async fn a_wrong_configuration_gets_an_error_callback_that_names_it() {
     );
 
     // Methods of the payments and verification APIs say so.
-    for method in ["pay", "createPaymentSource", "verifyAddress", "link"] {
+    for method in ["checkout", "createPaymentSource", "verifyAddress", "link"] {
         let r = refused(
             &rig,
             Script::Legacy,
@@ -992,15 +992,18 @@ async fn the_boilerplate_page_links_a_test_user_and_shows_the_webhooks() {
     b.screenshot("boilerplate-after-connect").await;
 
     // Not-emulated methods answer through the callback.
-    b.click("#call-pay").await;
+    b.click("#call-checkout").await;
     let shown = b
         .wait_for(
-            "the pay callback",
+            "the checkout callback",
             "const p = document.getElementById('callback'); return p.dataset.status === 'ERROR' ? p.textContent : null;",
         )
         .await;
     assert!(
-        shown.as_str().unwrap().contains("Lean.pay is not emulated"),
+        shown
+            .as_str()
+            .unwrap()
+            .contains("Lean.checkout is not emulated"),
         "{shown}"
     );
     rig.stop().await;
@@ -1045,4 +1048,116 @@ async fn link_sessions_answer_cors_for_allowed_origins_only() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("mockbank.link_origins"), "{err}");
+}
+
+#[tokio::test]
+async fn pay_in_the_browser_submits_a_payment_that_settles_by_webhook() {
+    let Some(rig) = Rig::start().await else {
+        return;
+    };
+    let user = rig.user("no_otp_user");
+    let customer = rig.customer().await;
+    let intent = rig
+        .post(
+            &rig.proxy.url("/payments/v1/intents"),
+            json!({"amount": 40, "currency": "AED", "customer_id": customer}),
+        )
+        .await
+        .json();
+    let intent_id = intent["payment_intent_id"].as_str().unwrap().to_string();
+    rig.open(
+        Script::V2,
+        "pay",
+        json!({"app_token": APP_TOKEN, "payment_intent_id": intent_id, "sandbox": true}),
+    )
+    .await;
+    rig.enter_link().await;
+    rig.browser
+        .click(&format!("button[data-bank={}]", user.bank.identifier))
+        .await;
+    rig.login(&user, &user.password).await;
+    rig.screen("ACCOUNT_SELECTION").await;
+    let title = rig.browser.find("h1").await.text().await.unwrap();
+    assert_eq!(title, "Pay AED 40.00");
+    // From the second account.
+    rig.browser
+        .click(&format!(
+            "input[name=account][value='{}']",
+            user.accounts[1].id
+        ))
+        .await;
+    rig.browser.screenshot("link-pay-en").await;
+    rig.browser.click("#accounts button[type=submit]").await;
+    rig.screen("SUCCESS").await;
+    rig.browser.click("[data-action=done]").await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "SUCCESS", "{r}");
+    assert_eq!(r["message"], "The payment was submitted to the bank.");
+
+    let by_intent = get(
+        &rig.client,
+        &rig.proxy.url(&format!("/payments/v1/intents/{intent_id}")),
+    )
+    .await
+    .json();
+    let payment = &by_intent["payments"][0];
+    assert_eq!(payment["status"], "PENDING_WITH_BANK", "{by_intent}");
+    assert_eq!(
+        payment["sender_details"]["iban"],
+        user.accounts[1].iban.as_str()
+    );
+    rig.caught("payment.created", &intent_id).await;
+    rig.proxy
+        .mockbank
+        .as_ref()
+        .unwrap()
+        .clock()
+        .advance(Duration::from_secs(10));
+    let updated = rig.caught("payment.updated", &intent_id).await;
+    assert_eq!(updated.signature.name(), "valid");
+    let id = payment["id"].as_str().unwrap();
+    let settled = get(&rig.client, &rig.proxy.url(&format!("/payments/v1/{id}")))
+        .await
+        .json();
+    assert_eq!(settled["status"], "ACCEPTED_BY_BANK");
+
+    // Paying it again fails in Link; an unknown intent is named.
+    rig.open(
+        Script::Loader,
+        "pay",
+        json!({"app_token": APP_TOKEN, "payment_intent_id": intent_id, "sandbox": true}),
+    )
+    .await;
+    rig.enter_link().await;
+    rig.browser
+        .click(&format!("button[data-bank={}]", user.bank.identifier))
+        .await;
+    rig.login(&user, &user.password).await;
+    rig.screen("ACCOUNT_SELECTION").await;
+    rig.browser.click("#accounts button[type=submit]").await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "ERROR", "{r}");
+    assert!(
+        r["last_api_response"]
+            .as_str()
+            .unwrap()
+            .contains("INTENT_ALREADY_PAID"),
+        "{r}"
+    );
+    let r = refused(
+        &rig,
+        Script::Loader,
+        "pay",
+        json!({"app_token": APP_TOKEN, "payment_intent_id": uuid::Uuid::new_v4(), "sandbox": true}),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("payment_intent_id: no payment intent"),
+        "{r}"
+    );
+    rig.stop().await;
 }

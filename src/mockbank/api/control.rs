@@ -132,6 +132,12 @@ impl MockbankCore {
                 };
                 self.pay(intent, user, account).map(ok)
             }
+            ["link", "intent"] => {
+                allow(m, &[M::POST])?;
+                let mut body = call.json()?;
+                body["currency"] = json!("AED");
+                self.new_intent(&body)
+            }
             ["link", "defaults"] => {
                 allow(m, &[M::GET])?;
                 Ok(ok(self.link_defaults()))

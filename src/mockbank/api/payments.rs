@@ -66,7 +66,13 @@ impl MockbankCore {
     }
 
     fn create_intent(&self, call: &Call<'_>) -> Result<Reply, Reply> {
-        let body = call.json()?;
+        self.new_intent(&call.json()?)
+    }
+
+    /// A payment intent from `body` (Lean's request shape), with
+    /// `payment_intent.created` sent: the one code path of the API and of
+    /// the boilerplate page's `/_mockbank/link/intent`.
+    pub(super) fn new_intent(&self, body: &Value) -> Result<Reply, Reply> {
         let amount = match body.get("amount") {
             None | Some(Value::Null) => return Err(missing("amount")),
             Some(v) => fils(v).ok_or_else(|| invalid("amount", &v.to_string()))?,

@@ -410,6 +410,17 @@ impl MockbankCore {
                 }
                 None => session.failed(&json!({"message": "The customer is gone."})),
             },
+            Effect::Pay {
+                intent,
+                user,
+                account,
+            } => match self.pay(intent, user, account) {
+                Ok(payment) => {
+                    tracing::info!(target: "leanproxy::mockbank", payment_id = %payment["id"], "paid in the browser");
+                    session.succeeded();
+                }
+                Err(reply) => session.failed(&reply.body),
+            },
             Effect::Reconnect(reconnect_id) => match self.finish_reconnect(reconnect_id) {
                 Ok(done) => {
                     tracing::info!(target: "leanproxy::mockbank", entity_id = %done.entity_id, "reconnected in the browser");

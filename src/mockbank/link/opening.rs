@@ -19,12 +19,11 @@ use crate::mockbank::MockbankCore;
 const ACCESS_TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// LinkSDK methods that belong with the payments and verification APIs.
-pub(super) const NOT_EMULATED: [&str; 10] = [
+pub(super) const NOT_EMULATED: [&str; 9] = [
     "link",
     "createPaymentSource",
     "updatePaymentSource",
     "createBeneficiary",
-    "pay",
     "checkout",
     "authorizeConsent",
     "manageConsents",
@@ -59,9 +58,10 @@ impl MockbankCore {
         let method = match text("method") {
             Some("connect") => Method::Connect,
             Some("reconnect") => Method::Reconnect,
+            Some("pay") => Method::Pay,
             Some(m) if NOT_EMULATED.contains(&m) => {
                 return Err(format!(
-                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect and reconnect. \
+                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect and pay. \
                      {m} belongs with Lean's payments and verification APIs."
             ))
             }
@@ -113,10 +113,12 @@ impl MockbankCore {
             consent_screen,
             bank: None,
             reconnect: None,
+            payment: None,
         };
         match method {
             Method::Connect => self.connect_opening(cfg, &mut opening)?,
             Method::Reconnect => self.reconnect_opening(cfg, &mut opening)?,
+            Method::Pay => self.pay_opening(cfg, &mut opening)?,
         }
         Ok(opening)
     }
@@ -200,6 +202,56 @@ impl MockbankCore {
         opening.bank = Some(self.users[user].bank);
         opening.reconnect = Some((reconnect_id, user));
         opening.customer = customer;
+        Ok(())
+    }
+
+    fn pay_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let intent_id = match cfg.get("payment_intent_id").and_then(Value::as_str) {
+            None | Some("") => {
+                return Err(
+                    "payment_intent_id: required for pay (from POST /payments/v1/intents)".into(),
+                )
+            }
+            Some(v) => {
+                Uuid::parse_str(v).map_err(|_| format!("payment_intent_id: {v:?} is not a UUID"))?
+            }
+        };
+        let (intent, customer, destination) = {
+            let state = self.lock();
+            let intent = state.payments.intent(intent_id).cloned().ok_or_else(|| {
+                format!("payment_intent_id: no payment intent {intent_id} in the Mockbank")
+            })?;
+            let destination = state
+                .payments
+                .destination(intent.destination)
+                .map(|d| d.display_name.clone())
+                .unwrap_or_default();
+            (
+                intent.clone(),
+                state.customer(intent.customer).cloned(),
+                destination,
+            )
+        };
+        self.check_access_token(cfg, intent.customer)?;
+        if let Some(wanted) = cfg
+            .get("bank_identifier")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            opening.bank = Some(
+                BANKS
+                    .iter()
+                    .find(|b| b.identifier == wanted)
+                    .ok_or_else(|| format!("bank_identifier: {wanted:?} is not a Mockbank bank"))?,
+            );
+        }
+        let shown = serde_json::json!({
+            "amount": format!("{:.2}", crate::mockbank::payments::units(intent.amount)),
+            "currency": intent.currency,
+            "destination": destination,
+        });
+        opening.customer = customer;
+        opening.payment = Some((intent_id, shown));
         Ok(())
     }
 

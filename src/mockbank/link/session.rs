@@ -26,6 +26,8 @@ pub(super) const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 pub(super) enum Method {
     Connect,
     Reconnect,
+    /// Pay a payment intent from one of the user's accounts.
+    Pay,
 }
 
 impl Method {
@@ -33,6 +35,7 @@ impl Method {
         match self {
             Method::Connect => "CONNECT",
             Method::Reconnect => "RECONNECT",
+            Method::Pay => "PAY",
         }
     }
 }
@@ -73,6 +76,9 @@ pub(super) struct Opening {
     pub(super) bank: Option<&'static Bank>,
     /// Reconnect: the id and the test user who must log in.
     pub(super) reconnect: Option<(Uuid, usize)>,
+    /// Pay: the intent, and what the confirm button says it pays
+    /// (`AED 40.00 to Mockbank Merchant`).
+    pub(super) payment: Option<(Uuid, Value)>,
 }
 
 /// One run of the Link screens.
@@ -103,6 +109,12 @@ pub(super) enum Effect {
     },
     /// Complete the reconnect.
     Reconnect(Uuid),
+    /// Pay the intent from this account of the user's.
+    Pay {
+        intent: Uuid,
+        user: usize,
+        account: Uuid,
+    },
 }
 
 impl Session {
@@ -165,7 +177,8 @@ impl Session {
         };
         json!({
             "session_id": self.id,
-            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect" },
+            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay" },
+            "payment": o.payment.as_ref().map(|(_, shown)| shown),
             "language": if o.arabic { "ar" } else { "en" },
             "customization": o.customization,
             "hosted": o.generation == Generation::Hosted,
@@ -253,6 +266,14 @@ impl Session {
                     });
                     return Ok(Effect::None);
                 }
+                if let Some((intent, _)) = &self.opening.payment {
+                    // A payment comes from one account: the first chosen.
+                    return Ok(Effect::Pay {
+                        intent: *intent,
+                        user,
+                        account: chosen[0],
+                    });
+                }
                 Ok(Effect::Link {
                     user,
                     accounts: Some(chosen),
@@ -330,6 +351,11 @@ impl Session {
 
     /// The user is through login (and OTP): choose accounts, or finish.
     fn authenticated(&mut self, user: usize, users: &[TestUser]) -> Effect {
+        if self.opening.payment.is_some() {
+            // The account to pay from, even when the user has one.
+            self.screen = Screen::AccountSelection;
+            return Effect::None;
+        }
         match self.opening.reconnect {
             Some((reconnect_id, _)) => Effect::Reconnect(reconnect_id),
             None if users[user].accounts.len() > 1 => {
@@ -348,6 +374,7 @@ impl Session {
         let message = match self.opening.method {
             Method::Connect => "The bank account was connected successfully.",
             Method::Reconnect => "The bank account was reconnected successfully.",
+            Method::Pay => "The payment was submitted to the bank.",
         };
         self.error = None;
         self.screen = Screen::Success;

@@ -75,6 +75,12 @@
     if ($('access-token').value.trim()) { options.access_token = $('access-token').value.trim(); }
     if ($('bank-identifier').value.trim()) { options.bank_identifier = $('bank-identifier').value.trim(); }
     if ($('consent-screen').checked) { options.show_consent_explanation = true; }
+    if (method === 'pay') {
+      options = {
+        app_token: options.app_token, payment_intent_id: $('intent-id').value.trim(), sandbox: true,
+        language: options.language, access_token: options.access_token, callback: show
+      };
+    }
     if (method === 'reconnect') {
       options = {
         app_token: options.app_token, reconnect_id: $('reconnect-id').value.trim(), sandbox: true,
@@ -83,6 +89,16 @@
     }
     $('callback').textContent = 'Link is open…';
     lean[method](options);
+  }
+
+  // A payment intent of `amount` for the customer, to try `pay` with.
+  function newIntent() {
+    fetch('/_mockbank/link/intent', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customer_id: $('customer-id').value.trim(), amount: Number($('intent-amount').value) })
+    }).then(function (r) { return r.json(); }).then(function (i) {
+      if (i.payment_intent_id) { $('intent-id').value = i.payment_intent_id; } else { show(i); }
+    });
   }
 
   function newCustomer() {
@@ -135,11 +151,12 @@
     b.type = 'button';
     b.id = 'call-' + m;
     b.textContent = m;
-    if (m === 'connect' || m === 'reconnect') { b.className = 'main'; }
+    if (m === 'connect' || m === 'reconnect' || m === 'pay') { b.className = 'main'; }
     b.addEventListener('click', function () { call(m); });
     $('methods').appendChild(b);
   });
   $('new-customer').addEventListener('click', newCustomer);
+  $('new-intent').addEventListener('click', newIntent);
   $('script').addEventListener('change', loadScript);
   loadScript();
   pollWebhooks();

@@ -36,6 +36,10 @@
       share: 'Share accounts',
       successTitle: 'Connected',
       reconnected: 'Reconnected',
+      paid: 'Payment submitted',
+      payTitle: 'Pay {currency} {amount}',
+      payLead: 'To {destination}. Choose the account to pay from.',
+      payButton: 'Pay {currency} {amount}',
       done: 'Done',
       returning: 'Returning to your app…',
       returnLink: 'Return to the app',
@@ -87,6 +91,10 @@
       share: 'مشاركة الحسابات',
       successTitle: 'تم الربط بنجاح',
       reconnected: 'تمت إعادة الربط',
+      paid: 'تم إرسال الدفعة',
+      payTitle: 'ادفع {amount} {currency}',
+      payLead: 'إلى {destination}. اختر الحساب الذي ستدفع منه.',
+      payButton: 'ادفع {amount} {currency}',
       done: 'تم',
       returning: 'العودة إلى تطبيقك…',
       returnLink: 'العودة إلى التطبيق',
@@ -346,10 +354,12 @@
     },
     ACCOUNT_SELECTION: function (v) {
       var list = el('ul', { class: 'accounts' });
+      var pay = v.method === 'pay' && v.payment;
       // All offered at first; after "choose at least one", none is ticked.
-      v.accounts.forEach(function (a) {
+      // A payment comes from one account: the first is chosen.
+      v.accounts.forEach(function (a, n) {
         list.appendChild(el('li', null, el('label', null,
-          el('input', { type: 'checkbox', name: 'account', value: a.id, checked: !v.error }),
+          el('input', { type: pay ? 'radio' : 'checkbox', name: 'account', value: a.id, checked: pay ? n === 0 : !v.error }),
           el('span', { text: a.name }), el('span', { class: 'number', text: a.currency + ' ' + a.number }))));
       });
       var form = el('form', {
@@ -360,11 +370,12 @@
             step({ action: 'accounts', account_ids: ids });
           }
         }
-      }, errorLine(v), list, el('button', { type: 'submit', class: 'primary', text: t('share') }));
-      screen('ACCOUNT_SELECTION', t('accountsTitle'), [el('p', { class: 'lead', text: t('accountsLead') }), form]);
+      }, errorLine(v), list, el('button', { type: 'submit', class: 'primary', text: pay ? t('payButton', v.payment) : t('share') }));
+      screen('ACCOUNT_SELECTION', pay ? t('payTitle', v.payment) : t('accountsTitle'),
+        [el('p', { class: 'lead', text: pay ? t('payLead', v.payment) : t('accountsLead') }), form]);
     },
     SUCCESS: function (v) {
-      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : t('successTitle'), [
+      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : t('successTitle'), [
         el('div', { class: 'done', 'aria-hidden': 'true', text: '✓' }),
         el('p', { class: 'lead', text: v.result ? v.result.message : '' }),
         el('div', { class: 'spacer' }),
@@ -388,7 +399,7 @@
 
   function hostedConfig() {
     var config = { generation: 'hosted', region: root.getAttribute('data-region') };
-    ['method', 'app_token', 'customer_id', 'reconnect_id', 'bank_identifier', 'account_type', 'access_token',
+    ['method', 'app_token', 'customer_id', 'reconnect_id', 'payment_intent_id', 'bank_identifier', 'account_type', 'access_token',
       'language', 'access_from', 'access_to', 'fail_redirect_url', 'success_redirect_url'].forEach(function (k) {
       if (query.get(k) !== null) { config[k] = query.get(k); }
     });
