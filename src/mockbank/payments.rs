@@ -121,12 +121,59 @@ pub(super) struct Payment {
     pub(super) bank_reference: String,
 }
 
+/// How long a new beneficiary waits at the corporate bank before payments
+/// to it can start (Mockbank time); the other banks add beneficiaries at once.
+pub(super) const BENEFICIARY_COOL_OFF: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A destination added as a beneficiary at the customer's bank.
+#[derive(Debug, Clone)]
+pub(super) struct Beneficiary {
+    pub(super) id: Uuid,
+    pub(super) destination: Uuid,
+    /// Clock reading when its cool-off ends (the creation time if none).
+    pub(super) active_from: std::time::Duration,
+    pub(super) active_from_wall: DateTime<Utc>,
+}
+
+impl Beneficiary {
+    pub(super) fn status(&self, now: std::time::Duration) -> &'static str {
+        if now >= self.active_from {
+            "ACTIVE"
+        } else {
+            "AWAITING_BENEFICIARY_COOL_OFF"
+        }
+    }
+}
+
+/// A customer's bank accounts pre-authorised for payments.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub(super) id: Uuid,
+    pub(super) customer: Uuid,
+    /// Index of the test user, and the accounts shared.
+    pub(super) user: usize,
+    pub(super) accounts: Vec<Uuid>,
+    pub(super) beneficiaries: Vec<Beneficiary>,
+}
+
+impl Source {
+    /// `ACTIVE`, or `AWAITING_BENEFICIARY_COOL_OFF` while a beneficiary is.
+    pub(super) fn status(&self, now: std::time::Duration) -> &'static str {
+        if self.beneficiaries.iter().all(|b| b.status(now) == "ACTIVE") {
+            "ACTIVE"
+        } else {
+            "AWAITING_BENEFICIARY_COOL_OFF"
+        }
+    }
+}
+
 /// The payments part of the Mockbank's state.
 #[derive(Debug)]
 pub(super) struct Payments {
     pub(super) destinations: Vec<Destination>,
     pub(super) intents: Vec<Intent>,
     pub(super) payments: Vec<Payment>,
+    pub(super) sources: Vec<Source>,
 }
 
 impl Default for Payments {
@@ -135,6 +182,7 @@ impl Default for Payments {
             destinations: vec![default_destination()],
             intents: Vec::new(),
             payments: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }

@@ -264,8 +264,9 @@ fn implemented(method: &str, path: &str) -> bool {
             ) || matches!(path, "/payments/v1/intents" | "/payments/v1/destinations")
         }
         "GET" if payments => true,
+        "GET" | "DELETE" if path.contains("/payment-sources") => true,
         "GET" => {
-            (path.starts_with("/customers/v1") && !path.contains("payment-sources"))
+            path.starts_with("/customers/v1")
                 || path.starts_with("/banks/v1")
                 || data.iter().any(|p| path.starts_with(p))
         }
@@ -294,6 +295,15 @@ impl Call {
             .unwrap_or_default();
         let path = url_path(raw)
             .split('/')
+            // The collection writes `customer_id` where it means the variable
+            // (`/customers/v1/customer_id/payment-sources`).
+            .map(|segment| {
+                if segment == "customer_id" {
+                    "{{customer_id}}"
+                } else {
+                    segment
+                }
+            })
             .map(|segment| match segment.strip_prefix(':') {
                 Some(name) => vars
                     .get(name)
@@ -574,9 +584,17 @@ impl Bank {
                 json!({"payment_intent_id": intent_id, "username": payer.username, "password": payer.password}),
             )
             .await;
+        let source = bank
+            .expect_ok(
+                Method::POST,
+                "/_mockbank/payment-sources",
+                json!({"customer_id": customer_id, "username": payer.username, "password": payer.password}),
+            )
+            .await;
         let mut set = |key: &str, value: &str| {
             bank.vars.insert(key.to_string(), value.to_string());
         };
+        set("payment_source_id", source["id"].as_str().unwrap());
         set("destination_id", &destination);
         set("intent_id", &intent_id);
         set("payment_id", payment["id"].as_str().unwrap());

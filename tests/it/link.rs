@@ -652,7 +652,7 @@ async fn a_wrong_configuration_gets_an_error_callback_that_names_it() {
     );
 
     // Methods of the payments and verification APIs say so.
-    for method in ["checkout", "createPaymentSource", "verifyAddress", "link"] {
+    for method in ["checkout", "updatePaymentSource", "verifyAddress", "link"] {
         let r = refused(
             &rig,
             Script::Legacy,
@@ -1159,5 +1159,39 @@ async fn pay_in_the_browser_submits_a_payment_that_settles_by_webhook() {
             .starts_with("payment_intent_id: no payment intent"),
         "{r}"
     );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn create_payment_source_in_the_browser_waits_out_the_cool_off() {
+    let Some(rig) = Rig::start().await else {
+        return;
+    };
+    let user = rig.user("corporate_user");
+    let customer = rig.customer().await;
+    rig.open(
+        Script::Legacy,
+        "createPaymentSource",
+        json!({"app_token": APP_TOKEN, "customer_id": customer, "sandbox": true}),
+    )
+    .await;
+    rig.link_through(&user).await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "SUCCESS", "{r}");
+    assert_eq!(r["method"], "CREATE_PAYMENT_SOURCE");
+    assert_eq!(r["message"], "The payment source was created.");
+    rig.caught("payment_source.created", &customer).await;
+    let sources = get(
+        &rig.client,
+        &rig.proxy
+            .url(&format!("/customers/v1/{customer}/payment-sources")),
+    )
+    .await
+    .json();
+    assert_eq!(
+        sources[0]["status"], "AWAITING_BENEFICIARY_COOL_OFF",
+        "{sources}"
+    );
+    assert_eq!(sources[0]["bank_identifier"], user.bank.identifier);
     rig.stop().await;
 }

@@ -1094,3 +1094,61 @@ async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_
     let listed = flow.get("/payments/v1/intents").await.json();
     assert_eq!(listed["page"]["total_elements"], 3);
 }
+
+#[tokio::test]
+async fn payment_sources_wait_out_the_corporate_banks_cool_off_and_can_be_deleted() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "corp"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let source = |username: &'static str| {
+        let (flow, customer) = (&flow, customer.clone());
+        async move {
+            let s = flow
+                .post(
+                    "/_mockbank/payment-sources",
+                    json!({"customer_id": customer, "username": username, "password": flow.password(username), "otp": "1111"}),
+                )
+                .await;
+            assert_eq!(s.status, 200, "{:?}", s.json());
+            s.json()
+        }
+    };
+    let retail = source("no_otp_user").await;
+    assert_eq!(retail["status"], "ACTIVE");
+    let corporate = source("corporate_user").await;
+    assert_eq!(corporate["status"], "AWAITING_BENEFICIARY_COOL_OFF");
+    let created = flow
+        .receiver
+        .wait_for("payment_source.beneficiary.created", 2)
+        .await;
+    assert_signed(&created[1]);
+    flow.receiver.wait_for("payment_source.created", 2).await;
+
+    flow.advance(Duration::from_secs(601));
+    let updated = flow
+        .receiver
+        .wait_for("payment_source.beneficiary.updated", 1)
+        .await;
+    assert_eq!(updated[0].json()["payload"]["status"], "ACTIVE");
+    let id = corporate["id"].as_str().unwrap();
+    let path = format!("/customers/v1/{customer}/payment-sources/{id}");
+    assert_eq!(flow.get(&path).await.json()["status"], "ACTIVE");
+    let listed = flow
+        .get(&format!("/customers/v1/{customer}/payment-sources"))
+        .await
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(listed[0]["accounts"][0]["balance"].is_number());
+
+    let req = Request::delete(flow.proxy.url(&path))
+        .header("content-type", "application/json")
+        .body(body::full(r#"{"reason":"USER_REQUESTED"}"#))
+        .unwrap();
+    assert_eq!(send(&flow.client, req).await.status, 200);
+    assert_eq!(flow.get(&path).await.status, 404);
+}

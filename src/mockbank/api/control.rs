@@ -118,53 +118,8 @@ impl MockbankCore {
                 Ok(ok(json!({"otp": OTP, "users": users})))
             }
             ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
-            ["payments"] => {
-                allow(m, &[M::POST])?;
-                let body = call.json()?;
-                let intent = match body.get("payment_intent_id").and_then(Value::as_str) {
-                    None | Some("") => return Err(missing("payment_intent_id")),
-                    Some(v) => parse_uuid("payment_intent_id", v)?,
-                };
-                let user = self.login(&body)?;
-                let account = match body.get("account_id").and_then(Value::as_str) {
-                    None | Some("") => self.users[user].accounts[0].id,
-                    Some(v) => parse_uuid("account_id", v)?,
-                };
-                self.pay(intent, user, account).map(ok)
-            }
-            ["link", "intent"] => {
-                allow(m, &[M::POST])?;
-                let mut body = call.json()?;
-                body["currency"] = json!("AED");
-                self.new_intent(&body)
-            }
-            ["link", "defaults"] => {
-                allow(m, &[M::GET])?;
-                Ok(ok(self.link_defaults()))
-            }
-            ["link", "customer"] => {
-                allow(m, &[M::POST])?;
-                let app_user_id = call
-                    .json()
-                    .ok()
-                    .and_then(|b| {
-                        b.get("app_user_id")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    })
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| {
-                        format!("boilerplate-{}", &Uuid::new_v4().simple().to_string()[..8])
-                    });
-                let customer = self.new_customer(app_user_id)?;
-                let scope_text = format!("customer.{}", customer.id);
-                let token = self.mint(Scope::Customer(customer.id), &scope_text);
-                Ok(ok(json!({
-                    "customer_id": customer.id,
-                    "app_user_id": customer.app_user_id,
-                    "access_token": token["access_token"],
-                    "expires_in": token["expires_in"],
-                })))
+            ["payment-sources" | "payments"] | ["link", "intent" | "defaults" | "customer"] => {
+                self.setup_control(call, rest)
             }
             ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
             ["entities"] => {
@@ -221,6 +176,81 @@ impl MockbankCore {
             ["webhooks"] => {
                 allow(m, &[M::GET])?;
                 Ok(ok(json!({"deliveries": self.webhooks.deliveries()})))
+            }
+            _ => Err(not_found_url(call.path)),
+        }
+    }
+
+    /// The controls the boilerplate page and tests set things up with:
+    /// payment sources, payments, intents, customers, defaults.
+    fn setup_control(&self, call: &Call<'_>, rest: &[&str]) -> Result<Reply, Reply> {
+        use Method as M;
+        let m = call.method;
+        match rest {
+            ["payment-sources"] => {
+                allow(m, &[M::POST])?;
+                let body = call.json()?;
+                let customer = match body.get("customer_id").and_then(Value::as_str) {
+                    None | Some("") => return Err(missing("customer_id")),
+                    Some(v) => parse_uuid("customer_id", v)?,
+                };
+                let user = self.login(&body)?;
+                let accounts = match body.get("account_ids") {
+                    None | Some(Value::Null) => None,
+                    Some(list) => Some(
+                        self.chosen_accounts(user, list)
+                            .map_err(|why| invalid("account_ids", &why))?,
+                    ),
+                };
+                self.create_source(customer, user, accounts).map(ok)
+            }
+            ["payments"] => {
+                allow(m, &[M::POST])?;
+                let body = call.json()?;
+                let intent = match body.get("payment_intent_id").and_then(Value::as_str) {
+                    None | Some("") => return Err(missing("payment_intent_id")),
+                    Some(v) => parse_uuid("payment_intent_id", v)?,
+                };
+                let user = self.login(&body)?;
+                let account = match body.get("account_id").and_then(Value::as_str) {
+                    None | Some("") => self.users[user].accounts[0].id,
+                    Some(v) => parse_uuid("account_id", v)?,
+                };
+                self.pay(intent, user, account).map(ok)
+            }
+            ["link", "intent"] => {
+                allow(m, &[M::POST])?;
+                let mut body = call.json()?;
+                body["currency"] = json!("AED");
+                self.new_intent(&body)
+            }
+            ["link", "defaults"] => {
+                allow(m, &[M::GET])?;
+                Ok(ok(self.link_defaults()))
+            }
+            ["link", "customer"] => {
+                allow(m, &[M::POST])?;
+                let app_user_id = call
+                    .json()
+                    .ok()
+                    .and_then(|b| {
+                        b.get("app_user_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| {
+                        format!("boilerplate-{}", &Uuid::new_v4().simple().to_string()[..8])
+                    });
+                let customer = self.new_customer(app_user_id)?;
+                let scope_text = format!("customer.{}", customer.id);
+                let token = self.mint(Scope::Customer(customer.id), &scope_text);
+                Ok(ok(json!({
+                    "customer_id": customer.id,
+                    "app_user_id": customer.app_user_id,
+                    "access_token": token["access_token"],
+                    "expires_in": token["expires_in"],
+                })))
             }
             _ => Err(not_found_url(call.path)),
         }

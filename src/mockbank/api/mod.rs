@@ -278,59 +278,7 @@ impl MockbankCore {
         let m = call.method;
         match segments {
             ["banks", "v1"] => allow(m, &[M::GET]).map(|()| self.banks(call)),
-            ["customers", "v1"] => match *m {
-                M::POST => self.create_customer(call),
-                M::GET => self.list_customers(call),
-                _ => Err(wrong_method()),
-            },
-            ["customers", "v1", "app-user-id", app_user_id] => {
-                allow(m, &[M::GET])?;
-                let state = self.lock();
-                state
-                    .customers
-                    .iter()
-                    .find(|c| c.app_user_id == *app_user_id)
-                    .map(|c| ok(customer_json(c)))
-                    .ok_or_else(unknown_customer)
-            }
-            ["customers", "v1", "entities"] => {
-                allow(m, &[M::GET]).and_then(|()| self.all_entities(call))
-            }
-            ["customers", "v1", customer] => {
-                allow(m, &[M::GET])?;
-                let id = parse_uuid("customer_id", customer)?;
-                let state = self.lock();
-                state
-                    .customer(id)
-                    .map(|c| ok(customer_json(c)))
-                    .ok_or_else(unknown_customer)
-            }
-            ["customers", "v1", customer, "entities"] => {
-                allow(m, &[M::GET])?;
-                let id = parse_uuid("customer_id", customer)?;
-                let state = self.lock();
-                state.customer(id).ok_or_else(unknown_customer)?;
-                let list: Vec<Value> = state
-                    .entity_order
-                    .iter()
-                    .filter_map(|e| state.entities.get(e))
-                    .filter(|e| e.customer == id)
-                    .map(|e| self.entity_json(e))
-                    .collect();
-                Ok(ok(Value::Array(list)))
-            }
-            ["customers", "v1", customer, "entities", entity] => {
-                allow(m, &[M::GET])?;
-                let customer = parse_uuid("customer_id", customer)?;
-                let entity = parse_uuid("entity_id", entity)?;
-                let state = self.lock();
-                state
-                    .entities
-                    .get(&entity)
-                    .filter(|e| e.customer == customer)
-                    .map(|e| ok(self.entity_json(e)))
-                    .ok_or_else(unknown_entity)
-            }
+            ["customers", "v1", rest @ ..] => self.customers_api(call, rest),
             ["data", "v1", kind] | ["v1", kind]
                 if matches!(*kind, "identity" | "accounts" | "balance" | "transactions") =>
             {
@@ -395,6 +343,70 @@ impl MockbankCore {
     }
 
     // -------------------------------------------------------------- customers
+
+    /// `/customers/v1/{rest}`: customers, their entities and payment sources.
+    fn customers_api(&self, call: &Call<'_>, rest: &[&str]) -> Result<Reply, Reply> {
+        use Method as M;
+        let m = call.method;
+        match rest {
+            [] => match *m {
+                M::POST => self.create_customer(call),
+                M::GET => self.list_customers(call),
+                _ => Err(wrong_method()),
+            },
+            ["app-user-id", app_user_id] => {
+                allow(m, &[M::GET])?;
+                let state = self.lock();
+                state
+                    .customers
+                    .iter()
+                    .find(|c| c.app_user_id == *app_user_id)
+                    .map(|c| ok(customer_json(c)))
+                    .ok_or_else(unknown_customer)
+            }
+            ["entities"] => allow(m, &[M::GET]).and_then(|()| self.all_entities(call)),
+            [customer] => {
+                allow(m, &[M::GET])?;
+                let id = parse_uuid("customer_id", customer)?;
+                let state = self.lock();
+                state
+                    .customer(id)
+                    .map(|c| ok(customer_json(c)))
+                    .ok_or_else(unknown_customer)
+            }
+            [customer, "payment-sources"] => self.payment_sources_api(call, customer, None),
+            [customer, "payment-sources", source] => {
+                self.payment_sources_api(call, customer, Some(source))
+            }
+            [customer, "entities"] => {
+                allow(m, &[M::GET])?;
+                let id = parse_uuid("customer_id", customer)?;
+                let state = self.lock();
+                state.customer(id).ok_or_else(unknown_customer)?;
+                let list: Vec<Value> = state
+                    .entity_order
+                    .iter()
+                    .filter_map(|e| state.entities.get(e))
+                    .filter(|e| e.customer == id)
+                    .map(|e| self.entity_json(e))
+                    .collect();
+                Ok(ok(Value::Array(list)))
+            }
+            [customer, "entities", entity] => {
+                allow(m, &[M::GET])?;
+                let customer = parse_uuid("customer_id", customer)?;
+                let entity = parse_uuid("entity_id", entity)?;
+                let state = self.lock();
+                state
+                    .entities
+                    .get(&entity)
+                    .filter(|e| e.customer == customer)
+                    .map(|e| ok(self.entity_json(e)))
+                    .ok_or_else(unknown_entity)
+            }
+            _ => Err(not_found_url(call.path)),
+        }
+    }
 
     fn create_customer(&self, call: &Call<'_>) -> Result<Reply, Reply> {
         let body = call.json()?;

@@ -5,7 +5,10 @@
 //! control endpoint `/_mockbank/payments` and Link's `pay` in the browser.
 
 use super::*;
-use crate::mockbank::payments::{fils, units, Destination, Intent, Payment, PaymentStatus};
+use crate::mockbank::payments::{
+    fils, units, Beneficiary, Destination, Intent, Payment, PaymentStatus, Source,
+    BENEFICIARY_COOL_OFF,
+};
 
 /// How an intent is shown: each endpoint records its own set of keys.
 #[derive(Clone, Copy, PartialEq)]
@@ -314,6 +317,187 @@ impl MockbankCore {
         Ok(answer)
     }
 
+    /// `/customers/v1/{customer_id}/payment-sources[/{id}]`.
+    pub(super) fn payment_sources_api(
+        &self,
+        call: &Call<'_>,
+        customer: &str,
+        source: Option<&str>,
+    ) -> Result<Reply, Reply> {
+        use Method as M;
+        let customer = parse_uuid("customer_id", customer)?;
+        let now = self.clock.elapsed();
+        let mut state = self.lock();
+        if state.customer(customer).is_none() {
+            return Err(unknown_customer());
+        }
+        let Some(source) = source else {
+            allow(call.method, &[M::GET])?;
+            let list: Vec<Value> = state
+                .payments
+                .sources
+                .iter()
+                .filter(|s| s.customer == customer)
+                .map(|s| self.source_json(s, now, true))
+                .collect();
+            return Ok(ok(Value::Array(list)));
+        };
+        let id = parse_uuid("payment_source_id", source)?;
+        let at = state
+            .payments
+            .sources
+            .iter()
+            .position(|s| s.id == id && s.customer == customer)
+            .ok_or_else(unknown_source)?;
+        match *call.method {
+            M::GET => Ok(ok(self.source_json(
+                &state.payments.sources[at],
+                now,
+                false,
+            ))),
+            M::DELETE => {
+                state.payments.sources.remove(at);
+                Ok(ok(json!({})))
+            }
+            _ => Err(wrong_method()),
+        }
+    }
+
+    /// Test user `user` pre-authorises `accounts` for payments to the
+    /// default destination: a payment source with its beneficiary, and
+    /// `payment_source.created` and `payment_source.beneficiary.created`
+    /// (then `.updated` when a cool-off ends). The one code path of
+    /// `/_mockbank/payment-sources` and Link's `createPaymentSource`.
+    pub(in crate::mockbank) fn create_source(
+        &self,
+        customer: Uuid,
+        user: usize,
+        accounts: Option<Vec<Uuid>>,
+    ) -> Result<Value, Reply> {
+        let u = &self.users[user];
+        let accounts = accounts.unwrap_or_else(|| u.accounts.iter().map(|a| a.id).collect());
+        let now = self.clock.elapsed();
+        let wall = self.clock.now();
+        let cool_off = if u.bank.bank_type == "CORPORATE" {
+            BENEFICIARY_COOL_OFF
+        } else {
+            Duration::ZERO
+        };
+        let mut state = self.lock();
+        if state.customer(customer).is_none() {
+            return Err(unknown_customer());
+        }
+        let destination = state
+            .payments
+            .destinations
+            .iter()
+            .find(|d| d.default)
+            .map(|d| d.id)
+            .ok_or_else(|| missing("payment_destination_id"))?;
+        let source = Source {
+            id: Uuid::new_v4(),
+            customer,
+            user,
+            accounts,
+            beneficiaries: vec![Beneficiary {
+                id: Uuid::new_v4(),
+                destination,
+                active_from: now + cool_off,
+                active_from_wall: wall + chrono::Duration::from_std(cool_off).unwrap_or_default(),
+            }],
+        };
+        state.payments.sources.push(source.clone());
+        let answer = self.source_json(&source, now, false);
+        drop(state);
+        let beneficiary = &source.beneficiaries[0];
+        self.webhooks.send(
+            "payment_source.created",
+            json!({
+                "id": source.id,
+                "status": source.status(now),
+                "bank_name": u.bank.name,
+                "customer_id": customer,
+                "end_user_id": null,
+                "bank_identifier": u.bank.identifier,
+            }),
+            "A payment source was pre-authorized by your customer.",
+        );
+        let beneficiary_payload = |status: &str| {
+            json!({
+                "id": beneficiary.id,
+                "status": status,
+                "customer_id": customer,
+                "payment_source_id": source.id,
+                "payment_destination_id": beneficiary.destination,
+                "payment_source_bank_identifier": u.bank.identifier,
+            })
+        };
+        self.webhooks.send(
+            "payment_source.beneficiary.created",
+            beneficiary_payload(beneficiary.status(now)),
+            "A beneficiary was added for a payment source.",
+        );
+        if !cool_off.is_zero() {
+            let (clock, webhooks) = (self.clock.clone(), self.webhooks.clone());
+            let (payload, at) = (beneficiary_payload("ACTIVE"), beneficiary.active_from);
+            tokio::spawn(async move {
+                clock.sleep_until(at).await;
+                webhooks.send(
+                    "payment_source.beneficiary.updated",
+                    payload,
+                    "A beneficiary was updated for a payment source.",
+                );
+            });
+        }
+        Ok(answer)
+    }
+
+    /// A payment source in the keys Lean records: the list's accounts carry
+    /// balances, the single one's do not.
+    fn source_json(&self, s: &Source, now: Duration, balances: bool) -> Value {
+        let user = &self.users[s.user];
+        let cooling = s
+            .beneficiaries
+            .iter()
+            .find(|b| b.status(now) != "ACTIVE")
+            .or(s.beneficiaries.first());
+        let accounts: Vec<Value> = user
+            .accounts
+            .iter()
+            .filter(|a| s.accounts.contains(&a.id))
+            .map(|a| {
+                let mut out = json!({
+                    "id": Uuid::new_v5(&s.id, a.id.as_bytes()),
+                    "account_id": a.id,
+                    "account_name": a.name(user),
+                    "account_number": a.number,
+                    "iban": a.iban,
+                    "currency": a.currency,
+                });
+                if balances {
+                    out["balance"] = json!(units(a.closing_balance()));
+                    out["balance_last_updated"] = json!(shapes::ts(self.clock.now()));
+                }
+                out
+            })
+            .collect();
+        json!({
+            "id": s.id,
+            "customer_id": s.customer,
+            "app_id": self.settings.client_id,
+            "status": s.status(now),
+            "beneficiary_cool_off_expiry": cooling.map(|b| shapes::ts(b.active_from_wall)),
+            "bank_identifier": user.bank.identifier,
+            "beneficiaries": s.beneficiaries.iter().map(|b| json!({
+                "id": b.id,
+                "payment_destination_id": b.destination,
+                "status": b.status(now),
+                "beneficiary_cool_off_expiry": shapes::ts(b.active_from_wall),
+            })).collect::<Vec<_>>(),
+            "accounts": accounts,
+        })
+    }
+
     fn intent_json(&self, state: &State, intent: &Intent, view: IntentView) -> Value {
         let payments: Vec<Value> = state
             .payments
@@ -441,6 +625,15 @@ fn unknown_intent() -> Reply {
         StatusCode::NOT_FOUND,
         "UNKNOWN_PAYMENT_INTENT",
         "No payment intent with this payment_intent_id.",
+        false,
+    )
+}
+
+fn unknown_source() -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        "UNKNOWN_PAYMENT_SOURCE",
+        "No payment source with this payment_source_id for this customer.",
         false,
     )
 }

@@ -396,6 +396,19 @@ impl MockbankCore {
         };
         match effect {
             Effect::None => {}
+            Effect::Link { user, accounts }
+                if session.opening.method == session::Method::CreatePaymentSource =>
+            {
+                let customer = session.opening.customer.as_ref().map(|c| c.id);
+                match customer.map(|c| self.create_source(c, user, accounts)) {
+                    Some(Ok(source)) => {
+                        tracing::info!(target: "leanproxy::mockbank", payment_source_id = %source["id"], "payment source created in the browser");
+                        session.succeeded();
+                    }
+                    Some(Err(reply)) => session.failed(&reply.body),
+                    None => session.failed(&json!({"message": "The customer is gone."})),
+                }
+            }
             Effect::Link { user, accounts } => match session.opening.customer.clone() {
                 Some(customer) => {
                     let grant = Grant {

@@ -19,9 +19,8 @@ use crate::mockbank::MockbankCore;
 const ACCESS_TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// LinkSDK methods that belong with the payments and verification APIs.
-pub(super) const NOT_EMULATED: [&str; 9] = [
+pub(super) const NOT_EMULATED: [&str; 8] = [
     "link",
-    "createPaymentSource",
     "updatePaymentSource",
     "createBeneficiary",
     "checkout",
@@ -59,9 +58,10 @@ impl MockbankCore {
             Some("connect") => Method::Connect,
             Some("reconnect") => Method::Reconnect,
             Some("pay") => Method::Pay,
+            Some("createPaymentSource") => Method::CreatePaymentSource,
             Some(m) if NOT_EMULATED.contains(&m) => {
                 return Err(format!(
-                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect and pay. \
+                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect, pay and createPaymentSource. \
                      {m} belongs with Lean's payments and verification APIs."
             ))
             }
@@ -119,6 +119,7 @@ impl MockbankCore {
             Method::Connect => self.connect_opening(cfg, &mut opening)?,
             Method::Reconnect => self.reconnect_opening(cfg, &mut opening)?,
             Method::Pay => self.pay_opening(cfg, &mut opening)?,
+            Method::CreatePaymentSource => self.source_opening(cfg, &mut opening)?,
         }
         Ok(opening)
     }
@@ -202,6 +203,35 @@ impl MockbankCore {
         opening.bank = Some(self.users[user].bank);
         opening.reconnect = Some((reconnect_id, user));
         opening.customer = customer;
+        Ok(())
+    }
+
+    fn source_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let customer_id = match cfg.get("customer_id").and_then(Value::as_str) {
+            None | Some("") => return Err("customer_id: required for createPaymentSource".into()),
+            Some(v) => {
+                Uuid::parse_str(v).map_err(|_| format!("customer_id: {v:?} is not a UUID"))?
+            }
+        };
+        let customer = self
+            .lock()
+            .customer(customer_id)
+            .cloned()
+            .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
+        self.check_access_token(cfg, customer.id)?;
+        if let Some(wanted) = cfg
+            .get("bank_identifier")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            opening.bank = Some(
+                BANKS
+                    .iter()
+                    .find(|b| b.identifier == wanted)
+                    .ok_or_else(|| format!("bank_identifier: {wanted:?} is not a Mockbank bank"))?,
+            );
+        }
+        opening.customer = Some(customer);
         Ok(())
     }
 

@@ -28,6 +28,8 @@ pub(super) enum Method {
     Reconnect,
     /// Pay a payment intent from one of the user's accounts.
     Pay,
+    /// Pre-authorise accounts for payments (a payment source).
+    CreatePaymentSource,
 }
 
 impl Method {
@@ -36,6 +38,7 @@ impl Method {
             Method::Connect => "CONNECT",
             Method::Reconnect => "RECONNECT",
             Method::Pay => "PAY",
+            Method::CreatePaymentSource => "CREATE_PAYMENT_SOURCE",
         }
     }
 }
@@ -177,7 +180,7 @@ impl Session {
         };
         json!({
             "session_id": self.id,
-            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay" },
+            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay", Method::CreatePaymentSource => "createPaymentSource" },
             "payment": o.payment.as_ref().map(|(_, shown)| shown),
             "language": if o.arabic { "ar" } else { "en" },
             "customization": o.customization,
@@ -375,6 +378,7 @@ impl Session {
             Method::Connect => "The bank account was connected successfully.",
             Method::Reconnect => "The bank account was reconnected successfully.",
             Method::Pay => "The payment was submitted to the bank.",
+            Method::CreatePaymentSource => "The payment source was created.",
         };
         self.error = None;
         self.screen = Screen::Success;

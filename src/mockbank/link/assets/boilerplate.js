@@ -151,7 +151,7 @@
     b.type = 'button';
     b.id = 'call-' + m;
     b.textContent = m;
-    if (m === 'connect' || m === 'reconnect' || m === 'pay') { b.className = 'main'; }
+    if (['connect', 'reconnect', 'pay', 'createPaymentSource'].indexOf(m) >= 0) { b.className = 'main'; }
     b.addEventListener('click', function () { call(m); });
     $('methods').appendChild(b);
   });

@@ -37,6 +37,9 @@
       successTitle: 'Connected',
       reconnected: 'Reconnected',
       paid: 'Payment submitted',
+      sourceCreated: 'Payment source created',
+      sourceTitle: 'Choose the accounts to pay from',
+      sourceLead: 'The app will be able to start payments from these accounts, with your approval.',
       payTitle: 'Pay {currency} {amount}',
       payLead: 'To {destination}. Choose the account to pay from.',
       payButton: 'Pay {currency} {amount}',
@@ -92,6 +95,9 @@
       successTitle: 'تم الربط بنجاح',
       reconnected: 'تمت إعادة الربط',
       paid: 'تم إرسال الدفعة',
+      sourceCreated: 'تم إنشاء مصدر الدفع',
+      sourceTitle: 'اختر الحسابات التي ستدفع منها',
+      sourceLead: 'سيتمكن التطبيق من بدء المدفوعات من هذه الحسابات بموافقتك.',
       payTitle: 'ادفع {amount} {currency}',
       payLead: 'إلى {destination}. اختر الحساب الذي ستدفع منه.',
       payButton: 'ادفع {amount} {currency}',
@@ -371,11 +377,12 @@
           }
         }
       }, errorLine(v), list, el('button', { type: 'submit', class: 'primary', text: pay ? t('payButton', v.payment) : t('share') }));
-      screen('ACCOUNT_SELECTION', pay ? t('payTitle', v.payment) : t('accountsTitle'),
-        [el('p', { class: 'lead', text: pay ? t('payLead', v.payment) : t('accountsLead') }), form]);
+      var source = v.method === 'createPaymentSource';
+      screen('ACCOUNT_SELECTION', pay ? t('payTitle', v.payment) : source ? t('sourceTitle') : t('accountsTitle'),
+        [el('p', { class: 'lead', text: pay ? t('payLead', v.payment) : source ? t('sourceLead') : t('accountsLead') }), form]);
     },
     SUCCESS: function (v) {
-      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : t('successTitle'), [
+      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : v.method === 'createPaymentSource' ? t('sourceCreated') : t('successTitle'), [
         el('div', { class: 'done', 'aria-hidden': 'true', text: '✓' }),
         el('p', { class: 'lead', text: v.result ? v.result.message : '' }),
         el('div', { class: 'spacer' }),
