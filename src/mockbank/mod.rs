@@ -27,6 +27,8 @@
 //! | POST | `/_mockbank/clock/pause`, `/_mockbank/clock/resume` | stop / restart the clock |
 //! | GET | `/_mockbank/webhooks` | webhooks sent and their delivery state |
 //! | POST | `/_mockbank/payment-sources` | `{customer_id, username, password, otp, account_ids?}`: a payment source |
+//! | POST | `/_mockbank/consents/{id}/authorise` | `{username, password, otp, account_id?}`: the customer authorises an Account-on-File consent |
+//! | POST | `/_mockbank/consents/{id}/reject`, `/revoke`, `/expire` | the consent's other endings |
 //! | POST | `/_mockbank/payments` | `{payment_intent_id, username, password, otp, account_id?}`: a test user pays an intent |
 //! | GET | `/_mockbank/link/defaults` | what the boilerplate page starts from (built-in app token, OTP, users) |
 //! | POST | `/_mockbank/link/customer` | a new customer and a customer-scoped token for it |

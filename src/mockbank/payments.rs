@@ -167,6 +167,70 @@ impl Source {
     }
 }
 
+/// Limits of an Account-on-File consent, in fils and counts.
+#[derive(Debug, Clone)]
+pub(super) struct Controls {
+    pub(super) period_type: String,
+    pub(super) max_individual: i64,
+    pub(super) max_cumulative: Option<i64>,
+    pub(super) max_payments: u64,
+    pub(super) max_per_period: i64,
+    pub(super) max_payments_per_period: u64,
+}
+
+/// Where an Account-on-File consent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConsentStatus {
+    AwaitingAuthorisation,
+    Authorised,
+    Rejected,
+    Revoked,
+    Expired,
+}
+
+impl ConsentStatus {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::AwaitingAuthorisation => "AWAITING_AUTHORISATION",
+            Self::Authorised => "AUTHORISED",
+            Self::Rejected => "REJECTED",
+            Self::Revoked => "REVOKED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// One change of a consent, for `/consents/{id}/history`.
+#[derive(Debug, Clone)]
+pub(super) struct ConsentEvent {
+    pub(super) id: Uuid,
+    pub(super) kind: &'static str,
+    pub(super) description: &'static str,
+    pub(super) at: DateTime<Utc>,
+    pub(super) by: &'static str,
+}
+
+/// An Account-on-File consent: the customer lets the app pull payments
+/// within limits, from the account chosen at authorisation.
+#[derive(Debug, Clone)]
+pub(super) struct Consent {
+    pub(super) id: Uuid,
+    pub(super) customer: Uuid,
+    pub(super) destination: Uuid,
+    pub(super) reference: String,
+    pub(super) currency: String,
+    pub(super) purpose: String,
+    pub(super) controls: Controls,
+    pub(super) status: ConsentStatus,
+    /// The test user and account, once authorised.
+    pub(super) account: Option<(usize, Uuid)>,
+    pub(super) start: DateTime<Utc>,
+    pub(super) expires: DateTime<Utc>,
+    pub(super) payments: u64,
+    pub(super) paid: i64,
+    pub(super) history: Vec<ConsentEvent>,
+}
+
 /// The payments part of the Mockbank's state.
 #[derive(Debug)]
 pub(super) struct Payments {
@@ -174,6 +238,7 @@ pub(super) struct Payments {
     pub(super) intents: Vec<Intent>,
     pub(super) payments: Vec<Payment>,
     pub(super) sources: Vec<Source>,
+    pub(super) consents: Vec<Consent>,
 }
 
 impl Default for Payments {
@@ -183,6 +248,7 @@ impl Default for Payments {
             intents: Vec::new(),
             payments: Vec::new(),
             sources: Vec::new(),
+            consents: Vec::new(),
         }
     }
 }

@@ -34,6 +34,21 @@ const MIN_COMPARED: usize = 25;
 /// status code. Every entry must still be needed.
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
+        "List customers consents › List customers consents",
+        "$.data[].consented_account",
+        "the recorded list is Lean's documentation placeholder (every value \"string\") showing an authorised consent; one awaiting authorisation has no consented_account (null), as \"Get Consent Details By Id\" records",
+    ),
+    (
+        "List customers consents › List customers consents",
+        "$.data[].bank_identifier",
+        "likewise: no bank until the customer authorises (null, as the consent details record)",
+    ),
+    (
+        "List customers consents › List customers consents",
+        "$.data[].control_parameters.max_cumulative_amount",
+        "likewise: the placeholder shows 0; a consent without a cumulative limit has null, as \"Create AOF Consent\" and the consent details record",
+    ),
+    (
         "Get Results › Get results",
         "$.data.accounts[]",
         "recorded on Lean's KSA sandbox (no holder names or regional_data, null nickname); Mockbank answers results in the UAE shape of the original data call",
@@ -255,13 +270,16 @@ fn implemented(method: &str, path: &str) -> bool {
         "/data/v2/results/",
     ];
     // payments: intents, payments, destinations
-    let payments = path.starts_with("/payments/v1/");
+    let payments = path.starts_with("/payments/v1/") || path.starts_with("/consents/");
     match method {
         "POST" => {
             matches!(
                 path,
                 "/oauth2/token" | "/customers/v1/" | "/customers/v1" | "/data/v2/refreshes"
-            ) || matches!(path, "/payments/v1/intents" | "/payments/v1/destinations")
+            ) || matches!(
+                path,
+                "/payments/v1/intents" | "/payments/v1/destinations" | "/consents/account-on-file"
+            )
         }
         "GET" if payments => true,
         "GET" | "DELETE" if path.contains("/payment-sources") => true,
@@ -595,6 +613,9 @@ impl Bank {
             bank.vars.insert(key.to_string(), value.to_string());
         };
         set("payment_source_id", source["id"].as_str().unwrap());
+        set("payment_destination_id", &destination);
+        set("payment_reference", "IP-007");
+        set("creditor_reference", "CR-007");
         set("destination_id", &destination);
         set("intent_id", &intent_id);
         set("payment_id", payment["id"].as_str().unwrap());
@@ -602,6 +623,16 @@ impl Bank {
         set("payment_description", "conformance payment");
         set("iban", "AE070331234567890123457");
         set("emirates_id", "784-1990-1234567-1");
+        // An Account-on-File consent awaiting authorisation.
+        let consent = bank
+            .expect_ok(
+                Method::POST,
+                "/consents/account-on-file",
+                json!({"customer_id": customer_id, "control_parameters": {"max_individual_amount": "5000"}}),
+            )
+            .await;
+        bank.vars
+            .insert("consent_id".into(), consent["id"].as_str().unwrap().into());
         bank
     }
 }

@@ -1152,3 +1152,83 @@ async fn payment_sources_wait_out_the_corporate_banks_cool_off_and_can_be_delete
     assert_eq!(send(&flow.client, req).await.status, 200);
     assert_eq!(flow.get(&path).await.status, 404);
 }
+
+#[tokio::test]
+async fn an_account_on_file_consent_is_authorised_then_revoked_with_its_history() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "aof"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = flow
+        .post(
+            "/consents/account-on-file",
+            json!({"customer_id": customer, "control_parameters": {"max_individual_amount": "lots"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("control_parameters.max_individual_amount"));
+    let created = flow
+        .post(
+            "/consents/account-on-file",
+            json!({"customer_id": customer, "reference": "IP-1", "control_parameters": {"period_type": "Month", "max_individual_amount": "500"}}),
+        )
+        .await
+        .json();
+    assert_eq!(created["status"], "AWAITING_AUTHORISATION");
+    let id = created["id"].as_str().unwrap().to_string();
+    let user = flow
+        .mockbank()
+        .users()
+        .iter()
+        .find(|u| u.username == "multi_account_user")
+        .unwrap()
+        .clone();
+    let authorised = flow
+        .post(
+            &format!("/_mockbank/consents/{id}/authorise"),
+            json!({"username": user.username, "password": user.password, "otp": "1111", "account_id": user.accounts[2].id}),
+        )
+        .await;
+    assert_eq!(authorised.status, 200, "{:?}", authorised.json());
+    let details = flow.get(&format!("/consents/{id}")).await.json();
+    assert_eq!(details["status"], "AUTHORISED");
+    assert_eq!(
+        details["consented_account"]["iban"],
+        user.accounts[2].iban.as_str()
+    );
+    assert_eq!(details["bank_identifier"], user.bank.identifier);
+    assert_eq!(
+        details["control_parameters"]["max_individual_amount"],
+        500.0
+    );
+    // Rejecting an authorised consent is refused; revoking it is not.
+    let reject = flow
+        .post(&format!("/_mockbank/consents/{id}/reject"), json!({}))
+        .await;
+    assert_eq!(reject.status, 409);
+    flow.post(&format!("/_mockbank/consents/{id}/revoke"), json!({}))
+        .await;
+    let history = flow.get(&format!("/consents/{id}/history")).await.json();
+    let kinds: Vec<&str> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["CONSENT_CREATED", "CONSENT_AUTHORISED", "CONSENT_REVOKED"]
+    );
+    let listed = flow
+        .get("/consents/v1?page_number=0&page_size=100")
+        .await
+        .json();
+    assert_eq!(listed["data"][0]["status"], "REVOKED");
+}

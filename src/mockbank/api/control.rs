@@ -122,6 +122,7 @@ impl MockbankCore {
                 self.setup_control(call, rest)
             }
             ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
+            ["consents", id, action] => self.consent_control(call, id, action),
             ["entities"] => {
                 allow(m, &[M::GET])?;
                 Ok(ok(json!({"entities": self.entities_overview()})))

@@ -22,6 +22,7 @@ use super::state::{
 use super::users::{TestUser, OTP};
 use super::MockbankCore;
 
+mod consents;
 mod control;
 mod data;
 mod payments;
@@ -334,6 +335,7 @@ impl MockbankCore {
             },
             // payments
             ["payments", "v1", rest @ ..] => self.payments_api(call, rest),
+            ["consents", rest @ ..] => self.consents_api(call, rest),
             ["data", "v2", "refreshes", id] => {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)
