@@ -231,6 +231,29 @@ pub(super) struct Consent {
     pub(super) history: Vec<ConsentEvent>,
 }
 
+/// Money given back on an accepted payment, once the app approves it.
+#[derive(Debug, Clone)]
+pub(super) struct Refund {
+    pub(super) id: Uuid,
+    pub(super) payment: Uuid,
+    pub(super) amount: i64,
+    pub(super) currency: String,
+    pub(super) reason: String,
+    pub(super) description: Option<String>,
+    pub(super) external_reference: Option<String>,
+    /// `CREATED`, then `APPROVED` or `REJECTED` (`PUT /payouts/refunds`).
+    pub(super) status: &'static str,
+    pub(super) created: DateTime<Utc>,
+}
+
+/// Why a refund is made, as Lean lists them.
+pub(super) const REFUND_REASONS: [&str; 4] = [
+    "CUSTOMER_REQUEST",
+    "DUPLICATED_PAYMENT",
+    "FRAUDULENT_PAYMENT",
+    "ORDER_CANCELLED",
+];
+
 /// The payments part of the Mockbank's state.
 #[derive(Debug)]
 pub(super) struct Payments {
@@ -239,6 +262,7 @@ pub(super) struct Payments {
     pub(super) payments: Vec<Payment>,
     pub(super) sources: Vec<Source>,
     pub(super) consents: Vec<Consent>,
+    pub(super) refunds: Vec<Refund>,
 }
 
 impl Default for Payments {
@@ -249,6 +273,7 @@ impl Default for Payments {
             payments: Vec::new(),
             sources: Vec::new(),
             consents: Vec::new(),
+            refunds: Vec::new(),
         }
     }
 }

@@ -1232,3 +1232,73 @@ async fn an_account_on_file_consent_is_authorised_then_revoked_with_its_history(
         .json();
     assert_eq!(listed["data"][0]["status"], "REVOKED");
 }
+
+#[tokio::test]
+async fn an_accepted_payment_is_refunded_within_its_amount_once_approved() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "refunded"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let intent = flow
+        .post(
+            "/payments/v1/intents",
+            json!({"amount": 30, "currency": "AED", "customer_id": customer}),
+        )
+        .await
+        .json()["payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let payment = flow
+        .post(
+            "/_mockbank/payments",
+            json!({"payment_intent_id": intent, "username": "no_otp_user", "password": flow.password("no_otp_user")}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refund = |amount: f64| {
+        let (flow, payment) = (&flow, payment.clone());
+        async move {
+            flow.post(
+                "/payouts/refunds",
+                json!([{"payment_id": payment, "amount": amount, "currency": "AED", "reason_code": "ORDER_CANCELLED"}]),
+            )
+            .await
+        }
+    };
+    // Not before the bank accepted it.
+    assert_eq!(refund(10.0).await.status, 409);
+    flow.advance(Duration::from_secs(5));
+    let made = refund(20.0).await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let id = made.json()[0]["refund_id"].as_str().unwrap().to_string();
+    let too_much = refund(15.0).await;
+    assert_eq!(too_much.status, 400);
+    assert!(too_much.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("amount"));
+
+    let req = Request::put(flow.proxy.url("/payouts/refunds"))
+        .header("content-type", "application/json")
+        .body(body::full(
+            json!([{"refund_id": id, "status": "APPROVED"}]).to_string(),
+        ))
+        .unwrap();
+    let processed = send(&flow.client, req).await;
+    assert_eq!(processed.status, 200, "{:?}", processed.json());
+    let listed = flow
+        .get("/payouts/refunds?size=50&status=APPROVED")
+        .await
+        .json();
+    assert_eq!(listed["content"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["content"][0]["amount"], 20.0);
+    assert!(listed["content"][0]["beneficiary"]["account_id"].is_string());
+}

@@ -26,6 +26,7 @@ mod consents;
 mod control;
 mod data;
 mod payments;
+mod refunds;
 
 pub(super) use control::Grant;
 
@@ -336,6 +337,7 @@ impl MockbankCore {
             // payments
             ["payments", "v1", rest @ ..] => self.payments_api(call, rest),
             ["consents", rest @ ..] => self.consents_api(call, rest),
+            ["payouts", "refunds", rest @ ..] => self.refunds_api(call, rest),
             ["data", "v2", "refreshes", id] => {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)
