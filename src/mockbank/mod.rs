@@ -36,6 +36,7 @@
 
 mod api;
 pub mod clock;
+mod insights;
 mod link;
 mod shapes;
 mod state;

@@ -24,6 +24,7 @@ use super::MockbankCore;
 
 mod control;
 mod data;
+mod insights;
 
 pub(super) use control::Grant;
 
@@ -387,6 +388,8 @@ impl MockbankCore {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)
             }
+            // insights: api/insights.rs routes them
+            ["insights", ..] => self.insights(call, segments),
             _ => Err(not_found_url(call.path)),
         }
     }
