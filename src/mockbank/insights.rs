@@ -39,6 +39,9 @@ pub(super) enum Insight {
     Expenses(Window),
     /// `GET /insights/v2/assets/cashflows`
     Cashflows(Window),
+    /// `POST /insights/v1/name-verification`: the name to compare with the
+    /// entity's identity.
+    NameVerification(String),
 }
 
 /// `income_type` of an income call.

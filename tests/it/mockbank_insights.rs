@@ -1,6 +1,8 @@
-//! The Mockbank's insights through the proxy: income, expenses and cash flows
-//! add up against the transactions the data API shows, async and after a
-//! reconnect like data calls.
+//! The Mockbank's insights and verifications through the proxy: income,
+//! expenses and cash flows add up against the transactions the data API
+//! shows, async and after a reconnect like data calls; account and name
+//! verifications agree with the accounts and identity the data API shows, and
+//! mismatch when they should.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -270,4 +272,120 @@ async fn an_insight_waits_for_the_reconnect_like_a_data_call() {
     assert_eq!(results["type"], "income");
     let now = flow.post("/insights/v2/income", body).await.json();
     assert_eq!(results["insights"], now["insights"]);
+}
+
+#[tokio::test]
+async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
+    let flow = Flow::start().await;
+    let entity = flow.link("no_otp_user").await;
+    let accounts = flow
+        .ok(&format!("/data/v2/accounts?entity_id={entity}"))
+        .await;
+    let account = &accounts["data"]["accounts"][0];
+    let iban = account["account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scheme_name"] == "IBAN")
+        .unwrap()["identification"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let identity = &flow
+        .ok(&format!("/data/v2/identity?entity_id={entity}"))
+        .await["data"]["identities"][0];
+    let full_name = identity["full_legal_name"].as_str().unwrap().to_string();
+    assert_eq!(account["account_holder_name"], full_name.as_str());
+
+    let verify = |iban: String, ids: Value| {
+        let body = json!({
+            "country_code": "AE",
+            "type": "PERSONAL",
+            "account_details": {"type": "IBAN", "value": iban},
+            "identifications": ids,
+        });
+        flow.post("/verifications/v1/accounts", body)
+    };
+    let matching = verify(
+        iban.clone(),
+        json!([{"type": "FULL_NAME", "value": full_name.to_uppercase()}]),
+    )
+    .await
+    .json();
+    assert_eq!(matching["status"], "OK");
+    let v = &matching["verifications"];
+    assert_eq!(v["account_ownership_verified"], true);
+    assert_eq!(v["account_status"], "ACTIVE");
+    assert_eq!(v["account_holder_name"], full_name.as_str());
+
+    let by_id = verify(
+        iban.clone(),
+        json!([{"type": "NATIONAL_ID", "value": identity["national_id"]}]),
+    )
+    .await
+    .json();
+    assert_eq!(by_id["verifications"]["account_ownership_verified"], true);
+
+    let other = verify(
+        iban.clone(),
+        json!([{"type": "FULL_NAME", "value": "Someone Else"}]),
+    )
+    .await
+    .json();
+    let v = &other["verifications"];
+    assert_eq!(v["account_ownership_verified"], false);
+    assert_eq!(v["account_status"], "ACTIVE");
+    let masked = v["account_holder_name"].as_str().unwrap();
+    assert!(
+        masked.contains("****") && !masked.contains(&full_name),
+        "{masked}"
+    );
+
+    let unknown = verify(
+        "AE070331234567890123456".into(),
+        json!([{"type": "FULL_NAME", "value": full_name}]),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["status"], "DATA_NOT_FOUND");
+
+    let closed = verify(
+        "AE070000000000000000003".into(),
+        json!([{"type": "FULL_NAME", "value": "Closed Holder"}]),
+    )
+    .await
+    .json();
+    assert_eq!(closed["verifications"]["account_status"], "CLOSED");
+    assert_eq!(closed["verifications"]["account_ownership_verified"], false);
+
+    let maintenance = flow.user("maintenance_user");
+    let down = verify(
+        maintenance.accounts[0].iban.clone(),
+        json!([{"type": "FULL_NAME", "value": maintenance.identity.full_name}]),
+    )
+    .await
+    .json();
+    assert_eq!(down["status"], "FAILED");
+    assert_eq!(down["status_detail"]["granular_status_code"], "BANK_ISSUE");
+
+    // Name verification against the identity the data API shows.
+    let name = |full_name: &str| {
+        flow.post(
+            "/insights/v1/name-verification",
+            json!({"entity_id": entity, "full_name": full_name, "async": "false"}),
+        )
+    };
+    let perfect = name(&full_name).await.json();
+    assert_eq!(perfect["data"]["match_type"], "PERFECT_MATCH");
+    assert_eq!(perfect["data"]["full_name_retrieved"], full_name.as_str());
+    let words: Vec<&str> = full_name.split(' ').collect();
+    let short = format!("{} {}", words[0], words[words.len() - 1]);
+    assert_eq!(
+        name(&short).await.json()["data"]["match_type"],
+        "PARTIAL_MATCH"
+    );
+    assert_eq!(
+        name("Someone Else").await.json()["data"]["match_type"],
+        "NO_MATCH"
+    );
 }

@@ -12,7 +12,7 @@ use super::*;
 use crate::mockbank::insights::{self, IncomeType, Insight, Window};
 
 /// `reply` without the `results_id` the data API's errors carry: Lean's
-/// insights errors have none.
+/// insights and verifications errors have none.
 pub(super) fn without_results_id(mut reply: Reply) -> Reply {
     if let Some(body) = reply.body.as_object_mut() {
         body.remove("results_id");
@@ -128,6 +128,9 @@ impl MockbankCore {
             }
             // Lean's cash flows answer has no `type`.
             Insight::Cashflows(window) => (None, insights::cashflows(user, today, *window)),
+            Insight::NameVerification(name) => {
+                return self.name_verification(user, name, results_id)
+            }
         };
         let mut body = json!({
             "status": "OK",

@@ -25,6 +25,7 @@ use super::MockbankCore;
 mod control;
 mod data;
 mod insights;
+mod verifications;
 
 pub(super) use control::Grant;
 
@@ -388,6 +389,8 @@ impl MockbankCore {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)
             }
+            // verifications: api/verifications.rs routes them
+            ["verifications", ..] | ["insights", "v1", ..] => self.verifications(call, segments),
             // insights: api/insights.rs routes them
             ["insights", ..] => self.insights(call, segments),
             _ => Err(not_found_url(call.path)),
