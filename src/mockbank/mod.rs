@@ -1,8 +1,9 @@
 //! The embedded Mockbank: an offline emulation of Lean's sandbox.
 //!
 //! It answers Lean's API (customers, entities, banks, v1 and v2 data, results,
-//! refreshes, `/oauth2/token`) with the shapes recorded from Lean, for five seeded
-//! test users with distinct login behaviours. Sessions expire like the sandbox's
+//! refreshes, verifications, insights, `/oauth2/token`) with the shapes
+//! recorded from Lean, for five seeded test users with distinct login
+//! behaviours. Sessions expire like the sandbox's
 //! (inactivity, corporate session length, "Expire session"), data calls then
 //! answer `RECONNECT_REQUIRED`, and a reconnect with OTP `1111` sends the signed
 //! `entity.reconnected` and `results.ready` webhooks. All timing reads one
@@ -43,6 +44,7 @@
 
 mod api;
 pub mod clock;
+mod insights;
 mod link;
 mod payments;
 mod shapes;

@@ -91,6 +91,8 @@ pub(super) enum DataRequest {
         /// `start_date` / `end_date` (transactions).
         range: (Option<NaiveDate>, Option<NaiveDate>),
     },
+    /// `/insights/…`: computed from the entity's data.
+    Insight(super::insights::Insight),
 }
 
 impl DataRequest {

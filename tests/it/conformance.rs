@@ -263,6 +263,17 @@ fn url_path(raw: &str) -> String {
 /// Whether the Mockbank implements `method path` (from the collection, with its
 /// `{{variables}}` and `:variables`).
 fn implemented(method: &str, path: &str) -> bool {
+    // verifications and insights
+    if matches!(
+        (method, path),
+        ("POST", "/verifications/v1/accounts")
+            | ("POST", "/insights/v1/name-verification")
+            | ("POST", "/insights/v2/income")
+            | ("GET", "/insights/v2/expenses")
+            | ("GET", "/insights/v2/assets/cashflows")
+    ) {
+        return true;
+    }
     let data = [
         "/data/v2/accounts",
         "/data/v2/identity",
@@ -689,10 +700,27 @@ enum Scenario {
     PendingRefresh,
     /// An entity whose consent was expired (`/_mockbank/entities/{id}/consent/expire`).
     ConsentExpired,
+    // verifications and insights
+    /// An IBAN no test user has (the recorded one is Lean's).
+    UnknownIban,
+    /// Both `lean-app-token` and `Authorization`.
+    BothCredentials,
 }
 
 /// The scenario of an example, or why none can produce it.
 fn scenario(code: u64, recorded: &Value) -> Result<Scenario, String> {
+    // verifications and insights
+    match recorded["status"].as_str().unwrap_or_default() {
+        "DATA_NOT_FOUND" => return Ok(Scenario::UnknownIban),
+        "INVALID_PARAMETERS"
+            if recorded["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("lean-app-token")) =>
+        {
+            return Ok(Scenario::BothCredentials)
+        }
+        _ => {}
+    }
     if (200..300).contains(&code) {
         return Ok(Scenario::Success);
     }
@@ -765,6 +793,8 @@ fn variants(bank: &Bank, path: &str, scenario: Scenario) -> Vec<HashMap<String, 
             set("query:entity_id", bank.consent_expired_entity.clone());
         }
         Scenario::ExistingCustomer | Scenario::PendingRefresh => {}
+        // verifications and insights
+        Scenario::UnknownIban | Scenario::BothCredentials => {}
     }
     if path == "/customers/v1/entities" {
         // The recorded range is fixed dates; ours must contain today's entities.
@@ -837,6 +867,7 @@ async fn mockbank_answers_have_the_recorded_status_and_structure() {
 
     let proxy = Proxy::start("").await;
     let bank = Bank::set_up(&proxy, &defaults).await;
+    let mockbank = proxy.mockbank.as_ref().expect("embedded Mockbank");
 
     let mut compared = 0;
     let mut sent = 0;
@@ -894,17 +925,23 @@ async fn mockbank_answers_have_the_recorded_status_and_structure() {
             let mut texts: Vec<String> = Vec::new();
             let mut answered = false;
             for vars in variants(&bank, &path, scenario) {
-                let call = match Call::build(item.request, &vars) {
+                let mut call = match Call::build(item.request, &vars) {
                     Ok(call) => call,
                     Err(why) => {
                         texts.push(format!("request: {why}"));
                         continue;
                     }
                 };
+                // verifications and insights: bodies from the test users
+                prepare(&bank, mockbank, &mut call, &recorded).await;
                 if scenario == Scenario::PendingRefresh {
                     bank.send(&call).await; // the first one is pending, or already was
                 }
-                let answer = bank.send(&call).await;
+                let answer = match scenario {
+                    // verifications and insights
+                    Scenario::BothCredentials => send_both_credentials(&bank, &call).await,
+                    _ => bank.send(&call).await,
+                };
                 sent += 1;
                 answered = true;
                 let actual: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
@@ -921,6 +958,8 @@ async fn mockbank_answers_have_the_recorded_status_and_structure() {
                     continue;
                 }
                 texts.extend(shape_diff(&recorded, &actual));
+                // verifications and insights: the recorded outcome, too
+                texts.extend(outcome_diff(&call.path, &recorded, &actual));
             }
             compared += usize::from(answered);
             let mut seen = BTreeSet::new();
@@ -980,6 +1019,139 @@ async fn mockbank_answers_have_the_recorded_status_and_structure() {
         compared >= MIN_COMPARED,
         "only {compared} examples compared (expected at least {MIN_COMPARED})"
     );
+}
+
+// ------------------------------------------------------------------ verifications and insights
+
+/// Sets up the body of a verification example. Lean's recorded requests name
+/// accounts of Lean's own sandbox, which the Mockbank does not have, so an AE
+/// or SA account is chosen by the outcome the example records: a test user's
+/// account, with their name, national id and account type, for an active one
+/// (the Mockbank's `01` scenario account where no test user banks in that
+/// country); the maintenance user's for `BANK_ISSUE`; the Mockbank's scenario
+/// accounts (zeros ending in the scenario's two digits) for the others. Other
+/// countries' requests and unknown accounts are sent as recorded. A name
+/// verification's `full_name` becomes the entity's identity as
+/// `/data/v2/identity` shows it.
+async fn prepare(bank: &Bank, mockbank: &Mockbank, call: &mut Call, recorded: &Value) {
+    let Some((content_type, text)) = call.body.clone() else {
+        return;
+    };
+    let Ok(mut body) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    match call.path.as_str() {
+        "/verifications/v1/accounts" => verification_account(mockbank, &mut body, recorded),
+        "/insights/v1/name-verification" if recorded["data"]["match_type"] == "PERFECT_MATCH" => {
+            let entity = body["entity_id"].as_str().unwrap_or_default();
+            let identity = bank
+                .expect_ok(
+                    Method::GET,
+                    &format!("/data/v2/identity?entity_id={entity}"),
+                    Value::Null,
+                )
+                .await;
+            body["full_name"] = identity["data"]["identities"][0]["full_legal_name"].clone();
+        }
+        _ => return,
+    }
+    call.body = Some((content_type, body.to_string()));
+}
+
+fn verification_account(mockbank: &Mockbank, body: &mut Value, recorded: &Value) {
+    let country = body["country_code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if country != "AE" && country != "SA" {
+        return;
+    }
+    let length = body["account_details"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .len();
+    let scenario = |digits: &str| {
+        format!(
+            "{country}00{}{digits}",
+            "0".repeat(length.saturating_sub(6))
+        )
+    };
+    let banking_in = |up: bool| {
+        mockbank.users().iter().find(|u| {
+            u.bank.data_available == up && u.accounts[0].iban.starts_with(country.as_str())
+        })
+    };
+    let status = recorded["verifications"]["account_status"].as_str();
+    let failed = recorded["status_detail"]["granular_status_code"].as_str();
+    let account = match (status, failed) {
+        (Some("ACTIVE"), _) => match banking_in(true) {
+            Some(user) => {
+                body["type"] = json!(user.bank.account_type);
+                for id in body["identifications"].as_array_mut().into_iter().flatten() {
+                    id["value"] = match id["type"].as_str() {
+                        Some("NATIONAL_ID") => json!(user.identity.national_id),
+                        _ => json!(user.identity.full_name),
+                    };
+                }
+                user.accounts[0].iban.clone()
+            }
+            None => scenario("01"),
+        },
+        (Some("BLOCKED"), _) => scenario("02"),
+        (Some("CLOSED"), _) => scenario("03"),
+        (Some("IN_LIQUIDATION"), _) => scenario("04"),
+        (_, Some("BANK_ISSUE")) => {
+            banking_in(false).map_or_else(|| scenario("12"), |u| u.accounts[0].iban.clone())
+        }
+        (_, Some("LEAN_ERROR")) => scenario("11"),
+        (_, Some("UNSUPPORTED_BY_BANK")) => scenario("13"),
+        (_, Some("DISABLED_BY_LEAN")) => scenario("14"),
+        (_, Some("GIVEN_INPUT_CANNOT_BE_VERIFIED")) => scenario("15"),
+        _ => return,
+    };
+    body["account_details"]["value"] = json!(account);
+}
+
+/// Where a verification's outcome differs from the recorded one: its status,
+/// account status, ownership, failure code or name match (shapes alone would
+/// take a closed account for an active one).
+fn outcome_diff(path: &str, recorded: &Value, actual: &Value) -> Vec<String> {
+    if path != "/verifications/v1/accounts" && path != "/insights/v1/name-verification" {
+        return Vec::new();
+    }
+    let outcome = [
+        "/status",
+        "/verifications/account_status",
+        "/verifications/account_ownership_verified",
+        "/status_detail/granular_status_code",
+        "/data/match_type",
+    ];
+    outcome
+        .iter()
+        .filter_map(|pointer| {
+            let want = recorded.pointer(pointer)?;
+            let got = actual.pointer(pointer).unwrap_or(&Value::Null);
+            let path = format!("${}", pointer.replace('/', "."));
+            (want != got).then(|| format!("{path}: recorded {want}, got {got}"))
+        })
+        .collect()
+}
+
+/// `call` with the Mockbank's `lean-app-token` beside the bearer token.
+async fn send_both_credentials(bank: &Bank, call: &Call) -> Observed {
+    let mut req = Request::builder()
+        .method(call.method.clone())
+        .uri(call.uri(bank.addr))
+        .header("authorization", format!("Bearer {}", bank.token))
+        .header("lean-app-token", leanproxy::mockbank::DEFAULT_APP_TOKEN);
+    let body = match &call.body {
+        Some((content_type, text)) => {
+            req = req.header("content-type", *content_type);
+            body::full(text.clone())
+        }
+        None => body::empty(),
+    };
+    send(&bank.client, req.body(body).unwrap()).await
 }
 
 // ------------------------------------------------------------------ shape_diff

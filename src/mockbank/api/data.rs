@@ -202,6 +202,7 @@ impl MockbankCore {
                 };
                 v2_list(resource.kind(), key, items, p, extra)
             }
+            DataRequest::Insight(insight) => self.render_insight(entity, insight, results_id),
         }
     }
 

@@ -25,8 +25,10 @@ use super::MockbankCore;
 mod consents;
 mod control;
 mod data;
+mod insights;
 mod payments;
 mod refunds;
+mod verifications;
 
 pub(super) use control::Grant;
 
@@ -342,6 +344,10 @@ impl MockbankCore {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)
             }
+            // verifications: api/verifications.rs routes them
+            ["verifications", ..] | ["insights", "v1", ..] => self.verifications(call, segments),
+            // insights: api/insights.rs routes them
+            ["insights", ..] => self.insights(call, segments),
             _ => Err(not_found_url(call.path)),
         }
     }
