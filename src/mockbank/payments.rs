@@ -19,6 +19,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub(super) struct Destination {
     pub(super) id: Uuid,
+    /// The bank the destination account is at.
+    pub(super) bank_identifier: String,
     pub(super) name: String,
     pub(super) display_name: String,
     pub(super) iban: String,
@@ -28,6 +30,8 @@ pub(super) struct Destination {
     pub(super) bank_type: String,
     pub(super) currency: String,
     pub(super) default: bool,
+    /// Given with payout destinations; empty otherwise.
+    pub(super) postal_code: String,
 }
 
 impl Destination {
@@ -47,6 +51,7 @@ impl Destination {
 pub(super) fn default_destination() -> Destination {
     Destination {
         id: Uuid::from_u128(0x6d6f636b_6261_6e6b_6465_737431000001),
+        bank_identifier: "MOCKBANK_UAE".into(),
         name: "Mockbank Merchant LLC".into(),
         display_name: "Mockbank Merchant".into(),
         iban: "AE070331234567890123456".into(),
@@ -56,6 +61,7 @@ pub(super) fn default_destination() -> Destination {
         bank_type: "RETAIL".into(),
         currency: "AED".into(),
         default: true,
+        postal_code: String::new(),
     }
 }
 
@@ -71,6 +77,9 @@ pub(super) struct Intent {
     pub(super) destination: Uuid,
     pub(super) created: DateTime<Utc>,
     pub(super) updated: DateTime<Utc>,
+    /// A payout (the app paying out from a payment source), not a payment
+    /// the customer makes.
+    pub(super) payout: bool,
 }
 
 /// Where a payment is.

@@ -34,6 +34,16 @@ const MIN_COMPARED: usize = 25;
 /// status code. Every entry must still be needed.
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
+        "List Payouts › List Payouts",
+        "$.content[].post_initiation_status",
+        "the recorded list holds a FAILED payout, which has none; an accepted one is PROCESSED, as \"Get Payouts\" records",
+    ),
+    (
+        "List Payouts › List Payouts",
+        "$.content[].bank_transaction_reference",
+        "likewise: a failed payout has no bank reference, an accepted one has, as \"Get Payouts\" records",
+    ),
+    (
         "List customers consents › List customers consents",
         "$.data[].consented_account",
         "the recorded list is Lean's documentation placeholder (every value \"string\") showing an authorised consent; one awaiting authorisation has no consented_account (null), as \"Get Consent Details By Id\" records",
@@ -283,7 +293,7 @@ fn implemented(method: &str, path: &str) -> bool {
     // payments: intents, payments, destinations
     let payments = path.starts_with("/payments/v1/")
         || path.starts_with("/consents/")
-        || path.starts_with("/payouts/refunds");
+        || path.starts_with("/payouts/");
     match method {
         "POST" => {
             matches!(
@@ -295,6 +305,8 @@ fn implemented(method: &str, path: &str) -> bool {
                     | "/payments/v1/destinations"
                     | "/consents/account-on-file"
                     | "/payouts/refunds"
+                    | "/payouts/v1/payment"
+                    | "/payouts/v1/payment/destinations"
             )
         }
         "GET" if payments => true,
@@ -423,6 +435,8 @@ struct Bank {
     fresh_entity: String,
     /// An entity whose consent was expired by the control API.
     consent_expired_entity: String,
+    /// A payout's payment (the collection's `{{payment_id}}` under Payouts).
+    payout_payment: String,
     today: chrono::NaiveDate,
 }
 
@@ -500,6 +514,7 @@ impl Bank {
             data_entities: Vec::new(),
             fresh_entity: String::new(),
             consent_expired_entity: String::new(),
+            payout_payment: String::new(),
             today: mockbank.clock().now().date_naive(),
         };
         let form = form_urlencoded::Serializer::new(String::new())
@@ -675,6 +690,60 @@ impl Bank {
             "refund_id".into(),
             refund[0]["refund_id"].as_str().unwrap().into(),
         );
+        // A payout, from the payment source's account to a payout destination.
+        let payout_destination = bank
+            .expect_ok(
+                Method::POST,
+                "/payouts/v1/payment/destinations",
+                json!([{"name": "ABC CORP", "iban": "AE680030012312312312123", "bank_identifier": "MOCKBANK_UAE"}]),
+            )
+            .await;
+        let payout_destination = payout_destination[0]["destination_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Its own payment source: the collection deletes the other one first.
+        let source = bank
+            .expect_ok(
+                Method::POST,
+                "/_mockbank/payment-sources",
+                json!({"customer_id": customer_id, "username": payer.username, "password": payer.password}),
+            )
+            .await;
+        let payout_account = source["accounts"][0]["account_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let payout = bank
+            .expect_ok(
+                Method::POST,
+                "/payouts/v1/payment",
+                json!({"payment_details": [{"account_id": payout_account, "currency": "AED", "destination_details": [{"authorize_payment": true, "payment_destination_id": payout_destination, "amount": 16, "description": "test payment"}]}]}),
+            )
+            .await;
+        let payout_intent = payout["payouts_payment_details"][0]["payment_intent_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let payout_payment = bank
+            .expect_ok(
+                Method::GET,
+                &format!("/payouts/v1/intents/{payout_intent}"),
+                Value::Null,
+            )
+            .await["payment"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        mockbank.clock().advance(Duration::from_secs(60));
+        for (key, value) in [
+            ("payout_account_id", payout_account),
+            ("payout_destination_id", payout_destination),
+            ("payment_intent_id", payout_intent),
+        ] {
+            bank.vars.insert(key.into(), value);
+        }
+        bank.payout_payment = payout_payment;
         bank
     }
 }
@@ -815,6 +884,9 @@ fn variants(bank: &Bank, path: &str, scenario: Scenario) -> Vec<HashMap<String, 
     }
     if path == "/data/v2/refreshes" {
         set("entity_id", bank.fresh_entity.clone());
+    }
+    if path.starts_with("/payouts/v1/") {
+        set("payment_id", bank.payout_payment.clone());
     }
     if !path.starts_with("/data/v2/accounts") && path != "/data/v2/identity" {
         return vec![vars];
@@ -1042,6 +1114,20 @@ async fn prepare(bank: &Bank, mockbank: &Mockbank, call: &mut Call, recorded: &V
     };
     match call.path.as_str() {
         "/verifications/v1/accounts" => verification_account(mockbank, &mut body, recorded),
+        // payouts: the recorded request names accounts and destinations of
+        // Lean's own sandbox; the Mockbank's are sent in their place.
+        "/payouts/v1/payment" => {
+            for detail in body["payment_details"].as_array_mut().into_iter().flatten() {
+                detail["account_id"] = json!(bank.vars["payout_account_id"]);
+                for target in detail["destination_details"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    target["payment_destination_id"] = json!(bank.vars["payout_destination_id"]);
+                }
+            }
+        }
         "/insights/v1/name-verification" if recorded["data"]["match_type"] == "PERFECT_MATCH" => {
             let entity = body["entity_id"].as_str().unwrap_or_default();
             let identity = bank

@@ -1302,3 +1302,82 @@ async fn an_accepted_payment_is_refunded_within_its_amount_once_approved() {
     assert_eq!(listed["content"][0]["amount"], 20.0);
     assert!(listed["content"][0]["beneficiary"]["account_id"].is_string());
 }
+
+#[tokio::test]
+async fn a_payout_goes_from_a_payment_source_account_to_a_payout_destination() {
+    let flow = Flow::start("").await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "payout"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let source = flow
+        .post(
+            "/_mockbank/payment-sources",
+            json!({"customer_id": customer, "username": "no_otp_user", "password": flow.password("no_otp_user")}),
+        )
+        .await
+        .json();
+    let account = source["accounts"][0]["account_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let destination = flow
+        .post(
+            "/payouts/v1/payment/destinations",
+            json!([{"name": "Supplier LLC", "iban": "AE680030012312312312123", "postal_code": "00000"}]),
+        )
+        .await
+        .json()[0]["destination_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let payout = |amount: f64, account: &str| {
+        let (flow, destination, account) = (&flow, destination.clone(), account.to_string());
+        async move {
+            flow.post(
+                "/payouts/v1/payment",
+                json!({"payment_details": [{"account_id": account, "currency": "AED", "destination_details": [{"authorize_payment": true, "payment_destination_id": destination, "amount": amount, "description": "invoice 9"}]}]}),
+            )
+            .await
+        }
+    };
+    let unknown = payout(5.0, &uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("account_id"));
+    let made = payout(16.0, &account).await;
+    assert_eq!(made.status, 200, "{:?}", made.json());
+    let made = made.json();
+    assert_eq!(made["end_user_id"], source["id"]);
+    let intent = made["payouts_payment_details"][0]["payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    flow.advance(Duration::from_secs(5));
+    let updated = flow.receiver.wait_for("payment.updated", 1).await;
+    assert_eq!(updated[0].json()["payload"]["intent_id"], intent.as_str());
+    let by_intent = flow
+        .get(&format!("/payouts/v1/intents/{intent}"))
+        .await
+        .json();
+    assert_eq!(by_intent["payment"]["status"], "ACCEPTED_BY_BANK");
+    assert_eq!(by_intent["payment"]["post_initiation_status"], "PROCESSED");
+    let id = by_intent["payment"]["id"].as_str().unwrap();
+    let history = flow
+        .get(&format!("/payouts/v1/payments/{id}/history"))
+        .await
+        .json();
+    assert_eq!(history["content"][0]["events"].as_array().unwrap().len(), 2);
+    let listed = flow.get("/payouts/v1/payments").await.json();
+    assert_eq!(listed["page"]["total_elements"], 1);
+    // Payouts are not the customer's payment intents.
+    assert_eq!(
+        flow.get("/payments/v1/intents").await.json()["page"]["total_elements"],
+        0
+    );
+}

@@ -27,6 +27,7 @@ mod control;
 mod data;
 mod insights;
 mod payments;
+mod payouts;
 mod refunds;
 mod verifications;
 
@@ -340,6 +341,7 @@ impl MockbankCore {
             ["payments", "v1", rest @ ..] => self.payments_api(call, rest),
             ["consents", rest @ ..] => self.consents_api(call, rest),
             ["payouts", "refunds", rest @ ..] => self.refunds_api(call, rest),
+            ["payouts", "v1", rest @ ..] => self.payouts_api(call, rest),
             ["data", "v2", "refreshes", id] => {
                 allow(m, &[M::GET])?;
                 self.refresh(call, id)

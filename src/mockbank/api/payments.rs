@@ -124,6 +124,7 @@ impl MockbankCore {
             destination,
             created: now,
             updated: now,
+            payout: false,
         };
         state.payments.intents.push(intent.clone());
         let answer = self.intent_json(&state, &intent, IntentView::Created);
@@ -161,6 +162,7 @@ impl MockbankCore {
             .intents
             .iter()
             .rev()
+            .filter(|i| !i.payout)
             .map(|i| self.intent_json(&state, i, IntentView::Listed))
             .collect();
         let total = all.len();
@@ -195,6 +197,7 @@ impl MockbankCore {
         let name = text("name").ok_or_else(|| missing("name"))?;
         let destination = Destination {
             id: Uuid::new_v4(),
+            bank_identifier: "MOCKBANK_UAE".into(),
             display_name: text("display_name").unwrap_or_else(|| name.clone()),
             name,
             iban,
@@ -204,6 +207,7 @@ impl MockbankCore {
             bank_type: text("bank_type").unwrap_or_else(|| "RETAIL".into()),
             currency: "AED".into(),
             default: false,
+            postal_code: String::new(),
         };
         let answer = json!({
             "id": destination.id,
@@ -232,6 +236,18 @@ impl MockbankCore {
         intent_id: Uuid,
         user: usize,
         account: Uuid,
+    ) -> Result<Value, Reply> {
+        self.pay_from(intent_id, user, account, None)
+    }
+
+    /// [`Self::pay`], with the payment source it comes from when known (a
+    /// payout's).
+    pub(super) fn pay_from(
+        &self,
+        intent_id: Uuid,
+        user: usize,
+        account: Uuid,
+        source: Option<Uuid>,
     ) -> Result<Value, Reply> {
         let u = &self.users[user];
         if !u.accounts.iter().any(|a| a.id == account) {
@@ -270,7 +286,7 @@ impl MockbankCore {
         let payment = Payment {
             id: Uuid::new_v4(),
             intent: intent_id,
-            source: Uuid::new_v5(&intent.customer, u.username.as_bytes()),
+            source: source.unwrap_or_else(|| Uuid::new_v5(&intent.customer, u.username.as_bytes())),
             user,
             account,
             outcome,
@@ -532,7 +548,7 @@ impl MockbankCore {
         out
     }
 
-    fn payment_json(&self, state: &State, p: &Payment) -> Value {
+    pub(super) fn payment_json(&self, state: &State, p: &Payment) -> Value {
         let user = &self.users[p.user];
         let account = user.accounts.iter().find(|a| a.id == p.account);
         let intent = state.payments.intent(p.intent);
@@ -568,7 +584,7 @@ impl MockbankCore {
 fn destination_of_intent(d: &Destination, view: IntentView) -> Value {
     let mut out = json!({
         "id": d.id,
-        "bank_identifier": "MOCKBANK_UAE",
+        "bank_identifier": d.bank_identifier,
         "name": d.name,
         "iban": d.iban,
         "display_name": d.display_name,
