@@ -652,7 +652,7 @@ async fn a_wrong_configuration_gets_an_error_callback_that_names_it() {
     );
 
     // Methods of the payments and verification APIs say so.
-    for method in ["checkout", "updatePaymentSource", "verifyAddress", "link"] {
+    for method in ["checkout", "updatePaymentSource", "manageConsents", "link"] {
         let r = refused(
             &rig,
             Script::Legacy,
@@ -1193,5 +1193,56 @@ async fn create_payment_source_in_the_browser_waits_out_the_cool_off() {
         "{sources}"
     );
     assert_eq!(sources[0]["bank_identifier"], user.bank.identifier);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn authorize_consent_in_the_browser_authorises_the_account_chosen() {
+    let Some(rig) = Rig::start().await else {
+        return;
+    };
+    let user = rig.user("multi_account_user");
+    let customer = rig.customer().await;
+    let consent = rig
+        .post(
+            &rig.proxy.url("/consents/account-on-file"),
+            json!({"customer_id": customer, "control_parameters": {"max_individual_amount": "500"}}),
+        )
+        .await
+        .json();
+    let id = consent["id"].as_str().unwrap().to_string();
+    rig.open(
+        Script::V2,
+        "authorizeConsent",
+        json!({"app_token": APP_TOKEN, "consent_id": id, "sandbox": true}),
+    )
+    .await;
+    rig.enter_link().await;
+    rig.browser
+        .click(&format!("button[data-bank={}]", user.bank.identifier))
+        .await;
+    rig.login(&user, &user.password).await;
+    rig.otp("1111").await;
+    rig.screen("ACCOUNT_SELECTION").await;
+    rig.browser
+        .click(&format!(
+            "input[name=account][value='{}']",
+            user.accounts[2].id
+        ))
+        .await;
+    rig.browser.click("#accounts button[type=submit]").await;
+    rig.screen("SUCCESS").await;
+    rig.browser.click("[data-action=done]").await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "SUCCESS", "{r}");
+    assert_eq!(r["message"], "The consent was authorised.");
+    let details = get(&rig.client, &rig.proxy.url(&format!("/consents/{id}")))
+        .await
+        .json();
+    assert_eq!(details["status"], "AUTHORISED");
+    assert_eq!(
+        details["consented_account"]["iban"],
+        user.accounts[2].iban.as_str()
+    );
     rig.stop().await;
 }

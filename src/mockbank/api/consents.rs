@@ -184,13 +184,27 @@ impl MockbankCore {
                 None | Some("") => self.users[user].accounts[0].id,
                 Some(v) => parse_uuid("account_id", v)?,
             };
-            if !self.users[user].accounts.iter().any(|a| a.id == account) {
-                return Err(invalid("account_id", &account.to_string()));
-            }
             Some((user, account))
         } else {
             None
         };
+        self.change_consent(id, action, chosen).map(ok)
+    }
+
+    /// Authorises (with the test user and account `chosen`), rejects,
+    /// revokes or expires consent `id`: the one code path of the control
+    /// API and of Link's `authorizeConsent`.
+    pub(in crate::mockbank) fn change_consent(
+        &self,
+        id: Uuid,
+        action: &str,
+        chosen: Option<(usize, Uuid)>,
+    ) -> Result<Value, Reply> {
+        if let Some((user, account)) = chosen {
+            if !self.users[user].accounts.iter().any(|a| a.id == account) {
+                return Err(invalid("account_id", &account.to_string()));
+            }
+        }
         let (status, kind, description, by) = match action {
             "authorise" => (
                 ConsentStatus::Authorised,
@@ -216,8 +230,11 @@ impl MockbankCore {
                 "The consent expired.",
                 "LEAN",
             ),
-            _ => return Err(not_found_url(call.path)),
+            _ => return Err(not_found_url(&format!("/_mockbank/consents/{id}/{action}"))),
         };
+        if action == "authorise" && chosen.is_none() {
+            return Err(missing("account_id"));
+        }
         let now = self.clock.now();
         let mut state = self.lock();
         let c = state
@@ -245,7 +262,7 @@ impl MockbankCore {
         }
         c.history.push(event(kind, description, now, by));
         let c = c.clone();
-        Ok(ok(self.consent_json(&c, true)))
+        Ok(self.consent_json(&c, true))
     }
 
     /// A consent as `GET /consents/{id}` shows it (`one`) or as the list does.

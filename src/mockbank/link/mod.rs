@@ -434,6 +434,17 @@ impl MockbankCore {
                 }
                 Err(reply) => session.failed(&reply.body),
             },
+            Effect::Authorize {
+                consent,
+                user,
+                account,
+            } => match self.change_consent(consent, "authorise", Some((user, account))) {
+                Ok(_) => {
+                    tracing::info!(target: "leanproxy::mockbank", consent_id = %consent, "consent authorised in the browser");
+                    session.succeeded();
+                }
+                Err(reply) => session.failed(&reply.body),
+            },
             Effect::Reconnect(reconnect_id) => match self.finish_reconnect(reconnect_id) {
                 Ok(done) => {
                     tracing::info!(target: "leanproxy::mockbank", entity_id = %done.entity_id, "reconnected in the browser");

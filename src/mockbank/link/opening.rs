@@ -19,12 +19,11 @@ use crate::mockbank::MockbankCore;
 const ACCESS_TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// LinkSDK methods that belong with the payments and verification APIs.
-pub(super) const NOT_EMULATED: [&str; 8] = [
+pub(super) const NOT_EMULATED: [&str; 7] = [
     "link",
     "updatePaymentSource",
     "createBeneficiary",
     "checkout",
-    "authorizeConsent",
     "manageConsents",
     "captureRedirect",
     "verifyAddress",
@@ -59,9 +58,10 @@ impl MockbankCore {
             Some("reconnect") => Method::Reconnect,
             Some("pay") => Method::Pay,
             Some("createPaymentSource") => Method::CreatePaymentSource,
+            Some("authorizeConsent") => Method::AuthorizeConsent,
             Some(m) if NOT_EMULATED.contains(&m) => {
                 return Err(format!(
-                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect, pay and createPaymentSource. \
+                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect, pay, createPaymentSource and authorizeConsent. \
                      {m} belongs with Lean's payments and verification APIs."
             ))
             }
@@ -114,12 +114,14 @@ impl MockbankCore {
             bank: None,
             reconnect: None,
             payment: None,
+            consent: None,
         };
         match method {
             Method::Connect => self.connect_opening(cfg, &mut opening)?,
             Method::Reconnect => self.reconnect_opening(cfg, &mut opening)?,
             Method::Pay => self.pay_opening(cfg, &mut opening)?,
             Method::CreatePaymentSource => self.source_opening(cfg, &mut opening)?,
+            Method::AuthorizeConsent => self.consent_opening(cfg, &mut opening)?,
         }
         Ok(opening)
     }
@@ -232,6 +234,34 @@ impl MockbankCore {
             );
         }
         opening.customer = Some(customer);
+        Ok(())
+    }
+
+    fn consent_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let consent_id = match cfg.get("consent_id").and_then(Value::as_str) {
+            None | Some("") => return Err(
+                "consent_id: required for authorizeConsent (from POST /consents/account-on-file)"
+                    .into(),
+            ),
+            Some(v) => {
+                Uuid::parse_str(v).map_err(|_| format!("consent_id: {v:?} is not a UUID"))?
+            }
+        };
+        let customer = {
+            let state = self.lock();
+            let consent = state
+                .payments
+                .consents
+                .iter()
+                .find(|c| c.id == consent_id)
+                .ok_or_else(|| format!("consent_id: no consent {consent_id} in the Mockbank"))?;
+            state.customer(consent.customer).cloned()
+        };
+        if let Some(c) = &customer {
+            self.check_access_token(cfg, c.id)?;
+        }
+        opening.customer = customer;
+        opening.consent = Some(consent_id);
         Ok(())
     }
 

@@ -30,6 +30,8 @@ pub(super) enum Method {
     Pay,
     /// Pre-authorise accounts for payments (a payment source).
     CreatePaymentSource,
+    /// Authorise an Account-on-File consent from one account.
+    AuthorizeConsent,
 }
 
 impl Method {
@@ -39,6 +41,7 @@ impl Method {
             Method::Reconnect => "RECONNECT",
             Method::Pay => "PAY",
             Method::CreatePaymentSource => "CREATE_PAYMENT_SOURCE",
+            Method::AuthorizeConsent => "AUTHORIZE_CONSENT",
         }
     }
 }
@@ -82,6 +85,8 @@ pub(super) struct Opening {
     /// Pay: the intent, and what the confirm button says it pays
     /// (`AED 40.00 to Mockbank Merchant`).
     pub(super) payment: Option<(Uuid, Value)>,
+    /// AuthorizeConsent: the consent.
+    pub(super) consent: Option<Uuid>,
 }
 
 /// One run of the Link screens.
@@ -115,6 +120,12 @@ pub(super) enum Effect {
     /// Pay the intent from this account of the user's.
     Pay {
         intent: Uuid,
+        user: usize,
+        account: Uuid,
+    },
+    /// Authorise the consent for this account of the user's.
+    Authorize {
+        consent: Uuid,
         user: usize,
         account: Uuid,
     },
@@ -180,7 +191,8 @@ impl Session {
         };
         json!({
             "session_id": self.id,
-            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay", Method::CreatePaymentSource => "createPaymentSource" },
+            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay", Method::CreatePaymentSource => "createPaymentSource", Method::AuthorizeConsent => "authorizeConsent" },
+            "single_account": o.payment.is_some() || o.consent.is_some(),
             "payment": o.payment.as_ref().map(|(_, shown)| shown),
             "language": if o.arabic { "ar" } else { "en" },
             "customization": o.customization,
@@ -269,6 +281,13 @@ impl Session {
                     });
                     return Ok(Effect::None);
                 }
+                if let Some(consent) = self.opening.consent {
+                    return Ok(Effect::Authorize {
+                        consent,
+                        user,
+                        account: chosen[0],
+                    });
+                }
                 if let Some((intent, _)) = &self.opening.payment {
                     // A payment comes from one account: the first chosen.
                     return Ok(Effect::Pay {
@@ -354,7 +373,7 @@ impl Session {
 
     /// The user is through login (and OTP): choose accounts, or finish.
     fn authenticated(&mut self, user: usize, users: &[TestUser]) -> Effect {
-        if self.opening.payment.is_some() {
+        if self.opening.payment.is_some() || self.opening.consent.is_some() {
             // The account to pay from, even when the user has one.
             self.screen = Screen::AccountSelection;
             return Effect::None;
@@ -379,6 +398,7 @@ impl Session {
             Method::Reconnect => "The bank account was reconnected successfully.",
             Method::Pay => "The payment was submitted to the bank.",
             Method::CreatePaymentSource => "The payment source was created.",
+            Method::AuthorizeConsent => "The consent was authorised.",
         };
         self.error = None;
         self.screen = Screen::Success;

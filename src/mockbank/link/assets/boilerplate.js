@@ -81,6 +81,12 @@
         language: options.language, access_token: options.access_token, callback: show
       };
     }
+    if (method === 'authorizeConsent') {
+      options = {
+        app_token: options.app_token, consent_id: $('consent-id').value.trim(), sandbox: true,
+        language: options.language, access_token: options.access_token, callback: show
+      };
+    }
     if (method === 'reconnect') {
       options = {
         app_token: options.app_token, reconnect_id: $('reconnect-id').value.trim(), sandbox: true,
@@ -151,7 +157,7 @@
     b.type = 'button';
     b.id = 'call-' + m;
     b.textContent = m;
-    if (['connect', 'reconnect', 'pay', 'createPaymentSource'].indexOf(m) >= 0) { b.className = 'main'; }
+    if (['connect', 'reconnect', 'pay', 'createPaymentSource', 'authorizeConsent'].indexOf(m) >= 0) { b.className = 'main'; }
     b.addEventListener('click', function () { call(m); });
     $('methods').appendChild(b);
   });

@@ -38,6 +38,10 @@
       reconnected: 'Reconnected',
       paid: 'Payment submitted',
       sourceCreated: 'Payment source created',
+      consentAuthTitle: 'Authorise recurring payments',
+      consentAuthLead: 'Choose the account the app may pay from, within the limits of this consent.',
+      authorise: 'Authorise',
+      consentAuthorised: 'Consent authorised',
       sourceTitle: 'Choose the accounts to pay from',
       sourceLead: 'The app will be able to start payments from these accounts, with your approval.',
       payTitle: 'Pay {currency} {amount}',
@@ -96,6 +100,10 @@
       reconnected: 'تمت إعادة الربط',
       paid: 'تم إرسال الدفعة',
       sourceCreated: 'تم إنشاء مصدر الدفع',
+      consentAuthTitle: 'تفويض المدفوعات المتكررة',
+      consentAuthLead: 'اختر الحساب الذي يمكن للتطبيق الدفع منه ضمن حدود هذه الموافقة.',
+      authorise: 'تفويض',
+      consentAuthorised: 'تم تفويض الموافقة',
       sourceTitle: 'اختر الحسابات التي ستدفع منها',
       sourceLead: 'سيتمكن التطبيق من بدء المدفوعات من هذه الحسابات بموافقتك.',
       payTitle: 'ادفع {amount} {currency}',
@@ -361,11 +369,13 @@
     ACCOUNT_SELECTION: function (v) {
       var list = el('ul', { class: 'accounts' });
       var pay = v.method === 'pay' && v.payment;
+      var single = v.single_account;
+      var consent = v.method === 'authorizeConsent';
       // All offered at first; after "choose at least one", none is ticked.
       // A payment comes from one account: the first is chosen.
       v.accounts.forEach(function (a, n) {
         list.appendChild(el('li', null, el('label', null,
-          el('input', { type: pay ? 'radio' : 'checkbox', name: 'account', value: a.id, checked: pay ? n === 0 : !v.error }),
+          el('input', { type: single ? 'radio' : 'checkbox', name: 'account', value: a.id, checked: single ? n === 0 : !v.error }),
           el('span', { text: a.name }), el('span', { class: 'number', text: a.currency + ' ' + a.number }))));
       });
       var form = el('form', {
@@ -376,13 +386,14 @@
             step({ action: 'accounts', account_ids: ids });
           }
         }
-      }, errorLine(v), list, el('button', { type: 'submit', class: 'primary', text: pay ? t('payButton', v.payment) : t('share') }));
+      }, errorLine(v), list, el('button', { type: 'submit', class: 'primary', text: pay ? t('payButton', v.payment) : consent ? t('authorise') : t('share') }));
       var source = v.method === 'createPaymentSource';
-      screen('ACCOUNT_SELECTION', pay ? t('payTitle', v.payment) : source ? t('sourceTitle') : t('accountsTitle'),
-        [el('p', { class: 'lead', text: pay ? t('payLead', v.payment) : source ? t('sourceLead') : t('accountsLead') }), form]);
+      var title = pay ? t('payTitle', v.payment) : source ? t('sourceTitle') : consent ? t('consentAuthTitle') : t('accountsTitle');
+      var lead = pay ? t('payLead', v.payment) : source ? t('sourceLead') : consent ? t('consentAuthLead') : t('accountsLead');
+      screen('ACCOUNT_SELECTION', title, [el('p', { class: 'lead', text: lead }), form]);
     },
     SUCCESS: function (v) {
-      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : v.method === 'createPaymentSource' ? t('sourceCreated') : t('successTitle'), [
+      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : v.method === 'createPaymentSource' ? t('sourceCreated') : v.method === 'authorizeConsent' ? t('consentAuthorised') : t('successTitle'), [
         el('div', { class: 'done', 'aria-hidden': 'true', text: '✓' }),
         el('p', { class: 'lead', text: v.result ? v.result.message : '' }),
         el('div', { class: 'spacer' }),
@@ -406,7 +417,7 @@
 
   function hostedConfig() {
     var config = { generation: 'hosted', region: root.getAttribute('data-region') };
-    ['method', 'app_token', 'customer_id', 'reconnect_id', 'payment_intent_id', 'bank_identifier', 'account_type', 'access_token',
+    ['method', 'app_token', 'customer_id', 'reconnect_id', 'payment_intent_id', 'consent_id', 'bank_identifier', 'account_type', 'access_token',
       'language', 'access_from', 'access_to', 'fail_redirect_url', 'success_redirect_url'].forEach(function (k) {
       if (query.get(k) !== null) { config[k] = query.get(k); }
     });
