@@ -1246,3 +1246,65 @@ async fn authorize_consent_in_the_browser_authorises_the_account_chosen() {
     );
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn link_is_usable_from_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let Some(rig) = Rig::start().await else {
+        return;
+    };
+    let user = rig.user("no_otp_user");
+    let customer = rig.customer().await;
+    rig.open(Script::Loader, "connect", connect_options(&customer))
+        .await;
+    rig.enter_link().await;
+    rig.screen("BANK_LIST").await;
+    let keys = |text: String| {
+        let client = rig.browser.client.clone();
+        async move {
+            let active = client.active_element().await.unwrap();
+            active.send_keys(&text).await.unwrap();
+        }
+    };
+    // The heading has the focus; Tab moves on to the search field, then to
+    // the first bank (the close button comes before the heading).
+    let focused = |what: &'static str| {
+        let b = &rig.browser;
+        async move {
+            b.wait_for(
+                what,
+                "const a = document.activeElement; return a && a !== document.body ? (a.id || a.dataset.bank || a.dataset.action || a.tagName) : null;",
+            )
+            .await
+        }
+    };
+    assert_eq!(focused("the heading").await, "title");
+    let tab = String::from(char::from(Key::Tab));
+    let enter = String::from(char::from(Key::Enter));
+    keys(tab.repeat(2)).await;
+    assert_eq!(focused("the first bank").await, user.bank.identifier);
+    keys(enter.clone()).await;
+    rig.screen("LOGIN").await;
+    // The username field has the focus: type, Tab, type, Enter submits.
+    assert_eq!(focused("the username").await, "username");
+    keys(format!("{}{tab}{}{enter}", user.username, user.password)).await;
+    rig.screen("ACCOUNT_SELECTION").await;
+    // Every field has a label a screen reader reads.
+    let unlabelled = rig
+        .browser
+        .eval(
+            "return Array.from(document.querySelectorAll('input')).filter(i => !i.labels || i.labels.length === 0).length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(unlabelled, 0);
+    let close_label = rig
+        .browser
+        .find("button.close")
+        .await
+        .attr("aria-label")
+        .await
+        .unwrap();
+    assert_eq!(close_label.as_deref(), Some("Close"));
+    rig.stop().await;
+}
