@@ -30,6 +30,8 @@ pub struct ExchangeSummary {
     pub fault: Option<String>,
     /// Milliseconds to the upstream's answer head, when one came.
     pub upstream_ms: Option<f64>,
+    /// The `[[routes]]` target, when not the default upstream.
+    pub route: Option<String>,
     /// Total time in milliseconds, body included.
     pub duration_ms: f64,
     /// Request body bytes.

@@ -37,6 +37,8 @@ pub struct Notes {
     pub entity_id: Option<String>,
     /// Reconnect id the answer carried.
     pub reconnect_id: Option<String>,
+    /// The `[[routes]]` target the request went to (none: the default).
+    pub route: Option<Arc<str>>,
 }
 
 /// What inner layers tell the request log: the request log puts these in the
@@ -59,6 +61,11 @@ impl ExchangeNotes {
     /// Records the reconnect id.
     pub fn set_reconnect_id(&self, id: &str) {
         self.with(|n| n.reconnect_id = Some(id.to_string()));
+    }
+
+    /// Records the route.
+    pub fn set_route(&self, route: Arc<str>) {
+        self.with(|n| n.route = Some(route));
     }
 
     /// What was noted.

@@ -42,6 +42,7 @@ pub struct RouteTarget(pub usize);
 #[derive(Clone, Debug)]
 pub struct Router<S> {
     matchers: Arc<[RouteMatch]>,
+    names: Arc<[Arc<str>]>,
     targets: Vec<S>,
     default: S,
 }
@@ -50,17 +51,31 @@ impl<S> Router<S> {
     /// Routes to `default` unless one of `routes` (tried in order) matches.
     pub fn new(default: S, routes: Vec<(RouteMatch, S)>) -> Self {
         let (matchers, targets): (Vec<_>, Vec<_>) = routes.into_iter().unzip();
+        let names: Vec<Arc<str>> = (0..targets.len())
+            .map(|i| Arc::from(format!("route-{i}")))
+            .collect();
         Self {
             matchers: matchers.into(),
+            names: names.into(),
             targets,
             default,
         }
+    }
+
+    /// Names the routes (in order) for the request log: the exchange records
+    /// the route it took by that name.
+    pub fn with_names(mut self, names: Vec<Arc<str>>) -> Self {
+        if names.len() == self.targets.len() {
+            self.names = names.into();
+        }
+        self
     }
 
     /// The selector to place outside the layers that read the path.
     pub fn selector<T>(&self, inner: T) -> RouteSelect<T> {
         RouteSelect {
             matchers: self.matchers.clone(),
+            names: self.names.clone(),
             inner,
         }
     }
@@ -103,6 +118,7 @@ where
 #[derive(Clone, Debug)]
 pub struct RouteSelect<S> {
     matchers: Arc<[RouteMatch]>,
+    names: Arc<[Arc<str>]>,
     inner: S,
 }
 
@@ -169,6 +185,12 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         if let Some(i) = select(&self.matchers, &mut req) {
+            if let (Some(notes), Some(name)) = (
+                req.extensions().get::<crate::exchange::ExchangeNotes>(),
+                self.names.get(i),
+            ) {
+                notes.set_route(name.clone());
+            }
             req.extensions_mut().insert(RouteTarget(i));
         }
         self.inner.call(req)

@@ -17,7 +17,7 @@
 //! | POST | `/api/webhooks/{id}/replay` | yes | sends it to the relay targets again (409 when only a prefix of its body is kept) |
 //! | GET | `/api/webhooks/dead` | yes | relay deliveries set aside (answered 4xx but 408 / 429, or a damaged queue entry), with the reason |
 //! | POST | `/api/webhooks/dead/{id}/replay` | yes | queues a dead letter again for its target, after those waiting |
-//! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `status_class` (`4xx`), `lean_status`, `entity_id`, `path` prefix, `method`, `fault` (a rule id, `any`, `none`), `q` (text in the path, query or redacted bodies), `limit`; `view=summary`: the rows only) |
+//! | GET | `/api/requests` | yes | recent exchanges (filters `status`, `status_class` (`4xx`), `lean_status`, `entity_id`, `path` prefix, `method`, `fault` (a rule id, `any`, `none`), `route` (a `[[routes]]` name, `default`), `q` (text in the path, query or redacted bodies), `limit`; `view=summary`: the rows only) |
 //! | GET | `/api/requests/{id}` | yes | one exchange, headers and bodies redacted |
 //! | GET | `/api/requests.har` | yes | HAR 1.2 of the kept exchanges, of those the same filters pass, or of one (`id`) |
 //! | GET | `/api/events` | yes | server-sent events: exchanges, reconnects, faults, webhooks |

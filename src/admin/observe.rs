@@ -27,7 +27,7 @@ struct View {
 }
 
 const FILTERS: &str =
-    "status, status_class, lean_status, entity_id, path, method, fault, q, limit, view, id";
+    "status, status_class, lean_status, entity_id, path, method, fault, route, q, limit, view, id";
 
 /// The filters of `/api/requests` and `/api/requests.har`, or what is wrong
 /// with them.
@@ -54,6 +54,7 @@ fn filter_of(query: Option<&str>) -> Result<(Filter, View), String> {
             "path" => filter.path_prefix = text(),
             "method" => filter.method = text(),
             "fault" => filter.fault = text(),
+            "route" => filter.route = text(),
             "q" => filter.text = text(),
             "limit" => filter.limit = Some(number("limit", &v)? as usize),
             "view" if v == "summary" => view.summary = true,

@@ -151,6 +151,11 @@ impl App {
                 metrics: Some(metrics),
             },
             routes,
+            route_names: settings
+                .routes
+                .iter()
+                .map(|r| r.name.as_str().into())
+                .collect(),
             route_tokens,
             relay_targets: settings.webhooks.relay.clone(),
         })

@@ -123,6 +123,8 @@ pub struct App {
     faults: FaultLayer,
     serving: Serving,
     routes: Vec<(RouteMatch, TargetService)>,
+    /// The routes' names, in order.
+    route_names: Vec<std::sync::Arc<str>>,
     route_tokens: Vec<(String, crate::auth::TokenSource)>,
     relay_targets: Vec<http::Uri>,
 }

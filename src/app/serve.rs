@@ -38,6 +38,7 @@ impl App {
             serving,
             routes,
             route_tokens,
+            route_names,
             relay_targets: _,
         } = self;
         let admin_addr = listeners.admin.local_addr()?;
@@ -71,7 +72,8 @@ impl App {
         };
         let mockbank_url = mockbank.as_ref().map(|_| base.to_string());
         let stack = stack::proxy_stack(
-            route::Router::new(layer.layer(Upstream::new(base, upstream, tls)), routes),
+            route::Router::new(layer.layer(Upstream::new(base, upstream, tls)), routes)
+                .with_names(route_names),
             reconnect.clone(),
             faults.clone(),
             telemetry.clone(),

@@ -389,6 +389,7 @@ impl Finisher {
                 reconnect_id: notes.reconnect_id.clone(),
                 fault: self.fault.clone(),
                 upstream_ms: self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3),
+                route: notes.route.as_deref().map(str::to_string),
                 duration_ms,
                 bytes_in,
                 bytes_out,
@@ -427,6 +428,7 @@ impl Finisher {
             bytes_out,
             completed,
             upstream_error: self.failure.map(Failure::as_str),
+            route: notes.route,
         };
         t.keep(record);
     }

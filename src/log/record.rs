@@ -313,6 +313,8 @@ pub struct ExchangeRecord {
     pub completed: bool,
     /// leanproxy's diagnosis when the upstream failed.
     pub upstream_error: Option<&'static str>,
+    /// The `[[routes]]` target it went to (none: the default upstream).
+    pub route: Option<Arc<str>>,
 }
 
 impl ExchangeRecord {
@@ -332,6 +334,7 @@ impl ExchangeRecord {
             reconnect_id: self.reconnect_id.clone(),
             fault: self.fault.clone(),
             upstream_ms: self.upstream_ms,
+            route: self.route.as_deref().map(str::to_string),
             duration_ms: self.duration_ms,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,

@@ -23,6 +23,8 @@ pub struct Filter {
     pub status_class: Option<u16>,
     /// Fault: a rule id, `any` (some fault) or `none`.
     pub fault: Option<String>,
+    /// The `[[routes]]` target by name; `default` for the default upstream.
+    pub route: Option<String>,
     /// Text found in the path, the query or a body as shown (redacted),
     /// ignoring case.
     pub text: Option<String>,
@@ -53,6 +55,11 @@ impl Filter {
                 Some("any") => r.fault.is_some(),
                 Some("none") => r.fault.is_none(),
                 Some(rule) => r.fault.as_deref() == Some(rule),
+            }
+            && match self.route.as_deref() {
+                None => true,
+                Some("default") => r.route.is_none(),
+                Some(name) => r.route.as_deref() == Some(name),
             }
             && self.text.as_deref().is_none_or(|t| mentions(r, t))
     }

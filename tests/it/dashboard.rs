@@ -221,6 +221,12 @@ async fn exchanges_arrive_live_filter_and_show_only_redacted_values() {
     rig.filter("fault", "any").await;
     assert!(rig.rows().await.is_empty());
     rig.filter("fault", "").await;
+    // No [[routes]] here: every exchange took the default upstream.
+    rig.filter("route", "uae").await;
+    assert!(rig.rows().await.is_empty());
+    rig.filter("route", "default").await;
+    assert_eq!(rig.rows().await.len(), all);
+    rig.filter("route", "").await;
 
     // The detail view: redacted as the API redacts.
     rig.browser.click("[data-id='dash-1']").await;

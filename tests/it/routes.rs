@@ -115,3 +115,31 @@ async fn two_targets_routed_by_prefix_and_header_each_see_only_their_credentials
     proxy.shutdown().await;
     bank.shutdown().await;
 }
+
+#[tokio::test]
+async fn each_exchange_records_its_route_for_the_dashboards_filter() {
+    let (default, uae) = (Origin::start().await, Origin::start().await);
+    let proxy = Proxy::in_front_of(
+        &default.url(),
+        &format!(
+            "[[routes]]\nname = \"uae\"\nprefix = \"/uae\"\nupstream = \"{}\"\n",
+            uae.url()
+        ),
+    )
+    .await;
+    seen(&proxy, "/uae/echo", None).await;
+    seen(&proxy, "/echo", None).await;
+    let requests = |filter: &str| {
+        let url = proxy.admin_url(&format!("/api/requests?view=summary&{filter}"));
+        async move { crate::support::get(&h1_client(), &url).await.json() }
+    };
+    let routed = requests("route=uae").await;
+    let rows = routed["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{routed}");
+    assert_eq!(rows[0]["route"], "uae");
+    assert_eq!(rows[0]["path"], "/uae/echo");
+    let plain = requests("route=default").await;
+    assert_eq!(plain["requests"].as_array().unwrap().len(), 1, "{plain}");
+    assert_eq!(plain["requests"][0]["route"], Value::Null);
+    proxy.shutdown().await;
+}

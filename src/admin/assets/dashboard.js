@@ -232,11 +232,12 @@
 
   // ------------------------------------------------------------ exchanges
 
-  var FILTERS = ['method', 'path', 'status_class', 'lean_status', 'entity_id', 'fault', 'q'];
+  var FILTERS = ['method', 'path', 'status_class', 'lean_status', 'entity_id', 'fault', 'route', 'q'];
 
   function passes(x, p) {
     var m = p.get('method'), path = p.get('path'), sc = p.get('status_class'), ls = p.get('lean_status'),
-      ent = p.get('entity_id'), fault = p.get('fault');
+      ent = p.get('entity_id'), fault = p.get('fault'), route = p.get('route');
+    if (route && (route === 'default' ? x.route : x.route !== route)) { return false; }
     if (m && x.method !== m) { return false; }
     if (path && x.path.indexOf(path) !== 0) { return false; }
     if (sc && String(Math.floor(x.status / 100)) !== sc.charAt(0)) { return false; }
@@ -371,6 +372,7 @@
     var faults = select2([['', 'any or none'], ['any', 'with a fault'], ['none', 'without']]);
     state.faults.forEach(function (f) { faults.appendChild(el('option', { value: f.id, text: 'rule ' + f.id })); });
     field('fault', 'Fault', faults);
+    field('route', 'Route', el('input', { type: 'text', placeholder: 'name or default', size: 10 }));
     field('q', 'Search (bodies too)', el('input', { type: 'search', placeholder: 'text' }));
     var harLink = el('a', { href: '/api/requests.har?' + filterQuery(p).toString(), download: 'leanproxy.har', text: 'HAR of these' });
     var compare = el('button', { type: 'button', id: 'compare', disabled: true, text: 'Diff the two ticked', on: { click: function () { diffView(state.compare[0], state.compare[1]); } } });
@@ -470,7 +472,7 @@
         actions,
         el('pre', { id: 'curl', hidden: true, text: curl }),
         kv([['request id', r.id], ['started', r.started_at], ['status', r.status], ['Lean status', r.lean_status],
-          ['entity', r.entity_id], ['reconnect id', r.reconnect_id], ['fault', r.fault], ['replay of', replayOf && replayOf[1]],
+          ['entity', r.entity_id], ['reconnect id', r.reconnect_id], ['fault', r.fault], ['route', r.route], ['replay of', replayOf && replayOf[1]],
           ['lean-correlation-id', r.lean_correlation_id], ['upstream ms', r.upstream_ms], ['total ms', r.duration_ms],
           ['bytes in / out', r.bytes_in + ' / ' + r.bytes_out], ['failure', r.upstream_error], ['query', r.query]]),
         links.length ? el('p', null, links[0], links[1] ? ' · ' : '', links[1] || '') : null,
