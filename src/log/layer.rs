@@ -427,6 +427,7 @@ impl Finisher {
             bytes_out,
             completed,
             upstream_error: self.failure.map(Failure::as_str),
+            replica: t.events().replica().cloned(),
         };
         t.keep(record);
     }

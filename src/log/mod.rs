@@ -507,6 +507,7 @@ mod tests {
             bytes_out: 0,
             completed: true,
             upstream_error: None,
+            replica: None,
         }
     }
 }

@@ -313,6 +313,9 @@ pub struct ExchangeRecord {
     pub completed: bool,
     /// leanproxy's diagnosis when the upstream failed.
     pub upstream_error: Option<&'static str>,
+    /// The replica that served it, when there are several (`state.replica`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Arc<str>>,
 }
 
 impl ExchangeRecord {

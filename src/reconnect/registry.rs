@@ -80,6 +80,15 @@ impl ReconnectRegistry {
         Ok(Self::with_store(MemoryRegistry::open(path, history_limit)?))
     }
 
+    /// A registry on Redis, shared by every replica using the same Redis and
+    /// prefix, keeping `history_limit` resolved records.
+    pub fn on_redis(redis: crate::state::RedisState, history_limit: usize) -> Self {
+        Self::with_store(Arc::new(super::redis::RedisRegistry::new(
+            redis,
+            history_limit,
+        )))
+    }
+
     /// A registry kept by `store`.
     pub(crate) fn with_store(store: Arc<dyn RegistryStore>) -> Self {
         Self {
