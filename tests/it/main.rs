@@ -21,6 +21,7 @@ mod observe;
 mod pool;
 mod readme;
 mod reconnect;
+mod replicas;
 mod routes;
 mod stalls;
 mod support;
