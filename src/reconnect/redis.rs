@@ -14,13 +14,22 @@
 //! A change reads the record, makes the new one with the same code as the
 //! memory backend (`store::sight`), and writes it with a script that
 //! replaces it only if it is still what was read (else it reads again):
-//! replicas changing one record at once each see the other's change. A
+//! replicas changing one record at once each see the other's change.
+//!
+//! Most calls name an entity with nothing pending. Each replica keeps the
+//! set of pending keys as it last read it (the hint): a call naming an
+//! entity outside it is counted and answered at once, with no round trip.
+//! A replica that adds or resolves a record says so on the `notices`
+//! channel, and each replica reads the set again then (milliseconds), and
+//! every second anyway; while it cannot read it (Redis away), every call
+//! asks Redis. A
 //! change that cannot be made (Redis gone, or slower than `state.timeout`)
 //! is kept, in order, and made when Redis is back (`run`); meanwhile reads
 //! answer as if there were nothing.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -96,6 +105,10 @@ pub(crate) struct RedisRegistry {
     redis: RedisState,
     history_limit: usize,
     backlog: Mutex<VecDeque<Change>>,
+    /// The pending keys as last read (see the module docs).
+    hint: RwLock<HashSet<String>>,
+    /// Whether `hint` was read and kept since (false while Redis is away).
+    hinted: AtomicBool,
 }
 
 impl RedisRegistry {
@@ -105,7 +118,48 @@ impl RedisRegistry {
             redis,
             history_limit,
             backlog: Mutex::new(VecDeque::new()),
+            hint: RwLock::new(HashSet::new()),
+            hinted: AtomicBool::new(false),
         })
+    }
+
+    /// Whether `key` surely has nothing pending (from the hint).
+    fn surely_clear(&self, key: &str) -> bool {
+        self.hinted.load(Ordering::Acquire)
+            && !self
+                .hint
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(key)
+    }
+
+    fn hint_write(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+        // Keys are inserted and removed whole; a poisoned lock is consistent.
+        self.hint
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the pending keys into the hint.
+    async fn read_hint(&self) {
+        let keys: Result<Vec<String>, _> = self
+            .redis
+            .query(
+                "registry_read",
+                redis::cmd("ZRANGE")
+                    .arg(self.redis.key("reconnect:pending"))
+                    .arg(0)
+                    .arg(-1)
+                    .clone(),
+            )
+            .await;
+        match keys {
+            Ok(keys) => {
+                *self.hint_write() = keys.into_iter().collect();
+                self.hinted.store(true, Ordering::Release);
+            }
+            Err(_) => self.hinted.store(false, Ordering::Release),
+        }
     }
 
     fn record_key(&self, key: &str) -> String {
@@ -186,8 +240,18 @@ impl RedisRegistry {
                 self.redis.key("reconnect:pending"),
                 self.redis.key("reconnect:history"),
             ];
+            let was_pending = !args[0].is_empty();
             let replaced: i64 = self.redis.script(op, &REPLACE, keys, args).await?;
             if replaced == 1 {
+                let now_pending = record.is_some();
+                if now_pending {
+                    self.hint_write().insert(key.to_string());
+                } else {
+                    self.hint_write().remove(key);
+                }
+                if was_pending != now_pending {
+                    self.redis.notify("reconnect").await;
+                }
                 return Ok(out);
             }
         }
@@ -389,6 +453,9 @@ impl RegistryStore for Arc<RedisRegistry> {
     }
 
     fn observe_call(&self, entity: &str) -> Op<()> {
+        if self.surely_clear(entity) {
+            return Op::ready(());
+        }
         let (this, entity) = (self.clone(), entity.to_string());
         Op::later(async move {
             if this.called(&entity).await.is_err() {
@@ -398,6 +465,13 @@ impl RegistryStore for Arc<RedisRegistry> {
     }
 
     fn is_pending(&self, entity: &str) -> Op<bool> {
+        if self.surely_clear(entity) {
+            return Op::ready(false);
+        }
+        self.is_pending_confirmed(entity)
+    }
+
+    fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
         let (this, key) = (self.clone(), self.record_key(entity));
         Op::later(async move {
             this.redis
@@ -533,6 +607,7 @@ impl RegistryStore for Arc<RedisRegistry> {
 
     fn run(&self, stop: Background) -> Background {
         let this = self.clone();
+        let mut notices = this.redis.notices();
         Box::pin(async move {
             tokio::pin!(stop);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -540,9 +615,68 @@ impl RegistryStore for Arc<RedisRegistry> {
                 tokio::select! {
                     () = &mut stop => break,
                     _ = tick.tick() => this.catch_up().await,
+                    notice = notices.next() => match notice.as_deref() {
+                        Some("reconnect" | "connected") => {}
+                        Some(_) => continue,
+                        // No notices any more: the tick alone.
+                        None => notices = this.redis.notices(),
+                    },
                 }
+                this.read_hint().await;
             }
             this.catch_up().await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Api;
+    use crate::reconnect::record::Source;
+
+    #[tokio::test]
+    async fn calls_for_entities_with_nothing_pending_are_answered_without_a_round_trip() {
+        let Some((_server, redis)) = crate::state::test_redis("hint:").await else {
+            return;
+        };
+        let (a, b) = (
+            RedisRegistry::new(redis.clone(), 10),
+            RedisRegistry::new(redis.clone(), 10),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listen = tokio::spawn(redis.clone().listen(async {
+            let _ = stopped.await;
+        }));
+        let run = tokio::spawn(b.run(Box::pin(std::future::pending())));
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while !b.is_pending("e-1").is_ready() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        waited.await.expect("the hint is read");
+        assert!(!b.is_pending("e-1").await);
+        a.observe_reconnect(Sighting {
+            entity_id: Some("e-1".into()),
+            reconnect_id: "r-1".into(),
+            results_id: None,
+            api: Api::V1,
+            path: "/data/v1/accounts".into(),
+            source: Source::Upstream,
+        })
+        .await;
+        // Another replica's record: told on `notices`, B asks Redis from then on.
+        let seen = tokio::time::timeout(Duration::from_secs(5), async {
+            while !b.is_pending("e-1").await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        seen.await.expect("B sees A's record");
+        assert!(!b.is_pending("e-1").is_ready(), "asked of Redis");
+        b.observe_call("e-1").await;
+        assert_eq!(a.get("e-1").await.unwrap().calls_while_pending, 1);
+        run.abort();
+        let _ = stop.send(());
+        let _ = listen.await;
     }
 }

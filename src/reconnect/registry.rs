@@ -136,6 +136,13 @@ impl ReconnectRegistry {
         self.shared.store.is_pending(entity)
     }
 
+    /// Whether `entity` has a pending reconnect, asked of where the records
+    /// are kept (with several replicas, not of this replica's hint of them):
+    /// for decisions that end something.
+    pub fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
+        self.shared.store.is_pending_confirmed(entity)
+    }
+
     /// Resolves the pending record of `entity`. Returns the resolved record.
     pub fn resolve_entity(&self, entity: &str, by: ResolvedBy) -> Op<Option<Record>> {
         let shared = self.shared.clone();

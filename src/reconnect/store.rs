@@ -70,6 +70,14 @@ pub(crate) trait RegistryStore: Send + Sync + fmt::Debug {
     /// Whether `entity` has a pending reconnect. Request path.
     fn is_pending(&self, entity: &str) -> Op<bool>;
 
+    /// [`is_pending`](Self::is_pending), asked of where the records are
+    /// kept, past any hint a backend keeps of them: for decisions that end
+    /// something (a sticky reconnect fault). Request path, for requests
+    /// naming an entity held in one.
+    fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
+        self.is_pending(entity)
+    }
+
     /// Resolves the pending record of `entity`, returning it resolved.
     /// Request path (an OK answer), webhooks, admin API.
     fn resolve_entity(&self, entity: &str, by: ResolvedBy) -> Op<Option<Record>>;

@@ -164,18 +164,59 @@ async fn a_reconnect_through_one_replica_is_listed_by_another_and_resolved_throu
         (Some("pending"), Some("fault"))
     );
 
-    // Its one fault taken, the rule lets C's call through to the upstream's OK.
-    let ok = get(&client, &c.url("/data/v2/accounts?entity_id=e-1")).await;
-    assert_eq!(ok.json()["status"], "OK");
+    // Its one fault taken, the rule lets C's calls through to the upstream's
+    // OK; C knows of the reconnect within a second (at once, told on Redis).
     within(
         Duration::from_secs(5),
-        "the OK answer through C resolves it",
-        || async { admin_json(&a, "/api/reconnects/e-1").await["state"] == "resolved" },
+        "an OK answer through C resolves it",
+        || async {
+            let ok = get(&client, &c.url("/data/v2/accounts?entity_id=e-1")).await;
+            assert_eq!(ok.json()["status"], "OK");
+            admin_json(&a, "/api/reconnects/e-1").await["state"] == "resolved"
+        },
     )
     .await;
     let record = admin_json(&a, "/api/reconnects/e-1").await;
     assert_eq!(record["resolved_by"], "ok_response");
     assert_eq!(record["hits"], 1);
+}
+
+#[tokio::test]
+async fn a_sticky_reconnect_fault_holds_on_every_replica_until_resolved() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(server) = redis_server() else { return };
+    let (upstream, _) = lean_ok().await;
+    let a = replica(&server, "t:", "a", &upstream, "").await;
+    let b = replica(&server, "t:", "b", &upstream, "").await;
+    add_rule(&a, "reconnect_required sticky entity_id=e-s count=1").await;
+    let client = h1_client();
+    let url = |p: &Proxy| p.url("/data/v2/accounts?entity_id=e-s");
+    let first = get(&client, &url(&a)).await.json();
+    assert_eq!(first["status"], "RECONNECT_REQUIRED");
+    assert!(first["results_id"].is_string(), "{first}");
+    // Its one application used up on A, the rule holds the entity for the
+    // fleet: B answers the same reconnect, with the same id.
+    within(Duration::from_secs(5), "B holds it too", || async {
+        get(&client, &url(&b)).await.json()["results_id"] == first["results_id"]
+    })
+    .await;
+    for _ in 0..5 {
+        let again = get(&client, &url(&b)).await.json();
+        assert_eq!(again["results_id"], first["results_id"]);
+    }
+    // Resolved through A's admin API, B lets the entity go.
+    let resolved = send(
+        &client,
+        Request::delete(a.admin_url("/api/reconnects/e-s"))
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resolved.status.as_u16(), 200);
+    within(Duration::from_secs(5), "B lets it go", || async {
+        get(&client, &url(&b)).await.json()["status"] == "OK"
+    })
+    .await;
 }
 
 #[tokio::test]
