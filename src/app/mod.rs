@@ -206,6 +206,13 @@ impl App {
             listeners.admin.local_addr()?,
             admin = called_by(listeners.admin.local_addr()?),
         );
+        if let Some((redis, _)) = &self.state {
+            text.push_str(&format!(
+                "  state: shared on Redis at {} as replica {}\n",
+                redis.shown_url(),
+                redis.replica()
+            ));
+        }
         if self.relay_targets.is_empty() {
             text.push_str("  relay: caught webhooks are kept, not relayed (no webhooks.relay)\n");
         } else {
