@@ -36,7 +36,7 @@
 //!     mockbank: None,
 //!     webhooks: TcpListener::bind("127.0.0.1:0").await?,
 //! };
-//! let app = leanproxy::App::build(&settings)?;
+//! let app = leanproxy::App::open(&settings).await?;
 //! app.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(())
 //! # }
@@ -65,6 +65,7 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod stack;
+pub mod state;
 mod sync;
 pub mod webhooks;
 

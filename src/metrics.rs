@@ -48,6 +48,16 @@ struct SideLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -184,6 +194,56 @@ struct Families {
     stalled_upstream: Counter,
     connections_open: Family<ListenerLabels, Gauge>,
     connection_limit: Family<ListenerLabels, Counter>,
+    state: StateMetrics,
+}
+
+/// The shared state's backend: which, whether it answers, how fast, and its
+/// failed calls.
+#[derive(Debug)]
+struct StateMetrics {
+    backend: Family<BackendLabels, Gauge>,
+    errors: Family<OpLabels, Counter>,
+    up: Gauge,
+    latency: Gauge<f64, AtomicU64>,
+}
+
+impl StateMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let backend = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "state_backend",
+            "Where the shared state is kept (1 for the backend in use: memory or redis)",
+            backend.clone(),
+        );
+        backend
+            .get_or_create(&BackendLabels { backend: "memory" })
+            .set(1);
+        let errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "state_errors",
+            "Calls to the shared state (Redis) that failed or timed out, by operation",
+            errors.clone(),
+        );
+        let up = Gauge::default();
+        registry.register(
+            "state_up",
+            "Whether the shared state (Redis) answered its last ping (always 1 in memory)",
+            up.clone(),
+        );
+        up.set(1);
+        let latency = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "state_latency_seconds",
+            "Round trip of the last ping to the shared state (Redis)",
+            latency.clone(),
+        );
+        Self {
+            backend,
+            errors,
+            up,
+            latency,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -286,6 +346,7 @@ impl Metrics {
             "Times a listener stopped accepting because it had proxy.max_connections open",
             connection_limit.clone(),
         );
+        let state = StateMetrics::register(&mut registry);
         Self {
             inner: Arc::new(Families {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -307,6 +368,7 @@ impl Metrics {
                 stalled_upstream,
                 connections_open,
                 connection_limit,
+                state,
             }),
         }
     }
@@ -415,6 +477,33 @@ impl Metrics {
             self.inner.inspected.inc();
         } else {
             self.inner.uninspected.inc();
+        }
+    }
+
+    /// Says which backend keeps the shared state.
+    pub fn state_backend(&self, backend: &'static str) {
+        self.inner.state.backend.clear();
+        self.inner
+            .state
+            .backend
+            .get_or_create(&BackendLabels { backend })
+            .set(1);
+    }
+
+    /// Counts a failed call to the shared state.
+    pub fn state_error(&self, op: &'static str) {
+        self.inner
+            .state
+            .errors
+            .get_or_create(&OpLabels { op })
+            .inc();
+    }
+
+    /// Whether the shared state answers, and its last round trip.
+    pub fn set_state(&self, up: bool, latency_seconds: f64) {
+        self.inner.state.up.set(i64::from(up));
+        if up {
+            self.inner.state.latency.set(latency_seconds);
         }
     }
 

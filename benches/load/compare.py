@@ -23,6 +23,7 @@ the processes it started. Not part of the test suite.
     python3 benches/load/compare.py --floor           # adds a bare hyper proxy
     python3 benches/load/compare.py --paired PATH --rounds 16 --duration 3
     python3 benches/load/compare.py --storm 5000 [--baseline PATH]
+    python3 benches/load/compare.py --paired PATH --redis redis://127.0.0.1:6390
 
 Each answer size is measured on fresh proxy processes, so one size's memory
 does not show in the other's. `--soak` instead runs one leanproxy under 1,000
@@ -33,6 +34,11 @@ machine, pairs much less. `--storm N` instead opens N keep-alive connections to
 a fresh leanproxy (each with two exchanges in flight at once across all), closes
 them, and reports its resident memory idle, at the peak and each second for
 --storm-settle seconds after (with --baseline, the other build too, after it).
+
+`--redis URL` (with `--paired`, a Redis on 127.0.0.1) runs A with `[state]
+backend = "redis"` at URL (its own key prefix) and B with the memory backend,
+1 KiB answers only, each request naming an entity (`?entity_id=bench`), so
+every exchange reads the reconnect registry: A/B is the Redis backend's cost.
 
 The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
 --release` in the repository and `$CARGO_TARGET_DIR` (default `target`)
@@ -71,6 +77,9 @@ FLOOR = "hyper-floor"  # with --floor: examples/hyper_floor.rs, hyper and nothin
 TTFB_SAMPLES = 50
 WARMUP_SECONDS = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# With --redis: side A's Redis, and the query every request carries.
+REDIS: str | None = None
+QUERY = ""
 
 # Everything this script started, stopped at exit whatever happens.
 _STARTED: list[subprocess.Popen] = []
@@ -376,7 +385,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15)
 
 
 def start_leanproxy(
-    binary: Path, dir: Path, up: int, ports: list[int], off: bool
+    binary: Path, dir: Path, up: int, ports: list[int], off: bool, redis: str | None = None
 ) -> subprocess.Popen:
     dir.mkdir(parents=True, exist_ok=True)
     port, admin, webhooks = ports
@@ -396,6 +405,12 @@ def start_leanproxy(
         config.write_text("[log]\nring = 0\n[reconnect]\ninspect_limit = 1\n")
         cmd += ["--config", str(config)]
         env["RUST_LOG"] = "warn"
+    elif redis:
+        config = dir / "redis.toml"
+        config.write_text(
+            f'[state]\nbackend = "redis"\nurl = "{redis}"\nprefix = "bench-{os.getpid()}-{port}:"\n'
+        )
+        cmd += ["--config", str(config)]
     stdout = dir / "stdout.log"
     proc = start(cmd, stdout=open(stdout, "wb"), stderr=open(dir / "stderr.log", "wb"), env=env)
     deadline = time.monotonic() + 20
@@ -483,7 +498,7 @@ def measure(proxy: Proxy, size: str, seconds: int) -> Sample:
     for pid in pids:
         reset_peak(pid)
     before = sum(cpu_seconds(p) for p in pids)
-    s = wrk(proxy.port, f"/{size}.json", seconds)
+    s = wrk(proxy.port, f"/{size}.json{QUERY}", seconds)
     if not proxy.alive():
         raise RuntimeError(f"{proxy.name} died during the run")
     pids_after = proxy.pids()
@@ -497,7 +512,7 @@ def measure(proxy: Proxy, size: str, seconds: int) -> Sample:
         if proxy.multi:
             s.worker_peak_kib = max(vm_hwm_kib(p) for p in pids_after[1:] or pids_after)
     if size == "512k":
-        s.ttfb = ttfb(proxy.port, f"/{size}.json")
+        s.ttfb = ttfb(proxy.port, f"/{size}.json{QUERY}")
     return s
 
 
@@ -709,14 +724,15 @@ def paired(binary: Path, other: Path, tmp: Path, up: int, rounds: int, seconds: 
     log(f"paired: {rounds} pairs x {len(SIZES)} sizes x {seconds}s, at most {budget / 60:.0f} min")
     out = [
         f"A: `{binary}`; B: `{other}`. {rounds} pairs of {seconds} s per size, "
-        f"`wrk -t{THREADS} -c{CONNECTIONS}`, everything on in both.",
+        f"`wrk -t{THREADS} -c{CONNECTIONS}`, everything on in both"
+        + (f"; A on Redis ({REDIS}), B in memory, requests `?entity_id=bench`." if REDIS else "."),
         "",
         "| size | rate A/B | CPU/req A/B | p99 A/B | A faster | A cheaper |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name in SIZES:
         ports_a, ports_b = free_ports(3), free_ports(3)
-        a = Proxy("A", ports_a[0], start_leanproxy(binary, tmp / name / "a", up, ports_a, off=False))
+        a = Proxy("A", ports_a[0], start_leanproxy(binary, tmp / name / "a", up, ports_a, off=False, redis=REDIS))
         b = Proxy("B", ports_b[0], start_leanproxy(other, tmp / name / "b", up, ports_b, off=False))
         for p in (a, b):
             wrk(p.port, f"/{name}.json", WARMUP_SECONDS)
@@ -924,7 +940,20 @@ def main() -> int:
         help="also measure examples/hyper_floor.rs (built here), a hyper proxy that does "
         "nothing else: the least a hyper-based proxy costs",
     )
+    ap.add_argument(
+        "--redis",
+        metavar="URL",
+        help="with --paired: A keeps its state on the Redis at URL (127.0.0.1 only), "
+        "B in memory; 1 KiB answers, each request naming an entity",
+    )
     args = ap.parse_args()
+    if args.redis is not None:
+        if args.paired is None or not re.fullmatch(r"redis://127\.0\.0\.1:\d+(/\d+)?", args.redis):
+            ap.error("--redis needs --paired and a URL like redis://127.0.0.1:6390")
+        global REDIS, QUERY
+        REDIS, QUERY = args.redis, "?entity_id=bench"
+        for size in [k for k in SIZES if k != "1k"]:
+            del SIZES[size]
     if args.quick:
         args.duration, args.rounds = 3, 2
     most_rounds = 40 if args.paired else 10

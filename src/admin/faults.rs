@@ -5,11 +5,18 @@ use serde_json::json;
 
 use super::{Admin, FaultList, Removed};
 use crate::body::{self, Body};
-use crate::fault::{parse_rule, parse_spec, Placement};
+use crate::fault::{parse_rule, parse_spec, Edit, Edited, Placement, RuleError};
 use crate::lean::{json_response, ErrorEnvelope};
 
 /// Largest rule body accepted.
 const MAX_RULE: usize = 64 * 1024;
+
+/// A change the shared rule set on Redis could not take now: 503.
+fn unreachable(e: &RuleError) -> Response<Body> {
+    ErrorEnvelope::new("STATE_UNAVAILABLE", e.to_string())
+        .with_metadata(json!({"field": e.field}))
+        .into_response(StatusCode::SERVICE_UNAVAILABLE)
+}
 
 fn unknown_fault(id: &str) -> Response<Body> {
     ErrorEnvelope::new("UNKNOWN_FAULT", format!("no fault rule `{id}`"))
@@ -115,8 +122,14 @@ impl Admin {
                 &json!({"valid": true, "id": id, "rule": rule.to_raw()}),
             );
         }
-        match self.inner.faults.add_at(rule, placement) {
-            Ok(()) => {
+        match self
+            .inner
+            .faults
+            .edit(Edit::Add(Box::new(rule), placement))
+            .await
+        {
+            Err(e) if e.field == "state" => unreachable(&e),
+            Ok(_) => {
                 tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule added");
                 let view = self.inner.faults.get(&id).await;
                 json_response(StatusCode::CREATED, &view)
@@ -133,26 +146,32 @@ impl Admin {
 
     /// `POST /api/faults/{id}/pause` and `/resume`.
     pub(super) async fn pause_fault(&self, id: &str, paused: bool) -> Response<Body> {
-        if !self.inner.faults.set_paused(id, paused) {
-            return unknown_fault(id);
+        match self.inner.faults.edit(Edit::Pause(id.into(), paused)).await {
+            Ok(Edited::Done(true)) => {}
+            Err(e) => return unreachable(&e),
+            Ok(_) => return unknown_fault(id),
         }
         let word = if paused { "paused" } else { "resumed" };
         tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule {word}");
         json_response(StatusCode::OK, &self.inner.faults.get(id).await)
     }
 
-    pub(super) fn remove_fault(&self, id: &str) -> Response<Body> {
-        if self.inner.faults.remove(id) {
-            tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule removed");
-            json_response(StatusCode::OK, &Removed { removed: id })
-        } else {
-            unknown_fault(id)
+    pub(super) async fn remove_fault(&self, id: &str) -> Response<Body> {
+        match self.inner.faults.edit(Edit::Remove(id.into())).await {
+            Ok(Edited::Done(true)) => {
+                tracing::info!(target: "leanproxy::fault", rule = %id, "fault rule removed");
+                json_response(StatusCode::OK, &Removed { removed: id })
+            }
+            Err(e) => unreachable(&e),
+            Ok(_) => unknown_fault(id),
         }
     }
 
-    pub(super) fn clear_faults(&self) -> Response<Body> {
-        let n = self.inner.faults.len();
-        self.inner.faults.clear();
-        json_response(StatusCode::OK, &Removed { removed: n })
+    pub(super) async fn clear_faults(&self) -> Response<Body> {
+        match self.inner.faults.edit(Edit::Clear).await {
+            Ok(Edited::Cleared(n)) => json_response(StatusCode::OK, &Removed { removed: n }),
+            Ok(Edited::Done(_)) => json_response(StatusCode::OK, &Removed { removed: 0 }),
+            Err(e) => unreachable(&e),
+        }
     }
 }

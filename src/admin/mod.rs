@@ -4,7 +4,7 @@
 //!
 //! | method | path | guarded | what |
 //! | --- | --- | --- | --- |
-//! | GET | `/healthz` | no | `{"status":"ok"}` while the process serves |
+//! | GET | `/healthz` | no | `{"status":"ok","state":{…}}` while the process serves; `state` says where the shared state is kept (`memory`, or `redis` with this replica's name, whether Redis answers, its latency and failed calls by operation) |
 //! | GET | `/`, `/ui/{file}` | host only | the dashboard (it holds no data; it asks for the token when one is needed) |
 //! | GET | `/api/info` | yes | the proxy's and the Mockbank's URLs, the version |
 //! | POST | `/api/requests/{id}/replay` | yes | sends a kept exchange's request through the proxy again, optionally edited (`{"method", "path", "headers", "body"}`); its new request id |
@@ -96,6 +96,8 @@ struct AdminInner {
     proxy: Option<http::Uri>,
     /// The embedded Mockbank's service and its URL, when it runs.
     mockbank: Option<(Controls, String)>,
+    /// The shared state's connection, with several replicas.
+    state: Option<crate::state::RedisState>,
 }
 
 /// The embedded Mockbank as the admin listener reaches it: a service it hands
@@ -129,6 +131,7 @@ impl Admin {
                 guard: Guard::default(),
                 proxy: None,
                 mockbank: None,
+                state: None,
             }),
         }
     }
@@ -168,6 +171,12 @@ impl Admin {
         self.with(|i| i.faults = rules)
     }
 
+    /// Shows the shared state's backend on Redis (its latency, its errors) in
+    /// `/healthz`.
+    pub fn with_state(self, state: Option<crate::state::RedisState>) -> Self {
+        self.with(|i| i.state = state)
+    }
+
     /// Tells it where the proxy listens (the dashboard replays exchanges
     /// there) and the embedded Mockbank's service with its URL, when it runs.
     pub fn with_listeners(self, proxy: http::Uri, mockbank: Option<(Controls, String)>) -> Self {
@@ -175,6 +184,17 @@ impl Admin {
             i.proxy = Some(proxy);
             i.mockbank = mockbank;
         })
+    }
+
+    /// `/healthz`: 200 while the process serves, with where the shared state
+    /// is kept and, on Redis, whether it answers (a replica serves on
+    /// without it, so it stays 200).
+    fn health(&self) -> Response<Body> {
+        let state = match &self.inner.state {
+            Some(redis) => serde_json::to_value(redis.health()).unwrap_or_default(),
+            None => json!({"backend": "memory"}),
+        };
+        json_response(StatusCode::OK, &json!({"status": "ok", "state": state}))
     }
 
     fn authorized(&self, req: &Request<Body>) -> bool {
@@ -230,7 +250,7 @@ impl Admin {
     async fn answer(&self, endpoint: Endpoint, uri: &http::Uri) -> Response<Body> {
         let query = uri.query();
         match endpoint {
-            Endpoint::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Endpoint::Health => self.health(),
             Endpoint::Reconnects => self.reconnects(query).await,
             Endpoint::Reconnect(key) => match self.inner.registry.get(&key).await {
                 Some(record) => json_response(StatusCode::OK, &record),
@@ -244,8 +264,8 @@ impl Admin {
                 ErrorEnvelope::new("INVALID_PARAMETERS", "a fault rule id is required")
                     .into_response(StatusCode::BAD_REQUEST)
             }
-            Endpoint::ClearFaults => self.clear_faults(),
-            Endpoint::RemoveFault(id) => self.remove_fault(&id),
+            Endpoint::ClearFaults => self.clear_faults().await,
+            Endpoint::RemoveFault(id) => self.remove_fault(&id).await,
             Endpoint::PauseFault(id, paused) => self.pause_fault(&id, paused).await,
             Endpoint::Request(id) => self.request(&id),
             Endpoint::Events => self.events(),

@@ -22,6 +22,7 @@ use crate::reconnect::{Observer, ReconnectLayer, ReconnectRegistry, RegistryEven
 use crate::secret::Secret;
 use crate::server::Serving;
 use crate::stack::TargetService;
+use crate::state::{RedisState, StateSettings};
 use crate::webhooks::{self, Relay, RelayConfig, WebhookConfig, Webhooks};
 
 /// What a target's credentials are made of; [`Credentials::layer`] makes
@@ -118,16 +119,28 @@ impl App {
         let target = target(settings, &guard)?;
         let credentials = default_credentials(settings, &target);
         let (events, metrics) = (Events::default(), Metrics::new());
+        let redis = redis_state(settings, &metrics)?;
+        let (events, fleet) = match &redis {
+            Some(redis) => {
+                let (events, fleet) = crate::state::fleet::link(events, redis.clone());
+                (events, Some(fleet))
+            }
+            None => (events, None),
+        };
         let telemetry = Telemetry::new(
             settings.log.requests.clone(),
             events.clone(),
             metrics.clone(),
         );
-        let registry =
-            ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?;
+        let registry = match &redis {
+            Some(redis) => ReconnectRegistry::on_redis(redis.clone(), settings.reconnect.history),
+            None => {
+                ReconnectRegistry::open(&settings.reconnect.state_file, settings.reconnect.history)?
+            }
+        };
         registry.set_observer(registry_events(events, metrics.clone()));
-        let (webhooks, relay) = webhooks(settings, &registry, &telemetry, &tls)?;
-        let faults = faults(settings, &registry, &telemetry)?;
+        let (webhooks, relay) = webhooks(settings, &registry, &telemetry, &tls, redis.as_ref())?;
+        let faults = faults(settings, &registry, &telemetry, redis.as_ref())?;
         let reconnect = ReconnectLayer::new(registry, settings.reconnect.inspect_limit)
             .with_reconnect_header(settings.reconnect.reconnect_header);
         let upstream = upstream_config(settings, &metrics);
@@ -158,6 +171,7 @@ impl App {
                 .collect(),
             route_tokens,
             relay_targets: settings.webhooks.relay.clone(),
+            state: redis.zip(fleet),
         })
     }
 }
@@ -225,35 +239,52 @@ fn registry_events(events: Events, metrics: Metrics) -> Observer {
     })
 }
 
-/// The webhook catcher, with its store (bounded, remembering event ids in
-/// the data directory) and its relay queue.
+/// The connection to Redis when `[state]` keeps the shared state there.
+fn redis_state(settings: &Settings, metrics: &Metrics) -> Result<Option<RedisState>, Error> {
+    let StateSettings::Redis(r) = &settings.state else {
+        return Ok(None);
+    };
+    let redis = RedisState::new(r).map_err(|e| invalid("state.url", e.detail))?;
+    Ok(Some(redis.with_metrics(metrics.clone())))
+}
+
+/// The webhook catcher, with its store (bounded), its event-id claims and
+/// its relay queue: in the data directory, or on Redis for the fleet.
 fn webhooks(
     settings: &Settings,
     registry: &ReconnectRegistry,
     telemetry: &Telemetry,
     tls: &rustls::ClientConfig,
+    redis: Option<&RedisState>,
 ) -> Result<(Webhooks, Relay), Error> {
     let w = &settings.webhooks;
     let data_dir = &settings.proxy.data_dir;
-    let (claims, claimed) = webhooks::ClaimLog::open(
-        &data_dir.join("webhook-claims.log"),
-        w.claim_window,
-        w.history * webhooks::Store::CLAIMS_PER_DELIVERY,
-    )?;
-    let claims = webhooks::Claims::logged(claims, claimed);
     let store = webhooks::Store::new(w.history, w.history_bytes);
-    let relay = Relay::open(
-        RelayConfig {
-            targets: w.relay.clone(),
-            dir: data_dir.join("webhook-relay"),
-            queue_limit: w.queue_limit,
-            retry_initial: w.retry_initial,
-            retry_max: w.retry_max,
-            max_attempts: w.max_attempts,
-        },
-        store.clone(),
-        tls.clone(),
-    )?;
+    let config = RelayConfig {
+        targets: w.relay.clone(),
+        dir: data_dir.join("webhook-relay"),
+        queue_limit: w.queue_limit,
+        retry_initial: w.retry_initial,
+        retry_max: w.retry_max,
+        max_attempts: w.max_attempts,
+    };
+    let (claims, relay) = match redis {
+        Some(redis) => (
+            webhooks::Claims::on_redis(redis.clone(), w.claim_window),
+            Relay::on_redis(config, store.clone(), tls.clone(), redis.clone()),
+        ),
+        None => {
+            let (claims, claimed) = webhooks::ClaimLog::open(
+                &data_dir.join("webhook-claims.log"),
+                w.claim_window,
+                w.history * webhooks::Store::CLAIMS_PER_DELIVERY,
+            )?;
+            (
+                webhooks::Claims::logged(claims, claimed),
+                Relay::open(config, store.clone(), tls.clone())?,
+            )
+        }
+    };
     let webhooks = Webhooks::new(
         WebhookConfig {
             secret: w.secret.clone(),
@@ -275,9 +306,15 @@ fn faults(
     settings: &Settings,
     registry: &ReconnectRegistry,
     telemetry: &Telemetry,
+    redis: Option<&RedisState>,
 ) -> Result<FaultLayer, Error> {
     let f = &settings.faults;
-    let rules = FaultRules::guarded(f.seed, f.refusal.clone());
+    // On Redis, these rules start the fleet's when it has none yet
+    // (`App::open`).
+    let rules = match redis {
+        Some(redis) => FaultRules::on_redis(f.seed, f.refusal.clone(), redis.clone()),
+        None => FaultRules::guarded(f.seed, f.refusal.clone()),
+    };
     rules
         .install(f.rules.clone())
         .map_err(|e| invalid(format!("faults.{}", e.field), e.reason))?;

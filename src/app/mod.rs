@@ -23,6 +23,8 @@ use crate::reconnect::{ReconnectLayer, ReconnectRegistry};
 use crate::secret::Secret;
 use crate::server::Serving;
 use crate::stack::TargetService;
+use crate::state::fleet::Fleet;
+use crate::state::{RedisState, StateSettings};
 use crate::webhooks::{self, Relay, Webhooks};
 use crate::{reconnect, server};
 
@@ -56,6 +58,15 @@ pub enum Error {
     /// The reconnect state file cannot be used.
     #[error(transparent)]
     State(#[from] reconnect::StateError),
+    /// Redis, where the shared state is kept, cannot be reached at start
+    /// (and `state.require` is true).
+    #[error("state.url ({url}): Redis cannot be reached at start ({reason}); start it, correct state.url, or set state.require = false to start without it and catch up when it is back")]
+    Redis {
+        /// The URL, its password hidden.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Any other I/O failure at startup.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -127,6 +138,9 @@ pub struct App {
     route_names: Vec<std::sync::Arc<str>>,
     route_tokens: Vec<(String, crate::auth::TokenSource)>,
     relay_targets: Vec<http::Uri>,
+    /// Redis, when the state is shared there, with the link of the live
+    /// events to the fleet's.
+    state: Option<(RedisState, Fleet)>,
 }
 
 /// An address as a browser can open it (an unspecified address as loopback).
@@ -141,6 +155,35 @@ pub(super) fn called_by(mut addr: std::net::SocketAddr) -> std::net::SocketAddr 
 }
 
 impl App {
+    /// [`App::build`], then, with the state on Redis, checks that Redis
+    /// answers (refusing to start when it does not and `state.require` is
+    /// set) and loads the fleet's fault rules (or starts them with the
+    /// configured ones when Redis has none). The binary starts this way.
+    pub async fn open(settings: &Settings) -> Result<Self, Error> {
+        let app = Self::build(settings)?;
+        let (Some((redis, _)), StateSettings::Redis(r)) = (&app.state, &settings.state) else {
+            return Ok(app);
+        };
+        match redis.check().await {
+            Ok(()) => {
+                tracing::info!(target: "leanproxy::state", url = %redis.shown_url(), replica = %redis.replica(), "shared state on Redis");
+                if let Err(e) = app.faults().load().await {
+                    tracing::warn!(target: "leanproxy::state", error = %e, "the fleet's fault rules could not be loaded yet; this replica's config rules apply until they are");
+                }
+            }
+            Err(e) if r.require => {
+                return Err(Error::Redis {
+                    url: redis.shown_url().to_string(),
+                    reason: e.detail,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(target: "leanproxy::state", url = %redis.shown_url(), error = %e.detail, "Redis cannot be reached: starting degraded (state.require = false); the shared state catches up when it is back");
+            }
+        }
+        Ok(app)
+    }
+
     /// What leanproxy prints at start: where each listener is, where the proxy
     /// forwards, where webhooks go, and the embedded Mockbank's credentials,
     /// timing and users. The `leanproxy … listening on http://ADDR` lines are
@@ -165,6 +208,13 @@ impl App {
             listeners.admin.local_addr()?,
             admin = called_by(listeners.admin.local_addr()?),
         );
+        if let Some((redis, _)) = &self.state {
+            text.push_str(&format!(
+                "  state: shared on Redis at {} as replica {}\n",
+                redis.shown_url(),
+                redis.replica()
+            ));
+        }
         if self.relay_targets.is_empty() {
             text.push_str("  relay: caught webhooks are kept, not relayed (no webhooks.relay)\n");
         } else {

@@ -40,6 +40,7 @@ impl App {
             route_tokens,
             route_names,
             relay_targets: _,
+            state,
         } = self;
         let admin_addr = listeners.admin.local_addr()?;
         if !admin_addr.ip().is_loopback() && admin_token.is_none() {
@@ -90,6 +91,7 @@ impl App {
         .with_tokens(tokens)
         .with_route_tokens(route_tokens)
         .with_guard(guard)
+        .with_state(state.as_ref().map(|(redis, _)| redis.clone()))
         .with_shutdown(rx.clone())
         .with_listeners(
             called_at(proxy_addr)?,
@@ -103,6 +105,9 @@ impl App {
             let _ = writer_stopped.await;
         }));
         let relays = relay.start();
+        let shared = state.map(|(redis, fleet)| {
+            tokio::spawn(share(redis, fleet, faults.rules().clone(), rx.clone()))
+        });
         let servers = Servers {
             listeners: Listeners {
                 mockbank: None,
@@ -122,12 +127,35 @@ impl App {
         let _ = stop_writer.send(());
         let _ = writer.await;
         for relay in relays {
-            // Queued deliveries stay on disk for the next start.
+            // Queued deliveries stay on disk (or Redis) for the next start.
             relay.abort();
+        }
+        if let Some(shared) = shared {
+            shared.abort();
         }
         registry.flush().await?;
         Ok(())
     }
+}
+
+/// What a replica on Redis runs beside its listeners until shutdown: the
+/// health pings, the notices from the other replicas, the fleet's live
+/// events and the fleet's fault rules.
+async fn share(
+    redis: crate::state::RedisState,
+    fleet: crate::state::fleet::Fleet,
+    faults: crate::fault::FaultRules,
+    rx: watch::Receiver<bool>,
+) {
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::join!(
+        redis.clone().watch_health(stop(rx.clone())),
+        redis.listen(stop(rx.clone())),
+        fleet.run(stop(rx.clone())),
+        faults.follow(stop(rx)),
+    );
 }
 
 /// The listeners with the Mockbank they serve, when it runs.

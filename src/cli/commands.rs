@@ -432,7 +432,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve_until_signal(settings: Settings) -> Result<(), Error> {
-    let app = App::build(&settings)?;
+    let app = App::open(&settings).await?;
     let listeners = Listeners::bind(&settings).await?;
     let shutdown = shutdown_signal();
     // Stable lines on stdout: people and scripts (the tests) read the real ports.

@@ -191,7 +191,11 @@ pub fn tail_line(event: &str, data: &Value, color: bool) -> Option<String> {
         ),
         _ => return None,
     };
-    Some(line)
+    // With several replicas, which one it happened on.
+    Some(match short(data, "replica") {
+        Some(replica) => format!("{line}  @{replica}"),
+        None => line,
+    })
 }
 
 /// A Mockbank control answer for the terminal: the users and entities as
@@ -256,6 +260,11 @@ mod tests {
             line.contains("entity=01234567") && !line.contains('\u{1b}'),
             "{line}"
         );
+        let fleet =
+            serde_json::json!({"rule": "r", "action": "status", "path": "/x", "replica": "web-2"});
+        assert!(tail_line("fault_hit", &fleet, false)
+            .unwrap()
+            .ends_with("  @web-2"));
         let colored = tail_line("exchange", &ex, true).unwrap();
         assert!(colored.contains('\u{1b}'));
         assert!(tail_line(

@@ -16,6 +16,7 @@ mod raw;
 mod reconnect;
 mod routes;
 mod settings;
+mod state;
 mod targets;
 mod tls;
 mod webhooks;
@@ -31,6 +32,7 @@ pub use crate::mockbank::MockbankSettings;
 pub use crate::client::tls::TlsSettings;
 pub use crate::log::LogFormat;
 pub use crate::route::RouteMatch;
+pub use crate::state::{RedisSettings, StateSettings};
 pub use routes::{RawRoute, RouteSettings};
 pub use settings::{
     AdminSettings, AuthSettings, FaultSettings, LogSettings, ProxySettings, ReconnectSettings,
@@ -40,7 +42,10 @@ pub use targets::{
     normal_host, parse_upstream, resolve_target, Target, PRODUCTION_HOSTS, SANDBOX_HOSTS,
 };
 
-pub use raw::{RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawReconnect, RawTls};
+pub use raw::{
+    RawAdmin, RawAuth, RawConfig, RawLog, RawMockbank, RawProxy, RawReconnect, RawState, RawTls,
+};
+pub use state::ENV_REDIS_PASSWORD;
 
 /// Environment variable holding the `lean-app-token`.
 pub const ENV_APP_TOKEN: &str = "LEAN_APP_TOKEN";
@@ -292,6 +297,7 @@ impl Settings {
             &mockbank.webhook_secret,
             env,
         );
+        let state = state::validate(&mut c, raw.state, env);
         let faults = faults::validate(
             &mut c,
             &raw.fault,
@@ -312,6 +318,7 @@ impl Settings {
                 webhooks,
                 faults,
                 routes,
+                state,
             };
             settings.log.requests.known_secrets = settings.secrets();
             Ok(settings)

@@ -41,6 +41,39 @@ pub struct RawConfig {
     pub faults: Vec<crate::fault::RawRule>,
     /// `[[routes]]`: further targets by path prefix or header.
     pub routes: Vec<super::routes::RawRoute>,
+    /// `[state]`
+    pub state: RawState,
+}
+
+/// `[state]`: where the state several replicas share is kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    /// `memory` (each replica its own) or `redis` (shared).
+    pub backend: String,
+    /// `redis://` or `rediss://` URL (may carry the password).
+    pub url: Option<Secret>,
+    /// Prefix of every key and channel.
+    pub prefix: String,
+    /// Longest any request waits on Redis.
+    pub timeout: String,
+    /// This replica's name (unset: host name and process id).
+    pub replica: Option<String>,
+    /// Refuse to start when Redis cannot be reached.
+    pub require: bool,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            url: None,
+            prefix: crate::state::DEFAULT_PREFIX.into(),
+            timeout: "250ms".into(),
+            replica: None,
+            require: true,
+        }
+    }
 }
 
 /// `[fault]`: fault injection.

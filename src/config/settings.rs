@@ -35,6 +35,8 @@ pub struct Settings {
     pub faults: FaultSettings,
     /// Further targets chosen by path prefix or header (`[[routes]]`).
     pub routes: Vec<RouteSettings>,
+    /// Where the state several replicas share is kept (`[state]`).
+    pub state: crate::state::StateSettings,
 }
 
 /// Validated `[fault]` and `[[faults]]`.
@@ -201,6 +203,10 @@ impl Settings {
             m.client_secret.clone(),
             m.webhook_secret.clone(),
         ]);
+        if let crate::state::StateSettings::Redis(r) = &self.state {
+            out.extend(r.password.clone());
+            out.extend(redis_password(r.url.expose()).map(Secret::new));
+        }
         out
     }
 
@@ -235,4 +241,12 @@ impl Settings {
         }
         out
     }
+}
+
+/// The password in a `redis://` URL, when it has one.
+fn redis_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    (!password.is_empty()).then(|| password.to_string())
 }

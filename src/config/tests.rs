@@ -420,3 +420,58 @@ fn webhook_history_bytes_must_be_positive() {
     let s = validate("[webhooks]\nhistory_bytes = 4096\n").unwrap();
     assert_eq!(s.webhooks.history_bytes, 4096);
 }
+
+#[test]
+fn the_state_section_names_its_bad_fields() {
+    let keys =
+        |text: &str| -> Vec<String> { field_errors(text).into_iter().map(|e| e.key).collect() };
+    assert_eq!(keys("[state]\nbackend = \"mongo\"\n"), ["state.backend"]);
+    assert_eq!(keys("[state]\nbackend = \"redis\"\n"), ["state.url"]);
+    assert_eq!(
+        keys("[state]\nbackend = \"redis\"\nurl = \"http://cache:6379\"\ntimeout = \"soon\"\n"),
+        ["state.timeout", "state.url"]
+    );
+    assert_eq!(
+        keys("[state]\nurl = \"redis://cache:6379\"\n"),
+        ["state.url"],
+        "a URL without the redis backend is a mistake"
+    );
+    let errors = field_errors("[state]\nbackend = \"redis\"\nurl = \"ftp://:hunter2@cache\"\n");
+    assert!(!format!("{errors:?}").contains("hunter2"), "{errors:?}");
+}
+
+#[test]
+fn the_redis_password_is_a_secret_from_the_url_or_the_environment() {
+    let text = "[state]\nbackend = \"redis\"\nurl = \"redis://:from-url@cache:6379/2\"\nreplica = \"web-1\"\n";
+    let s = validate(text).unwrap();
+    let crate::state::StateSettings::Redis(r) = &s.state else {
+        panic!("redis settings")
+    };
+    assert_eq!(
+        (r.replica.as_str(), r.require, r.prefix.as_str()),
+        ("web-1", true, "leanproxy:")
+    );
+    assert_eq!(r.timeout, Duration::from_millis(250));
+    assert_eq!(r.shown_url(), "redis://***@cache:6379/2");
+    assert!(!format!("{s:?}").contains("from-url"), "never in Debug");
+    let known: Vec<String> = s.secrets().iter().map(|x| x.expose().to_string()).collect();
+    assert!(
+        known.contains(&"from-url".to_string()),
+        "scrubbed from what is kept"
+    );
+
+    let env = |k: &str| (k == ENV_REDIS_PASSWORD).then(|| "from-env".to_string());
+    let s = Settings::from_raw(parse(text).unwrap(), &env).unwrap();
+    let known: Vec<String> = s.secrets().iter().map(|x| x.expose().to_string()).collect();
+    assert!(known.contains(&"from-env".to_string()));
+    let defaulted =
+        validate("[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1\"\n").unwrap();
+    let crate::state::StateSettings::Redis(r) = &defaulted.state else {
+        panic!("redis settings")
+    };
+    assert!(
+        r.replica.ends_with(&format!("-{}", std::process::id())),
+        "{}",
+        r.replica
+    );
+}

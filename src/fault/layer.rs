@@ -304,7 +304,9 @@ impl FaultSettings {
         }
         let held = self.rules.sticky(entity).await?;
         let still_pending = match &self.registry {
-            Some(registry) => registry.is_pending(entity).await,
+            // Not from a replica's hint: a record another replica is
+            // writing this moment would end the fleet's sticky fault.
+            Some(registry) => registry.is_pending_confirmed(entity).await,
             None => true,
         };
         if !still_pending {

@@ -15,6 +15,8 @@ use super::rule::Rule;
 #[derive(Debug)]
 pub(super) struct Live {
     pub(super) rule: Rule,
+    /// Names this installation's counters; the same on every replica.
+    pub(super) installation: String,
     installed_at: Instant,
     pub(super) installed_wall: DateTime<Utc>,
     /// Matches, applications, what is left of `count`, the `rate_limit`
@@ -30,11 +32,17 @@ pub(super) struct Live {
 }
 
 impl Live {
-    pub(super) fn new(rule: Rule, quota: Arc<dyn RuleQuota>, now: Instant) -> Self {
+    pub(super) fn new(
+        rule: Rule,
+        installation: String,
+        quota: Arc<dyn RuleQuota>,
+        at: (Instant, DateTime<Utc>),
+    ) -> Self {
         Self {
             rule,
-            installed_at: now,
-            installed_wall: Utc::now(),
+            installation,
+            installed_at: at.0,
+            installed_wall: at.1,
             quota,
             retired: AtomicBool::new(false),
             paused: AtomicBool::new(false),

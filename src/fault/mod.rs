@@ -99,11 +99,16 @@
 //! # });
 //! ```
 //!
-//! The counters and quotas are kept by a backend (`quota.rs`): in memory
-//! today, where every evaluation's outcome is known at once.
+//! The counters and quotas are kept by a backend (`quota.rs`): in memory,
+//! where every evaluation's outcome is known at once, or on Redis
+//! (`redis.rs`), shared by several replicas with the rules themselves
+//! (`book.rs`). `probability` is drawn from each replica's own seeded RNG:
+//! with a seed, each replica's sequence is reproducible on its own, not the
+//! fleet's.
 
 mod action;
 mod body;
+mod book;
 mod error;
 mod layer;
 mod live;
@@ -113,6 +118,7 @@ mod quota;
 #[cfg(test)]
 mod quota_contract;
 mod raw;
+mod redis;
 mod rule;
 mod rules;
 mod spec;
@@ -126,6 +132,6 @@ pub use matcher::{Match, PathGlob, RequestFacts};
 pub use preset::{Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
 pub use raw::{RawMatch, RawRule};
 pub use rule::{parse_rule, Rule};
-pub use rules::{Applied, FaultRules, Placement, RuleView};
+pub use rules::{Applied, Edit, Edited, FaultRules, Placement, RuleView};
 pub use spec::{parse_spec, SPEC_HELP};
 pub use value::MAX_DURATION;

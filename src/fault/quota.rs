@@ -9,9 +9,9 @@
 //! sticky synthetic reconnect. The rules themselves, whether one is paused,
 //! and the seeded RNG stay with each replica's [`FaultRules`](super::FaultRules).
 //!
-//! A second backend (Redis: `INCR` and a Lua script for `count` and the
-//! windows, keys named by rule id and installation, a hash of sticky
-//! entities) is a new file implementing these traits, checked by the same
+//! The second backend, for several replicas, is `RedisQuotas` (`redis.rs`:
+//! `INCR` and Lua scripts for `count` and the windows, keys named by rule id
+//! and installation, a hash of sticky entities), checked by the same
 //! contract (`quota_contract.rs`).
 
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ pub(crate) enum Take {
 
 /// An entity held in a sticky synthetic reconnect: every call naming it gets
 /// the same answer until the registry resolves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Sticky {
     /// The rule that made it.
     pub(crate) rule: String,
@@ -92,10 +92,11 @@ pub(crate) trait RuleQuota: Send + Sync + fmt::Debug {
 
 /// The fault rules' counters and quotas, wherever they are kept.
 pub(crate) trait QuotaStore: Send + Sync + fmt::Debug {
-    /// The counters of a rule installed now, with `count` applications when
-    /// it has a `count`. Called when a rule is installed, not per request: a
-    /// network backend names its keys here (by `id` and the installation).
-    fn rule(&self, id: &str, count: Option<u64>) -> Arc<dyn RuleQuota>;
+    /// The counters of the rule `id` in its `installation` (a name each
+    /// installation has, the same on every replica), with `count`
+    /// applications when it has a `count`. Called when a rule is installed,
+    /// not per request: a network backend names its keys here.
+    fn rule(&self, id: &str, installation: &str, count: Option<u64>) -> Arc<dyn RuleQuota>;
 
     /// Counts a request against the `rate_limit` window of the one-off rule
     /// written `key` (an `x-leanproxy-fault` header's text), as
@@ -117,6 +118,13 @@ pub(crate) trait QuotaStore: Send + Sync + fmt::Debug {
     /// answer from memory, so a network backend keeps a local hint (set when
     /// it holds or learns of a hold), erring towards `true`.
     fn holds_any(&self) -> bool;
+
+    /// Brings what [`holds_any`](Self::holds_any) answers from up to date
+    /// (a network backend: whether another replica holds an entity). Called
+    /// about once a second and when a replica says it held one.
+    fn refresh(&self) -> Op<()> {
+        Op::ready(())
+    }
 }
 
 /// Today's backend: everything in memory.
@@ -136,7 +144,7 @@ impl MemoryQuotas {
 }
 
 impl QuotaStore for MemoryQuotas {
-    fn rule(&self, _id: &str, count: Option<u64>) -> Arc<dyn RuleQuota> {
+    fn rule(&self, _id: &str, _installation: &str, count: Option<u64>) -> Arc<dyn RuleQuota> {
         Arc::new(MemoryRuleQuota {
             matched: AtomicU64::new(0),
             applied: AtomicU64::new(0),

@@ -12,7 +12,7 @@ use super::quota::{Counters, MemoryQuotas, QuotaStore, Sticky, Take};
 /// Checks `store`'s operations, starting from an empty store.
 pub(crate) async fn contract(store: &dyn QuotaStore) {
     // A rule's matches, applications and `count`.
-    let rule = store.rule("f-1", Some(2));
+    let rule = store.rule("f-1", "i-1", Some(2));
     assert_eq!(rule.count_match().await, 0);
     assert_eq!(rule.count_match().await, 1, "the matches before this one");
     assert_eq!(rule.take().await, Take::Took);
@@ -27,18 +27,18 @@ pub(crate) async fn contract(store: &dyn QuotaStore) {
             remaining: Some(0)
         }
     );
-    let unlimited = store.rule("f-2", None);
+    let unlimited = store.rule("f-2", "i-1", None);
     assert_eq!(unlimited.take().await, Take::Took);
     assert_eq!(unlimited.counters().await.remaining, None);
 
     // Installed again, a rule starts from nothing.
-    let again = store.rule("f-1", Some(2));
+    let again = store.rule("f-1", "i-2", Some(2));
     assert_eq!(again.counters().await.matched, 0);
 
     // A window lets `limit` requests through, then says when it ends.
     let start = Instant::now();
     let minute = Duration::from_secs(60);
-    let limited = store.rule("q", None);
+    let limited = store.rule("q", "i-1", None);
     for _ in 0..2 {
         assert_eq!(limited.over_quota(2, minute, start).await, None);
     }
@@ -76,5 +76,16 @@ async fn the_memory_backend_keeps_the_contract() {
     let store = MemoryQuotas::new();
     assert!(!store.holds_any());
     contract(&*store).await;
+    assert!(!store.holds_any(), "nothing held once released");
+}
+
+#[tokio::test]
+async fn the_redis_backend_keeps_the_contract() {
+    let Some((_server, redis)) = crate::state::test_redis("contract:").await else {
+        return;
+    };
+    let store = super::redis::RedisQuotas::new(redis);
+    contract(&store).await;
+    store.refresh().await;
     assert!(!store.holds_any(), "nothing held once released");
 }

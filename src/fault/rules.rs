@@ -8,7 +8,7 @@
 //! [`QuotaStore`] (today's: [`MemoryQuotas`], per-rule atomics, so `count` is
 //! exact under any concurrency); randomness comes from one seeded RNG.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::action::{Action, Delay};
+use super::book::{Added, Entry, RuleBook, Shared};
 use super::error::RuleError;
 use super::live::Live;
 use super::matcher::RequestFacts;
@@ -26,6 +27,7 @@ use super::quota::{Counters, MemoryQuotas, QuotaStore, Sticky, Take};
 use super::raw::RawRule;
 use super::rule::Rule;
 use crate::backend::Op;
+use crate::state::Unavailable;
 use crate::sync::lock;
 
 /// A fault to apply to one request, with its random values already drawn.
@@ -92,9 +94,15 @@ fn view(live: &Live, counters: Counters, now: Instant) -> RuleView {
             .ttl
             .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
             .map(|ttl| live.installed_wall + ttl),
-        retired: !live.is_live(now),
+        // Another replica may have taken the last one.
+        retired: !live.is_live(now) || counters.remaining == Some(0),
         paused: live.paused.load(Ordering::Relaxed),
     }
+}
+
+/// A new installation's name.
+fn installation() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// The views of `rules` at `now`.
@@ -168,6 +176,29 @@ pub enum Placement {
     Before(String),
 }
 
+/// A change to the rule set, as the admin API makes it: on every replica
+/// when they share a rule book (see [`FaultRules::edit`]).
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// Adds a rule where the placement says.
+    Add(Box<Rule>, Placement),
+    /// Pauses (`true`) or resumes a rule.
+    Pause(String, bool),
+    /// Removes a rule.
+    Remove(String),
+    /// Removes every rule.
+    Clear,
+}
+
+/// What an [`Edit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edited {
+    /// Added; or whether the rule paused, resumed or removed was there.
+    Done(bool),
+    /// Removed this many rules.
+    Cleared(usize),
+}
+
 /// Handle on the live rule set. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FaultRules {
@@ -184,6 +215,12 @@ struct RuleSet {
     quotas: Arc<dyn QuotaStore>,
     /// Why no rule may be installed (the production guard), when none may.
     refusal: Option<String>,
+    /// The rule set every replica shares, when there is one.
+    book: Option<Arc<dyn RuleBook>>,
+    /// The book's version `rules` was last loaded from.
+    synced: AtomicU64,
+    /// Held while `rules` is loaded from the book.
+    loading: tokio::sync::Mutex<()>,
 }
 
 fn unique<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), RuleError> {
@@ -230,8 +267,43 @@ impl FaultRules {
                 seed,
                 quotas,
                 refusal,
+                book: None,
+                synced: AtomicU64::new(0),
+                loading: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// A rule set shared by every replica on `redis`: its rules (the book),
+    /// counters, quotas and sticky reconnects. Change it with
+    /// [`FaultRules::edit`]; run [`FaultRules::follow`] beside the server.
+    pub fn on_redis(
+        seed: Option<u64>,
+        refusal: Option<String>,
+        redis: crate::state::RedisState,
+    ) -> Self {
+        Self::with_book(
+            seed,
+            refusal,
+            Arc::new(super::redis::RedisQuotas::new(redis.clone())),
+            super::redis::RedisBook::new(redis),
+        )
+    }
+
+    /// [`FaultRules::with_store`], its rules shared with every replica
+    /// through `book`: change them with [`FaultRules::edit`], and run
+    /// [`FaultRules::follow`] to load the others' changes.
+    pub(crate) fn with_book(
+        seed: Option<u64>,
+        refusal: Option<String>,
+        quotas: Arc<dyn QuotaStore>,
+        book: Arc<dyn RuleBook>,
+    ) -> Self {
+        let mut rules = Self::with_store(seed, refusal, quotas);
+        if let Some(set) = Arc::get_mut(&mut rules.inner) {
+            set.book = Some(book);
+        }
+        rules
     }
 
     /// Why no rule may be installed, when none may.
@@ -256,8 +328,18 @@ impl FaultRules {
 
     /// `rule`, installed at `now` with fresh counters.
     fn live(&self, rule: Rule, now: Instant) -> Arc<Live> {
-        let quota = self.inner.quotas.rule(&rule.id, rule.count);
-        Arc::new(Live::new(rule, quota, now))
+        self.installed(rule, installation(), (now, Utc::now()))
+    }
+
+    /// `rule` in `installation`, installed `at`, with its counters.
+    fn installed(
+        &self,
+        rule: Rule,
+        installation: String,
+        at: (Instant, DateTime<Utc>),
+    ) -> Arc<Live> {
+        let quota = self.inner.quotas.rule(&rule.id, &installation, rule.count);
+        Arc::new(Live::new(rule, installation, quota, at))
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Live>>> {
@@ -489,6 +571,172 @@ impl FaultRules {
             delay,
             retry_after_secs,
         })
+    }
+
+    /// Makes `edit`: with a rule book, in the book (every replica loads it
+    /// within a second; this one before it returns), else here. Fails when
+    /// the book cannot be reached (field `state`), and as
+    /// [`add_at`](Self::add_at) does.
+    pub async fn edit(&self, edit: Edit) -> Result<Edited, RuleError> {
+        let Some(book) = self.inner.book.clone() else {
+            return match edit {
+                Edit::Add(rule, placement) => {
+                    self.add_at(*rule, placement).map(|()| Edited::Done(true))
+                }
+                Edit::Pause(id, paused) => Ok(Edited::Done(self.set_paused(&id, paused))),
+                Edit::Remove(id) => Ok(Edited::Done(self.remove(&id))),
+                Edit::Clear => {
+                    let n = self.len();
+                    self.clear();
+                    Ok(Edited::Cleared(n))
+                }
+            };
+        };
+        let unreachable = |e: Unavailable| {
+            RuleError::new(
+                "state",
+                format!(
+                    "the rule set shared on Redis cannot be changed now ({})",
+                    e.detail
+                ),
+            )
+        };
+        let edited = match edit {
+            Edit::Add(rule, placement) => {
+                self.guard()?;
+                let id = rule.id.clone();
+                let before = match &placement {
+                    Placement::Before(id) => id.clone(),
+                    _ => String::new(),
+                };
+                let entry = Entry {
+                    id: id.clone(),
+                    installation: installation(),
+                    installed_at: Utc::now(),
+                    rule: rule.to_raw(),
+                };
+                match book.add(entry, placement).await.map_err(unreachable)? {
+                    Added::Yes => Edited::Done(true),
+                    Added::Taken => {
+                        return Err(RuleError::new("id", format!("`{id}` is already installed")))
+                    }
+                    Added::NoSuchRule => {
+                        return Err(RuleError::new(
+                            "before",
+                            format!("no fault rule `{before}`"),
+                        ))
+                    }
+                }
+            }
+            Edit::Pause(id, paused) => {
+                Edited::Done(book.pause(&id, paused).await.map_err(unreachable)?)
+            }
+            Edit::Remove(id) => Edited::Done(book.remove(&id).await.map_err(unreachable)?),
+            Edit::Clear => Edited::Cleared(
+                book.replace(Vec::new(), false)
+                    .await
+                    .map_err(unreachable)?
+                    .unwrap_or(0),
+            ),
+        };
+        // This replica answers with its change made.
+        let _ = self.load().await;
+        Ok(edited)
+    }
+
+    /// Loads the rule book into this replica's rule set, keeping the rules it
+    /// has (and their counters); with no book yet, starts it with this
+    /// replica's rules (its config's). Nothing without a book.
+    pub(crate) async fn load(&self) -> Result<(), Unavailable> {
+        let Some(book) = self.inner.book.clone() else {
+            return Ok(());
+        };
+        let _one = self.inner.loading.lock().await;
+        let shared = match book.load().await? {
+            Some(shared) => shared,
+            None => {
+                book.replace(self.entries(), true).await?;
+                book.load().await?.unwrap_or_default()
+            }
+        };
+        self.adopt(shared);
+        Ok(())
+    }
+
+    /// This replica's rules as the book keeps them.
+    fn entries(&self) -> Vec<Entry> {
+        self.snapshot()
+            .iter()
+            .map(|l| Entry {
+                id: l.rule.id.clone(),
+                installation: l.installation.clone(),
+                installed_at: l.installed_wall,
+                rule: l.rule.to_raw(),
+            })
+            .collect()
+    }
+
+    /// Makes `shared` this replica's rule set.
+    fn adopt(&self, shared: Shared) {
+        let (now, wall) = (Instant::now(), Utc::now());
+        let version = shared.version;
+        let _ = self.change(|current| {
+            let next = shared
+                .entries
+                .into_iter()
+                .filter_map(|(entry, paused)| {
+                    let live = match current.iter().find(|l| l.installation == entry.installation) {
+                        Some(live) => live.clone(),
+                        None => {
+                            let rule = Rule::from_raw(entry.rule)
+                                .map_err(|e| tracing::warn!(target: "leanproxy::fault", error = %e, "a shared fault rule is not valid here; skipped"))
+                                .ok()?;
+                            let age = (wall - entry.installed_at).to_std().unwrap_or_default();
+                            let at = now.checked_sub(age).unwrap_or(now);
+                            self.installed(rule, entry.installation, (at, entry.installed_at))
+                        }
+                    };
+                    live.paused.store(paused, Ordering::Release);
+                    Some(live)
+                })
+                .collect();
+            Ok((next, ()))
+        });
+        self.inner.synced.store(version, Ordering::SeqCst);
+    }
+
+    /// Loads the rule book whenever a replica changes it (told by Redis, or
+    /// seen within a second), and keeps the sticky reconnects' hint current,
+    /// until `stop` completes. Returns at once without a book.
+    pub async fn follow(self, stop: impl std::future::Future<Output = ()>) {
+        let Some(book) = self.inner.book.clone() else {
+            return;
+        };
+        tokio::pin!(stop);
+        let mut notices = book.changes();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let notice = tokio::select! {
+                () = &mut stop => return,
+                notice = notices.next() => notice,
+                _ = tick.tick() => None,
+            };
+            if notice.as_deref() == Some("sticky") || notice.is_none() {
+                self.inner.quotas.refresh().await;
+            }
+            if notice.as_deref() == Some("sticky") {
+                continue;
+            }
+            let known = self.inner.synced.load(Ordering::SeqCst);
+            match book.version().await {
+                Ok(Some(v)) if v == known => {}
+                Ok(_) => {
+                    let _ = self.load().await;
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Holds `entity` in a sticky synthetic reconnect.

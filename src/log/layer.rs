@@ -307,6 +307,37 @@ struct Finisher {
     response_tap: Tap,
 }
 
+/// An exchange as a live event shows it. `request`: start, method, path;
+/// `answer`: status, Lean status, fault; `timing`: total and upstream
+/// milliseconds.
+fn summary(
+    request: (&chrono::DateTime<chrono::Utc>, &http::Method, &str),
+    notes: &crate::exchange::Notes,
+    answer: (u16, Option<&str>, Option<&str>),
+    request_id: &str,
+    timing: (f64, Option<f64>),
+    bytes: (u64, u64),
+) -> ExchangeSummary {
+    let (status, lean, fault) = answer;
+    let (started_at, method, path) = request;
+    ExchangeSummary {
+        id: request_id.to_string(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        method: method.to_string(),
+        path: path.to_string(),
+        status,
+        lean_status: lean.map(str::to_string),
+        entity_id: notes.entity_id.clone(),
+        reconnect_id: notes.reconnect_id.clone(),
+        fault: fault.map(str::to_string),
+        upstream_ms: timing.1,
+        route: notes.route.as_deref().map(str::to_string),
+        duration_ms: timing.0,
+        bytes_in: bytes.0,
+        bytes_out: bytes.1,
+    }
+}
+
 impl Finisher {
     fn finish(self, completed: bool) {
         let p = self.pending;
@@ -376,24 +407,14 @@ impl Finisher {
         );
         let events = t.events();
         if events.listening() {
-            events.publish(Event::Exchange(ExchangeSummary {
-                id: request_id.to_string(),
-                started_at: p
-                    .started_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                method: p.method.to_string(),
-                path: p.path.clone(),
-                status: self.status,
-                lean_status: lean.as_deref().map(str::to_string),
-                entity_id: notes.entity_id.clone(),
-                reconnect_id: notes.reconnect_id.clone(),
-                fault: self.fault.clone(),
-                upstream_ms: self.upstream.map(|u| (u.as_secs_f64() * 1e6).round() / 1e3),
-                route: notes.route.as_deref().map(str::to_string),
-                duration_ms,
-                bytes_in,
-                bytes_out,
-            }));
+            events.publish(Event::Exchange(summary(
+                (&p.started_at, &p.method, &p.path),
+                &notes,
+                (self.status, lean.as_deref(), self.fault.as_deref()),
+                request_id,
+                (duration_ms, upstream_ms),
+                (bytes_in, bytes_out),
+            )));
         }
         if !t.keeps_records() {
             return;
@@ -429,6 +450,7 @@ impl Finisher {
             completed,
             upstream_error: self.failure.map(Failure::as_str),
             route: notes.route,
+            replica: t.events().replica().cloned(),
         };
         t.keep(record);
     }

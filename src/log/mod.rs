@@ -508,6 +508,7 @@ mod tests {
             completed: true,
             upstream_error: None,
             route: None,
+            replica: None,
         }
     }
 }

@@ -315,6 +315,9 @@ pub struct ExchangeRecord {
     pub upstream_error: Option<&'static str>,
     /// The `[[routes]]` target it went to (none: the default upstream).
     pub route: Option<Arc<str>>,
+    /// The replica that served it, when there are several (`state.replica`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Arc<str>>,
 }
 
 impl ExchangeRecord {

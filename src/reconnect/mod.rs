@@ -43,6 +43,7 @@
 mod inspect;
 mod layer;
 mod record;
+mod redis;
 mod registry;
 mod state_file;
 mod store;

@@ -80,6 +80,15 @@ impl ReconnectRegistry {
         Ok(Self::with_store(MemoryRegistry::open(path, history_limit)?))
     }
 
+    /// A registry on Redis, shared by every replica using the same Redis and
+    /// prefix, keeping `history_limit` resolved records.
+    pub fn on_redis(redis: crate::state::RedisState, history_limit: usize) -> Self {
+        Self::with_store(Arc::new(super::redis::RedisRegistry::new(
+            redis,
+            history_limit,
+        )))
+    }
+
     /// A registry kept by `store`.
     pub(crate) fn with_store(store: Arc<dyn RegistryStore>) -> Self {
         Self {
@@ -125,6 +134,13 @@ impl ReconnectRegistry {
     /// Whether `entity` has a pending reconnect.
     pub fn is_pending(&self, entity: &str) -> Op<bool> {
         self.shared.store.is_pending(entity)
+    }
+
+    /// Whether `entity` has a pending reconnect, asked of where the records
+    /// are kept (with several replicas, not of this replica's hint of them):
+    /// for decisions that end something.
+    pub fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
+        self.shared.store.is_pending_confirmed(entity)
     }
 
     /// Resolves the pending record of `entity`. Returns the resolved record.

@@ -4,10 +4,10 @@
 //! resolved ones, and a state file written atomically (temp file + rename)
 //! after changes, so a restart keeps them.
 //!
-//! A second backend (Redis for several replicas: a record per key with
-//! `EXPIRE` at its `expires_at`, the history a capped list) is a new file
-//! implementing [`RegistryStore`], checked by the same contract as the
-//! memory backend (`store_contract.rs`).
+//! The second backend, for several replicas, is `RedisRegistry`
+//! (`redis.rs`: a record per key with an expiry at its `expires_at`, the
+//! history a capped list), checked by the same contract as the memory
+//! backend (`store_contract.rs`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
@@ -70,6 +70,14 @@ pub(crate) trait RegistryStore: Send + Sync + fmt::Debug {
     /// Whether `entity` has a pending reconnect. Request path.
     fn is_pending(&self, entity: &str) -> Op<bool>;
 
+    /// [`is_pending`](Self::is_pending), asked of where the records are
+    /// kept, past any hint a backend keeps of them: for decisions that end
+    /// something (a sticky reconnect fault). Request path, for requests
+    /// naming an entity held in one.
+    fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
+        self.is_pending(entity)
+    }
+
     /// Resolves the pending record of `entity`, returning it resolved.
     /// Request path (an OK answer), webhooks, admin API.
     fn resolve_entity(&self, entity: &str, by: ResolvedBy) -> Op<Option<Record>>;
@@ -108,6 +116,66 @@ pub(crate) trait RegistryStore: Send + Sync + fmt::Debug {
     /// What the backend runs beside the server until `stop` completes (the
     /// memory backend: its state file's writer); it ends with a last flush.
     fn run(&self, stop: Background) -> Background;
+}
+
+/// A record for a reconnect first seen at `now`, before its first
+/// [`sight`].
+pub(super) fn fresh(s: &Sighting, now: DateTime<Utc>) -> Record {
+    Record {
+        entity_id: s.entity_id.clone(),
+        reconnect_id: s.reconnect_id.clone(),
+        results_id: s.results_id.clone(),
+        api: s.api,
+        path: s.path.clone(),
+        first_seen: now,
+        last_seen: now,
+        hits: 0,
+        calls_while_pending: 0,
+        replaced: 0,
+        expires_at: now + chrono::Duration::days(RECONNECT_ID_DAYS),
+        state: State::Pending,
+        resolved_by: None,
+        resolved_at: None,
+        source: s.source,
+        results_ready_at: None,
+    }
+}
+
+/// Applies a sighting at `now` to the pending record `r` (every backend
+/// does it the same way): what it did, with the record when the registry's
+/// observer is to be told.
+pub(super) fn sight(
+    r: &mut Record,
+    s: Sighting,
+    now: DateTime<Utc>,
+) -> (SightingOutcome, Option<Record>) {
+    // The same reconnect seen through the other API generation: v1 shows
+    // `reconnect_id` + `results_id`, v2 shows the `results_id` alone.
+    let same = r.reconnect_id == s.reconnect_id
+        || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
+        || s.results_id.as_deref() == Some(r.reconnect_id.as_str());
+    let outcome = if r.hits == 0 {
+        SightingOutcome::New
+    } else if !same {
+        r.replaced += 1;
+        SightingOutcome::Replaced
+    } else {
+        SightingOutcome::Repeat
+    };
+    if outcome != SightingOutcome::Repeat || r.reconnect_id == s.reconnect_id {
+        r.reconnect_id = s.reconnect_id;
+        r.results_id = s.results_id;
+    }
+    r.api = s.api;
+    r.path = s.path;
+    r.source = s.source;
+    r.last_seen = now;
+    r.hits += 1;
+    if outcome == SightingOutcome::New {
+        r.first_seen = now;
+    }
+    let told = (outcome != SightingOutcome::Repeat).then(|| r.clone());
+    (outcome, told)
 }
 
 /// Today's backend: pending records in a `DashMap`, a bounded history of
@@ -286,52 +354,8 @@ impl MemoryRegistry {
     fn sighted(&self, s: Sighting) -> (SightingOutcome, Option<Record>) {
         let now = Utc::now();
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
-        let mut entry = self.records.entry(key).or_insert_with(|| Record {
-            entity_id: s.entity_id.clone(),
-            reconnect_id: s.reconnect_id.clone(),
-            results_id: s.results_id.clone(),
-            api: s.api,
-            path: s.path.clone(),
-            first_seen: now,
-            last_seen: now,
-            hits: 0,
-            calls_while_pending: 0,
-            replaced: 0,
-            expires_at: now + chrono::Duration::days(RECONNECT_ID_DAYS),
-            state: State::Pending,
-            resolved_by: None,
-            resolved_at: None,
-            source: s.source,
-            results_ready_at: None,
-        });
-        let r = entry.value_mut();
-        // The same reconnect seen through the other API generation: v1 shows
-        // `reconnect_id` + `results_id`, v2 shows the `results_id` alone.
-        let same = r.reconnect_id == s.reconnect_id
-            || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
-            || s.results_id.as_deref() == Some(r.reconnect_id.as_str());
-        let outcome = if r.hits == 0 {
-            SightingOutcome::New
-        } else if !same {
-            r.replaced += 1;
-            SightingOutcome::Replaced
-        } else {
-            SightingOutcome::Repeat
-        };
-        if outcome != SightingOutcome::Repeat || r.reconnect_id == s.reconnect_id {
-            r.reconnect_id = s.reconnect_id;
-            r.results_id = s.results_id;
-        }
-        r.api = s.api;
-        r.path = s.path;
-        r.source = s.source;
-        r.last_seen = now;
-        r.hits += 1;
-        if outcome == SightingOutcome::New {
-            r.first_seen = now;
-        }
-        let told = (outcome != SightingOutcome::Repeat).then(|| r.clone());
-        (outcome, told)
+        let mut entry = self.records.entry(key).or_insert_with(|| fresh(&s, now));
+        sight(entry.value_mut(), s, now)
     }
 
     /// Resolves the pending record under `key`: it leaves the live map for the

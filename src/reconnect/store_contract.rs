@@ -100,3 +100,18 @@ async fn the_memory_backend_keeps_the_contract() {
     let again = MemoryRegistry::open(&dir.path().join("reconnects.json"), 10).unwrap();
     assert_eq!(again.list().await.len(), 3, "flushed to its state file");
 }
+
+#[tokio::test]
+async fn the_redis_backend_keeps_the_contract() {
+    let Some((_server, redis)) = crate::state::test_redis("contract:").await else {
+        return;
+    };
+    let store = super::redis::RedisRegistry::new(redis.clone(), 10);
+    contract(&store).await;
+    let again = super::redis::RedisRegistry::new(redis, 10);
+    assert_eq!(
+        again.list().await.len(),
+        3,
+        "kept on Redis for every replica"
+    );
+}

@@ -5,9 +5,9 @@
 //! a [`ClaimStore`]. Today's backend, [`MemoryClaims`], keeps the ids in
 //! memory (bounded) and, with a [`ClaimLog`], on disk for a window, so that a
 //! delivery Lean retries after leanproxy restarted is still a duplicate (Lean
-//! retries for about four and a half hours). A second backend (Redis: `SET
-//! NX` with an expiry per claim, the value saying settling or kept) is a new
-//! file implementing [`ClaimStore`], checked by the same contract
+//! retries for about four and a half hours). The second backend, for several
+//! replicas, is `RedisClaims` (`redis_claims.rs`: `SET NX` with an expiry per
+//! claim, the value saying settling or kept), checked by the same contract
 //! (`claims_contract.rs`).
 //!
 //! The [`ClaimLog`] is an append-only file of `<unix seconds> <event id>`
@@ -86,6 +86,13 @@ impl Claims {
             }
         }
         Self::with_store(Arc::new(memory))
+    }
+
+    /// Claims on Redis, shared by every replica, kept for `window`.
+    pub fn on_redis(redis: crate::state::RedisState, window: Duration) -> Self {
+        Self::with_store(Arc::new(super::redis_claims::RedisClaims::new(
+            redis, window,
+        )))
     }
 
     pub(crate) fn with_store(store: Arc<dyn ClaimStore>) -> Self {

@@ -38,3 +38,15 @@ async fn the_memory_backend_keeps_the_contract() {
     let (_, ids) = super::ClaimLog::open(&path, Duration::from_secs(3600), 100).unwrap();
     assert_eq!(ids, ["ev-1", "ev-3"], "the kept ids are on disk");
 }
+
+#[tokio::test]
+async fn the_redis_backend_keeps_the_contract() {
+    let Some((_server, redis)) = crate::state::test_redis("contract:").await else {
+        return;
+    };
+    contract(&super::redis_claims::RedisClaims::new(
+        redis,
+        Duration::from_secs(3600),
+    ))
+    .await;
+}

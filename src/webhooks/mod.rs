@@ -16,6 +16,7 @@
 mod claims;
 #[cfg(test)]
 mod claims_contract;
+mod redis_claims;
 mod relay;
 mod store;
 mod verify;

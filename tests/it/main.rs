@@ -22,6 +22,7 @@ mod observe;
 mod pool;
 mod readme;
 mod reconnect;
+mod replicas;
 mod routes;
 mod stalls;
 mod support;

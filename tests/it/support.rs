@@ -552,7 +552,7 @@ impl Proxy {
             settings.proxy.data_dir = data_dir.to_owned();
             settings.reconnect.state_file = data_dir.join("reconnects.json");
         }
-        let app = App::build(&settings).expect("proxy builds");
+        let app = App::open(&settings).await.expect("proxy builds");
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),

@@ -105,3 +105,15 @@ async fn the_file_backend_keeps_the_contract() {
     let again = FileQueue::open(dir.path(), &targets, 3).unwrap();
     assert_eq!(again.queued().await, 0, "nothing is left on disk");
 }
+
+#[tokio::test]
+async fn the_redis_backend_keeps_the_contract() {
+    let Some((_server, redis)) = crate::state::test_redis("contract:").await else {
+        return;
+    };
+    let targets = ["http://a/".to_string(), "http://b/".to_string()];
+    let store = super::redis::RedisQueue::new(redis.clone(), &targets, 3);
+    contract(&*store).await;
+    let again = super::redis::RedisQueue::new(redis, &targets, 3);
+    assert_eq!(again.queued().await, 0, "nothing is left on Redis");
+}

@@ -15,14 +15,16 @@
 //! (`queue.rs`); today's, [`FileQueue`](file::FileQueue) (`file.rs`), keeps
 //! each delivery as a file in the queue directory, written with `fsync`
 //! before the webhook is answered, and dead letters in `dead/` beside them.
-//! A second backend (Redis Streams: a stream per target read by a consumer
-//! group, a stream of dead letters) is a new file implementing
-//! [`QueueStore`], checked by the same contract (`contract.rs`).
+//! The second backend, for several replicas, is
+//! [`RedisQueue`](redis::RedisQueue) (`redis.rs`: a Redis stream per target
+//! read by a consumer group, one replica at a time per target), checked by
+//! the same contract (`contract.rs`).
 
 #[cfg(test)]
 mod contract;
 mod file;
 mod queue;
+mod redis;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -101,6 +103,19 @@ impl Relay {
         let targets: Vec<String> = config.targets.iter().map(Uri::to_string).collect();
         let queue = file::FileQueue::open(&config.dir, &targets, config.queue_limit)?;
         Ok(Self::with_queue(config, store, tls, queue))
+    }
+
+    /// A relay over `config` whose queue is on Redis, shared by every
+    /// replica (`config.dir` is not used). Inside a Tokio runtime.
+    pub fn on_redis(
+        config: RelayConfig,
+        store: Store,
+        tls: rustls::ClientConfig,
+        redis: crate::state::RedisState,
+    ) -> Self {
+        let targets: Vec<String> = config.targets.iter().map(Uri::to_string).collect();
+        let queue = redis::RedisQueue::new(redis, &targets, config.queue_limit);
+        Self::with_queue(config, store, tls, queue)
     }
 
     /// A relay over `config` whose deliveries are kept by `queue` (its lanes

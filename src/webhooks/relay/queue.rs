@@ -48,6 +48,9 @@ pub enum QueueError {
     /// `queue_limit` deliveries are already waiting.
     #[error("relay queue is full ({0} deliveries waiting)")]
     Full(usize),
+    /// The queue's store (Redis) could not be reached in time.
+    #[error("the relay queue cannot be reached: {0}")]
+    Unavailable(String),
     /// The queue file could not be written.
     #[error("cannot write to the relay queue {}: {source}", path.display())]
     Io {
