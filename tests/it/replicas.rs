@@ -565,6 +565,43 @@ async fn losing_redis_under_load_fails_no_request_and_the_registry_catches_up() 
 }
 
 #[tokio::test]
+async fn a_redis_that_stops_answering_holds_no_request_past_its_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(server) = redis_server() else { return };
+    let (upstream, _) = lean_ok().await;
+    let a = replica(&server, "t:", "a", &upstream, "timeout = \"300ms\"\n").await;
+    add_rule(&a, "status=503 entity_id=e-hang count=100 id=counted").await;
+    let client = h1_client();
+    let url = a.url("/data/v2/accounts?entity_id=e-hang");
+    assert_eq!(
+        get(&client, &url).await.status.as_u16(),
+        503,
+        "counted while Redis answers"
+    );
+    server.freeze();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let r = get(&client, &url).await;
+        slowest = slowest.max(started.elapsed());
+        // The rule cannot count: it lets the request through.
+        assert_eq!(r.status.as_u16(), 200);
+    }
+    server.thaw();
+    eprintln!("Redis frozen: the slowest of 20 requests took {slowest:?}");
+    // One wait of 300 ms finds Redis gone; the calls after it fail at once
+    // for a second, then one waits again. Margin for a busy machine.
+    assert!(slowest < Duration::from_millis(1000), "slowest {slowest:?}");
+    assert!(metric(a.admin, "leanproxy_state_errors_total{op=\"fault_count\"}").await >= 1.0);
+    within(
+        Duration::from_secs(5),
+        "counting again once Redis answers",
+        || async { get(&client, &url).await.status.as_u16() == 503 },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn redis_down_at_start_is_refused_naming_state_url_unless_not_required() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(mut server) = redis_server() else {
