@@ -141,17 +141,6 @@ impl MockbankCore {
     }
 
     fn list_consents(&self, call: &Call<'_>) -> Reply {
-        let number: usize = call
-            .query
-            .get("page_number")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let size: usize = call
-            .query
-            .get("page_size")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100)
-            .clamp(1, 1000);
         let state = self.lock();
         let all: Vec<Value> = state
             .payments
@@ -160,11 +149,13 @@ impl MockbankCore {
             .rev()
             .map(|c| self.consent_json(c, false))
             .collect();
-        let total = all.len();
-        ok(json!({
-            "data": shapes::paginate(&all, number, size),
-            "page": {"number": number, "size": size, "total_elements": total, "total_pages": total.div_ceil(size), "sort": []},
-        }))
+        listing(
+            call,
+            ("page_number", "page_size", 100),
+            "data",
+            &all,
+            Some(json!([])),
+        )
     }
 
     /// `POST /_mockbank/consents/{id}/{authorise|reject|revoke|expire}`:

@@ -39,6 +39,41 @@ pub(super) struct Reply {
     pub(super) body: Value,
 }
 
+/// A listing of the payments families: the page of `all` that the query's
+/// `number_key` and `size_key` ask for (size `default_size` unless given, at
+/// most 1,000), as `{list_key: [...], "page": {...}}`; `sort` is the page's
+/// `sort` when its recorded answer has one.
+pub(super) fn listing(
+    call: &Call<'_>,
+    (number_key, size_key, default_size): (&str, &str, usize),
+    list_key: &str,
+    all: &[Value],
+    sort: Option<Value>,
+) -> Reply {
+    let number: usize = call
+        .query
+        .get(number_key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let size: usize = call
+        .query
+        .get(size_key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_size)
+        .clamp(1, 1000);
+    let total = all.len();
+    let mut page = json!({
+        "number": number,
+        "size": size,
+        "total_elements": total,
+        "total_pages": total.div_ceil(size),
+    });
+    if let Some(sort) = sort {
+        page["sort"] = sort;
+    }
+    ok(json!({list_key: shapes::paginate(all, number, size), "page": page}))
+}
+
 pub(super) fn ok(body: Value) -> Reply {
     Reply {
         status: StatusCode::OK,

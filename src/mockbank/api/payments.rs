@@ -145,17 +145,6 @@ impl MockbankCore {
     }
 
     fn list_intents(&self, call: &Call<'_>) -> Reply {
-        let number: usize = call
-            .query
-            .get("page_number")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let size: usize = call
-            .query
-            .get("page_size")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50)
-            .clamp(1, 1000);
         let state = self.lock();
         let all: Vec<Value> = state
             .payments
@@ -165,16 +154,7 @@ impl MockbankCore {
             .filter(|i| !i.payout)
             .map(|i| self.intent_json(&state, i, IntentView::Listed))
             .collect();
-        let total = all.len();
-        ok(json!({
-            "data": shapes::paginate(&all, number, size),
-            "page": {
-                "number": number,
-                "size": size,
-                "total_elements": total,
-                "total_pages": total.div_ceil(size),
-            },
-        }))
+        listing(call, ("page_number", "page_size", 50), "data", &all, None)
     }
 
     fn create_destination(&self, call: &Call<'_>) -> Result<Reply, Reply> {

@@ -273,17 +273,6 @@ impl MockbankCore {
     }
 
     fn list_payouts(&self, call: &Call<'_>) -> Reply {
-        let number: usize = call
-            .query
-            .get("page_number")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let size: usize = call
-            .query
-            .get("page_size")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50)
-            .clamp(1, 1000);
         let now = self.clock.elapsed();
         let state = self.lock();
         let all: Vec<Value> = state
@@ -316,11 +305,13 @@ impl MockbankCore {
                 }))
             })
             .collect();
-        let total = all.len();
-        ok(json!({
-            "content": shapes::paginate(&all, number, size),
-            "page": {"number": number, "size": size, "total_elements": total, "total_pages": total.div_ceil(size), "sort": null},
-        }))
+        listing(
+            call,
+            ("page_number", "page_size", 50),
+            "content",
+            &all,
+            Some(Value::Null),
+        )
     }
 
     /// A payout payment: a payment's keys and three of its own.

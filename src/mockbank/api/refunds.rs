@@ -156,17 +156,6 @@ impl MockbankCore {
     }
 
     fn list_refunds(&self, call: &Call<'_>) -> Reply {
-        let number: usize = call
-            .query
-            .get("page")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let size: usize = call
-            .query
-            .get("size")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50)
-            .clamp(1, 1000);
         let wanted = call.query.get("status");
         let state = self.lock();
         let all: Vec<Value> = state
@@ -177,11 +166,13 @@ impl MockbankCore {
             .filter(|r| wanted.is_none_or(|w| r.status == w))
             .map(|r| self.refund_json(&state, r, true))
             .collect();
-        let total = all.len();
-        ok(json!({
-            "content": shapes::paginate(&all, number, size),
-            "page": {"number": number, "size": size, "total_elements": total, "total_pages": total.div_ceil(size), "sort": null},
-        }))
+        listing(
+            call,
+            ("page", "size", 50),
+            "content",
+            &all,
+            Some(Value::Null),
+        )
     }
 
     /// A refund as created (`listed`: false) or as listed.

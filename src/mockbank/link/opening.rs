@@ -158,23 +158,7 @@ impl MockbankCore {
             None | Some(Value::Null) => return Err("permissions: required for connect, e.g. [\"identity\", \"accounts\", \"balance\", \"transactions\"]".into()),
             Some(list) => permissions(list, opening.region).map_err(|why| format!("permissions: {why}"))?,
         };
-        if let Some(wanted) = cfg
-            .get("bank_identifier")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
-            let bank = BANKS
-                .iter()
-                .find(|b| b.identifier == wanted)
-                .ok_or_else(|| {
-                    let known: Vec<_> = BANKS.iter().map(|b| b.identifier).collect();
-                    format!(
-                        "bank_identifier: {wanted:?} is not a Mockbank bank; give one of {}",
-                        known.join(", ")
-                    )
-                })?;
-            opening.bank = Some(bank);
-        }
+        opening.bank = chosen_bank(cfg)?;
         self.check_access_token(cfg, customer.id)?;
         opening.customer = Some(customer);
         Ok(())
@@ -221,18 +205,7 @@ impl MockbankCore {
             .cloned()
             .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
         self.check_access_token(cfg, customer.id)?;
-        if let Some(wanted) = cfg
-            .get("bank_identifier")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
-            opening.bank = Some(
-                BANKS
-                    .iter()
-                    .find(|b| b.identifier == wanted)
-                    .ok_or_else(|| format!("bank_identifier: {wanted:?} is not a Mockbank bank"))?,
-            );
-        }
+        opening.bank = chosen_bank(cfg)?;
         opening.customer = Some(customer);
         Ok(())
     }
@@ -293,18 +266,7 @@ impl MockbankCore {
             )
         };
         self.check_access_token(cfg, intent.customer)?;
-        if let Some(wanted) = cfg
-            .get("bank_identifier")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
-            opening.bank = Some(
-                BANKS
-                    .iter()
-                    .find(|b| b.identifier == wanted)
-                    .ok_or_else(|| format!("bank_identifier: {wanted:?} is not a Mockbank bank"))?,
-            );
-        }
+        opening.bank = chosen_bank(cfg)?;
         let shown = serde_json::json!({
             "amount": format!("{:.2}", crate::mockbank::payments::units(intent.amount)),
             "currency": intent.currency,
@@ -342,6 +304,28 @@ impl MockbankCore {
             Scope::Customer(_) => Ok(()),
         }
     }
+}
+
+/// `bank_identifier`, when given: it skips the bank list.
+fn chosen_bank(cfg: &Value) -> Result<Option<&'static crate::mockbank::users::Bank>, Refusal> {
+    let Some(wanted) = cfg
+        .get("bank_identifier")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    BANKS
+        .iter()
+        .find(|b| b.identifier == wanted)
+        .map(Some)
+        .ok_or_else(|| {
+            let known: Vec<_> = BANKS.iter().map(|b| b.identifier).collect();
+            format!(
+                "bank_identifier: {wanted:?} is not a Mockbank bank; give one of {}",
+                known.join(", ")
+            )
+        })
 }
 
 /// `customization`: an object of LinkSDK's keys with plain values. Colours
