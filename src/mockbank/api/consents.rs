@@ -56,12 +56,7 @@ impl MockbankCore {
 
     fn create_consent(&self, call: &Call<'_>) -> Result<Reply, Reply> {
         let body = call.json()?;
-        let text = |k: &str| {
-            body.get(k)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
+        let text = |k: &str| field(&body, k);
         let customer = parse_uuid(
             "customer_id",
             &text("customer_id").ok_or_else(|| missing("customer_id"))?,

@@ -74,6 +74,14 @@ pub(super) fn listing(
     ok(json!({list_key: shapes::paginate(all, number, size), "page": page}))
 }
 
+/// The string `key` of a JSON request object, unless absent or blank.
+pub(super) fn field(body: &Value, key: &str) -> Option<String> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_string)
+}
+
 pub(super) fn ok(body: Value) -> Reply {
     Reply {
         status: StatusCode::OK,

@@ -159,12 +159,7 @@ impl MockbankCore {
 
     fn create_destination(&self, call: &Call<'_>) -> Result<Reply, Reply> {
         let body = call.json()?;
-        let text = |k: &str| {
-            body.get(k)
-                .and_then(Value::as_str)
-                .filter(|v| !v.trim().is_empty())
-                .map(str::to_string)
-        };
+        let text = |k: &str| field(&body, k);
         let iban = text("iban")
             .ok_or_else(|| missing("iban"))?
             .replace(' ', "");

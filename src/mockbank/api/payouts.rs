@@ -99,12 +99,7 @@ impl MockbankCore {
             .ok_or_else(|| invalid("body", "give a non-empty array of destinations"))?;
         let mut made = Vec::new();
         for item in items {
-            let text = |k: &str| {
-                item.get(k)
-                    .and_then(Value::as_str)
-                    .filter(|v| !v.trim().is_empty())
-                    .map(str::to_string)
-            };
+            let text = |k: &str| field(item, k);
             let iban = text("iban")
                 .ok_or_else(|| missing("iban"))?
                 .replace(' ', "");
