@@ -113,12 +113,27 @@ impl MockbankCore {
         let wall = self.clock.now();
         let refreshed = entity.created;
         let account = |id: &Uuid| user.accounts.iter().find(|a| a.id == *id);
+        // A page of `total` items, shaped: `items` holds only the page's.
+        let v2_page =
+            |kind: &str, key: &str, items: Vec<Value>, total: usize, p: &PageReq, extra: Value| {
+                let mut data =
+                    json!({"type": kind, key: null, "page": page(p.number, p.size, total)});
+                data[key] = Value::Array(items); // moved in (see `shapes::v2_ok`)
+                if let (Some(obj), Value::Object(extra)) = (data.as_object_mut(), extra) {
+                    obj.extend(extra);
+                }
+                shapes::v2_ok(kind, data, results_id, wall, refreshed)
+            };
         let v2_list = |kind: &str, key: &str, items: Vec<Value>, p: &PageReq, extra: Value| {
-            let mut data = json!({"type": kind, key: paginate(&items, p.number, p.size), "page": page(p.number, p.size, items.len())});
-            if let (Some(obj), Value::Object(extra)) = (data.as_object_mut(), extra) {
-                obj.extend(extra);
-            }
-            shapes::v2_ok(kind, data, results_id, wall, refreshed)
+            let total = items.len();
+            v2_page(
+                kind,
+                key,
+                paginate(items, p.number, p.size),
+                total,
+                p,
+                extra,
+            )
         };
         match request {
             DataRequest::V1Accounts => shapes::v1_ok(shapes::v1_accounts(user), results_id, wall),
@@ -160,18 +175,25 @@ impl MockbankCore {
                 };
                 let (items, key, extra) = match resource {
                     Resource::Transactions => {
-                        let items = a
-                            .transactions
-                            .iter()
-                            .rev()
-                            .filter(|t| {
-                                range.0.is_none_or(|s| t.date >= s)
-                                    && range.1.is_none_or(|e| t.date <= e)
-                            })
-                            .enumerate()
+                        // Only the page is shaped: an account's history runs to
+                        // thousands of transactions, a page to 50.
+                        let matching = a.transactions.iter().rev().filter(|t| {
+                            range.0.is_none_or(|s| t.date >= s)
+                                && range.1.is_none_or(|e| t.date <= e)
+                        });
+                        let total = matching.clone().count();
+                        let items = paginate(matching.enumerate(), p.number, p.size)
+                            .into_iter()
                             .map(|(i, t)| shapes::v2_transaction(entity.id, a, t, i))
                             .collect();
-                        (items, "transactions", Value::Null)
+                        return v2_page(
+                            resource.kind(),
+                            "transactions",
+                            items,
+                            total,
+                            p,
+                            Value::Null,
+                        );
                     }
                     Resource::Balances => (
                         shapes::v2_balances(entity.id, a, wall),

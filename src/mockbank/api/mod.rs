@@ -496,7 +496,7 @@ impl MockbankCore {
         let p = call.page("page_number", "page_size")?;
         let state = self.lock();
         let data: Vec<Value> = paginate(&state.customers, p.number, p.size)
-            .iter()
+            .into_iter()
             .map(customer_json)
             .collect();
         Ok(ok(
