@@ -169,7 +169,9 @@ impl MockbankCore {
                                     && range.1.is_none_or(|e| t.date <= e)
                             })
                             .enumerate()
-                            .map(|(i, t)| shapes::v2_transaction(entity.id, a, t, i))
+                            .map(|(i, t)| {
+                                shapes::v2_transaction(user.bank.region, entity.id, a, t, i)
+                            })
                             .collect();
                         (items, "transactions", Value::Null)
                     }
@@ -183,19 +185,23 @@ impl MockbankCore {
                         "identities",
                         json!({"account_id": null}),
                     ),
-                    Resource::Beneficiaries => {
-                        (shapes::v2_beneficiaries(a), "beneficiaries", Value::Null)
-                    }
-                    Resource::DirectDebits => {
-                        (shapes::v2_direct_debits(a), "direct_debits", Value::Null)
-                    }
+                    Resource::Beneficiaries => (
+                        shapes::v2_beneficiaries(user.bank.region, a),
+                        "beneficiaries",
+                        Value::Null,
+                    ),
+                    Resource::DirectDebits => (
+                        shapes::v2_direct_debits(user.bank.region, a),
+                        "direct_debits",
+                        Value::Null,
+                    ),
                     Resource::ScheduledPayments => (
-                        shapes::v2_scheduled_payments(a),
+                        shapes::v2_scheduled_payments(user.bank.region, a),
                         "scheduled_payments",
                         Value::Null,
                     ),
                     Resource::StandingOrders => (
-                        shapes::v2_standing_orders(a),
+                        shapes::v2_standing_orders(user.bank.region, a),
                         "standing_orders",
                         Value::Null,
                     ),
