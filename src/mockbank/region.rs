@@ -440,23 +440,6 @@ pub(super) fn saudi_id(first: char, body: &str) -> String {
     format!("{nine}{}", (10 - sum % 10) % 10)
 }
 
-/// Whether `id` passes the Luhn check.
-#[cfg(test)]
-fn luhn(id: &str) -> bool {
-    let sum: u32 = id
-        .chars()
-        .rev()
-        .filter_map(|c| c.to_digit(10))
-        .enumerate()
-        .map(|(i, d)| match (i % 2, d * 2) {
-            (1, x) if x > 9 => x - 9,
-            (1, x) => x,
-            _ => d,
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,15 +460,9 @@ mod tests {
 
     #[test]
     fn saudi_ids_have_ten_digits_and_a_luhn_check_digit() {
-        let id = saudi_id('1', "23456789");
-        assert_eq!(id.len(), 10);
-        assert!(luhn(&id), "{id}");
-        assert!(id.starts_with('1'));
-        let iqama = saudi_id('2', "00000000");
-        assert!(luhn(&iqama), "{iqama}");
-        let mut changed: Vec<char> = id.chars().collect();
-        changed[3] = if changed[3] == '9' { '0' } else { '9' };
-        assert!(!luhn(&changed.into_iter().collect::<String>()));
+        // Check digits worked out by hand (Luhn over the first nine).
+        assert_eq!(saudi_id('1', "23456789"), "1234567897");
+        assert_eq!(saudi_id('2', "00000000"), "2000000006");
     }
 
     #[test]

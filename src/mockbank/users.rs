@@ -281,18 +281,9 @@ fn identity(rng: &mut ChaCha8Rng, region: Region) -> Identity {
             digits(rng, 7),
             digits(rng, 1)
         ),
-        birth_date: NaiveDate::from_ymd_opt(
-            rng.random_range(1960..2004),
-            rng.random_range(1..13),
-            rng.random_range(1..29),
-        )
-        .unwrap_or_default(),
+        birth_date: birth_date(rng),
         gender: pick(rng, &["M", "F"]),
-        email: format!(
-            "{}.{}@example.ae",
-            first.to_lowercase(),
-            last.to_lowercase().replace(' ', "")
-        ),
+        email: email(first, last, "ae"),
         mobile: format!("9715{}", digits(rng, 8)),
         address: Address {
             line: format!("{apartment}, {building}, {street}, {town}, UAE"),
@@ -307,7 +298,25 @@ fn identity(rng: &mut ChaCha8Rng, region: Region) -> Identity {
     }
 }
 
-/// A KSA identity: a four-part name (given, father's, family), a national id
+fn birth_date(rng: &mut ChaCha8Rng) -> NaiveDate {
+    NaiveDate::from_ymd_opt(
+        rng.random_range(1960..2004),
+        rng.random_range(1..13),
+        rng.random_range(1..29),
+    )
+    .unwrap_or_default()
+}
+
+/// `first.last@example.<tld>`
+fn email(first: &str, last: &str, tld: &str) -> String {
+    format!(
+        "{}.{}@example.{tld}",
+        first.to_lowercase(),
+        last.to_lowercase().replace(' ', "")
+    )
+}
+
+/// A KSA identity: a three-part name (given, father's, family), a national id
 /// (`1…`) or iqama (`2…`) with its check digit, a `+966 5…` mobile and a
 /// Saudi national address (building number, street, district, city, postal
 /// code).
@@ -325,18 +334,9 @@ fn saudi_identity(rng: &mut ChaCha8Rng, name: [&str; 3], place: (&str, &str)) ->
         full_name: format!("{first} {father} {family}"),
         short_name: format!("{first} {family}"),
         national_id: region::saudi_id(resident, &digits(rng, 8)),
-        birth_date: NaiveDate::from_ymd_opt(
-            rng.random_range(1960..2004),
-            rng.random_range(1..13),
-            rng.random_range(1..29),
-        )
-        .unwrap_or_default(),
+        birth_date: birth_date(rng),
         gender: pick(rng, &["M", "F"]),
-        email: format!(
-            "{}.{}@example.sa",
-            first.to_lowercase(),
-            family.to_lowercase().replace(' ', "")
-        ),
+        email: email(first, family, "sa"),
         mobile: format!("9665{}", digits(rng, 8)),
         address: Address {
             line: format!("{building} {street}, {district}, {town} {postal_code}, Saudi Arabia"),

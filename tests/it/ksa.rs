@@ -250,3 +250,18 @@ async fn ksa_insights_have_the_shapes_of_leans_ksa_collection() {
         assert_eq!(answer["type"], recorded["type"], "{path}");
     }
 }
+
+#[test]
+fn an_unknown_region_is_refused_naming_the_key_or_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qatar.toml");
+    std::fs::write(&path, "[mockbank]\nregion = \"qatar\"\n").unwrap();
+    let (code, _, stderr) =
+        crate::support::run_binary(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("mockbank.region"), "{stderr}");
+    assert!(stderr.contains("\"uae\", \"ksa\""), "{stderr}");
+    let (code, _, stderr) = crate::support::run_binary(&["mockbank", "--region", "qatar"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--region"), "{stderr}");
+}

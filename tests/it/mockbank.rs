@@ -352,6 +352,7 @@ async fn users_behave_in(region: Region) {
     let users = flow.get("/_mockbank/users").await.json();
     assert_eq!(users["users"].as_array().unwrap().len(), 5);
     assert_eq!(users["otp"], "1111");
+    assert_eq!(users["region"], region.name());
 
     let no_otp = flow.link("no_otp_user").await;
     let corporate = flow.link("corporate_user").await;

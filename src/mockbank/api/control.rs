@@ -115,7 +115,9 @@ impl MockbankCore {
             ["users"] => {
                 allow(m, &[M::GET])?;
                 let users: Vec<Value> = self.users.iter().map(user_json).collect();
-                Ok(ok(json!({"otp": OTP, "users": users})))
+                Ok(ok(
+                    json!({"otp": OTP, "region": self.region(), "users": users}),
+                ))
             }
             ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
             ["payment-sources" | "payments"] | ["link", "intent" | "defaults" | "customer"] => {
