@@ -265,3 +265,53 @@ fn an_unknown_region_is_refused_naming_the_key_or_the_flag() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--region"), "{stderr}");
 }
+
+#[tokio::test]
+async fn links_sa_scripts_list_the_ksa_banks() {
+    let ksa = Ksa::start("mockbank-ksa").await;
+    let base = format!("http://{}", ksa.proxy.mockbank_addr.unwrap());
+    let customer = send(
+        &ksa.client,
+        post_json(format!("{base}/_mockbank/link/customer"), json!({})),
+    )
+    .await
+    .json();
+    let banks_of = |region: &'static str| {
+        let (client, base, customer) = (&ksa.client, base.clone(), customer.clone());
+        async move {
+            let opened = send(
+                client,
+                post_json(
+                    format!("{base}/link/v1/sessions"),
+                    json!({
+                        "generation": "v2", "region": region, "method": "connect",
+                        "app_token": "mockbank-app-token",
+                        "customer_id": customer["customer_id"],
+                        "access_token": customer["access_token"],
+                        "permissions": ["identity", "accounts", "balance", "transactions"],
+                    }),
+                ),
+            )
+            .await;
+            assert_eq!(opened.status, 201, "{:?}", opened.json());
+            let id = opened.json()["session_id"].as_str().unwrap().to_string();
+            let view = crate::support::get(client, &format!("{base}/link/v1/sessions/{id}")).await;
+            assert_eq!(view.status, 200, "{:?}", view.json());
+            view.json()["banks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["identifier"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let sa = banks_of("sa").await;
+    let expected: Vec<String> = Region::Ksa
+        .banks()
+        .iter()
+        .map(|b| b.identifier.to_string())
+        .collect();
+    assert_eq!(sa, expected);
+    assert_eq!(sa[0], "LEA1_SAMAOB_SAU");
+    assert!(banks_of("ae").await.iter().all(|b| b.ends_with("_UAE")));
+}
