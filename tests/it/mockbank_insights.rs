@@ -425,7 +425,24 @@ async fn an_insight_waits_for_the_reconnect_like_a_data_call() {
 
 #[tokio::test]
 async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
-    let flow = Flow::start().await;
+    verifications_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn ksa_verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
+    verifications_in(Region::Ksa).await;
+}
+
+async fn verifications_in(region: Region) {
+    let flow = Flow::start_in(region).await;
+    let country = region.country();
+    // Another IBAN of the country (Lean's documented KSA sample account for
+    // SA), and a scenario account (zeros ending in 03: closed).
+    let (unknown_iban, iban_length) = match region {
+        Region::Uae => ("AE070331234567890123456", 23),
+        Region::Ksa => ("SA0380000000608010167519", 24),
+    };
+    let closed_iban = format!("{country}07{}03", "0".repeat(iban_length - 6));
     let entity = flow.link("no_otp_user").await;
     let accounts = flow
         .ok(&format!("/data/v2/accounts?entity_id={entity}"))
@@ -448,7 +465,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
 
     let verify = |iban: String, ids: Value| {
         let body = json!({
-            "country_code": "AE",
+            "country_code": country,
             "type": "PERSONAL",
             "account_details": {"type": "IBAN", "value": iban},
             "identifications": ids,
@@ -491,7 +508,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
     );
 
     let unknown = verify(
-        "AE070331234567890123456".into(),
+        unknown_iban.into(),
         json!([{"type": "FULL_NAME", "value": full_name}]),
     )
     .await;
@@ -499,7 +516,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
     assert_eq!(unknown.json()["status"], "DATA_NOT_FOUND");
 
     let closed = verify(
-        "AE070000000000000000003".into(),
+        closed_iban.clone(),
         json!([{"type": "FULL_NAME", "value": "Closed Holder"}]),
     )
     .await
