@@ -203,8 +203,14 @@ pub(super) fn v2_balances(entity: Uuid, a: &Account, at: DateTime<Utc>) -> Vec<V
         .collect()
 }
 
-/// The entity-level v2 identity.
+/// The entity-level v2 identity. Lean's KSA sandbox answers it in the
+/// account holder's shape (its recorded example: `national_id` null, the
+/// gender, `street_address` and `post_code`, an `account_role`), the
+/// national id or iqama in `party_number`.
 pub(super) fn v2_identity(entity: Uuid, user: &TestUser) -> Value {
+    if user.bank.region == Region::Ksa {
+        return v2_account_identity(entity, user);
+    }
     let id = &user.identity;
     json!({
         "entity_id": entity,

@@ -2,7 +2,7 @@
 //! identities and accounts, the KSA banks, the webhooks in the shapes of Lean's
 //! KSA samples (`../shared/lean-postman/webhooks/KSA-*.json`) and the KSA-only
 //! insights in the shapes of Lean's KSA collection (the recorded examples'
-//! shapes are in `fixtures/ksa-insights.json`, which says where they came
+//! shapes are in `fixtures/ksa-recorded.json`, which says where they came
 //! from). The flows UAE and KSA share (payments, maintenance, consent expiry,
 //! insights adding up) run in both regions in `mockbank.rs` and
 //! `mockbank_insights.rs`.
@@ -127,7 +127,13 @@ async fn the_named_target_serves_saudi_users_banks_and_accounts_in_sar() {
         .ok(&format!("/data/v2/identity?entity_id={entity}"))
         .await;
     let person = &identity["data"]["identities"][0];
-    let national_id = person["national_id"].as_str().unwrap();
+    // Lean's KSA identity carries the id in `party_number` (`national_id` is
+    // null there); v1's `national_identity_number` is the same.
+    let national_id = person["party_number"].as_str().unwrap();
+    let v1 = ksa
+        .post("/data/v1/identity", json!({"entity_id": entity}))
+        .await;
+    assert_eq!(v1["payload"]["national_identity_number"], national_id);
     assert_eq!(national_id.len(), 10, "{national_id}");
     assert!(matches!(&national_id[..1], "1" | "2"), "{national_id}");
     assert!(luhn(national_id), "{national_id}");
@@ -135,7 +141,8 @@ async fn the_named_target_serves_saudi_users_banks_and_accounts_in_sar() {
         .as_str()
         .unwrap()
         .starts_with("9665"));
-    assert_eq!(person["address"]["country"], "SA");
+    assert_eq!(person["address"]["country"], "Saudi Arabia");
+    assert!(person["address"]["post_code"].as_str().unwrap().len() == 5);
     assert!(person["address"]["address_line"]
         .as_str()
         .unwrap()
@@ -228,12 +235,16 @@ const RECORDED_NULLS: &str =
     "the recorded credit obligations are of a user without loans or cards (Lean answers null there); \
      the Mockbank's multi_account_user has both";
 
+fn recorded() -> Value {
+    serde_json::from_str(include_str!("fixtures/ksa-recorded.json")).unwrap()
+}
+
 #[tokio::test]
 async fn ksa_insights_have_the_shapes_of_leans_ksa_collection() {
-    let fixtures: Value = serde_json::from_str(include_str!("fixtures/ksa-insights.json")).unwrap();
+    let fixtures = recorded();
     let ksa = Ksa::start("mockbank-ksa").await;
     let entity = ksa.link("multi_account_user").await;
-    let examples = fixtures["examples"].as_object().unwrap();
+    let examples = fixtures["insights"].as_object().unwrap();
     assert_eq!(examples.len(), 4);
     for (path, recorded) in examples {
         let answer = ksa
@@ -249,6 +260,32 @@ async fn ksa_insights_have_the_shapes_of_leans_ksa_collection() {
         assert_eq!(diff, Vec::<String>::new(), "{path} ({RECORDED_NULLS})");
         assert_eq!(answer["type"], recorded["type"], "{path}");
     }
+}
+
+#[tokio::test]
+async fn ksa_data_answers_have_the_shapes_of_leans_ksa_collection() {
+    let fixtures = recorded();
+    let ksa = Ksa::start("mockbank-ksa").await;
+    let entity = ksa.link("no_otp_user").await;
+    let accounts = ksa
+        .ok(&format!("/data/v2/accounts?entity_id={entity}"))
+        .await;
+    let account = accounts["data"]["accounts"][0]["account_id"]
+        .as_str()
+        .unwrap();
+    let examples = fixtures["data"].as_object().unwrap();
+    assert_eq!(examples.len(), 6);
+    let mut problems = Vec::new();
+    for (path, recorded) in examples {
+        let path = path.replace("{account_id}", account);
+        let answer = ksa.ok(&format!("/{path}?entity_id={entity}")).await;
+        problems.extend(
+            shape_diff(recorded, &answer)
+                .into_iter()
+                .map(|d| format!("{path}: {d}")),
+        );
+    }
+    assert_eq!(problems, Vec::<String>::new());
 }
 
 #[test]

@@ -486,7 +486,11 @@ async fn verifications_in(region: Region) {
 
     let by_id = verify(
         iban.clone(),
-        json!([{"type": "NATIONAL_ID", "value": identity["national_id"]}]),
+        // KSA's identity has the id in `party_number` (`national_id` null).
+        json!([{"type": "NATIONAL_ID", "value": match region {
+            Region::Uae => &identity["national_id"],
+            Region::Ksa => &identity["party_number"],
+        }}]),
     )
     .await
     .json();
