@@ -168,6 +168,9 @@ pub(super) struct MockbankArgs {
     /// Mockbank listen address (overrides mockbank.listen).
     #[arg(long, value_name = "ADDR")]
     pub(super) listen: Option<String>,
+    /// Which of Lean's sandboxes it emulates, uae or ksa (overrides mockbank.region).
+    #[arg(long, value_name = "REGION")]
+    pub(super) region: Option<String>,
 }
 
 /// What to do to a running Mockbank (alone, or embedded in the proxy).

@@ -278,6 +278,18 @@ fn mockbank(args: MockbankArgs) -> ExitCode {
             }
         }
     }
+    if let Some(region) = args.region {
+        match crate::mockbank::Region::ALL
+            .into_iter()
+            .find(|r| r.name() == region)
+        {
+            Some(r) => settings.mockbank.region = r,
+            None => {
+                eprintln!("leanproxy: --region: `{region}` is not one of uae, ksa");
+                return ExitCode::from(2);
+            }
+        }
+    }
     crate::log::install_tracing(settings.log.format);
     let runtime = match runtime(settings.proxy.workers) {
         Ok(rt) => rt,

@@ -3,9 +3,18 @@
 
 use super::raw::RawMockbank;
 use super::{parse_upstream, Checker, MockbankSettings, Secret};
+use crate::mockbank::Region;
 
-/// Validates `[mockbank]`.
-pub(super) fn validate(c: &mut Checker, m: &RawMockbank) -> MockbankSettings {
+/// The values `mockbank.region` takes.
+const REGIONS: &[(&str, Region)] = &[("uae", Region::Uae), ("ksa", Region::Ksa)];
+
+/// Validates `[mockbank]`; `named` is the region `proxy.upstream` names
+/// (`mockbank-ksa`), which `mockbank.region` must not contradict.
+pub(super) fn validate(
+    c: &mut Checker,
+    m: &RawMockbank,
+    named: Option<Region>,
+) -> MockbankSettings {
     let non_empty = |c: &mut Checker, key: &str, v: &str| {
         if v.trim().is_empty() {
             c.fail(key, "must not be empty");
@@ -18,8 +27,27 @@ pub(super) fn validate(c: &mut Checker, m: &RawMockbank) -> MockbankSettings {
             format!("{} is not a positive number", m.time_scale),
         );
     }
+    let region = match (m.region.as_deref(), named) {
+        (None, named) => named.unwrap_or_default(),
+        (Some(value), named) => {
+            let chosen = c.choice("mockbank.region", value, REGIONS);
+            if let (Some(chosen), Some(named)) = (chosen, named) {
+                if chosen != named {
+                    c.fail(
+                        "mockbank.region",
+                        format!(
+                            "`{value}` contradicts proxy.upstream = \"mockbank-{}\"; set one of them",
+                            named.name()
+                        ),
+                    );
+                }
+            }
+            chosen.or(named).unwrap_or_default()
+        }
+    };
     MockbankSettings {
         listen: c.addr("mockbank.listen", &m.listen),
+        region,
         seed: m.seed,
         inactivity: c.duration("mockbank.inactivity", &m.inactivity),
         corporate_session: c.duration("mockbank.corporate_session", &m.corporate_session),

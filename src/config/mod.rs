@@ -281,7 +281,11 @@ impl Settings {
         );
         let admin = admin::validate(&mut c, raw.admin, env);
         let log = log::validate(&mut c, &raw.log);
-        let mockbank = mockbank::validate(&mut c, &raw.mockbank);
+        let mockbank = mockbank::validate(
+            &mut c,
+            &raw.mockbank,
+            target.as_ref().and_then(|t| t.mockbank_region),
+        );
         let mut auth = auth;
         // The token the proxy sends the embedded Mockbank when `[auth]` sets
         // none (which the Mockbank then accepts instead of its own).

@@ -275,6 +275,8 @@ impl Default for RawLog {
 pub struct RawMockbank {
     /// Listener address.
     pub listen: String,
+    /// `uae` or `ksa` (absent: the target's, else `uae`).
+    pub region: Option<String>,
     /// Seed of the test users.
     pub seed: u64,
     /// Inactivity after which OTP users must reconnect.
@@ -305,6 +307,7 @@ impl Default for RawMockbank {
     fn default() -> Self {
         Self {
             listen: DEFAULT_MOCKBANK_LISTEN.into(),
+            region: None,
             seed: 7,
             inactivity: "10m".into(),
             corporate_session: "5m".into(),

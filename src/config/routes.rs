@@ -76,16 +76,20 @@ pub(super) fn validate(
                 c.fail(&key("upstream"), "required");
                 None
             }
-            "mockbank" => {
-                c.fail(
-                    &key("upstream"),
-                    "a route cannot target the embedded Mockbank; give its URL or a Lean target",
-                );
-                None
-            }
-            u => resolve_target(u)
-                .map_err(|e| c.fail(&key("upstream"), e))
-                .ok(),
+            u => match resolve_target(u) {
+                Ok(t) if t.base.is_none() => {
+                    c.fail(
+                        &key("upstream"),
+                        "a route cannot target the embedded Mockbank; give its URL or a Lean target",
+                    );
+                    None
+                }
+                Ok(t) => Some(t),
+                Err(e) => {
+                    c.fail(&key("upstream"), e);
+                    None
+                }
+            },
         };
         if target.as_ref().is_some_and(|t| t.mtls) && !has_client_identity {
             c.fail(&key("upstream"), super::targets::MTLS_REQUIRED);

@@ -3,6 +3,8 @@
 
 use http::Uri;
 
+use crate::mockbank::Region;
+
 /// Lean's sandbox hosts: header faults are on by default in front of them.
 pub const SANDBOX_HOSTS: [&str; 4] = [
     "sandbox.leantech.me",
@@ -28,22 +30,32 @@ pub struct Target {
     pub token_url: Option<Uri>,
     /// Whether Lean requires a client certificate (mTLS) there.
     pub mtls: bool,
+    /// The embedded Mockbank's region when the name says it
+    /// (`mockbank-ksa`); `None`: `mockbank.region` decides.
+    pub mockbank_region: Option<Region>,
 }
 
-/// Resolves `mockbank`, `sandbox-uae`, `sandbox-ksa`, `production-uae`,
-/// `production-ksa` (hosts from Lean's documentation) or any URL.
+/// Resolves `mockbank`, `mockbank-uae`, `mockbank-ksa` (the embedded
+/// Mockbank standing in for Lean's sandbox of that region), `sandbox-uae`,
+/// `sandbox-ksa`, `production-uae`, `production-ksa` (hosts from Lean's
+/// documentation) or any URL.
 pub fn resolve_target(value: &str) -> Result<Target, String> {
     let preset = |base: &str, token: &str, mtls: bool| Target {
         base: base.parse().ok(),
         token_url: token.parse().ok(),
         mtls,
+        mockbank_region: None,
+    };
+    let mockbank = |region: Option<Region>| Target {
+        base: None,
+        token_url: None,
+        mtls: false,
+        mockbank_region: region,
     };
     Ok(match value {
-        "mockbank" => Target {
-            base: None,
-            token_url: None,
-            mtls: false,
-        },
+        "mockbank" => mockbank(None),
+        "mockbank-uae" => mockbank(Some(Region::Uae)),
+        "mockbank-ksa" => mockbank(Some(Region::Ksa)),
         "sandbox-uae" => preset(
             "https://sandbox.leantech.me",
             "https://auth.sandbox.leantech.me/oauth2/token",
@@ -66,7 +78,7 @@ pub fn resolve_target(value: &str) -> Result<Target, String> {
         ),
         url => {
             let base = parse_upstream(url).map_err(|e| {
-                format!("{e} (or one of mockbank, sandbox-uae, sandbox-ksa, production-uae, production-ksa)")
+                format!("{e} (or one of mockbank, mockbank-uae, mockbank-ksa, sandbox-uae, sandbox-ksa, production-uae, production-ksa)")
             })?;
             let host = normal_host(&base);
             // Lean's v1 production hosts need mTLS; api2 (OAuth) does not.
@@ -75,6 +87,7 @@ pub fn resolve_target(value: &str) -> Result<Target, String> {
                 base: Some(base),
                 token_url: None,
                 mtls,
+                mockbank_region: None,
             }
         }
     })

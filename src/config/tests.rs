@@ -475,3 +475,37 @@ fn the_redis_password_is_a_secret_from_the_url_or_the_environment() {
         r.replica
     );
 }
+
+#[test]
+fn mockbank_region_is_uae_by_default_and_ksa_when_asked_or_named() {
+    use crate::mockbank::Region;
+    assert_eq!(validate("").unwrap().mockbank.region, Region::Uae);
+    let ksa = validate("[mockbank]\nregion = \"ksa\"\n").unwrap();
+    assert_eq!(ksa.mockbank.region, Region::Ksa);
+    // The named target stands the embedded Mockbank in for Lean's KSA sandbox.
+    let named = validate("[proxy]\nupstream = \"mockbank-ksa\"\n").unwrap();
+    assert!(named.proxy.upstream.is_none(), "the embedded Mockbank");
+    assert_eq!(named.mockbank.region, Region::Ksa);
+    let both = "[proxy]\nupstream = \"mockbank-ksa\"\n[mockbank]\nregion = \"ksa\"\n";
+    assert_eq!(validate(both).unwrap().mockbank.region, Region::Ksa);
+}
+
+#[test]
+fn a_wrong_or_contradicting_mockbank_region_is_refused_naming_the_field() {
+    let errors = field_errors("[mockbank]\nregion = \"qatar\"\n");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].key, "mockbank.region");
+    assert!(
+        errors[0].reason.contains("\"uae\", \"ksa\""),
+        "{}",
+        errors[0]
+    );
+    let errors =
+        field_errors("[proxy]\nupstream = \"mockbank-ksa\"\n[mockbank]\nregion = \"uae\"\n");
+    assert_eq!(errors[0].key, "mockbank.region");
+    assert!(errors[0].reason.contains("mockbank-ksa"), "{}", errors[0]);
+    // A route cannot target the embedded Mockbank by any of its names.
+    let errors =
+        field_errors("[[routes]]\nname = \"k\"\nprefix = \"/ksa\"\nupstream = \"mockbank-ksa\"\n");
+    assert_eq!(errors[0].key, "routes[0].upstream");
+}

@@ -1,4 +1,5 @@
-//! The embedded Mockbank: an offline emulation of Lean's sandbox.
+//! The embedded Mockbank: an offline emulation of Lean's sandbox, UAE's or
+//! KSA's ([`Region`], `mockbank.region`; what differs is in `region.rs`).
 //!
 //! It answers Lean's API (customers, entities, banks, v1 and v2 data, results,
 //! refreshes, verifications, insights, `/oauth2/token`) with the shapes
@@ -47,6 +48,7 @@ pub mod clock;
 mod insights;
 mod link;
 mod payments;
+pub mod region;
 mod shapes;
 mod state;
 pub mod users;
@@ -63,6 +65,7 @@ use std::time::Duration;
 use http::{header, HeaderValue, Request, Response, Uri};
 
 pub use clock::Clock;
+pub use region::Region;
 pub use users::{Behaviour, TestUser, OTP};
 pub use webhooks::Delivery;
 
@@ -83,6 +86,8 @@ const MAX_BODY: usize = 1 << 20;
 pub struct MockbankSettings {
     /// Listener address.
     pub listen: SocketAddr,
+    /// Which of Lean's sandboxes it emulates (`mockbank.region`).
+    pub region: Region,
     /// Seed of the test users.
     pub seed: u64,
     /// OTP users are de-authenticated after this long without a data call.
@@ -132,7 +137,8 @@ impl Mockbank {
     /// background task); fails only if the TLS roots for https webhook URLs
     /// cannot be set up.
     pub fn new(settings: MockbankSettings, clock: Clock) -> Result<Self, TlsError> {
-        let users = users::test_users(settings.seed, clock.now().date_naive());
+        let region = settings.region;
+        let users = users::test_users(settings.seed, clock.now().date_naive(), region);
         let webhooks = WebhookSender::new(
             settings.webhook_url.clone(),
             settings.webhook_secret.clone(),
@@ -147,7 +153,7 @@ impl Mockbank {
                 settings,
                 clock,
                 users,
-                state: Mutex::new(State::new()),
+                state: Mutex::new(State::new(region)),
                 webhooks,
                 link_sessions: link::Sessions::default(),
             }),
@@ -216,16 +222,22 @@ impl Mockbank {
                 humantime::format_duration(Duration::from_secs_f64(60.0 / s.time_scale))
             )
         };
+        let (sandbox, path) = match s.region {
+            Region::Uae => ("UAE", "ae"),
+            Region::Ksa => ("KSA", "sa"),
+        };
         let mut text = format!(
-            "Mockbank (offline Lean sandbox) on {url}\n  \
+            "Mockbank (offline Lean {sandbox} sandbox, {} and {}) on {url}\n  \
              Link in the browser: open {url}/ (LinkSDK boilerplate); scripts: \
-             {url}/link/sdk/web/v2/prod/ae/latest/Lean.min.js (LeanV2), \
-             {url}/link/loader/prod/ae/latest/lean-link-loader.min.js (Lean)\n  \
+             {url}/link/sdk/web/v2/prod/{path}/latest/Lean.min.js (LeanV2), \
+             {url}/link/loader/prod/{path}/latest/lean-link-loader.min.js (Lean)\n  \
              lean-app-token: {}\n  \
              OAuth: POST {url}/oauth2/token client_id={} client_secret={}\n  \
              webhooks: {} (signed with {})\n  \
              inactivity: {}, corporate session: {}, {scale}, OTP: {OTP}\n  \
              test users (GET {url}/_mockbank/users):\n",
+            s.region.currency(),
+            s.region.mock_bank().identifier,
             shown(
                 &s.app_token,
                 DEFAULT_APP_TOKEN,
@@ -258,6 +270,11 @@ impl Mockbank {
             ));
         }
         text
+    }
+
+    /// The region it emulates.
+    pub fn region(&self) -> Region {
+        self.inner.settings.region
     }
 
     /// Where its webhooks go when configured (`mockbank.webhook_url`).

@@ -15,6 +15,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::region::Region;
+
 /// Where an application's payments are paid to.
 #[derive(Debug, Clone)]
 pub(super) struct Destination {
@@ -38,28 +40,54 @@ impl Destination {
     /// The local account number inside the IBAN (after the country, check
     /// digits and bank code).
     pub(super) fn account_number(&self) -> &str {
-        self.iban.get(7..).unwrap_or_default()
+        self.iban
+            .get(4 + self.bank_code_len()..)
+            .unwrap_or_default()
     }
 
     /// A SWIFT code for the IBAN's bank code.
     pub(super) fn swift_code(&self) -> String {
-        format!("MOCK{}AEXXX", self.iban.get(4..7).unwrap_or("000"))
+        let country = self.iban.get(..2).unwrap_or("AE");
+        let code = self.iban.get(4..4 + self.bank_code_len()).unwrap_or("000");
+        format!("MOCK{code}{country}XXX")
+    }
+
+    /// Saudi IBANs have a two-digit bank code, UAE ones three.
+    fn bank_code_len(&self) -> usize {
+        if self.iban.starts_with("SA") {
+            2
+        } else {
+            3
+        }
     }
 }
 
-/// The destination every Mockbank starts with (Lean's sandbox apps have one).
-pub(super) fn default_destination() -> Destination {
+/// The destination every Mockbank starts with (Lean's sandbox apps have one),
+/// in the region's country and currency.
+pub(super) fn default_destination(region: Region) -> Destination {
+    let (iban, address, city) = match region {
+        Region::Uae => (
+            "AE070331234567890123456".to_string(),
+            "Sheikh Zayed Road",
+            "Dubai",
+        ),
+        Region::Ksa => (
+            super::region::saudi_iban("80", "001234567890123456"),
+            "King Fahd Road",
+            "Riyadh",
+        ),
+    };
     Destination {
         id: Uuid::from_u128(0x6d6f636b_6261_6e6b_6465_737431000001),
-        bank_identifier: "MOCKBANK_UAE".into(),
+        bank_identifier: region.destination_bank().into(),
         name: "Mockbank Merchant LLC".into(),
         display_name: "Mockbank Merchant".into(),
-        iban: "AE070331234567890123456".into(),
-        address: "Sheikh Zayed Road".into(),
-        city: "Dubai".into(),
-        country: "ARE".into(),
+        iban,
+        address: address.into(),
+        city: city.into(),
+        country: region.country3().into(),
         bank_type: "RETAIL".into(),
-        currency: "AED".into(),
+        currency: region.currency().into(),
         default: true,
         postal_code: String::new(),
     }
@@ -276,8 +304,15 @@ pub(super) struct Payments {
 
 impl Default for Payments {
     fn default() -> Self {
+        Self::new(Region::Uae)
+    }
+}
+
+impl Payments {
+    /// What a Mockbank of `region` starts with: its default destination.
+    pub(super) fn new(region: Region) -> Self {
         Self {
-            destinations: vec![default_destination()],
+            destinations: vec![default_destination(region)],
             intents: Vec::new(),
             payments: Vec::new(),
             sources: Vec::new(),
@@ -341,6 +376,14 @@ mod tests {
         assert_eq!(fils(&json!(0)), None);
         assert_eq!(fils(&json!(-3)), None);
         assert_eq!(fils(&json!("5")), None);
-        assert_eq!(default_destination().account_number(), "1234567890123456");
+        assert_eq!(
+            default_destination(Region::Uae).account_number(),
+            "1234567890123456"
+        );
+        let ksa = default_destination(Region::Ksa);
+        assert_eq!(ksa.account_number(), "001234567890123456");
+        assert_eq!(ksa.swift_code(), "MOCK80SAXXX");
+        assert!(super::super::region::iban_valid(&ksa.iban));
+        assert_eq!(ksa.currency, "SAR");
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::region::Region;
 use super::users::{Account, Bank, SubType, TestUser, Txn};
 
 /// Nanosecond timestamp (`2026-05-13T19:42:30.487549603Z`), as on envelopes.
@@ -134,7 +135,13 @@ fn indicator(fils: i64) -> &'static str {
 }
 
 /// A v2 transaction; `index` is its position in the newest-first list.
-pub(super) fn v2_transaction(entity: Uuid, a: &Account, t: &Txn, index: usize) -> Value {
+pub(super) fn v2_transaction(
+    region: Region,
+    entity: Uuid,
+    a: &Account,
+    t: &Txn,
+    index: usize,
+) -> Value {
     json!({
         "entity_id": entity,
         "account_id": a.id,
@@ -170,7 +177,7 @@ pub(super) fn v2_transaction(entity: Uuid, a: &Account, t: &Txn, index: usize) -
         "creditor_agent": null,
         "debtor_account": null,
         "debtor_agent": null,
-        "local_time_zone": "UTC+04:00",
+        "local_time_zone": region.time_zone(),
         "transaction_type": t.kind,
         "sub_transaction_type": if t.credit { "DEPOSIT" } else { "WITHDRAWAL" },
         "payment_modes": null,
@@ -205,8 +212,14 @@ pub(super) fn v2_balances(entity: Uuid, a: &Account, at: DateTime<Utc>) -> Vec<V
         .collect()
 }
 
-/// The entity-level v2 identity.
+/// The entity-level v2 identity. Lean's KSA sandbox answers it in the
+/// account holder's shape (its recorded example: `national_id` null, the
+/// gender, `street_address` and `post_code`, an `account_role`), the
+/// national id or iqama in `party_number`.
 pub(super) fn v2_identity(entity: Uuid, user: &TestUser) -> Value {
+    if user.bank.region == Region::Ksa {
+        return v2_account_identity(entity, user);
+    }
     let id = &user.identity;
     json!({
         "entity_id": entity,
@@ -232,7 +245,7 @@ pub(super) fn v2_identity(entity: Uuid, user: &TestUser) -> Value {
             "town_name": id.address.town,
             "region": id.address.region,
             "po_box": id.address.po_box,
-            "country": "AE",
+            "country": user.bank.region.country(),
         },
         "account_role": null,
         "party_type": "UNSUPPORTED",
@@ -262,7 +275,7 @@ pub(super) fn v2_account_identity(entity: Uuid, user: &TestUser) -> Value {
             "area": null,
             "town_name": id.address.town,
             "region": id.address.region,
-            "country": "United Arab Emirates",
+            "country": user.bank.region.country_name(),
             "post_code": id.address.po_box,
             "po_box": null,
             "street_address": id.address.street,
@@ -280,8 +293,15 @@ pub(super) fn v2_account_identity(entity: Uuid, user: &TestUser) -> Value {
 }
 
 /// Beneficiaries of an account (two, derived from the account).
-pub(super) fn v2_beneficiaries(a: &Account) -> Vec<Value> {
-    [("Khalid Al Nuaimi", "Khalid Nuaimi", "EBILAEAD", "Emirates NBD"), ("Priya Nair", "Priya Nair", "NBADAEAA", "First Abu Dhabi Bank")]
+pub(super) fn v2_beneficiaries(region: Region, a: &Account) -> Vec<Value> {
+    let town = match region {
+        Region::Uae => "Dubai",
+        Region::Ksa => "Riyadh",
+    };
+    let country = region.country_name();
+    region
+        .people()
+        .beneficiaries
         .iter()
         .enumerate()
         .map(|(i, (name, short, bic, bank))| {
@@ -296,19 +316,19 @@ pub(super) fn v2_beneficiaries(a: &Account) -> Vec<Value> {
                     "identification": bic,
                     "name": bank,
                     "postal_address": {
-                        "address_line": "P.O. Box 777, Dubai",
+                        "address_line": format!("P.O. Box 777, {town}"),
                         "address_type": "BUSINESS",
                         "building_number": "777",
-                        "country": "United Arab Emirates",
+                        "country": country,
                         "department": null,
                         "post_code": "00000",
                         "street_name": null,
                         "sub_department": null,
-                        "town_name": "Dubai",
+                        "town_name": town,
                         "country_sub_division": null,
                     },
                 },
-                "creditor_account": {"scheme_name": "IBAN", "identification": format!("AE07{}{}", bic.len(), &a.number), "name": short},
+                "creditor_account": {"scheme_name": "IBAN", "identification": format!("{}07{}{}", region.country(), bic.len(), &a.number), "name": short},
                 "reference": "FAMILY SUPPORT",
                 "supplementary_data": null,
                 "regional_data": null,
@@ -318,8 +338,10 @@ pub(super) fn v2_beneficiaries(a: &Account) -> Vec<Value> {
 }
 
 /// Direct debits of an account.
-pub(super) fn v2_direct_debits(a: &Account) -> Vec<Value> {
-    [("DEWA", 48_250), ("Etisalat", 39_900)]
+pub(super) fn v2_direct_debits(region: Region, a: &Account) -> Vec<Value> {
+    region
+        .people()
+        .direct_debits
         .iter()
         .enumerate()
         .map(|(i, (name, fils))| {
@@ -339,7 +361,8 @@ pub(super) fn v2_direct_debits(a: &Account) -> Vec<Value> {
 }
 
 /// Scheduled payments of an account.
-pub(super) fn v2_scheduled_payments(a: &Account) -> Vec<Value> {
+pub(super) fn v2_scheduled_payments(region: Region, a: &Account) -> Vec<Value> {
+    let bic = region.people().beneficiaries[0].2;
     [120_000i64, 75_000]
         .iter()
         .enumerate()
@@ -352,8 +375,8 @@ pub(super) fn v2_scheduled_payments(a: &Account) -> Vec<Value> {
                 "debtor_reference": format!("RENT{}{i}", &a.number[..6]),
                 "reference": null,
                 "instructed_amount": amount(a.currency, *fils),
-                "creditor_agent": {"scheme_name": "BICFI", "identification": "EBILAEAD"},
-                "creditor_account": {"scheme_name": "IBAN", "identification": format!("AE44033{}", &a.number), "name": null},
+                "creditor_agent": {"scheme_name": "BICFI", "identification": bic},
+                "creditor_account": {"scheme_name": "IBAN", "identification": format!("{}44033{}", region.country(), &a.number), "name": null},
                 "regional_data": null,
             })
         })
@@ -361,7 +384,8 @@ pub(super) fn v2_scheduled_payments(a: &Account) -> Vec<Value> {
 }
 
 /// Standing orders of an account.
-pub(super) fn v2_standing_orders(a: &Account) -> Vec<Value> {
+pub(super) fn v2_standing_orders(region: Region, a: &Account) -> Vec<Value> {
+    let bic = region.people().beneficiaries[0].2;
     let at = |days: i64| {
         ts_ms(
             (a.opened + chrono::Duration::days(days))
@@ -391,7 +415,7 @@ pub(super) fn v2_standing_orders(a: &Account) -> Vec<Value> {
                 "last_payment_amount": amount(a.currency, *fils),
                 "next_payment_amount": amount(a.currency, *fils),
                 "final_payment_amount": amount(a.currency, *fils),
-                "creditor_agent": {"scheme_name": "BICFI", "identification": "EBILAEAD"},
+                "creditor_agent": {"scheme_name": "BICFI", "identification": bic},
                 "creditor_account": null,
                 "regional_data": null,
             })
@@ -497,12 +521,12 @@ pub(super) fn bank(b: &Bank, up: bool) -> Value {
         "arabic_name": null,
         "commercial_name": b.name,
         "commercial_name_arabic": null,
-        "logo": "https://cdn.leantech.me/img/banks/white-lean.png",
-        "logo_alt": "https://cdn.leantech.me/img/banks/white-lean.svg",
+        "logo": b.logo,
+        "logo_alt": b.logo.replace(".png", ".svg"),
         "main_color": b.main_color,
         "background_color": "#ffffff",
         "theme": "light",
-        "country_code": "ARE",
+        "country_code": b.region.country3(),
         "active": true,
         "mock": true,
         "traits": ["auth-redirect"],
@@ -510,7 +534,7 @@ pub(super) fn bank(b: &Bank, up: bool) -> Value {
         "supported_account_sub_types": ["CURRENT", "SAVINGS", "CREDIT"],
         "bank_type": b.bank_type,
         "swift_code": b.swift_code,
-        "transfer_limits": [{"currency": "AED", "min": 5, "max": 50000}],
+        "transfer_limits": [{"currency": b.region.currency(), "min": 5, "max": 50000}],
         "international_transfer_limits": [],
         "international_destinations": [],
         "account_type": b.account_type,
@@ -607,7 +631,7 @@ pub(super) fn entity(
 /// `bank_details` in entity webhooks.
 pub(super) fn bank_details(b: &Bank) -> Value {
     json!({
-        "logo": "https://cdn.leantech.me/img/banks/white-lean.png",
+        "logo": b.logo,
         "name": b.name,
         "bank_type": b.bank_type,
         "identifier": b.identifier,

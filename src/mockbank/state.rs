@@ -245,13 +245,15 @@ pub(super) struct State {
 impl State {
     /// The state a Mockbank starts with: every bank that is not
     /// `data_available` is down.
-    pub(super) fn new() -> Self {
+    pub(super) fn new(region: super::Region) -> Self {
         Self {
-            banks_down: super::users::BANKS
+            banks_down: region
+                .banks()
                 .iter()
                 .filter(|b| !b.data_available)
                 .map(|b| b.identifier)
                 .collect(),
+            payments: super::payments::Payments::new(region),
             ..Self::default()
         }
     }

@@ -11,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::region::{self, Employer, Region, KSA_EMPLOYERS};
+
 /// The OTP every sandbox challenge accepts.
 pub const OTP: &str = "1111";
 
@@ -73,40 +75,13 @@ pub struct Bank {
     pub swift_code: &'static str,
     /// Brand colour.
     pub main_color: &'static str,
+    /// Logo URL.
+    pub logo: &'static str,
+    /// Its region.
+    pub region: Region,
     /// Whether data calls work (false: maintenance).
     pub data_available: bool,
 }
-
-/// The banks Mockbank lists, in `/banks/v1/` order.
-pub static BANKS: [Bank; 3] = [
-    Bank {
-        identifier: "LEAN_OF_RETAIL_UAE",
-        name: "Lean Open Finance MockBank",
-        bank_type: "RETAIL",
-        account_type: "PERSONAL",
-        swift_code: "MOCKAE01",
-        main_color: "#1beb75",
-        data_available: true,
-    },
-    Bank {
-        identifier: "LEAN_OF_CORPORATE_UAE",
-        name: "Lean Open Finance Corporate MockBank",
-        bank_type: "CORPORATE",
-        account_type: "BUSINESS",
-        swift_code: "MOCKAE02",
-        main_color: "#0b5cff",
-        data_available: true,
-    },
-    Bank {
-        identifier: "LEAN_OF_MAINTENANCE_UAE",
-        name: "Lean Open Finance Maintenance MockBank",
-        bank_type: "RETAIL",
-        account_type: "PERSONAL",
-        swift_code: "MOCKAE03",
-        main_color: "#ff8a00",
-        data_available: false,
-    },
-];
 
 /// Kind of account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,47 +231,13 @@ pub struct TestUser {
     pub behaviour: Behaviour,
     /// The user's bank.
     pub bank: &'static Bank,
+    /// Who pays their salary (KSA users; UAE salaries say `SALARY CREDIT`).
+    pub employer: Option<&'static Employer>,
     /// Who they are.
     pub identity: Identity,
     /// Their accounts.
     pub accounts: Vec<Account>,
 }
-
-const FIRST: [&str; 12] = [
-    "Angelika", "Omar", "Fatima", "Rahul", "Mae", "Yousef", "Layla", "Daniel", "Aisha", "Karim",
-    "Sofia", "Hamdan",
-];
-const MIDDLE: [&str; 6] = ["Art", "Salem", "Noor", "Darlene", "Ali", "Grace"];
-const LAST: [&str; 10] = [
-    "Jacobs",
-    "Al Mansouri",
-    "Haddad",
-    "Menon",
-    "Zulauf",
-    "Khoury",
-    "Rahman",
-    "Fischer",
-    "Nasser",
-    "Okafor",
-];
-const MERCHANTS: [(&str, &str, &str); 10] = [
-    ("Carrefour", "5411", "POS"),
-    ("Emaar", "6513", "BILL_PAYMENTS"),
-    ("Noon", "5399", "ONLINE_PURCHASE"),
-    ("Talabat", "5814", "ONLINE_PURCHASE"),
-    ("DEWA", "4900", "BILL_PAYMENTS"),
-    ("Etisalat", "4814", "BILL_PAYMENTS"),
-    ("ADNOC", "5541", "POS"),
-    ("Starbucks", "5814", "POS"),
-    ("Amazon.ae", "5942", "ONLINE_PURCHASE"),
-    ("Careem", "4121", "ONLINE_PURCHASE"),
-];
-const TOWNS: [(&str, &str); 4] = [
-    ("Dubai", "Dubai"),
-    ("Abu Dhabi", "Abu Dhabi"),
-    ("Sharjah", "Sharjah"),
-    ("Al Ain", "Abu Dhabi"),
-];
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
     items[rng.random_range(0..items.len())]
@@ -318,19 +259,17 @@ fn letters(rng: &mut ChaCha8Rng, n: usize) -> String {
         .collect()
 }
 
-fn identity(rng: &mut ChaCha8Rng) -> Identity {
-    let first = pick(rng, &FIRST);
-    let middle = pick(rng, &MIDDLE);
-    let last = pick(rng, &LAST);
-    let (town, region) = pick(rng, &TOWNS);
-    let building = format!(
-        "{} Tower",
-        pick(rng, &["Marina", "Burj", "Al Noor", "Palm"])
-    );
-    let street = format!(
-        "{} Street",
-        pick(rng, &["Sheikh Zayed", "Al Wasl", "Hamdan", "Corniche"])
-    );
+fn identity(rng: &mut ChaCha8Rng, region: Region) -> Identity {
+    let people = region.people();
+    let first = pick(rng, people.first);
+    let middle = pick(rng, people.middle);
+    let last = pick(rng, people.last);
+    let (town, province) = pick(rng, people.towns);
+    if region == Region::Ksa {
+        return saudi_identity(rng, [first, middle, last], (town, province));
+    }
+    let building = format!("{} Tower", pick(rng, people.buildings));
+    let street = format!("{} Street", pick(rng, people.streets));
     let apartment = format!("{}", rng.random_range(101..2400));
     let po_box = digits(rng, 5);
     Identity {
@@ -342,18 +281,9 @@ fn identity(rng: &mut ChaCha8Rng) -> Identity {
             digits(rng, 7),
             digits(rng, 1)
         ),
-        birth_date: NaiveDate::from_ymd_opt(
-            rng.random_range(1960..2004),
-            rng.random_range(1..13),
-            rng.random_range(1..29),
-        )
-        .unwrap_or_default(),
+        birth_date: birth_date(rng),
         gender: pick(rng, &["M", "F"]),
-        email: format!(
-            "{}.{}@example.ae",
-            first.to_lowercase(),
-            last.to_lowercase().replace(' ', "")
-        ),
+        email: email(first, last, "ae"),
         mobile: format!("9715{}", digits(rng, 8)),
         address: Address {
             line: format!("{apartment}, {building}, {street}, {town}, UAE"),
@@ -362,15 +292,73 @@ fn identity(rng: &mut ChaCha8Rng) -> Identity {
             street: street.clone(),
             area: street,
             town: town.into(),
-            region: region.into(),
+            region: province.into(),
             po_box,
         },
     }
 }
 
-/// A Luhn-free but well-formed UAE IBAN: `AE` + 2 check digits + 3 bank + 16 account.
-fn iban(rng: &mut ChaCha8Rng, number: &str) -> String {
-    format!("AE{}033{number}", digits(rng, 2))
+fn birth_date(rng: &mut ChaCha8Rng) -> NaiveDate {
+    NaiveDate::from_ymd_opt(
+        rng.random_range(1960..2004),
+        rng.random_range(1..13),
+        rng.random_range(1..29),
+    )
+    .unwrap_or_default()
+}
+
+/// `first.last@example.<tld>`
+fn email(first: &str, last: &str, tld: &str) -> String {
+    format!(
+        "{}.{}@example.{tld}",
+        first.to_lowercase(),
+        last.to_lowercase().replace(' ', "")
+    )
+}
+
+/// A KSA identity: a three-part name (given, father's, family), a national id
+/// (`1…`) or iqama (`2…`) with its check digit, a `+966 5…` mobile and a
+/// Saudi national address (building number, street, district, city, postal
+/// code).
+fn saudi_identity(rng: &mut ChaCha8Rng, name: [&str; 3], place: (&str, &str)) -> Identity {
+    let [first, father, family] = name;
+    let (town, province) = place;
+    let people = Region::Ksa.people();
+    let building = digits(rng, 4);
+    let street = pick(rng, people.streets).to_string();
+    let district = format!("{} District", pick(rng, people.buildings));
+    let unit = format!("{}", rng.random_range(1..40));
+    let postal_code = format!("{}{}", rng.random_range(1..10), digits(rng, 4));
+    let resident = if rng.random_bool(0.25) { '2' } else { '1' };
+    Identity {
+        full_name: format!("{first} {father} {family}"),
+        short_name: format!("{first} {family}"),
+        national_id: region::saudi_id(resident, &digits(rng, 8)),
+        birth_date: birth_date(rng),
+        gender: pick(rng, &["M", "F"]),
+        email: email(first, family, "sa"),
+        mobile: format!("9665{}", digits(rng, 8)),
+        address: Address {
+            line: format!("{building} {street}, {district}, {town} {postal_code}, Saudi Arabia"),
+            building,
+            apartment: unit,
+            street,
+            area: district,
+            town: town.into(),
+            region: province.into(),
+            po_box: postal_code,
+        },
+    }
+}
+
+/// An IBAN of the region: UAE's is well-formed (`AE` + 2 digits + 3 bank +
+/// 16 account); KSA's has valid check digits (`SA` + 2 check + `80`, the
+/// mock bank's code as in Lean's KSA sample, + 18 account).
+fn iban(rng: &mut ChaCha8Rng, region: Region, number: &str) -> String {
+    match region {
+        Region::Uae => format!("AE{}033{number}", digits(rng, 2)),
+        Region::Ksa => region::saudi_iban("80", number),
+    }
 }
 
 /// A transaction before it is booked: amount, credit, description, merchant, kind.
@@ -382,86 +370,41 @@ type Posting = (
     &'static str,
 );
 
-fn account(rng: &mut ChaCha8Rng, sub_type: SubType, today: NaiveDate, months: i64) -> Account {
-    let number = digits(rng, 16);
+/// What shapes an account's transactions beyond its kind: the region (its
+/// merchants and currency), the user's employer (KSA salaries name it) and
+/// the monthly finance installment of KSA current accounts.
+#[derive(Clone, Copy)]
+struct Plan {
+    region: Region,
+    employer: Option<&'static Employer>,
+}
+
+fn account(
+    rng: &mut ChaCha8Rng,
+    sub_type: SubType,
+    today: NaiveDate,
+    months: i64,
+    plan: Plan,
+) -> Account {
+    let number = digits(rng, if plan.region == Region::Ksa { 18 } else { 16 });
     let start = today - Days::days(30 * months);
     let (opening_balance, credit_limit) = match sub_type {
         SubType::Current => (rng.random_range(500_000..2_500_000), None),
         SubType::Savings => (rng.random_range(1_000_000..9_000_000), None),
         SubType::CreditCard => (-rng.random_range(50_000..400_000), Some(2_500_000)),
     };
+    // KSA current accounts repay a personal finance every month.
+    let installment = match (plan.region, sub_type) {
+        (Region::Ksa, SubType::Current) => rng.random_range(80_000..240_000),
+        _ => 0,
+    };
     let mut balance = opening_balance;
     let mut transactions = Vec::new();
     let mut day = start;
     while day <= today {
-        let mut todays: Vec<Posting> = Vec::new();
-        match sub_type {
-            SubType::Current => {
-                if day.day() == 25 {
-                    todays.push((
-                        rng.random_range(1_800_000..3_200_000),
-                        true,
-                        "SALARY CREDIT".into(),
-                        ("Payroll", "0000"),
-                        "SALARY",
-                    ));
-                }
-                if rng.random_bool(0.45) {
-                    let (merchant, mcc, kind) = pick(rng, &MERCHANTS);
-                    let info = format!("{} {} ARE", merchant.to_uppercase(), digits(rng, 4));
-                    todays.push((
-                        rng.random_range(1_500..120_000),
-                        false,
-                        info,
-                        (merchant, mcc),
-                        kind,
-                    ));
-                }
-            }
-            SubType::Savings => {
-                if day.day() == 1 {
-                    todays.push((
-                        rng.random_range(100_000..400_000),
-                        true,
-                        "TRANSFER FROM CURRENT ACCOUNT".into(),
-                        ("Self", "0000"),
-                        "TRANSFER",
-                    ));
-                }
-                if day.day() == 28 {
-                    todays.push((
-                        (balance.max(0) / 400).max(1),
-                        true,
-                        "PROFIT CREDIT".into(),
-                        ("Bank", "0000"),
-                        "INTEREST",
-                    ));
-                }
-            }
-            SubType::CreditCard => {
-                if rng.random_bool(0.35) {
-                    let (merchant, mcc, kind) = pick(rng, &MERCHANTS);
-                    let info = format!("{} CARD PURCHASE", merchant.to_uppercase());
-                    todays.push((
-                        rng.random_range(2_000..90_000),
-                        false,
-                        info,
-                        (merchant, mcc),
-                        kind,
-                    ));
-                }
-                if day.day() == 5 && balance < 0 {
-                    todays.push((
-                        (-balance) / 2,
-                        true,
-                        "CARD PAYMENT THANK YOU".into(),
-                        ("Bank", "0000"),
-                        "CARD_PAYMENT",
-                    ));
-                }
-            }
-        }
-        for (amount, credit, information, merchant, kind) in todays {
+        for (amount, credit, information, merchant, kind) in
+            postings(rng, sub_type, day, balance, plan, installment)
+        {
             balance += if credit { amount } else { -amount };
             transactions.push(Txn {
                 id: uuid(rng),
@@ -480,9 +423,9 @@ fn account(rng: &mut ChaCha8Rng, sub_type: SubType, today: NaiveDate, months: i6
     Account {
         id: uuid(rng),
         sub_type,
-        iban: iban(rng, &number),
+        iban: iban(rng, plan.region, &number),
         number,
-        currency: "AED",
+        currency: plan.region.currency(),
         opened: start - Days::days(rng.random_range(30..900)),
         credit_limit,
         opening_balance,
@@ -490,50 +433,158 @@ fn account(rng: &mut ChaCha8Rng, sub_type: SubType, today: NaiveDate, months: i6
     }
 }
 
-/// The five test users for `seed`, with transactions up to `today`.
-pub fn test_users(seed: u64, today: NaiveDate) -> Vec<TestUser> {
+/// The transactions of one day of an account whose balance is `balance`.
+fn postings(
+    rng: &mut ChaCha8Rng,
+    sub_type: SubType,
+    day: NaiveDate,
+    balance: i64,
+    plan: Plan,
+    installment: i64,
+) -> Vec<Posting> {
+    let merchants = plan.region.people().merchants;
+    let mut todays: Vec<Posting> = Vec::new();
+    match sub_type {
+        SubType::Current => {
+            if day.day() == 25 {
+                let (information, payer) = match plan.employer {
+                    Some(e) => (
+                        format!("SALARY {}", e.bank_name.to_uppercase()),
+                        e.bank_name,
+                    ),
+                    None => ("SALARY CREDIT".into(), "Payroll"),
+                };
+                todays.push((
+                    rng.random_range(1_800_000..3_200_000),
+                    true,
+                    information,
+                    (payer, "0000"),
+                    "SALARY",
+                ));
+            }
+            if installment > 0 && day.day() == 27 {
+                todays.push((
+                    installment,
+                    false,
+                    "PERSONAL FINANCE INSTALLMENT".into(),
+                    ("Mockbank Finance", "6012"),
+                    "LOAN_REPAYMENT",
+                ));
+            }
+            if rng.random_bool(0.45) {
+                let (merchant, mcc, kind) = pick(rng, merchants);
+                let info = format!(
+                    "{} {} {}",
+                    merchant.to_uppercase(),
+                    digits(rng, 4),
+                    plan.region.country3()
+                );
+                todays.push((
+                    rng.random_range(1_500..120_000),
+                    false,
+                    info,
+                    (merchant, mcc),
+                    kind,
+                ));
+            }
+        }
+        SubType::Savings => {
+            if day.day() == 1 {
+                todays.push((
+                    rng.random_range(100_000..400_000),
+                    true,
+                    "TRANSFER FROM CURRENT ACCOUNT".into(),
+                    ("Self", "0000"),
+                    "TRANSFER",
+                ));
+            }
+            if day.day() == 28 {
+                todays.push((
+                    (balance.max(0) / 400).max(1),
+                    true,
+                    "PROFIT CREDIT".into(),
+                    ("Bank", "0000"),
+                    "INTEREST",
+                ));
+            }
+        }
+        SubType::CreditCard => {
+            if rng.random_bool(0.35) {
+                let (merchant, mcc, kind) = pick(rng, merchants);
+                let info = format!("{} CARD PURCHASE", merchant.to_uppercase());
+                todays.push((
+                    rng.random_range(2_000..90_000),
+                    false,
+                    info,
+                    (merchant, mcc),
+                    kind,
+                ));
+            }
+            if day.day() == 5 && balance < 0 {
+                todays.push((
+                    (-balance) / 2,
+                    true,
+                    "CARD PAYMENT THANK YOU".into(),
+                    ("Bank", "0000"),
+                    "CARD_PAYMENT",
+                ));
+            }
+        }
+    }
+    todays
+}
+
+/// The five test users of `region` for `seed`, with transactions up to
+/// `today`. The same users behave the same in both regions; KSA's bank at
+/// the region's banks (`LEA1_SAMAOB_SAU`, and `LEANMB1` for `no_otp_user`).
+pub fn test_users(seed: u64, today: NaiveDate, region: Region) -> Vec<TestUser> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let plan: [(&str, Behaviour, usize, &[SubType]); 5] = [
-        ("otp_user", Behaviour::OtpRequired, 0, &[SubType::Current]),
+    // Index into `region.banks()` per user: UAE has one bank per behaviour,
+    // KSA adds LEANMB1 (index 1) for the stable user.
+    let banks: [usize; 5] = match region {
+        Region::Uae => [0, 0, 0, 1, 2],
+        Region::Ksa => [0, 1, 0, 2, 3],
+    };
+    let plan: [(&str, Behaviour, &[SubType]); 5] = [
+        ("otp_user", Behaviour::OtpRequired, &[SubType::Current]),
         (
             "no_otp_user",
             Behaviour::NoOtp,
-            0,
             &[SubType::Current, SubType::Savings],
         ),
         (
             "multi_account_user",
             Behaviour::MultiAccount,
-            0,
             &[SubType::Current, SubType::Savings, SubType::CreditCard],
         ),
-        (
-            "corporate_user",
-            Behaviour::Corporate,
-            1,
-            &[SubType::Current],
-        ),
+        ("corporate_user", Behaviour::Corporate, &[SubType::Current]),
         (
             "maintenance_user",
             Behaviour::BankMaintenance,
-            2,
             &[SubType::Current],
         ),
     ];
     plan.iter()
-        .map(|(username, behaviour, bank, kinds)| {
+        .zip(banks)
+        .map(|((username, behaviour, kinds), bank)| {
             let password = format!("mb-{}", digits(&mut rng, 6));
-            let identity = identity(&mut rng);
+            let identity = identity(&mut rng, region);
+            let employer = match region {
+                Region::Uae => None,
+                Region::Ksa => Some(&KSA_EMPLOYERS[rng.random_range(0..KSA_EMPLOYERS.len())]),
+            };
+            let plan = Plan { region, employer };
             let accounts = kinds
                 .iter()
-                .map(|kind| account(&mut rng, *kind, today, 4))
+                .map(|kind| account(&mut rng, *kind, today, 4, plan))
                 .collect();
             TestUser {
                 username: (*username).into(),
                 password,
                 behaviour: *behaviour,
-                bank: &BANKS[*bank],
+                bank: &region.banks()[bank],
                 identity,
+                employer,
                 accounts,
             }
         })
@@ -550,16 +601,16 @@ mod tests {
 
     #[test]
     fn same_seed_same_users() {
-        let a = test_users(7, today());
-        let b = test_users(7, today());
+        let a = test_users(7, today(), Region::Uae);
+        let b = test_users(7, today(), Region::Uae);
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
-        let c = test_users(8, today());
+        let c = test_users(8, today(), Region::Uae);
         assert_ne!(a[0].password, c[0].password);
     }
 
     #[test]
     fn five_users_cover_the_required_behaviours() {
-        let users = test_users(7, today());
+        let users = test_users(7, today(), Region::Uae);
         let behaviours: Vec<_> = users.iter().map(|u| u.behaviour).collect();
         assert_eq!(
             behaviours,
@@ -582,7 +633,7 @@ mod tests {
 
     #[test]
     fn running_balances_add_up() {
-        for user in test_users(42, today()) {
+        for user in test_users(42, today(), Region::Uae) {
             for account in &user.accounts {
                 let mut balance = account.opening_balance;
                 assert!(

@@ -159,7 +159,7 @@ impl Shape {
 /// elements are checked against the merged structure of all recorded elements (a
 /// key missing from some recorded elements is optional); an empty recorded array
 /// accepts any array.
-fn shape_diff(recorded: &Value, actual: &Value) -> Vec<String> {
+pub(crate) fn shape_diff(recorded: &Value, actual: &Value) -> Vec<String> {
     let mut shape = Shape::default();
     shape.add(recorded);
     let mut out = Vec::new();

@@ -12,6 +12,7 @@ mod failures;
 mod faults;
 mod first_hour;
 mod guard;
+mod ksa;
 mod lifecycle;
 mod limits;
 mod link;

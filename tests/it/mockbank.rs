@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::{h1_client, send, HttpClient, Observed, Proxy, Receiver};
 use leanproxy::body;
-use leanproxy::mockbank::Mockbank;
+use leanproxy::mockbank::{Mockbank, Region};
 
 const SECRET: &str = "mockbank-webhook-secret";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -24,6 +24,11 @@ struct Flow {
 impl Flow {
     async fn start(extra: &str) -> Flow {
         Flow::start_with(Receiver::start(0).await, extra).await
+    }
+
+    /// A Mockbank emulating `region`'s sandbox.
+    async fn start_in(region: Region) -> Flow {
+        Flow::start(&format!("region = \"{}\"\n", region.name())).await
     }
 
     async fn start_with(receiver: Receiver, extra: &str) -> Flow {
@@ -334,10 +339,20 @@ async fn linking_needs_the_right_password_and_otp() {
 
 #[tokio::test]
 async fn each_test_user_behaves_as_described() {
-    let flow = Flow::start("").await;
+    users_behave_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn each_ksa_test_user_behaves_as_the_uae_one_does() {
+    users_behave_in(Region::Ksa).await;
+}
+
+async fn users_behave_in(region: Region) {
+    let flow = Flow::start_in(region).await;
     let users = flow.get("/_mockbank/users").await.json();
     assert_eq!(users["users"].as_array().unwrap().len(), 5);
     assert_eq!(users["otp"], "1111");
+    assert_eq!(users["region"], region.name());
 
     let no_otp = flow.link("no_otp_user").await;
     let corporate = flow.link("corporate_user").await;
@@ -776,7 +791,16 @@ async fn linking_grants_the_chosen_permissions_and_accounts_only() {
 
 #[tokio::test]
 async fn an_expired_consent_answers_consent_expired_until_the_user_links_again() {
-    let flow = Flow::start("").await;
+    consent_expiry_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn an_expired_consent_answers_consent_expired_in_ksa_too() {
+    consent_expiry_in(Region::Ksa).await;
+}
+
+async fn consent_expiry_in(region: Region) {
+    let flow = Flow::start_in(region).await;
     let entity = flow.link("no_otp_user").await;
     let expired = flow
         .post(
@@ -803,12 +827,33 @@ async fn an_expired_consent_answers_consent_expired_until_the_user_links_again()
     let again = flow.link_again("no_otp_user").await;
     assert_eq!(again, entity);
     flow.receiver.wait_for("entity.updated", 1).await;
-    assert_eq!(flow.v2_accounts(&entity).await.json()["status"], "OK");
+    let accounts = flow.v2_accounts(&entity).await.json();
+    assert_eq!(accounts["status"], "OK");
+    assert_eq!(
+        accounts["data"]["accounts"][0]["currency"],
+        region.currency()
+    );
 }
 
 #[tokio::test]
 async fn a_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
-    let flow = Flow::start("").await;
+    bank_maintenance_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn a_ksa_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
+    bank_maintenance_in(Region::Ksa).await;
+}
+
+async fn bank_maintenance_in(region: Region) {
+    let flow = Flow::start_in(region).await;
+    let mock = region.mock_bank().identifier;
+    let maintenance = region
+        .banks()
+        .iter()
+        .find(|b| !b.data_available)
+        .unwrap()
+        .identifier;
     let entity = flow.link("otp_user").await;
     let banks = flow.get("/banks/v1/").await.json();
     let active = |banks: &Value, id: &str| {
@@ -821,22 +866,19 @@ async fn a_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
             .clone()
     };
     // The maintenance user's bank starts under maintenance.
-    assert_eq!(active(&banks, "LEAN_OF_MAINTENANCE_UAE"), false);
-    assert_eq!(active(&banks, "LEAN_OF_RETAIL_UAE"), true);
+    assert_eq!(active(&banks, maintenance), false);
+    assert_eq!(active(&banks, mock), true);
 
     let down = flow
-        .post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/down", json!({}))
+        .post(&format!("/_mockbank/banks/{mock}/down"), json!({}))
         .await;
     assert_eq!(down.status, 200, "{:?}", down.json());
     let answer = flow.v2_accounts(&entity).await.json();
     assert_eq!(answer["status"], "FAILED", "{answer}");
-    assert_eq!(
-        active(&flow.get("/banks/v1/").await.json(), "LEAN_OF_RETAIL_UAE"),
-        false
-    );
+    assert_eq!(active(&flow.get("/banks/v1/").await.json(), mock), false);
     let hooks = flow.receiver.wait_for("bank.availability.updated", 1).await;
     let hook = hooks[0].json();
-    assert_eq!(hook["payload"]["identifier"], "LEAN_OF_RETAIL_UAE");
+    assert_eq!(hook["payload"]["identifier"], mock);
     assert_eq!(
         hook["payload"]["availability"]["active"],
         json!({"payments": false, "data": false})
@@ -845,9 +887,9 @@ async fn a_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
     assert_signed(&hooks[0]);
 
     // Taking it down again changes nothing and says nothing.
-    flow.post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/down", json!({}))
+    flow.post(&format!("/_mockbank/banks/{mock}/down"), json!({}))
         .await;
-    flow.post("/_mockbank/banks/LEAN_OF_RETAIL_UAE/up", json!({}))
+    flow.post(&format!("/_mockbank/banks/{mock}/up"), json!({}))
         .await;
     let hooks = flow.receiver.wait_for("bank.availability.updated", 2).await;
     assert_eq!(hooks.len(), 2);
@@ -863,17 +905,14 @@ async fn a_bank_taken_down_answers_maintenance_and_says_so_by_webhook() {
         flow.v2_accounts(&maintained).await.json()["status"],
         "FAILED"
     );
-    flow.post("/_mockbank/banks/LEAN_OF_MAINTENANCE_UAE/up", json!({}))
+    flow.post(&format!("/_mockbank/banks/{maintenance}/up"), json!({}))
         .await;
     assert_eq!(flow.v2_accounts(&maintained).await.json()["status"], "OK");
     let unknown = flow
         .post("/_mockbank/banks/NO_SUCH_BANK/down", json!({}))
         .await;
     assert_eq!(unknown.status, 400);
-    assert!(unknown.json()["message"]
-        .as_str()
-        .unwrap()
-        .contains("LEAN_OF_RETAIL_UAE"));
+    assert!(unknown.json()["message"].as_str().unwrap().contains(mock));
 }
 
 #[tokio::test]
@@ -993,7 +1032,17 @@ async fn the_mockbank_cli_controls_a_running_mockbank() {
 
 #[tokio::test]
 async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_webhooks() {
-    let flow = Flow::start("").await;
+    payment_flow_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn a_ksa_payment_intent_settles_in_sar_with_signed_webhooks() {
+    payment_flow_in(Region::Ksa).await;
+}
+
+async fn payment_flow_in(region: Region) {
+    let flow = Flow::start_in(region).await;
+    let currency = region.currency();
     let customer = flow
         .post("/customers/v1/", json!({"app_user_id": "payer"}))
         .await
@@ -1012,7 +1061,7 @@ async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_
     let bad = flow
         .post(
             "/payments/v1/intents",
-            json!({"amount": 1.005, "currency": "AED", "customer_id": customer}),
+            json!({"amount": 1.005, "currency": currency, "customer_id": customer}),
         )
         .await;
     assert_eq!(bad.status, 400);
@@ -1024,7 +1073,7 @@ async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_
             let intent = flow
                 .post(
                     "/payments/v1/intents",
-                    json!({"amount": amount, "currency": "AED", "customer_id": customer, "description": "order 7"}),
+                    json!({"amount": amount, "currency": currency, "customer_id": customer, "description": "order 7"}),
                 )
                 .await;
             assert_eq!(intent.status, 200, "{:?}", intent.json());
@@ -1065,6 +1114,16 @@ async fn a_payment_intent_paid_by_a_test_user_settles_by_its_amount_with_signed_
     let updated = flow.receiver.wait_for("payment.updated", 1).await;
     assert_signed(&updated[0]);
     assert_eq!(updated[0].json()["payload"]["status"], "ACCEPTED_BY_BANK");
+    assert_eq!(updated[0].json()["payload"]["currency"], currency);
+    // Another region's currency is refused.
+    let other = if region == Region::Ksa { "AED" } else { "SAR" };
+    let foreign = flow
+        .post(
+            "/payments/v1/intents",
+            json!({"amount": 5.0, "currency": other, "customer_id": customer}),
+        )
+        .await;
+    assert_eq!(foreign.status, 400, "{:?}", foreign.json());
     assert_eq!(updated[0].json()["payload"]["id"], id.as_str());
     let by_api = flow.get(&format!("/payments/v1/{id}")).await.json();
     assert_eq!(by_api["status"], "ACCEPTED_BY_BANK");

@@ -1,6 +1,7 @@
 //! The Mockbank's insights and verifications through the proxy: income,
-//! expenses and cash flows add up against the transactions the data API
-//! shows, async and after a reconnect like data calls; account and name
+//! expenses and cash flows (and in KSA obligations, employment and cash
+//! balances) add up against the transactions the data API shows, in both
+//! regions, async and after a reconnect like data calls; account and name
 //! verifications agree with the accounts and identity the data API shows, and
 //! mismatch when they should.
 
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use crate::support::{
     h1_client, link_entity, post_json, send, HttpClient, Observed, Proxy, Receiver,
 };
+use leanproxy::mockbank::Region;
 
 struct Flow {
     proxy: Proxy,
@@ -21,10 +23,15 @@ struct Flow {
 
 impl Flow {
     async fn start() -> Flow {
+        Flow::start_in(Region::Uae).await
+    }
+
+    async fn start_in(region: Region) -> Flow {
         let receiver = Receiver::start(0).await;
         let proxy = Proxy::start(&format!(
-            "[mockbank]\nwebhook_url = \"{}\"\n",
-            receiver.url()
+            "[mockbank]\nwebhook_url = \"{}\"\nregion = \"{}\"\n",
+            receiver.url(),
+            region.name()
         ))
         .await;
         proxy.mockbank.as_ref().unwrap().clock().pause();
@@ -100,6 +107,11 @@ impl Tally {
             count: total["count"].as_u64().unwrap() as usize,
         }
     }
+
+    /// A total whose `amount` is `{currency, amount}` (the KSA insights').
+    fn priced(total: &Value) -> Tally {
+        Tally::of(&json!({"amount": total["amount"]["amount"], "count": total["count"]}))
+    }
 }
 
 /// What the data API's transactions add up to, by the rules the README gives.
@@ -112,6 +124,33 @@ struct Sums {
     expenses_by_month: BTreeMap<String, Tally>,
     inflow: Tally,
     outflow: Tally,
+    /// Debits of `transaction_type: LOAN_REPAYMENT`.
+    loans: Tally,
+    /// Debits and credits of credit cards.
+    card_spending: Tally,
+    card_repayments: Tally,
+    /// Debits of current and savings accounts other than loans and transfers,
+    /// by merchant: (month, fils) each.
+    by_merchant: BTreeMap<String, Vec<(String, i64)>>,
+    /// The closing balance of the current and savings accounts.
+    asset_closing: i64,
+    /// The salary credits' booking days, oldest first.
+    salary_days: Vec<String>,
+}
+
+impl Sums {
+    /// The debits to merchants met in two months or more, as KSA's
+    /// non-credit obligations count them.
+    fn recurring(&self) -> Tally {
+        let mut tally = Tally::default();
+        for entries in self.by_merchant.values() {
+            let months: BTreeSet<&String> = entries.iter().map(|(m, _)| m).collect();
+            if months.len() >= 2 {
+                entries.iter().for_each(|(_, fils)| tally.add(*fils));
+            }
+        }
+        tally
+    }
 }
 
 /// Reads every transaction of the entity's accounts from the data API.
@@ -128,10 +167,39 @@ async fn sums(flow: &Flow, entity: &str) -> Sums {
                 "/data/v2/accounts/{id}/transactions?entity_id={entity}&size=1000"
             ))
             .await;
-        for t in list["data"]["transactions"].as_array().unwrap() {
+        let transactions = list["data"]["transactions"].as_array().unwrap();
+        if let (false, Some(newest)) = (card, transactions.iter().find(|t| t["index"] == 0)) {
+            let sign = if newest["balance"]["credit_debit_indicator"] == "DEBIT" {
+                -1
+            } else {
+                1
+            };
+            sums.asset_closing += sign * fils(&newest["balance"]["amount"]["amount"]);
+        }
+        for t in transactions {
             let amount = fils(&t["amount"]["amount"]);
-            let month = t["booking_date_time"].as_str().unwrap()[..7].to_string();
+            let day = t["booking_date_time"].as_str().unwrap()[..10].to_string();
+            let month = day[..7].to_string();
             let kind = t["transaction_type"].as_str().unwrap();
+            let debit = t["credit_debit_indicator"] == "DEBIT";
+            match (card, debit, kind) {
+                (true, true, _) => sums.card_spending.add(amount),
+                (true, false, _) => sums.card_repayments.add(amount),
+                (false, true, "LOAN_REPAYMENT") => sums.loans.add(amount),
+                (false, true, "TRANSFER") => {}
+                (false, true, _) => sums
+                    .by_merchant
+                    .entry(
+                        t["merchant_details"]["merchant_name"]
+                            .as_str()
+                            .unwrap()
+                            .to_string(),
+                    )
+                    .or_default()
+                    .push((month.clone(), amount)),
+                (false, false, "SALARY") => sums.salary_days.push(day),
+                _ => {}
+            }
             if t["credit_debit_indicator"] == "CREDIT" {
                 if !card {
                     sums.inflow.add(amount);
@@ -152,6 +220,7 @@ async fn sums(flow: &Flow, entity: &str) -> Sums {
             }
         }
     }
+    sums.salary_days.sort();
     sums
 }
 
@@ -161,7 +230,16 @@ fn month_key(m: &Value) -> String {
 
 #[tokio::test]
 async fn insights_add_up_against_the_transactions() {
-    let flow = Flow::start().await;
+    insights_add_up_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn insights_add_up_against_the_transactions_in_ksa() {
+    insights_add_up_in(Region::Ksa).await;
+}
+
+async fn insights_add_up_in(region: Region) {
+    let flow = Flow::start_in(region).await;
     let entity = flow.link("multi_account_user").await;
     let sums = sums(&flow, &entity).await;
     assert!(sums.salary.count > 0 && sums.non_salary.count > 0 && sums.expenses.count > 0);
@@ -249,6 +327,77 @@ async fn insights_add_up_against_the_transactions() {
     let results = flow.ok(&format!("/data/v2/results/{results_id}")).await;
     assert_eq!(results["type"], "expenses");
     assert_eq!(results["insights"], expenses["insights"]);
+    assert_eq!(
+        expenses["insights"]["currency"],
+        region.currency(),
+        "amounts in the region's currency"
+    );
+    ksa_only_insights(&flow, region, &entity, &sums).await;
+}
+
+/// The KSA-only insights add up against the same transactions; a UAE
+/// Mockbank does not serve them, as Lean's UAE sandbox does not.
+async fn ksa_only_insights(flow: &Flow, region: Region, entity: &str, sums: &Sums) {
+    let path = |p: &str| format!("/insights/v2/{p}?entity_id={entity}&async=false");
+    if region == Region::Uae {
+        let absent = flow.get(&path("liabilities/credit-obligations")).await;
+        assert_eq!(absent.status, 404);
+        assert_eq!(absent.json()["status"], "INVALID_URL");
+        return;
+    }
+    assert!(sums.loans.count > 0 && sums.card_spending.count > 0);
+    let credit = flow.ok(&path("liabilities/credit-obligations")).await;
+    assert_eq!(credit["type"], "credits-obligations");
+    let total = &credit["insights"]["total"];
+    assert_eq!(Tally::priced(&total["loan_repayments"]), sums.loans);
+    assert_eq!(
+        Tally::priced(&total["credit_cards_spending"]),
+        sums.card_spending
+    );
+    assert_eq!(
+        Tally::priced(&total["credit_cards_repayments"]),
+        sums.card_repayments
+    );
+    assert_eq!(total["loan_repayments"]["amount"]["currency"], "SAR");
+
+    let other = flow.ok(&path("liabilities/non-credit-obligations")).await;
+    assert_eq!(other["type"], "non-credits-obligations");
+    let total = &other["insights"]["total"];
+    let recurring = sums.recurring();
+    assert!(recurring.count > 0);
+    assert_eq!(Tally::priced(total), recurring);
+    let parts: i64 = total["breakdown"][0]["breakdowns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| fils(&p["amount"]["amount"]))
+        .sum();
+    assert_eq!(parts, recurring.fils, "the merchants add up");
+
+    let employment = flow.ok(&path("income/employment")).await;
+    let details = &employment["insights"]["employment_details"];
+    assert_eq!(details.as_array().unwrap().len(), 1, "{employment}");
+    assert_eq!(
+        details[0]["first_salary_date"],
+        format!("{}T00:00:00Z", sums.salary_days[0])
+    );
+
+    let balances = flow.ok(&path("assets/balances")).await;
+    let total = &balances["insights"]["total"];
+    assert_eq!(
+        fils(&total["current_balance"]["amount"]),
+        sums.asset_closing
+    );
+    let contributed: i64 = balances["insights"]["monthly_totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| fils(&m["contribution_amount"]["amount"]))
+        .sum();
+    assert_eq!(
+        contributed, sums.inflow.fils,
+        "a month's contribution is its credits"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +425,24 @@ async fn an_insight_waits_for_the_reconnect_like_a_data_call() {
 
 #[tokio::test]
 async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
-    let flow = Flow::start().await;
+    verifications_in(Region::Uae).await;
+}
+
+#[tokio::test]
+async fn ksa_verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
+    verifications_in(Region::Ksa).await;
+}
+
+async fn verifications_in(region: Region) {
+    let flow = Flow::start_in(region).await;
+    let country = region.country();
+    // Another IBAN of the country (Lean's documented KSA sample account for
+    // SA), and a scenario account (zeros ending in 03: closed).
+    let (unknown_iban, iban_length) = match region {
+        Region::Uae => ("AE070331234567890123456", 23),
+        Region::Ksa => ("SA0380000000608010167519", 24),
+    };
+    let closed_iban = format!("{country}07{}03", "0".repeat(iban_length - 6));
     let entity = flow.link("no_otp_user").await;
     let accounts = flow
         .ok(&format!("/data/v2/accounts?entity_id={entity}"))
@@ -299,7 +465,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
 
     let verify = |iban: String, ids: Value| {
         let body = json!({
-            "country_code": "AE",
+            "country_code": country,
             "type": "PERSONAL",
             "account_details": {"type": "IBAN", "value": iban},
             "identifications": ids,
@@ -320,7 +486,11 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
 
     let by_id = verify(
         iban.clone(),
-        json!([{"type": "NATIONAL_ID", "value": identity["national_id"]}]),
+        // KSA's identity has the id in `party_number` (`national_id` null).
+        json!([{"type": "NATIONAL_ID", "value": match region {
+            Region::Uae => &identity["national_id"],
+            Region::Ksa => &identity["party_number"],
+        }}]),
     )
     .await
     .json();
@@ -342,7 +512,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
     );
 
     let unknown = verify(
-        "AE070331234567890123456".into(),
+        unknown_iban.into(),
         json!([{"type": "FULL_NAME", "value": full_name}]),
     )
     .await;
@@ -350,7 +520,7 @@ async fn verifications_agree_with_the_data_api_and_mismatch_when_they_should() {
     assert_eq!(unknown.json()["status"], "DATA_NOT_FOUND");
 
     let closed = verify(
-        "AE070000000000000000003".into(),
+        closed_iban.clone(),
         json!([{"type": "FULL_NAME", "value": "Closed Holder"}]),
     )
     .await

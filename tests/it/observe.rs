@@ -30,6 +30,7 @@ async fn upstream() -> (std::net::SocketAddr, Mockbank, tokio::task::JoinHandle<
     let mockbank = Mockbank::new(
         MockbankSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
+            region: Default::default(),
             seed: 11,
             inactivity: Duration::from_secs(600),
             corporate_session: Duration::from_secs(300),

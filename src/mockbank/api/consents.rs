@@ -61,8 +61,8 @@ impl MockbankCore {
             "customer_id",
             &text("customer_id").ok_or_else(|| missing("customer_id"))?,
         )?;
-        let currency = text("currency").unwrap_or_else(|| "AED".into());
-        if currency != "AED" {
+        let currency = text("currency").unwrap_or_else(|| self.region().currency().into());
+        if currency != self.region().currency() {
             return Err(invalid("currency", &currency));
         }
         let controls = controls(body.get("control_parameters").unwrap_or(&Value::Null))?;

@@ -115,7 +115,9 @@ impl MockbankCore {
             ["users"] => {
                 allow(m, &[M::GET])?;
                 let users: Vec<Value> = self.users.iter().map(user_json).collect();
-                Ok(ok(json!({"otp": OTP, "users": users})))
+                Ok(ok(
+                    json!({"otp": OTP, "region": self.region(), "users": users}),
+                ))
             }
             ["link", "connect"] => allow(m, &[M::POST]).and_then(|()| self.connect(call)),
             ["payment-sources" | "payments"] | ["link", "intent" | "defaults" | "customer"] => {
@@ -222,7 +224,7 @@ impl MockbankCore {
             ["link", "intent"] => {
                 allow(m, &[M::POST])?;
                 let mut body = call.json()?;
-                body["currency"] = json!("AED");
+                body["currency"] = json!(self.region().currency());
                 self.new_intent(&body)
             }
             ["link", "defaults"] => {
@@ -260,14 +262,12 @@ impl MockbankCore {
     /// Takes a bank down (maintenance) or brings it back, sending
     /// `bank.availability.updated` when that changes anything.
     fn set_bank(&self, identifier: &str, up: bool) -> Result<Reply, Reply> {
-        let bank = super::super::users::BANKS
+        let banks = self.region().banks();
+        let bank = banks
             .iter()
             .find(|b| b.identifier == identifier)
             .ok_or_else(|| {
-                let known: Vec<_> = super::super::users::BANKS
-                    .iter()
-                    .map(|b| b.identifier)
-                    .collect();
+                let known: Vec<_> = banks.iter().map(|b| b.identifier).collect();
                 invalid(
                     "bank_identifier",
                     &format!("{identifier} (give one of {})", known.join(", ")),
@@ -374,11 +374,11 @@ impl MockbankCore {
             .transpose()?;
         let app_user_id = body.get("app_user_id").and_then(Value::as_str);
         let permissions = match body.get("permissions") {
+            // Both regions' entities hold the nine data permissions (the KSA
+            // sample's `entity.created` lists exactly these).
             None | Some(Value::Null) => shapes::ALL_PERMISSIONS.map(String::from).to_vec(),
-            Some(list) => {
-                crate::mockbank::link::permissions(list, crate::mockbank::link::Region::Ae)
-                    .map_err(|why| invalid("permissions", &why))?
-            }
+            Some(list) => crate::mockbank::link::permissions(list, self.region().link())
+                .map_err(|why| invalid("permissions", &why))?,
         };
         let user = self.login(&body)?;
         let accounts = match body.get("account_ids") {

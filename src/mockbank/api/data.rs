@@ -175,8 +175,7 @@ impl MockbankCore {
                 };
                 let (items, key, extra) = match resource {
                     Resource::Transactions => {
-                        // Only the page is shaped: an account's history runs to
-                        // thousands of transactions, a page to 50.
+                        // Only the page is shaped, not the whole history.
                         let matching = a.transactions.iter().rev().filter(|t| {
                             range.0.is_none_or(|s| t.date >= s)
                                 && range.1.is_none_or(|e| t.date <= e)
@@ -184,7 +183,9 @@ impl MockbankCore {
                         let total = matching.clone().count();
                         let items = paginate(matching.enumerate(), p.number, p.size)
                             .into_iter()
-                            .map(|(i, t)| shapes::v2_transaction(entity.id, a, t, i))
+                            .map(|(i, t)| {
+                                shapes::v2_transaction(user.bank.region, entity.id, a, t, i)
+                            })
                             .collect();
                         return v2_page(
                             resource.kind(),
@@ -205,19 +206,23 @@ impl MockbankCore {
                         "identities",
                         json!({"account_id": null}),
                     ),
-                    Resource::Beneficiaries => {
-                        (shapes::v2_beneficiaries(a), "beneficiaries", Value::Null)
-                    }
-                    Resource::DirectDebits => {
-                        (shapes::v2_direct_debits(a), "direct_debits", Value::Null)
-                    }
+                    Resource::Beneficiaries => (
+                        shapes::v2_beneficiaries(user.bank.region, a),
+                        "beneficiaries",
+                        Value::Null,
+                    ),
+                    Resource::DirectDebits => (
+                        shapes::v2_direct_debits(user.bank.region, a),
+                        "direct_debits",
+                        Value::Null,
+                    ),
                     Resource::ScheduledPayments => (
-                        shapes::v2_scheduled_payments(a),
+                        shapes::v2_scheduled_payments(user.bank.region, a),
                         "scheduled_payments",
                         Value::Null,
                     ),
                     Resource::StandingOrders => (
-                        shapes::v2_standing_orders(a),
+                        shapes::v2_standing_orders(user.bank.region, a),
                         "standing_orders",
                         Value::Null,
                     ),

@@ -1,6 +1,9 @@
 //! Lean's insights: `POST /insights/v2/income`, `GET /insights/v2/expenses` and
-//! `GET /insights/v2/assets/cashflows`, computed from the entity's test user by
-//! `mockbank/insights.rs`. Each is a data call (`data_call`): unknown entities,
+//! `GET /insights/v2/assets/cashflows`, and in KSA only
+//! `GET /insights/v2/liabilities/credit-obligations`, `…/non-credit-obligations`,
+//! `/insights/v2/income/employment` and `/insights/v2/assets/balances` (a UAE
+//! Mockbank answers them `INVALID_URL`, as Lean's UAE sandbox does), computed
+//! from the entity's test user by `mockbank/insights/`. Each is a data call (`data_call`): unknown entities,
 //! expired sessions (`RECONNECT_REQUIRED`, answered after the reconnect), a bank
 //! under maintenance and `async=true` (`PENDING`, then `results.ready` and
 //! `/data/v2/results/{results_id}`) work as they do for data.
@@ -10,6 +13,7 @@
 
 use super::*;
 use crate::mockbank::insights::{self, IncomeType, Insight, Window};
+use crate::mockbank::Region;
 
 /// `reply` without the `results_id` the data API's errors carry: Lean's
 /// insights and verifications errors have none.
@@ -65,8 +69,24 @@ impl MockbankCore {
             ["insights", "v2", "assets", "cashflows"] => {
                 allow(call.method, get).and_then(|()| self.windowed(call, Insight::Cashflows))
             }
+            ["insights", "v2", ..] if self.region() == Region::Ksa => {
+                self.ksa_insights(call, &segments[2..])
+            }
             _ => Err(not_found_url(call.path)),
         }
+    }
+
+    /// The insights only Lean's KSA sandbox serves.
+    fn ksa_insights(&self, call: &Call<'_>, rest: &[&str]) -> Result<Reply, Reply> {
+        let insight: fn(Window) -> Insight = match rest {
+            ["liabilities", "credit-obligations"] => Insight::CreditObligations,
+            ["liabilities", "non-credit-obligations"] => Insight::NonCreditObligations,
+            ["income", "employment"] => Insight::Employment,
+            ["assets", "balances"] => Insight::Balances,
+            _ => return Err(not_found_url(call.path)),
+        };
+        allow(call.method, &[Method::GET])?;
+        self.windowed(call, insight)
     }
 
     fn income(&self, call: &Call<'_>) -> Result<Reply, Reply> {
@@ -126,8 +146,21 @@ impl MockbankCore {
             Insight::Expenses(window) => {
                 (Some("expenses"), insights::expenses(user, today, *window))
             }
-            // Lean's cash flows answer has no `type`.
+            // Lean's cash flows and cash balances answers have no `type`.
             Insight::Cashflows(window) => (None, insights::cashflows(user, today, *window)),
+            Insight::CreditObligations(window) => (
+                Some("credits-obligations"),
+                insights::credit_obligations(user, today, *window),
+            ),
+            Insight::NonCreditObligations(window) => (
+                Some("non-credits-obligations"),
+                insights::non_credit_obligations(user, today, *window),
+            ),
+            Insight::Employment(window) => (
+                Some("employment"),
+                insights::employment(user, today, *window),
+            ),
+            Insight::Balances(window) => (None, insights::balances(user, today, *window)),
             Insight::NameVerification(name) => {
                 return self.name_verification(user, name, results_id)
             }

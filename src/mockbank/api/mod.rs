@@ -245,6 +245,11 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), Reply> {
 }
 
 impl MockbankCore {
+    /// The region the Mockbank emulates.
+    pub(in crate::mockbank) fn region(&self) -> crate::mockbank::Region {
+        self.settings.region
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Handlers never leave the state half-updated across a panic point.
         self.state
@@ -560,7 +565,9 @@ impl MockbankCore {
     fn banks(&self, call: &Call<'_>) -> Reply {
         let wanted = call.query.get("account_types");
         let state = self.lock();
-        let list: Vec<Value> = super::users::BANKS
+        let list: Vec<Value> = self
+            .region()
+            .banks()
             .iter()
             .filter(|b| wanted.is_none_or(|w| w.split(',').any(|t| t == b.account_type)))
             .map(|b| shapes::bank(b, state.bank_up(b.identifier)))

@@ -82,7 +82,7 @@ impl MockbankCore {
         };
         let currency = match body.get("currency").and_then(Value::as_str) {
             None => return Err(missing("currency")),
-            Some("AED") => "AED".to_string(),
+            Some(c) if c == self.region().currency() => c.to_string(),
             Some(other) => return Err(invalid("currency", other)),
         };
         let customer = match body.get("customer_id").and_then(Value::as_str) {
@@ -163,24 +163,33 @@ impl MockbankCore {
         let iban = text("iban")
             .ok_or_else(|| missing("iban"))?
             .replace(' ', "");
-        if !(iban.len() == 23
-            && iban.starts_with("AE")
-            && iban[2..].chars().all(|c| c.is_ascii_digit()))
+        let region = self.region();
+        // UAE IBANs are 23 characters, Saudi ones 24 (check digits checked).
+        let length = if region == crate::mockbank::Region::Ksa {
+            24
+        } else {
+            23
+        };
+        if !(iban.len() == length
+            && iban.starts_with(region.country())
+            && iban[2..].chars().all(|c| c.is_ascii_digit())
+            && (region == crate::mockbank::Region::Uae
+                || crate::mockbank::region::iban_valid(&iban)))
         {
             return Err(invalid("iban", &iban));
         }
         let name = text("name").ok_or_else(|| missing("name"))?;
         let destination = Destination {
             id: Uuid::new_v4(),
-            bank_identifier: "MOCKBANK_UAE".into(),
+            bank_identifier: region.destination_bank().into(),
             display_name: text("display_name").unwrap_or_else(|| name.clone()),
             name,
             iban,
             address: text("address").unwrap_or_default(),
             city: text("city").unwrap_or_default(),
-            country: text("country").unwrap_or_else(|| "ARE".into()),
+            country: text("country").unwrap_or_else(|| region.country3().into()),
             bank_type: text("bank_type").unwrap_or_else(|| "RETAIL".into()),
-            currency: "AED".into(),
+            currency: region.currency().into(),
             default: false,
             postal_code: String::new(),
         };
@@ -543,7 +552,7 @@ impl MockbankCore {
                 "name": destination.map(|d| d.name.clone()).unwrap_or_default(),
             },
             "amount": intent.map_or(0.0, |i| units(i.amount)),
-            "currency": intent.map_or("AED".to_string(), |i| i.currency.clone()),
+            "currency": intent.map_or(self.region().currency().to_string(), |i| i.currency.clone()),
             "description": intent
                 .and_then(|i| i.description.clone())
                 .unwrap_or_else(|| p.intent.simple().to_string()),

@@ -113,15 +113,17 @@ impl MockbankCore {
             let name = text("name").ok_or_else(|| missing("name"))?;
             made.push(Destination {
                 id: Uuid::new_v4(),
-                bank_identifier: text("bank_identifier").unwrap_or_else(|| "MOCKBANK_UAE".into()),
+                bank_identifier: text("bank_identifier")
+                    .unwrap_or_else(|| self.region().destination_bank().into()),
                 display_name: text("display_name").unwrap_or_else(|| name.clone()),
                 name,
                 iban,
                 address: text("address").unwrap_or_default(),
                 city: text("city").unwrap_or_default(),
-                country: text("country").unwrap_or_else(|| "ARE".into()),
+                country: text("country").unwrap_or_else(|| self.region().country3().into()),
                 bank_type: "RETAIL".into(),
-                currency: text("currency_iso_code").unwrap_or_else(|| "AED".into()),
+                currency: text("currency_iso_code")
+                    .unwrap_or_else(|| self.region().currency().into()),
                 default: false,
                 postal_code: text("postal_code").unwrap_or_default(),
             });

@@ -86,7 +86,7 @@ impl MockbankCore {
                 id: Uuid::new_v4(),
                 payment: payment_id,
                 amount,
-                currency: text("currency").unwrap_or_else(|| "AED".into()),
+                currency: text("currency").unwrap_or_else(|| self.region().currency().into()),
                 reason,
                 description: text("description"),
                 external_reference: text("external_reference"),

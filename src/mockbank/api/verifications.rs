@@ -40,7 +40,7 @@ use std::collections::BTreeSet;
 use super::insights::{body_entity, one_credential, value_text, wants_async, without_results_id};
 use super::*;
 use crate::mockbank::insights::Insight;
-use crate::mockbank::users::{Bank, BANKS};
+use crate::mockbank::users::Bank;
 
 /// What a scenario account answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,18 +90,6 @@ const CURRENCIES: [(&str, &str); 13] = [
     ("UY", "UYU"),
     ("VN", "VND"),
 ];
-
-/// The KSA mock bank, for SA scenario accounts while no test user banks in
-/// KSA.
-static KSA_MOCKBANK: Bank = Bank {
-    identifier: "LEA1_SAMAOB_SAU",
-    name: "Lean SAMA Open Banking MockBank",
-    bank_type: "RETAIL",
-    account_type: "PERSONAL",
-    swift_code: "MOCKSA01",
-    main_color: "#1beb75",
-    data_available: true,
-};
 
 /// An account verification request, checked.
 #[derive(Debug)]
@@ -352,10 +340,11 @@ fn mock_bank_details(bank: &Bank) -> Value {
 
 /// The mock bank of `country` (`MOCKAE01` for AE), for scenario accounts.
 fn home_bank(country: &str) -> &'static Bank {
-    BANKS
+    crate::mockbank::Region::ALL
         .iter()
+        .flat_map(|r| r.banks())
         .find(|b| b.swift_code.get(4..6) == Some(country))
-        .unwrap_or(&KSA_MOCKBANK)
+        .unwrap_or(crate::mockbank::Region::Ksa.mock_bank())
 }
 
 /// `status: FAILED` of an account verification, with Lean's recorded texts.
@@ -536,7 +525,11 @@ mod tests {
     }
 
     fn users() -> Vec<TestUser> {
-        test_users(7, chrono::NaiveDate::from_ymd_opt(2026, 5, 13).unwrap())
+        test_users(
+            7,
+            chrono::NaiveDate::from_ymd_opt(2026, 5, 13).unwrap(),
+            crate::mockbank::Region::Uae,
+        )
     }
 
     fn check(country: &str, iban: &str, names: &[(&str, &str)]) -> AccountCheck {

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use super::session::{Method, Opening};
 use super::{permissions, Generation, Region};
 use crate::mockbank::state::Scope;
-use crate::mockbank::users::BANKS;
 use crate::mockbank::MockbankCore;
 
 /// LinkSDK needs a customer token with this long left before `exp`.
@@ -158,7 +157,7 @@ impl MockbankCore {
             None | Some(Value::Null) => return Err("permissions: required for connect, e.g. [\"identity\", \"accounts\", \"balance\", \"transactions\"]".into()),
             Some(list) => permissions(list, opening.region).map_err(|why| format!("permissions: {why}"))?,
         };
-        opening.bank = chosen_bank(cfg)?;
+        opening.bank = chosen_bank(cfg, opening.region)?;
         self.check_access_token(cfg, customer.id)?;
         opening.customer = Some(customer);
         Ok(())
@@ -205,7 +204,7 @@ impl MockbankCore {
             .cloned()
             .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
         self.check_access_token(cfg, customer.id)?;
-        opening.bank = chosen_bank(cfg)?;
+        opening.bank = chosen_bank(cfg, opening.region)?;
         opening.customer = Some(customer);
         Ok(())
     }
@@ -266,7 +265,7 @@ impl MockbankCore {
             )
         };
         self.check_access_token(cfg, intent.customer)?;
-        opening.bank = chosen_bank(cfg)?;
+        opening.bank = chosen_bank(cfg, opening.region)?;
         let shown = serde_json::json!({
             "amount": format!("{:.2}", crate::mockbank::payments::units(intent.amount)),
             "currency": intent.currency,
@@ -307,7 +306,11 @@ impl MockbankCore {
 }
 
 /// `bank_identifier`, when given: it skips the bank list.
-fn chosen_bank(cfg: &Value) -> Result<Option<&'static crate::mockbank::users::Bank>, Refusal> {
+fn chosen_bank(
+    cfg: &Value,
+    region: Region,
+) -> Result<Option<&'static crate::mockbank::users::Bank>, Refusal> {
+    let banks = crate::mockbank::Region::of_link(region).banks();
     let Some(wanted) = cfg
         .get("bank_identifier")
         .and_then(Value::as_str)
@@ -315,12 +318,12 @@ fn chosen_bank(cfg: &Value) -> Result<Option<&'static crate::mockbank::users::Ba
     else {
         return Ok(None);
     };
-    BANKS
+    banks
         .iter()
         .find(|b| b.identifier == wanted)
         .map(Some)
         .ok_or_else(|| {
-            let known: Vec<_> = BANKS.iter().map(|b| b.identifier).collect();
+            let known: Vec<_> = banks.iter().map(|b| b.identifier).collect();
             format!(
                 "bank_identifier: {wanted:?} is not a Mockbank bank; give one of {}",
                 known.join(", ")

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Generation, Region};
 use crate::mockbank::state::Customer;
-use crate::mockbank::users::{Bank, TestUser, BANKS, OTP};
+use crate::mockbank::users::{Bank, TestUser, OTP};
 
 /// Wrong passwords, and wrong one-time codes, a session accepts before it ends.
 pub(super) const ATTEMPTS: u32 = 3;
@@ -154,10 +154,11 @@ impl Session {
         }
     }
 
-    /// The banks the bank list offers: the Mockbank's, narrowed by
-    /// `account_type` when the SDK was given one.
+    /// The banks the bank list offers: the script's region's (`/sa/`: KSA's),
+    /// narrowed by `account_type` when the SDK was given one.
     pub(super) fn banks(&self) -> impl Iterator<Item = &'static Bank> + '_ {
-        BANKS.iter().filter(move |b| {
+        let banks = crate::mockbank::Region::of_link(self.opening.region).banks();
+        banks.iter().filter(move |b| {
             self.opening
                 .account_type
                 .as_deref()

@@ -17,6 +17,9 @@
 //!   of the asset accounts (current and savings; a credit card is a
 //!   liability), so `net` is how much those balances grew.
 //!
+//! The KSA-only insights (obligations, employment, cash balances) are in
+//! `ksa.rs`, with what they count.
+//!
 //! The months run from the first transaction of the entity's accounts (or the
 //! `start_date` asked for) to today (or the `end_date`), newest first; a month
 //! is complete when the data covers all of it. Periods (`P3M` … `P12M`) are the
@@ -29,6 +32,9 @@ use serde_json::{json, Map, Value};
 
 use super::users::{Account, SubType, TestUser, Txn};
 
+mod ksa;
+pub(super) use ksa::{balances, credit_obligations, employment, non_credit_obligations};
+
 /// What an insights call asked for; kept with async and post-reconnect results
 /// like the data a data call asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +45,14 @@ pub(super) enum Insight {
     Expenses(Window),
     /// `GET /insights/v2/assets/cashflows`
     Cashflows(Window),
+    /// `GET /insights/v2/liabilities/credit-obligations` (KSA)
+    CreditObligations(Window),
+    /// `GET /insights/v2/liabilities/non-credit-obligations` (KSA)
+    NonCreditObligations(Window),
+    /// `GET /insights/v2/income/employment` (KSA)
+    Employment(Window),
+    /// `GET /insights/v2/assets/balances` (KSA)
+    Balances(Window),
     /// `POST /insights/v1/name-verification`: the name to compare with the
     /// entity's identity.
     NameVerification(String),
@@ -620,7 +634,7 @@ mod tests {
 
     #[test]
     fn income_is_salary_plus_other_credits_of_asset_accounts() {
-        let user = &test_users(7, today())[2];
+        let user = &test_users(7, today(), crate::mockbank::Region::Uae)[2];
         let v = income(user, today(), IncomeType::All);
         let expected_salary: i64 = user
             .accounts
@@ -648,7 +662,7 @@ mod tests {
 
     #[test]
     fn expense_categories_add_up_to_the_total_each_month() {
-        let user = &test_users(7, today())[2];
+        let user = &test_users(7, today(), crate::mockbank::Region::Uae)[2];
         let v = expenses(user, today(), Window::default());
         let debits: i64 = user
             .accounts
@@ -671,7 +685,7 @@ mod tests {
 
     #[test]
     fn cash_flows_net_is_the_growth_of_the_asset_balances() {
-        let user = &test_users(7, today())[2];
+        let user = &test_users(7, today(), crate::mockbank::Region::Uae)[2];
         let v = cashflows(user, today(), Window::default());
         let growth: i64 = user
             .accounts
