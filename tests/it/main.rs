@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod link;
 mod mockbank;
+mod mockbank_aof;
 mod mockbank_insights;
 mod oauth;
 mod observe;

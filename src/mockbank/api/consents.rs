@@ -29,6 +29,10 @@ impl MockbankCore {
                 let c = consent(&state, id)?;
                 Ok(ok(self.consent_json(c, true)))
             }
+            [id, "balance"] => {
+                allow(m, &[M::GET])?;
+                self.consent_balance(parse_uuid("consent_id", id)?)
+            }
             [id, "history"] => {
                 allow(m, &[M::GET])?;
                 let id = parse_uuid("consent_id", id)?;
@@ -102,6 +106,7 @@ impl MockbankCore {
             expires: now + chrono::Duration::days(CONSENT_DAYS),
             payments: 0,
             paid: 0,
+            taken: Vec::new(),
             history: vec![event(
                 "CONSENT_CREATED",
                 "A new consent was created.",
