@@ -15,6 +15,7 @@ mod guard;
 mod lifecycle;
 mod limits;
 mod link;
+mod link_methods;
 mod mockbank;
 mod mockbank_aof;
 mod mockbank_insights;

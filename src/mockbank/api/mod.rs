@@ -23,6 +23,7 @@ use super::users::{TestUser, OTP};
 use super::MockbankCore;
 
 mod aof;
+mod beneficiaries;
 mod consents;
 mod control;
 mod data;
