@@ -80,6 +80,20 @@ pub(super) struct Intent {
     /// A payout (the app paying out from a payment source), not a payment
     /// the customer makes.
     pub(super) payout: bool,
+    /// A payout sent with `authorize_payment: false`: it waits for the app
+    /// to authorise it before it is paid.
+    pub(super) manual: Option<Manual>,
+}
+
+/// A payout waiting for, or past, the app's manual authorisation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Manual {
+    /// The test user, account and payment source it will be paid from.
+    pub(super) user: usize,
+    pub(super) account: Uuid,
+    pub(super) source: Uuid,
+    /// `None` while it waits; then whether it was authorised.
+    pub(super) decided: Option<bool>,
 }
 
 /// Where a payment is.

@@ -1,7 +1,8 @@
 //! Account-on-File payments through the proxy: payments on an authorised
 //! consent within its limits, its consumption counters, the per-period limits,
 //! the consent going `CONSUMED` when its limits are used up, the idempotency
-//! key, and the consent's balance.
+//! key, and the consent's balance. Also payouts that wait for the app's
+//! manual authorisation.
 
 use std::time::Duration;
 
@@ -255,4 +256,105 @@ async fn an_idempotency_key_replays_the_payment_and_the_balance_needs_authorisat
     assert_eq!(no_balance.status, 409);
     let unknown = flow.pay(&uuid::Uuid::new_v4().to_string(), "1").await;
     assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn a_payout_without_authorize_payment_waits_for_the_apps_authorisation() {
+    let flow = Flow::start().await;
+    let customer = flow
+        .post("/customers/v1/", json!({"app_user_id": "manual-payout"}))
+        .await
+        .json()["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let users = flow.proxy.mockbank.as_ref().unwrap().users();
+    let user = users.iter().find(|u| u.username == "no_otp_user").unwrap();
+    let source = flow
+        .post(
+            "/_mockbank/payment-sources",
+            json!({"customer_id": customer, "username": user.username, "password": user.password}),
+        )
+        .await
+        .json();
+    let account = source["accounts"][0]["account_id"].as_str().unwrap();
+    let destination = flow
+        .post(
+            "/payouts/v1/payment/destinations",
+            json!([{"name": "Supplier LLC", "iban": "AE680030012312312312123"}]),
+        )
+        .await
+        .json()[0]["destination_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let payout = |target: Value| {
+        let flow = &flow;
+        let account = account.to_string();
+        async move {
+            let made = flow
+                .post(
+                    "/payouts/v1/payment",
+                    json!({"payment_details": [{"account_id": account, "currency": "AED", "destination_details": [target]}]}),
+                )
+                .await;
+            assert_eq!(made.status, 200, "{:?}", made.json());
+            made.json()["payouts_payment_details"][0].clone()
+        }
+    };
+    // Lean's default is false: without authorize_payment it waits.
+    let waiting = payout(json!({"payment_destination_id": destination, "amount": 30})).await;
+    assert_eq!(
+        waiting["destination_details"]["payment_status"],
+        "AWAITING_AUTHORIZATION"
+    );
+    let intent = waiting["payment_intent_id"].as_str().unwrap().to_string();
+    let listed = flow.get("/payouts/v1/payments").await;
+    assert_eq!(listed["content"][0]["pending_manual_authorization"], true);
+    assert_eq!(listed["content"][0]["auto_authorized"], false);
+    assert_eq!(listed["content"][0]["status"], "AWAITING_AUTHORIZATION");
+    assert!(flow.get(&format!("/payouts/v1/intents/{intent}")).await["payment"].is_null());
+    assert!(!flow
+        .receiver
+        .received()
+        .iter()
+        .any(|r| r.json()["type"] == "payment.created"));
+
+    // Authorised, it is paid, with its webhooks; not twice.
+    let authorised = flow
+        .post(&format!("/_mockbank/payouts/{intent}/authorise"), json!({}))
+        .await;
+    assert_eq!(authorised.status, 200, "{:?}", authorised.json());
+    assert_eq!(authorised.json()["status"], "PENDING_WITH_BANK");
+    let created = flow.receiver.wait_for("payment.created", 1).await;
+    assert_eq!(created[0].json()["payload"]["intent_id"], intent.as_str());
+    let again = flow
+        .post(&format!("/_mockbank/payouts/{intent}/authorise"), json!({}))
+        .await;
+    assert_eq!(again.status, 409);
+    let listed = flow.get("/payouts/v1/payments").await;
+    assert_eq!(listed["content"][0]["pending_manual_authorization"], false);
+    assert_eq!(listed["content"][0]["status"], "PENDING_WITH_BANK");
+
+    // Another, rejected: never paid.
+    let rejected = payout(
+        json!({"authorize_payment": false, "payment_destination_id": destination, "amount": 12}),
+    )
+    .await;
+    let rejected = rejected["payment_intent_id"].as_str().unwrap();
+    let answer = flow
+        .post(&format!("/_mockbank/payouts/{rejected}/reject"), json!({}))
+        .await;
+    assert_eq!(answer.status, 200);
+    let listed = flow.get("/payouts/v1/payments").await;
+    assert_eq!(listed["content"][0]["status"], "REJECTED");
+    assert!(flow.get(&format!("/payouts/v1/intents/{rejected}")).await["payment"].is_null());
+    // authorize_payment must be a boolean.
+    let bad = flow
+        .post(
+            "/payouts/v1/payment",
+            json!({"payment_details": [{"account_id": account, "currency": "AED", "destination_details": [{"authorize_payment": "yes", "payment_destination_id": destination, "amount": 1}]}]}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
 }

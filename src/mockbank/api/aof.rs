@@ -125,6 +125,7 @@ impl MockbankCore {
             created: now,
             updated: now,
             payout: false,
+            manual: None,
         };
         let intent_id = intent.id;
         state.payments.intents.push(intent);

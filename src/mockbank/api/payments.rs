@@ -122,6 +122,7 @@ impl MockbankCore {
             created: now,
             updated: now,
             payout: false,
+            manual: None,
         };
         state.payments.intents.push(intent.clone());
         let answer = self.intent_json(&state, &intent, IntentView::Created);
