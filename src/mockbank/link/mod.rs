@@ -13,12 +13,14 @@
 //! | GET | `/link/app?session=…` | the Link screens (in the SDK's iframe) |
 //! | POST | `/link/v1/sessions` | opens a session from the SDK's configuration (CORS, `mockbank.link_origins`) |
 //! | GET | `/link/v1/sessions/{id}` | what the screens show |
-//! | POST | `/link/v1/sessions/{id}/steps` | one step: `{"action": "bank" \| "login" \| "otp" \| "accounts" \| "close" \| …}` |
+//! | POST | `/link/v1/sessions/{id}/steps` | one step: `{"action": "bank" \| "login" \| "otp" \| "accounts" \| "revoke" \| "done" \| "close" \| …}` |
 //!
 //! The scripts, pages and styles are plain files in `assets/`, embedded in the
-//! binary. Linking ends in the same code as `/_mockbank/link/connect` and
-//! `/_mockbank/link/reconnect` ([`MockbankCore::link_entity`],
-//! [`MockbankCore::finish_reconnect`]).
+//! binary. Every LinkSDK method runs its flow; each ends in the same code as
+//! the API and the controls (`effects.rs`): linking as `/_mockbank/link/connect`
+//! and `/_mockbank/link/reconnect` ([`MockbankCore::link_entity`],
+//! [`MockbankCore::finish_reconnect`]), paying, payment sources and their
+//! beneficiaries, consents.
 
 mod effects;
 mod methods;

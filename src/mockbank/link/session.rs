@@ -1,4 +1,4 @@
-//! A Link session: one run of the Link screens for `connect` or `reconnect`,
+//! A Link session: one run of the Link screens for one LinkSDK method,
 //! from the configuration the SDK was called with to the callback object it
 //! ends with. The screens' rules live here, free of HTTP and of the page: the
 //! page shows [`Session::view`] and sends each step; what the app's callback
