@@ -315,6 +315,38 @@ async fn checkout_creates_a_payment_source_of_the_account_and_pays_from_it() {
         .as_deref()
         .unwrap()
         .contains("ACCEPTED_BY_BANK"));
+
+    // The intent once more: refused, and no second payment source.
+    rig.open(
+        Script::Loader,
+        "checkout",
+        json!({"app_token": APP_TOKEN, "payment_intent_id": intent_id, "sandbox": true}),
+    )
+    .await;
+    rig.enter_link().await;
+    rig.browser
+        .click(&format!("button[data-bank={}]", user.bank.identifier))
+        .await;
+    rig.login(&user, &user.password).await;
+    rig.screen("ACCOUNT_SELECTION").await;
+    rig.browser.click("#accounts button[type=submit]").await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "ERROR", "{r}");
+    assert!(
+        r["last_api_response"]
+            .as_str()
+            .unwrap()
+            .contains("INTENT_ALREADY_PAID"),
+        "{r}"
+    );
+    let sources = get(
+        &rig.client,
+        &rig.proxy
+            .url(&format!("/customers/v1/{customer}/payment-sources")),
+    )
+    .await
+    .json();
+    assert_eq!(sources.as_array().unwrap().len(), 1, "{sources}");
     rig.stop().await;
 }
 
@@ -542,5 +574,42 @@ async fn a_flow_given_redirect_urls_leaves_the_page_and_capture_redirect_shows_i
             .starts_with("consent_attempt_id: no redirect"),
         "{r}"
     );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn the_hosted_page_adds_a_beneficiary_and_ends_in_a_leanlink_url() {
+    let Some(rig) = Rig::start().await else {
+        return;
+    };
+    let user = rig.user("no_otp_user");
+    let customer = rig.customer().await;
+    let source = rig.source_of(&customer, "no_otp_user").await;
+    let destination = rig.destination("AE070331234567890123477").await;
+    let url = format!(
+        "{}/link/loader/prod/ae/latest/lean-sdk.html?implementation=webview-hosted-html\
+         &app_token={APP_TOKEN}&sandbox=true&language=en&method=createBeneficiary\
+         &customer_id={customer}&payment_source_id={source}&payment_destination_id={destination}",
+        rig.mockbank()
+    );
+    rig.browser.client.goto(&url).await.unwrap();
+    // Straight to the login at the source's bank.
+    rig.login(&user, &user.password).await;
+    rig.screen("SUCCESS").await;
+    rig.browser.click("[data-action=done]").await;
+    let href = rig
+        .browser
+        .find("#leanlink")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("leanlink://success?"), "{href}");
+    assert!(href.contains(&format!("bank_identifier={}", user.bank.identifier)));
+    let created = rig
+        .caught("payment_source.beneficiary.created", &destination)
+        .await;
+    assert_eq!(created.signature.name(), "valid");
     rig.stop().await;
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::methods::same_name;
 use super::session::{Effect, Method, Session};
 use crate::mockbank::api::Grant;
-use crate::mockbank::payments::{units, ConsentStatus};
+use crate::mockbank::payments::{units, ConsentStatus, PaymentStatus};
 use crate::mockbank::MockbankCore;
 
 impl MockbankCore {
@@ -118,14 +118,24 @@ impl MockbankCore {
         user: usize,
         account: uuid::Uuid,
     ) -> Result<(), crate::mockbank::api::Reply> {
-        let customer = self
-            .lock()
-            .payments
-            .intent(intent)
-            .map(|i| i.customer)
-            .or(session.opening.customer.as_ref().map(|c| c.id))
-            .unwrap_or_default();
-        let source = self.create_source(customer, user, Some(vec![account]))?;
+        let now = self.clock.elapsed();
+        let (customer, paid) = {
+            let state = self.lock();
+            let paid = state.payments.payments_of(intent).any(|p| {
+                p.status(now) != PaymentStatus::Failed && p.outcome != PaymentStatus::RejectedByBank
+            });
+            let customer = state.payments.intent(intent).map(|i| i.customer);
+            (
+                customer.or(session.opening.customer.as_ref().map(|c| c.id)),
+                paid,
+            )
+        };
+        if paid {
+            // No payment source for an intent that cannot be paid: the
+            // payment's own refusal (INTENT_ALREADY_PAID).
+            return self.pay_from(intent, user, account, None).map(|_| ());
+        }
+        let source = self.create_source(customer.unwrap_or_default(), user, Some(vec![account]))?;
         let source_id = source["id"]
             .as_str()
             .and_then(|s| uuid::Uuid::parse_str(s).ok());

@@ -225,7 +225,17 @@ impl Session {
         let bank = opening.bank;
         let screen = match (opening.method, bank, opening.consent_screen) {
             (Method::ManageConsents, _, _) => Screen::ManageConsents,
-            (Method::CaptureRedirect, _, _) => Screen::Success,
+            // A captured success shows its success screen; any other
+            // outcome goes straight to the callback.
+            (Method::CaptureRedirect, _, _) => match opening
+                .captured
+                .as_ref()
+                .and_then(|r| r.get("status"))
+                .and_then(Value::as_str)
+            {
+                Some("SUCCESS") => Screen::Success,
+                _ => Screen::Login,
+            },
             (_, None, _) => Screen::BankList,
             (_, Some(_), true) => Screen::Consent,
             (_, Some(_), false) => Screen::Login,
