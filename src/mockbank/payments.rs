@@ -356,7 +356,8 @@ pub(super) struct Payments {
     pub(super) consents: Vec<Consent>,
     pub(super) refunds: Vec<Refund>,
     /// Account-on-File payments by their `Idempotency-Key`: a retried
-    /// request gets the payment the first one made.
+    /// request gets the payment the first one made (nil while the first
+    /// is in progress).
     pub(super) idempotency: Vec<(String, Uuid)>,
 }
 

@@ -207,6 +207,10 @@ async fn the_per_period_limits_renew_and_the_count_limit_consumes() {
     assert_eq!(flow.pay(&id, "10").await.status, 200);
     let details = flow.get(&format!("/consents/{id}")).await;
     assert_eq!(details["status"], "CONSUMED", "{details}");
+    let used = &details["payment_consumption"];
+    assert_eq!(used["cumulative_number_of_payments"], 3);
+    assert_eq!(used["cumulative_number_of_payments_in_current_period"], 1);
+    assert_eq!(used["cumulative_value_of_payments_in_current_period"], 10.0);
 }
 
 #[tokio::test]
@@ -230,6 +234,25 @@ async fn an_idempotency_key_replays_the_payment_and_the_balance_needs_authorisat
         details["payment_consumption"]["cumulative_number_of_payments"],
         1
     );
+
+    // A refused request leaves its key free for the corrected one.
+    let over = flow
+        .post_with(
+            "/payments/account-on-file",
+            json!({"consent_id": id, "amount": 600}),
+            Some("key-2"),
+        )
+        .await;
+    assert_eq!(over.status, 400);
+    let fixed = flow
+        .post_with(
+            "/payments/account-on-file",
+            json!({"consent_id": id, "amount": 60}),
+            Some("key-2"),
+        )
+        .await;
+    assert_eq!(fixed.status, 200);
+    assert_ne!(fixed.json()["id"], first["id"]);
 
     let balance = flow.get(&format!("/consents/{id}/balance")).await;
     assert_eq!(balance["iban"], iban.as_str(), "{balance}");

@@ -24,12 +24,67 @@ impl MockbankCore {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.trim().is_empty())
             .map(str::to_string);
-        if let Some(answer) = key.as_deref().and_then(|k| self.replayed(k)) {
-            return Ok(ok(answer));
+        if let Some(k) = key.as_deref() {
+            if let Some(answer) = self.claim_key(k)? {
+                return Ok(ok(answer));
+            }
         }
+        let made = self.aof_pay(&body);
+        if let Some(k) = key {
+            let mut state = self.lock();
+            let keys = &mut state.payments.idempotency;
+            let paid = made
+                .as_ref()
+                .ok()
+                .and_then(|a| a["id"].as_str())
+                .and_then(|id| Uuid::parse_str(id).ok());
+            match paid {
+                // The key now names the payment it made.
+                Some(id) => keys
+                    .iter_mut()
+                    .filter(|(x, _)| *x == k)
+                    .for_each(|e| e.1 = id),
+                // A refused request may be sent again with the same key.
+                None => keys.retain(|(x, _)| *x != k),
+            }
+        }
+        made.map(ok)
+    }
+
+    /// Claims `key` for a new payment (`None`), or the payment it already
+    /// made; a request with the key still in progress is refused.
+    fn claim_key(&self, key: &str) -> Result<Option<Value>, Reply> {
+        let mut state = self.lock();
+        match state.payments.idempotency.iter().find(|(k, _)| k == key) {
+            None => {
+                state
+                    .payments
+                    .idempotency
+                    .push((key.to_string(), Uuid::nil()));
+                Ok(None)
+            }
+            Some((_, id)) if id.is_nil() => Err(error(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                "A request with this Idempotency-Key is in progress.",
+                false,
+            )),
+            Some((_, id)) => {
+                let payment = state.payments.payments.iter().find(|p| p.id == *id);
+                Ok(payment.map(|p| {
+                    let mut answer = self.payment_json(&state, p);
+                    answer["consent_id"] = json!(p.source);
+                    answer
+                }))
+            }
+        }
+    }
+
+    /// The payment of a `POST /payments/account-on-file` body.
+    fn aof_pay(&self, body: &Value) -> Result<Value, Reply> {
         let consent_id = parse_uuid(
             "consent_id",
-            &field(&body, "consent_id").ok_or_else(|| missing("consent_id"))?,
+            &field(body, "consent_id").ok_or_else(|| missing("consent_id"))?,
         )?;
         let amount = match body.get("amount") {
             None | Some(Value::Null) => return Err(missing("amount")),
@@ -41,27 +96,12 @@ impl MockbankCore {
                 .ok_or_else(|| invalid("amount", s))?,
             Some(v) => fils(v).ok_or_else(|| invalid("amount", &v.to_string()))?,
         };
-        let reference = field(&body, "reference");
+        let reference = field(body, "reference");
         let (intent, user, account) = self.take_from_consent(consent_id, amount, reference)?;
         let mut answer = self.pay_from(intent, user, account, Some(consent_id))?;
         answer["consent_id"] = json!(consent_id);
-        answer["creditor_reference"] = json!(field(&body, "creditor_reference"));
-        if let (Some(k), Some(id)) = (key, answer["id"].as_str()) {
-            if let Ok(id) = Uuid::parse_str(id) {
-                self.lock().payments.idempotency.push((k, id));
-            }
-        }
-        Ok(ok(answer))
-    }
-
-    /// The payment an `Idempotency-Key` already made, as it is now.
-    fn replayed(&self, key: &str) -> Option<Value> {
-        let state = self.lock();
-        let (_, id) = state.payments.idempotency.iter().find(|(k, _)| k == key)?;
-        let payment = state.payments.payments.iter().find(|p| p.id == *id)?;
-        let mut answer = self.payment_json(&state, payment);
-        answer["consent_id"] = json!(payment.source);
-        Some(answer)
+        answer["creditor_reference"] = json!(field(body, "creditor_reference"));
+        Ok(answer)
     }
 
     /// Checks a payment of `amount` against consent `id`, counts it when the

@@ -263,6 +263,7 @@ impl MockbankCore {
             u.accounts.iter().find(|a| a.id == account).map(|a| (u, a))
         });
         let k = &c.controls;
+        let in_period = c.in_period(self.clock.now());
         let mut out = json!({
             "consent_id": c.id,
             "bank_identifier": account.map(|(u, _)| u.bank.identifier),
@@ -288,8 +289,8 @@ impl MockbankCore {
             "payment_consumption": {
                 "cumulative_number_of_payments": c.payments,
                 "cumulative_value_of_payments": units(c.paid),
-                "cumulative_number_of_payments_in_current_period": c.payments,
-                "cumulative_value_of_payments_in_current_period": units(c.paid),
+                "cumulative_number_of_payments_in_current_period": in_period.0,
+                "cumulative_value_of_payments_in_current_period": units(in_period.1),
             },
         });
         if one {
