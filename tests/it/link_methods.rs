@@ -373,6 +373,7 @@ async fn manage_consents_lists_the_customers_consents_and_revokes_the_one_chosen
     };
     let active = consent("500").await;
     let waiting = consent("80").await;
+    let stale = consent("20").await;
     let authorised = rig
         .post(
             &format!("{}/_mockbank/consents/{active}/authorise", rig.mockbank()),
@@ -403,8 +404,31 @@ async fn manage_consents_lists_the_customers_consents_and_revokes_the_one_chosen
         .map(|s| s.as_str().unwrap())
         .collect();
     listed.sort_unstable();
-    assert_eq!(listed, ["AUTHORISED", "AWAITING_AUTHORISATION"]);
+    assert_eq!(
+        listed,
+        [
+            "AUTHORISED",
+            "AWAITING_AUTHORISATION",
+            "AWAITING_AUTHORISATION"
+        ]
+    );
     rig.browser.screenshot("link-manage-consents").await;
+    // One revoked behind the screen's back: the refusal is shown there and
+    // the list is read afresh.
+    rig.post(
+        &format!("{}/_mockbank/consents/{stale}/reject", rig.mockbank()),
+        json!({}),
+    )
+    .await;
+    rig.browser
+        .click(&format!(
+            "button[data-action=revoke][data-consent='{stale}']"
+        ))
+        .await;
+    rig.error_shown("REJECTED").await;
+    rig.browser
+        .find(&format!("li[data-consent='{stale}'][data-status=REJECTED]"))
+        .await;
     rig.browser
         .click(&format!(
             "button[data-action=revoke][data-consent='{active}']"

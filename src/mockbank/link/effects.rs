@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::methods::same_name;
-use super::session::{Effect, Method, Session};
+use super::session::{Effect, Method, Session, StepError};
 use crate::mockbank::api::Grant;
 use crate::mockbank::payments::{units, ConsentStatus, PaymentStatus};
 use crate::mockbank::MockbankCore;
@@ -52,11 +52,16 @@ impl MockbankCore {
                 None => return session.failed(&json!({"message": "The customer is gone."})),
             },
             Effect::Revoke(consent) => {
-                // The screen stays: the user may revoke another, then is done.
-                return match self.revoke_own(session, consent) {
-                    Ok(()) => {}
-                    Err(answer) => session.failed(&answer),
-                };
+                // The screen stays: the user may revoke another, then is
+                // done; a refusal is shown on it (the list is read afresh).
+                session.error = self.revoke_own(session, consent).err().map(|answer| StepError {
+                    secondary_status: "FAILED",
+                    message: answer["message"]
+                        .as_str()
+                        .unwrap_or("The consent could not be revoked.")
+                        .to_string(),
+                });
+                return;
             }
             Effect::Reconnect(reconnect_id) => {
                 self.finish_reconnect(reconnect_id).map(|done| {

@@ -446,7 +446,7 @@
       });
       screen('MANAGE_CONSENTS', t('consentsTitle'), [
         el('p', { class: 'lead', text: (v.consents || []).length ? t('consentsLead') : t('noConsents') }),
-        list, el('div', { class: 'spacer' }),
+        errorLine(v), list, el('div', { class: 'spacer' }),
         el('button', { type: 'button', class: 'primary', 'data-action': 'done', on: { click: function () { step({ action: 'done' }); } } }, t('done'))
       ]);
     },
