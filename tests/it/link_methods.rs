@@ -598,6 +598,54 @@ async fn a_flow_given_redirect_urls_leaves_the_page_and_capture_redirect_shows_i
             .starts_with("consent_attempt_id: no redirect"),
         "{r}"
     );
+
+    // A flow that fails goes to fail_redirect_url; its capture goes
+    // straight to the callback.
+    let failed = back.replace("step=back", "step=failed");
+    let other = rig
+        .post(
+            &rig.proxy.url("/consents/account-on-file"),
+            json!({"customer_id": customer, "control_parameters": {"max_individual_amount": "100"}}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rig.open(
+        Script::V2,
+        "authorizeConsent",
+        json!({"app_token": APP_TOKEN, "consent_id": other, "sandbox": true,
+               "success_redirect_url": back, "fail_redirect_url": failed}),
+    )
+    .await;
+    rig.enter_link().await;
+    rig.screen("BANK_LIST").await;
+    rig.browser.click("[data-action=close]").await;
+    rig.browser.client.enter_parent_frame().await.unwrap();
+    let search = rig
+        .browser
+        .wait_for(
+            "the redirect to fail_redirect_url",
+            "return location.search.includes('step=failed') && window.LeanV2 ? location.search : null;",
+        )
+        .await;
+    let search = search.as_str().unwrap().to_string();
+    assert!(search.contains("status=CANCELLED"), "{search}");
+    let attempt = search
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("consent_attempt_id="))
+        .unwrap()
+        .to_string();
+    rig.browser
+        .eval(
+            "const o = arguments[0]; o.callback = (r) => window.results.push(r); LeanV2.captureRedirect(o);",
+            vec![json!({"app_token": APP_TOKEN, "customer_id": customer, "consent_attempt_id": attempt, "sandbox": true})],
+        )
+        .await;
+    let r = rig.callback().await;
+    assert_eq!(r["status"], "CANCELLED", "{r}");
+    assert_eq!(r["exit_point"], "BANK_LIST");
     rig.stop().await;
 }
 
