@@ -32,6 +32,7 @@
 //! | POST | `/_mockbank/consents/{id}/authorise` | `{username, password, otp, account_id?}`: the customer authorises an Account-on-File consent |
 //! | POST | `/_mockbank/consents/{id}/reject`, `/revoke`, `/expire` | the consent's other endings |
 //! | POST | `/_mockbank/payments` | `{payment_intent_id, username, password, otp, account_id?}`: a test user pays an intent |
+//! | POST | `/_mockbank/payouts/{payment_intent_id}/authorise`, `/reject` | the app decides a payout sent without `authorize_payment: true` |
 //! | GET | `/_mockbank/link/defaults` | what the boilerplate page starts from (built-in app token, OTP, users) |
 //! | POST | `/_mockbank/link/customer` | a new customer and a customer-scoped token for it |
 //! | POST | `/_mockbank/link/intent` | `{customer_id, amount}`: a payment intent in AED to the default destination (for the boilerplate's `pay`) |

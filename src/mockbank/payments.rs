@@ -108,6 +108,20 @@ pub(super) struct Intent {
     /// A payout (the app paying out from a payment source), not a payment
     /// the customer makes.
     pub(super) payout: bool,
+    /// A payout sent with `authorize_payment: false`: it waits for the app
+    /// to authorise it before it is paid.
+    pub(super) manual: Option<Manual>,
+}
+
+/// A payout waiting for, or past, the app's manual authorisation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Manual {
+    /// The test user, account and payment source it will be paid from.
+    pub(super) user: usize,
+    pub(super) account: Uuid,
+    pub(super) source: Uuid,
+    /// `None` while it waits; then whether it was authorised.
+    pub(super) decided: Option<bool>,
 }
 
 /// Where a payment is.
@@ -223,6 +237,8 @@ pub(super) enum ConsentStatus {
     Rejected,
     Revoked,
     Expired,
+    /// Its limits are used up: no payment more.
+    Consumed,
 }
 
 impl ConsentStatus {
@@ -233,6 +249,7 @@ impl ConsentStatus {
             Self::Rejected => "REJECTED",
             Self::Revoked => "REVOKED",
             Self::Expired => "EXPIRED",
+            Self::Consumed => "CONSUMED",
         }
     }
 }
@@ -265,7 +282,73 @@ pub(super) struct Consent {
     pub(super) expires: DateTime<Utc>,
     pub(super) payments: u64,
     pub(super) paid: i64,
+    /// When each payment on the consent was made, and its amount: what
+    /// the per-period limits count.
+    pub(super) taken: Vec<(DateTime<Utc>, i64)>,
     pub(super) history: Vec<ConsentEvent>,
+}
+
+impl Consent {
+    /// Payments and their sum in the period (`period_type`) holding `now`.
+    pub(super) fn in_period(&self, now: DateTime<Utc>) -> (u64, i64) {
+        let start = period_start(&self.controls.period_type, now);
+        self.taken
+            .iter()
+            .filter(|(at, _)| *at >= start)
+            .fold((0, 0), |(n, sum), (_, amount)| (n + 1, sum + amount))
+    }
+
+    /// Why a payment of `amount` fils at `now` is beyond the consent's
+    /// limits, if it is.
+    pub(super) fn refuses(&self, amount: i64, now: DateTime<Utc>) -> Option<String> {
+        let c = &self.controls;
+        let (n, sum) = self.in_period(now);
+        if amount > c.max_individual {
+            return Some(format!(
+                "The amount is more than the consent's max_individual_amount ({:.2}).",
+                units(c.max_individual)
+            ));
+        }
+        if c.max_cumulative.is_some_and(|max| self.paid + amount > max) {
+            return Some("The payment would pass the consent's max_cumulative_amount.".into());
+        }
+        if self.payments >= c.max_payments {
+            return Some("The consent's max_cumulative_number_of_payments is reached.".into());
+        }
+        if sum + amount > c.max_per_period {
+            return Some(format!(
+                "The payment would pass the consent's max_cumulative_amount_per_period in this {}.",
+                c.period_type.to_lowercase()
+            ));
+        }
+        if n >= c.max_payments_per_period {
+            return Some(format!(
+                "The consent's max_cumulative_number_of_payments_per_period is reached in this {}.",
+                c.period_type.to_lowercase()
+            ));
+        }
+        None
+    }
+
+    /// Whether the whole-life limits are used up (the period ones renew).
+    pub(super) fn used_up(&self) -> bool {
+        let c = &self.controls;
+        self.payments >= c.max_payments || c.max_cumulative.is_some_and(|max| self.paid >= max)
+    }
+}
+
+/// The start of the consent period (`Day`/`Daily`, `Week` from Monday,
+/// `Month`, `Year`) holding `now`, in UTC.
+pub(super) fn period_start(period: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike, NaiveDate, TimeZone};
+    let day = now.date_naive();
+    let first = match period {
+        "Week" => day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday())),
+        "Month" => NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day),
+        "Year" => NaiveDate::from_ymd_opt(day.year(), 1, 1).unwrap_or(day),
+        _ => day,
+    };
+    Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
 
 /// Money given back on an accepted payment, once the app approves it.
@@ -300,6 +383,10 @@ pub(super) struct Payments {
     pub(super) sources: Vec<Source>,
     pub(super) consents: Vec<Consent>,
     pub(super) refunds: Vec<Refund>,
+    /// Account-on-File payments by their `Idempotency-Key`: a retried
+    /// request gets the payment the first one made (nil while the first
+    /// is in progress).
+    pub(super) idempotency: Vec<(String, Uuid)>,
 }
 
 impl Default for Payments {
@@ -318,6 +405,7 @@ impl Payments {
             sources: Vec::new(),
             consents: Vec::new(),
             refunds: Vec::new(),
+            idempotency: Vec::new(),
         }
     }
 }
@@ -385,5 +473,17 @@ mod tests {
         assert_eq!(ksa.swift_code(), "MOCK80SAXXX");
         assert!(super::super::region::iban_valid(&ksa.iban));
         assert_eq!(ksa.currency, "SAR");
+    }
+
+    #[test]
+    fn consent_periods_start_on_the_day_monday_first_of_month_and_year() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-10T15:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let start = |p| period_start(p, at).to_rfc3339();
+        assert_eq!(start("Day"), "2026-12-10T00:00:00+00:00");
+        assert_eq!(start("Week"), "2026-12-07T00:00:00+00:00");
+        assert_eq!(start("Month"), "2026-12-01T00:00:00+00:00");
+        assert_eq!(start("Year"), "2026-01-01T00:00:00+00:00");
     }
 }

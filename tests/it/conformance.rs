@@ -304,6 +304,7 @@ fn implemented(method: &str, path: &str) -> bool {
                 "/payments/v1/intents"
                     | "/payments/v1/destinations"
                     | "/consents/account-on-file"
+                    | "/payments/account-on-file"
                     | "/payouts/refunds"
                     | "/payouts/v1/payment"
                     | "/payouts/v1/payment/destinations"

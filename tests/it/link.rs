@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use crate::browser::{serve_site, Browser};
 use crate::support::{get, h1_client, send, Observed, Proxy};
 
-const APP_TOKEN: &str = "mockbank-app-token";
+pub const APP_TOKEN: &str = "mockbank-app-token";
 
 /// LinkSDK's three script generations.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Script {
+pub enum Script {
     Legacy,
     Loader,
     V2,
@@ -28,7 +28,7 @@ enum Script {
 impl Script {
     const ALL: [Script; 3] = [Script::Legacy, Script::Loader, Script::V2];
 
-    fn path(self) -> &'static str {
+    pub fn path(self) -> &'static str {
         match self {
             Script::Legacy => "/link/sdk/web/latest/Lean.min.js",
             Script::Loader => "/link/loader/prod/ae/latest/lean-link-loader.min.js",
@@ -36,7 +36,7 @@ impl Script {
         }
     }
 
-    fn global(self) -> &'static str {
+    pub fn global(self) -> &'static str {
         match self {
             Script::V2 => "LeanV2",
             _ => "Lean",
@@ -45,15 +45,15 @@ impl Script {
 }
 
 /// The proxy in front of its Mockbank, a site on another origin, a browser.
-struct Rig {
-    proxy: Proxy,
-    site: SocketAddr,
-    browser: Browser,
-    client: crate::support::HttpClient,
+pub struct Rig {
+    pub proxy: Proxy,
+    pub site: SocketAddr,
+    pub browser: Browser,
+    pub client: crate::support::HttpClient,
 }
 
 impl Rig {
-    async fn start() -> Option<Rig> {
+    pub async fn start() -> Option<Rig> {
         let browser = Browser::start().await?;
         let proxy = Proxy::start("").await;
         Some(Rig {
@@ -64,11 +64,11 @@ impl Rig {
         })
     }
 
-    fn mockbank(&self) -> String {
+    pub fn mockbank(&self) -> String {
         format!("http://{}", self.proxy.mockbank_addr.unwrap())
     }
 
-    fn user(&self, username: &str) -> TestUser {
+    pub fn user(&self, username: &str) -> TestUser {
         let users = self.proxy.mockbank.as_ref().unwrap().users();
         users
             .iter()
@@ -77,7 +77,7 @@ impl Rig {
             .clone()
     }
 
-    async fn post(&self, url: &str, body: Value) -> Observed {
+    pub async fn post(&self, url: &str, body: Value) -> Observed {
         let req = Request::post(url)
             .header("content-type", "application/json")
             .body(body::full(body.to_string()))
@@ -86,7 +86,7 @@ impl Rig {
     }
 
     /// A new customer, through the proxy (which adds the app token).
-    async fn customer(&self) -> String {
+    pub async fn customer(&self) -> String {
         let app_user_id = format!("app-{}", uuid::Uuid::new_v4().simple());
         let c = self
             .post(
@@ -100,7 +100,7 @@ impl Rig {
 
     /// Opens the app page with `script` and calls `method(options)`, the
     /// callback collecting into `window.results`.
-    async fn open(&self, script: Script, method: &str, options: Value) {
+    pub async fn open(&self, script: Script, method: &str, options: Value) {
         let url = format!(
             "http://{}/?script={}{}",
             self.site,
@@ -123,13 +123,13 @@ impl Rig {
     }
 
     /// Steps into Link's iframe.
-    async fn enter_link(&self) {
+    pub async fn enter_link(&self) {
         let frame = self.browser.find("iframe[data-lean-link]").await;
         frame.enter_frame().await.unwrap();
     }
 
     /// Back on the app's page, the callback object.
-    async fn callback(&self) -> Value {
+    pub async fn callback(&self) -> Value {
         self.browser.client.enter_parent_frame().await.unwrap();
         self.browser
             .wait_for(
@@ -139,13 +139,13 @@ impl Rig {
             .await
     }
 
-    async fn screen(&self, name: &str) {
+    pub async fn screen(&self, name: &str) {
         self.browser
             .find(&format!("section[data-screen={name}]"))
             .await;
     }
 
-    async fn login(&self, user: &TestUser, password: &str) {
+    pub async fn login(&self, user: &TestUser, password: &str) {
         self.screen("LOGIN").await;
         self.browser.type_into("#username", &user.username).await;
         self.browser.type_into("#password", password).await;
@@ -154,7 +154,7 @@ impl Rig {
 
     /// The error a step left on the screen, once the screen shows it (so
     /// the fields typed into next are the new screen's).
-    async fn error_shown(&self, containing: &str) -> String {
+    pub async fn error_shown(&self, containing: &str) -> String {
         let text = self
             .browser
             .wait_for(
@@ -168,14 +168,14 @@ impl Rig {
         text.as_str().unwrap().to_string()
     }
 
-    async fn otp(&self, code: &str) {
+    pub async fn otp(&self, code: &str) {
         self.screen("OTP").await;
         self.browser.type_into("#otp", code).await;
         self.browser.click("#otp-form button[type=submit]").await;
     }
 
     /// Through the screens for `user`, from the bank list to "Done".
-    async fn link_through(&self, user: &TestUser) {
+    pub async fn link_through(&self, user: &TestUser) {
         self.enter_link().await;
         self.screen("BANK_LIST").await;
         self.browser
@@ -186,7 +186,7 @@ impl Rig {
     }
 
     /// From a right password to "Done": the OTP and the accounts if asked.
-    async fn after_login(&self, user: &TestUser) {
+    pub async fn after_login(&self, user: &TestUser) {
         if user.behaviour.needs_otp() {
             self.otp("1111").await;
         }
@@ -200,7 +200,7 @@ impl Rig {
 
     /// The webhook of `kind` whose body mentions `about` (an entity or
     /// customer id) at the proxy's catcher, waiting for it.
-    async fn caught(&self, kind: &str, about: &str) -> leanproxy::webhooks::WebhookRecord {
+    pub async fn caught(&self, kind: &str, about: &str) -> leanproxy::webhooks::WebhookRecord {
         for _ in 0..100 {
             if let Some(r) = self.proxy.webhooks.records().into_iter().find(|r| {
                 r.kind.as_deref() == Some(kind)
@@ -213,14 +213,14 @@ impl Rig {
         panic!("no {kind} webhook about {about} at the catcher");
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.browser.stop().await;
         self.proxy.shutdown().await;
     }
 }
 
 /// Every field of LinkSDK's callback object is there.
-fn assert_callback_shape(r: &Value, script: Script) {
+pub fn assert_callback_shape(r: &Value, script: Script) {
     for key in [
         "status",
         "message",
@@ -239,7 +239,7 @@ fn assert_callback_shape(r: &Value, script: Script) {
     assert_eq!(r.get("method").is_some(), script == Script::Legacy, "{r}");
 }
 
-fn connect_options(customer: &str) -> Value {
+pub fn connect_options(customer: &str) -> Value {
     json!({
         "app_token": APP_TOKEN,
         "customer_id": customer,
@@ -538,7 +538,13 @@ async fn closing_on_each_screen_and_wrong_answers_reach_the_callback() {
 
 /// Calls `method(options)` with `script` and returns the callback, or null
 /// when none came within `wait`.
-async fn refused(rig: &Rig, script: Script, method: &str, options: Value, wait: Duration) -> Value {
+pub async fn refused(
+    rig: &Rig,
+    script: Script,
+    method: &str,
+    options: Value,
+    wait: Duration,
+) -> Value {
     rig.open(script, method, options).await;
     let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
@@ -651,8 +657,23 @@ async fn a_wrong_configuration_gets_an_error_callback_that_names_it() {
         "{r}"
     );
 
-    // Methods of the payments and verification APIs say so.
-    for method in ["checkout", "updatePaymentSource", "manageConsents", "link"] {
+    // The payments and verification methods name what they miss.
+    for (method, field) in [
+        (
+            "createBeneficiary",
+            "payment_source_id: required for createBeneficiary",
+        ),
+        (
+            "updatePaymentSource",
+            "payment_source_id: required for updatePaymentSource",
+        ),
+        ("checkout", "payment_intent_id: required"),
+        ("verifyAddress", "customer_name: required for verifyAddress"),
+        (
+            "captureRedirect",
+            "consent_attempt_id: required for captureRedirect",
+        ),
+    ] {
         let r = refused(
             &rig,
             Script::Legacy,
@@ -662,12 +683,7 @@ async fn a_wrong_configuration_gets_an_error_callback_that_names_it() {
         )
         .await;
         assert_eq!(r["status"], "ERROR", "{r}");
-        assert!(
-            message(&r).contains(&format!(
-                "Lean.{method} is not emulated by the Mockbank yet"
-            )),
-            "{r}"
-        );
+        assert!(message(&r).starts_with(field), "{method}: {r}");
     }
     rig.stop().await;
 }
@@ -991,7 +1007,7 @@ async fn the_boilerplate_page_links_a_test_user_and_shows_the_webhooks() {
     b.eval("window.scrollTo(0, 0);", vec![]).await;
     b.screenshot("boilerplate-after-connect").await;
 
-    // Not-emulated methods answer through the callback.
+    // checkout without an intent says what it needs.
     b.click("#call-checkout").await;
     let shown = b
         .wait_for(
@@ -1003,7 +1019,7 @@ async fn the_boilerplate_page_links_a_test_user_and_shows_the_webhooks() {
         shown
             .as_str()
             .unwrap()
-            .contains("Lean.checkout is not emulated"),
+            .contains("payment_intent_id: required for checkout"),
         "{shown}"
     );
     rig.stop().await;

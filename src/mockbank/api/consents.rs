@@ -29,6 +29,10 @@ impl MockbankCore {
                 let c = consent(&state, id)?;
                 Ok(ok(self.consent_json(c, true)))
             }
+            [id, "balance"] => {
+                allow(m, &[M::GET])?;
+                self.consent_balance(parse_uuid("consent_id", id)?)
+            }
             [id, "history"] => {
                 allow(m, &[M::GET])?;
                 let id = parse_uuid("consent_id", id)?;
@@ -102,6 +106,7 @@ impl MockbankCore {
             expires: now + chrono::Duration::days(CONSENT_DAYS),
             payments: 0,
             paid: 0,
+            taken: Vec::new(),
             history: vec![event(
                 "CONSENT_CREATED",
                 "A new consent was created.",
@@ -258,6 +263,7 @@ impl MockbankCore {
             u.accounts.iter().find(|a| a.id == account).map(|a| (u, a))
         });
         let k = &c.controls;
+        let in_period = c.in_period(self.clock.now());
         let mut out = json!({
             "consent_id": c.id,
             "bank_identifier": account.map(|(u, _)| u.bank.identifier),
@@ -283,8 +289,8 @@ impl MockbankCore {
             "payment_consumption": {
                 "cumulative_number_of_payments": c.payments,
                 "cumulative_value_of_payments": units(c.paid),
-                "cumulative_number_of_payments_in_current_period": c.payments,
-                "cumulative_value_of_payments_in_current_period": units(c.paid),
+                "cumulative_number_of_payments_in_current_period": in_period.0,
+                "cumulative_value_of_payments_in_current_period": units(in_period.1),
             },
         });
         if one {

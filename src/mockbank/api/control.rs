@@ -125,6 +125,7 @@ impl MockbankCore {
             }
             ["link", "reconnect"] => allow(m, &[M::POST]).and_then(|()| self.reconnect(call)),
             ["consents", id, action] => self.consent_control(call, id, action),
+            ["payouts", id, action] => self.payout_control(call, id, action),
             ["entities"] => {
                 allow(m, &[M::GET])?;
                 Ok(ok(json!({"entities": self.entities_overview()})))

@@ -22,6 +22,8 @@ use super::state::{
 use super::users::{TestUser, OTP};
 use super::MockbankCore;
 
+mod aof;
+mod beneficiaries;
 mod consents;
 mod control;
 mod data;
@@ -387,6 +389,7 @@ impl MockbankCore {
             },
             // payments
             ["payments", "v1", rest @ ..] => self.payments_api(call, rest),
+            ["payments", "account-on-file"] => self.aof_payment(call),
             ["consents", rest @ ..] => self.consents_api(call, rest),
             ["payouts", "refunds", rest @ ..] => self.refunds_api(call, rest),
             ["payouts", "v1", rest @ ..] => self.payouts_api(call, rest),

@@ -5,10 +5,7 @@
 //! control endpoint `/_mockbank/payments` and Link's `pay` in the browser.
 
 use super::*;
-use crate::mockbank::payments::{
-    fils, units, Beneficiary, Destination, Intent, Payment, PaymentStatus, Source,
-    BENEFICIARY_COOL_OFF,
-};
+use crate::mockbank::payments::{fils, units, Destination, Intent, Payment, PaymentStatus, Source};
 
 /// How an intent is shown: each endpoint records its own set of keys.
 #[derive(Clone, Copy, PartialEq)]
@@ -125,6 +122,7 @@ impl MockbankCore {
             created: now,
             updated: now,
             payout: false,
+            manual: None,
         };
         state.payments.intents.push(intent.clone());
         let answer = self.intent_json(&state, &intent, IntentView::Created);
@@ -225,8 +223,8 @@ impl MockbankCore {
     }
 
     /// [`Self::pay`], with the payment source it comes from when known (a
-    /// payout's).
-    pub(super) fn pay_from(
+    /// payout's, a checkout's, an Account-on-File consent's).
+    pub(in crate::mockbank) fn pay_from(
         &self,
         intent_id: Uuid,
         user: usize,
@@ -377,12 +375,6 @@ impl MockbankCore {
         let u = &self.users[user];
         let accounts = accounts.unwrap_or_else(|| u.accounts.iter().map(|a| a.id).collect());
         let now = self.clock.elapsed();
-        let wall = self.clock.now();
-        let cool_off = if u.bank.bank_type == "CORPORATE" {
-            BENEFICIARY_COOL_OFF
-        } else {
-            Duration::ZERO
-        };
         let mut state = self.lock();
         if state.customer(customer).is_none() {
             return Err(unknown_customer());
@@ -399,12 +391,7 @@ impl MockbankCore {
             customer,
             user,
             accounts,
-            beneficiaries: vec![Beneficiary {
-                id: Uuid::new_v4(),
-                destination,
-                active_from: now + cool_off,
-                active_from_wall: wall + chrono::Duration::from_std(cool_off).unwrap_or_default(),
-            }],
+            beneficiaries: vec![self.new_beneficiary(user, destination, now)],
         };
         state.payments.sources.push(source.clone());
         let answer = self.source_json(&source, now, false);
@@ -422,39 +409,13 @@ impl MockbankCore {
             }),
             "A payment source was pre-authorized by your customer.",
         );
-        let beneficiary_payload = |status: &str| {
-            json!({
-                "id": beneficiary.id,
-                "status": status,
-                "customer_id": customer,
-                "payment_source_id": source.id,
-                "payment_destination_id": beneficiary.destination,
-                "payment_source_bank_identifier": u.bank.identifier,
-            })
-        };
-        self.webhooks.send(
-            "payment_source.beneficiary.created",
-            beneficiary_payload(beneficiary.status(now)),
-            "A beneficiary was added for a payment source.",
-        );
-        if !cool_off.is_zero() {
-            let (clock, webhooks) = (self.clock.clone(), self.webhooks.clone());
-            let (payload, at) = (beneficiary_payload("ACTIVE"), beneficiary.active_from);
-            tokio::spawn(async move {
-                clock.sleep_until(at).await;
-                webhooks.send(
-                    "payment_source.beneficiary.updated",
-                    payload,
-                    "A beneficiary was updated for a payment source.",
-                );
-            });
-        }
+        self.beneficiary_webhooks(&source, beneficiary, now);
         Ok(answer)
     }
 
     /// A payment source in the keys Lean records: the list's accounts carry
     /// balances, the single one's do not.
-    fn source_json(&self, s: &Source, now: Duration, balances: bool) -> Value {
+    pub(super) fn source_json(&self, s: &Source, now: Duration, balances: bool) -> Value {
         let user = &self.users[s.user];
         let cooling = s
             .beneficiaries
@@ -629,7 +590,7 @@ fn unknown_intent() -> Reply {
     )
 }
 
-fn unknown_source() -> Reply {
+pub(super) fn unknown_source() -> Reply {
     error(
         StatusCode::NOT_FOUND,
         "UNKNOWN_PAYMENT_SOURCE",

@@ -4,7 +4,10 @@
 //! do. In the shapes Lean's collection records.
 
 use super::*;
-use crate::mockbank::payments::{fils, units, Destination, Intent, Payment, PaymentStatus};
+use crate::mockbank::payments::{fils, units, Destination, Intent, Manual, Payment, PaymentStatus};
+
+/// A payout's status while it waits for the app's manual authorisation.
+const AWAITING: &str = "AWAITING_AUTHORIZATION";
 
 impl MockbankCore {
     pub(super) fn payouts_api(&self, call: &Call<'_>, rest: &[&str]) -> Result<Reply, Reply> {
@@ -147,7 +150,9 @@ impl MockbankCore {
     }
 
     /// `POST /payouts/v1/payment`: from each payment source account, to each
-    /// destination given, a payment initiated at once.
+    /// destination given, a payment initiated at once or, without
+    /// `authorize_payment: true` (Lean's default is false), once the app
+    /// authorises it.
     fn create_payouts(&self, call: &Call<'_>) -> Result<Reply, Reply> {
         let body = call.json()?;
         let details = body
@@ -181,87 +186,13 @@ impl MockbankCore {
                 (source.id, source.customer, source.user)
             };
             end_user = Some(source);
-            let u = &self.users[user];
-            let from = u
-                .accounts
-                .iter()
-                .find(|a| a.id == account)
-                .ok_or_else(|| invalid("account_id", &account.to_string()))?;
             for target in detail
                 .get("destination_details")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                if target.get("authorize_payment").and_then(Value::as_bool) == Some(false) {
-                    return Err(invalid(
-                        "authorize_payment",
-                        "false (manual authorisation of payouts is not emulated: send true)",
-                    ));
-                }
-                let destination = parse_uuid(
-                    "payment_destination_id",
-                    target
-                        .get("payment_destination_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )?;
-                let amount = target.get("amount").and_then(fils).ok_or_else(|| {
-                    invalid(
-                        "amount",
-                        &target
-                            .get("amount")
-                            .map(Value::to_string)
-                            .unwrap_or_default(),
-                    )
-                })?;
-                let now = self.clock.now();
-                let intent = Intent {
-                    id: Uuid::new_v4(),
-                    customer,
-                    amount,
-                    currency: from.currency.to_string(),
-                    description: target
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    destination,
-                    created: now,
-                    updated: now,
-                    payout: true,
-                };
-                let recipient = {
-                    let mut state = self.lock();
-                    let d = state
-                        .payments
-                        .destination(destination)
-                        .cloned()
-                        .ok_or_else(|| {
-                            invalid("payment_destination_id", &destination.to_string())
-                        })?;
-                    state.payments.intents.push(intent.clone());
-                    d
-                };
-                self.pay_from(intent.id, user, account, Some(source))?;
-                out.push(json!({
-                    "payment_intent_id": intent.id,
-                    "initiate_payment_task_id": Uuid::new_v4(),
-                    "account_number": from.number,
-                    "iban": from.iban,
-                    "destination_details": {
-                        "destination_id": destination,
-                        "amount": units(amount),
-                        "currency": intent.currency,
-                        "payment_status": "CREATED",
-                        "error_message": null,
-                        "recipient_details": {
-                            "account_number": recipient.account_number(),
-                            "iban": recipient.iban,
-                            "name": recipient.name,
-                        },
-                    },
-                    "bank_identifier": u.bank.identifier,
-                }));
+                out.push(self.payout_to(target, customer, (user, account, source))?);
             }
         }
         Ok(ok(
@@ -269,17 +200,167 @@ impl MockbankCore {
         ))
     }
 
+    /// One payout of `create_payouts`, to the destination `target` names,
+    /// from `(user, account, source)`: paid at once with
+    /// `authorize_payment: true`, else waiting for the app's authorisation
+    /// (`POST /_mockbank/payouts/{payment_intent_id}/authorise`).
+    fn payout_to(
+        &self,
+        target: &Value,
+        customer: Uuid,
+        (user, account, source): (usize, Uuid, Uuid),
+    ) -> Result<Value, Reply> {
+        let auto = match target.get("authorize_payment") {
+            None | Some(Value::Null) => false,
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| invalid("authorize_payment", &v.to_string()))?,
+        };
+        let destination = parse_uuid(
+            "payment_destination_id",
+            target
+                .get("payment_destination_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        )?;
+        let amount = target.get("amount").and_then(fils).ok_or_else(|| {
+            invalid(
+                "amount",
+                &target
+                    .get("amount")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+            )
+        })?;
+        let u = &self.users[user];
+        let from = u
+            .accounts
+            .iter()
+            .find(|a| a.id == account)
+            .ok_or_else(|| invalid("account_id", &account.to_string()))?;
+        let now = self.clock.now();
+        let intent = Intent {
+            id: Uuid::new_v4(),
+            customer,
+            amount,
+            currency: from.currency.to_string(),
+            description: target
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            destination,
+            created: now,
+            updated: now,
+            payout: true,
+            manual: (!auto).then_some(Manual {
+                user,
+                account,
+                source,
+                decided: None,
+            }),
+        };
+        let recipient = {
+            let mut state = self.lock();
+            let d = state
+                .payments
+                .destination(destination)
+                .cloned()
+                .ok_or_else(|| invalid("payment_destination_id", &destination.to_string()))?;
+            state.payments.intents.push(intent.clone());
+            d
+        };
+        if auto {
+            self.pay_from(intent.id, user, account, Some(source))?;
+        }
+        Ok(json!({
+            "payment_intent_id": intent.id,
+            "initiate_payment_task_id": Uuid::new_v4(),
+            "account_number": from.number,
+            "iban": from.iban,
+            "destination_details": {
+                "destination_id": destination,
+                "amount": units(amount),
+                "currency": intent.currency,
+                "payment_status": if auto { "CREATED" } else { AWAITING },
+                "error_message": null,
+                "recipient_details": {
+                    "account_number": recipient.account_number(),
+                    "iban": recipient.iban,
+                    "name": recipient.name,
+                },
+            },
+            "bank_identifier": u.bank.identifier,
+        }))
+    }
+
+    /// `POST /_mockbank/payouts/{payment_intent_id}/{authorise|reject}`:
+    /// what the app's approver does to a payout waiting for manual
+    /// authorisation (in Lean's dashboard). Authorised, it is paid as the
+    /// others are, with its webhooks.
+    pub(super) fn payout_control(
+        &self,
+        call: &Call<'_>,
+        id: &str,
+        action: &str,
+    ) -> Result<Reply, Reply> {
+        allow(call.method, &[Method::POST])?;
+        let id = parse_uuid("payment_intent_id", id)?;
+        let authorise = match action {
+            "authorise" | "authorize" => true,
+            "reject" => false,
+            _ => return Err(not_found_url(call.path)),
+        };
+        let manual = {
+            let mut state = self.lock();
+            let intent = state
+                .payments
+                .intents
+                .iter_mut()
+                .find(|i| i.id == id && i.payout)
+                .ok_or_else(unknown_payout)?;
+            let Some(manual) = intent.manual.as_mut().filter(|m| m.decided.is_none()) else {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    "PAYOUT_NOT_AWAITING_AUTHORIZATION",
+                    "This payout is not waiting for a manual authorisation.",
+                    false,
+                ));
+            };
+            manual.decided = Some(authorise);
+            intent.updated = self.clock.now();
+            *manual
+        };
+        if !authorise {
+            return Ok(ok(json!({"payment_intent_id": id, "status": "REJECTED"})));
+        }
+        let payment = self.pay_from(id, manual.user, manual.account, Some(manual.source))?;
+        let state = self.lock();
+        let p = state
+            .payments
+            .payments
+            .iter()
+            .find(|p| Some(p.id.to_string().as_str()) == payment["id"].as_str())
+            .ok_or_else(unknown_payout)?;
+        Ok(ok(self.payout_json(&state, p)))
+    }
+
     fn list_payouts(&self, call: &Call<'_>) -> Reply {
         let now = self.clock.elapsed();
         let state = self.lock();
         let all: Vec<Value> = state
             .payments
-            .payments
+            .intents
             .iter()
             .rev()
-            .filter_map(|p| {
-                let intent = state.payments.intent(p.intent).filter(|i| i.payout)?;
+            .filter(|i| i.payout)
+            .filter_map(|intent| {
                 let d = state.payments.destination(intent.destination)?;
+                let p = state.payments.payments_of(intent.id).last();
+                let status = match (p, intent.manual.and_then(|m| m.decided)) {
+                    (Some(p), _) => p.status(now).name(),
+                    (None, Some(false)) => "REJECTED",
+                    (None, _) => AWAITING,
+                };
                 Some(json!({
                     "recipient_name": d.name,
                     "recipient_bank_name": d.bank_identifier,
@@ -294,11 +375,11 @@ impl MockbankCore {
                     "created_at": shapes::ts(intent.created),
                     "updated_at": shapes::ts(intent.updated),
                     "payment_intent_id": intent.id,
-                    "auto_authorized": true,
-                    "pending_manual_authorization": false,
-                    "status": p.status(now).name(),
-                    "post_initiation_status": post_initiation(p, now),
-                    "bank_transaction_reference": (p.status(now) == PaymentStatus::AcceptedByBank).then(|| p.bank_reference.clone()),
+                    "auto_authorized": intent.manual.is_none(),
+                    "pending_manual_authorization": intent.manual.is_some_and(|m| m.decided.is_none()),
+                    "status": status,
+                    "post_initiation_status": p.and_then(|p| post_initiation(p, now)),
+                    "bank_transaction_reference": p.filter(|p| p.status(now) == PaymentStatus::AcceptedByBank).map(|p| p.bank_reference.clone()),
                 }))
             })
             .collect();

@@ -13,13 +13,17 @@
 //! | GET | `/link/app?session=…` | the Link screens (in the SDK's iframe) |
 //! | POST | `/link/v1/sessions` | opens a session from the SDK's configuration (CORS, `mockbank.link_origins`) |
 //! | GET | `/link/v1/sessions/{id}` | what the screens show |
-//! | POST | `/link/v1/sessions/{id}/steps` | one step: `{"action": "bank" \| "login" \| "otp" \| "accounts" \| "close" \| …}` |
+//! | POST | `/link/v1/sessions/{id}/steps` | one step: `{"action": "bank" \| "login" \| "otp" \| "accounts" \| "revoke" \| "done" \| "close" \| …}` |
 //!
 //! The scripts, pages and styles are plain files in `assets/`, embedded in the
-//! binary. Linking ends in the same code as `/_mockbank/link/connect` and
-//! `/_mockbank/link/reconnect` ([`MockbankCore::link_entity`],
-//! [`MockbankCore::finish_reconnect`]).
+//! binary. Every LinkSDK method runs its flow; each ends in the same code as
+//! the API and the controls (`effects.rs`): linking as `/_mockbank/link/connect`
+//! and `/_mockbank/link/reconnect` ([`MockbankCore::link_entity`],
+//! [`MockbankCore::finish_reconnect`]), paying, payment sources and their
+//! beneficiaries, consents.
 
+mod effects;
+mod methods;
 mod opening;
 mod session;
 
@@ -30,10 +34,9 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::api::Grant;
 use super::MockbankCore;
 use crate::body::{self, Body};
-use session::{Effect, Session, SESSION_LIFETIME};
+use session::{Session, SESSION_LIFETIME};
 
 const SDK_JS: &str = include_str!("assets/sdk.js");
 const LINK_HTML: &str = include_str!("assets/link.html");
@@ -368,7 +371,11 @@ impl MockbankCore {
         let down = self.lock().banks_down.clone();
         let sessions = self.link_sessions.lock();
         match Uuid::parse_str(id).ok().and_then(|id| sessions.get(&id)) {
-            Some(s) => json_answer(StatusCode::OK, &s.view(&self.users, &down)),
+            Some(s) => {
+                let mut view = s.view(&self.users, &down);
+                self.decorate(s, &mut view);
+                json_answer(StatusCode::OK, &view)
+            }
             None => unknown_session(),
         }
     }
@@ -394,66 +401,10 @@ impl MockbankCore {
                 )
             }
         };
-        match effect {
-            Effect::None => {}
-            Effect::Link { user, accounts }
-                if session.opening.method == session::Method::CreatePaymentSource =>
-            {
-                let customer = session.opening.customer.as_ref().map(|c| c.id);
-                match customer.map(|c| self.create_source(c, user, accounts)) {
-                    Some(Ok(source)) => {
-                        tracing::info!(target: "leanproxy::mockbank", payment_source_id = %source["id"], "payment source created in the browser");
-                        session.succeeded();
-                    }
-                    Some(Err(reply)) => session.failed(&reply.body),
-                    None => session.failed(&json!({"message": "The customer is gone."})),
-                }
-            }
-            Effect::Link { user, accounts } => match session.opening.customer.clone() {
-                Some(customer) => {
-                    let grant = Grant {
-                        customer,
-                        user,
-                        permissions: session.opening.permissions.clone(),
-                        accounts,
-                    };
-                    let entity = self.link_entity(grant);
-                    tracing::info!(target: "leanproxy::mockbank", entity_id = %entity.id, "linked in the browser");
-                    session.succeeded();
-                }
-                None => session.failed(&json!({"message": "The customer is gone."})),
-            },
-            Effect::Pay {
-                intent,
-                user,
-                account,
-            } => match self.pay(intent, user, account) {
-                Ok(payment) => {
-                    tracing::info!(target: "leanproxy::mockbank", payment_id = %payment["id"], "paid in the browser");
-                    session.succeeded();
-                }
-                Err(reply) => session.failed(&reply.body),
-            },
-            Effect::Authorize {
-                consent,
-                user,
-                account,
-            } => match self.change_consent(consent, "authorise", Some((user, account))) {
-                Ok(_) => {
-                    tracing::info!(target: "leanproxy::mockbank", consent_id = %consent, "consent authorised in the browser");
-                    session.succeeded();
-                }
-                Err(reply) => session.failed(&reply.body),
-            },
-            Effect::Reconnect(reconnect_id) => match self.finish_reconnect(reconnect_id) {
-                Ok(done) => {
-                    tracing::info!(target: "leanproxy::mockbank", entity_id = %done.entity_id, "reconnected in the browser");
-                    session.succeeded();
-                }
-                Err(reply) => session.failed(&reply.body),
-            },
-        }
-        json_answer(StatusCode::OK, &session.view(&self.users, &down))
+        self.apply(session, effect);
+        let mut view = session.view(&self.users, &down);
+        self.decorate(session, &mut view);
+        json_answer(StatusCode::OK, &view)
     }
 
     /// Whether `origin` is the Mockbank's own (the `Host` the request came to).

@@ -17,17 +17,6 @@ use crate::mockbank::MockbankCore;
 /// LinkSDK needs a customer token with this long left before `exp`.
 const ACCESS_TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// LinkSDK methods that belong with the payments and verification APIs.
-pub(super) const NOT_EMULATED: [&str; 7] = [
-    "link",
-    "updatePaymentSource",
-    "createBeneficiary",
-    "checkout",
-    "manageConsents",
-    "captureRedirect",
-    "verifyAddress",
-];
-
 /// Customization keys LinkSDK documents; the page applies these.
 const CUSTOMIZATION_KEYS: [&str; 7] = [
     "theme_color",
@@ -53,18 +42,9 @@ impl MockbankCore {
     ) -> Result<Opening, Refusal> {
         let text = |k: &str| cfg.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
         let method = match text("method") {
-            Some("connect") => Method::Connect,
-            Some("reconnect") => Method::Reconnect,
-            Some("pay") => Method::Pay,
-            Some("createPaymentSource") => Method::CreatePaymentSource,
-            Some("authorizeConsent") => Method::AuthorizeConsent,
-            Some(m) if NOT_EMULATED.contains(&m) => {
-                return Err(format!(
-                "Lean.{m} is not emulated by the Mockbank yet: it emulates connect, reconnect, pay, createPaymentSource and authorizeConsent. \
-                     {m} belongs with Lean's payments and verification APIs."
-            ))
+            Some(m) => {
+                Method::parse(m).ok_or_else(|| format!("method: LinkSDK has no method {m:?}"))?
             }
-            Some(m) => return Err(format!("method: LinkSDK has no method {m:?}")),
             None => return Err("method: required".into()),
         };
         self.check_app_token(text("app_token"))?;
@@ -114,13 +94,26 @@ impl MockbankCore {
             reconnect: None,
             payment: None,
             consent: None,
+            beneficiary: None,
+            customer_name: None,
+            redirects: (
+                redirect_url(cfg, "success_redirect_url")?,
+                redirect_url(cfg, "fail_redirect_url")?,
+            ),
+            captured: None,
         };
         match method {
-            Method::Connect => self.connect_opening(cfg, &mut opening)?,
+            Method::Connect | Method::Link => self.connect_opening(cfg, &mut opening)?,
             Method::Reconnect => self.reconnect_opening(cfg, &mut opening)?,
-            Method::Pay => self.pay_opening(cfg, &mut opening)?,
+            Method::Pay | Method::Checkout => self.pay_opening(cfg, &mut opening)?,
             Method::CreatePaymentSource => self.source_opening(cfg, &mut opening)?,
             Method::AuthorizeConsent => self.consent_opening(cfg, &mut opening)?,
+            Method::UpdatePaymentSource | Method::CreateBeneficiary => {
+                self.beneficiary_opening(cfg, &mut opening)?
+            }
+            Method::ManageConsents => self.manage_opening(cfg, &mut opening)?,
+            Method::VerifyAddress => self.address_opening(cfg, &mut opening)?,
+            Method::CaptureRedirect => self.capture_opening(cfg, &mut opening)?,
         }
         Ok(opening)
     }
@@ -240,9 +233,10 @@ impl MockbankCore {
     fn pay_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
         let intent_id = match cfg.get("payment_intent_id").and_then(Value::as_str) {
             None | Some("") => {
-                return Err(
-                    "payment_intent_id: required for pay (from POST /payments/v1/intents)".into(),
-                )
+                return Err(format!(
+                    "payment_intent_id: required for {} (from POST /payments/v1/intents)",
+                    opening.method.name()
+                ))
             }
             Some(v) => {
                 Uuid::parse_str(v).map_err(|_| format!("payment_intent_id: {v:?} is not a UUID"))?
@@ -278,7 +272,7 @@ impl MockbankCore {
 
     /// An `access_token`, when given, must be one the Mockbank issued for
     /// this customer, with at least ten minutes left.
-    fn check_access_token(&self, cfg: &Value, customer: Uuid) -> Result<(), Refusal> {
+    pub(super) fn check_access_token(&self, cfg: &Value, customer: Uuid) -> Result<(), Refusal> {
         let Some(token) = cfg
             .get("access_token")
             .and_then(Value::as_str)
@@ -305,8 +299,27 @@ impl MockbankCore {
     }
 }
 
+/// A redirect URL, when given: an absolute `http(s)` URL.
+fn redirect_url(cfg: &Value, key: &str) -> Result<Option<String>, Refusal> {
+    let Some(v) = cfg
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let fine = v
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if fine {
+        Ok(Some(v.to_string()))
+    } else {
+        Err(format!("{key}: {v:?} is not an absolute http(s) URL"))
+    }
+}
+
 /// `bank_identifier`, when given: it skips the bank list.
-fn chosen_bank(
+pub(super) fn chosen_bank(
     cfg: &Value,
     region: Region,
 ) -> Result<Option<&'static crate::mockbank::users::Bank>, Refusal> {

@@ -1,4 +1,4 @@
-//! A Link session: one run of the Link screens for `connect` or `reconnect`,
+//! A Link session: one run of the Link screens for one LinkSDK method,
 //! from the configuration the SDK was called with to the callback object it
 //! ends with. The screens' rules live here, free of HTTP and of the page: the
 //! page shows [`Session::view`] and sends each step; what the app's callback
@@ -25,24 +25,85 @@ pub(super) const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Method {
     Connect,
+    /// The legacy bundle's name for `connect`.
+    Link,
     Reconnect,
     /// Pay a payment intent from one of the user's accounts.
     Pay,
     /// Pre-authorise accounts for payments (a payment source).
     CreatePaymentSource,
+    /// Add a destination as a beneficiary of a payment source.
+    UpdatePaymentSource,
+    /// The same, by its newer name.
+    CreateBeneficiary,
+    /// Create a payment source from one account and pay an intent from it.
+    Checkout,
     /// Authorise an Account-on-File consent from one account.
     AuthorizeConsent,
+    /// See the customer's Account-on-File consents and revoke them.
+    ManageConsents,
+    /// Proof of address: link the account holder whose name is given.
+    VerifyAddress,
+    /// Show the outcome of a flow that ended by redirecting the page.
+    CaptureRedirect,
 }
 
 impl Method {
-    fn legacy_name(self) -> &'static str {
+    /// The SDK's name of the method.
+    pub(super) fn name(self) -> &'static str {
         match self {
-            Method::Connect => "CONNECT",
-            Method::Reconnect => "RECONNECT",
-            Method::Pay => "PAY",
-            Method::CreatePaymentSource => "CREATE_PAYMENT_SOURCE",
-            Method::AuthorizeConsent => "AUTHORIZE_CONSENT",
+            Method::Connect => "connect",
+            Method::Link => "link",
+            Method::Reconnect => "reconnect",
+            Method::Pay => "pay",
+            Method::CreatePaymentSource => "createPaymentSource",
+            Method::UpdatePaymentSource => "updatePaymentSource",
+            Method::CreateBeneficiary => "createBeneficiary",
+            Method::Checkout => "checkout",
+            Method::AuthorizeConsent => "authorizeConsent",
+            Method::ManageConsents => "manageConsents",
+            Method::VerifyAddress => "verifyAddress",
+            Method::CaptureRedirect => "captureRedirect",
         }
+    }
+
+    /// The method from the SDK's name.
+    pub(super) fn parse(name: &str) -> Option<Self> {
+        const ALL: [Method; 12] = [
+            Method::Connect,
+            Method::Link,
+            Method::Reconnect,
+            Method::Pay,
+            Method::CreatePaymentSource,
+            Method::UpdatePaymentSource,
+            Method::CreateBeneficiary,
+            Method::Checkout,
+            Method::AuthorizeConsent,
+            Method::ManageConsents,
+            Method::VerifyAddress,
+            Method::CaptureRedirect,
+        ];
+        ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The legacy bundle's `method`: the name in upper snake case.
+    fn legacy_name(self) -> String {
+        let mut out = String::new();
+        for c in self.name().chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// Whether the user chooses the one account the flow uses.
+    fn single_account(self) -> bool {
+        matches!(
+            self,
+            Method::Pay | Method::Checkout | Method::AuthorizeConsent
+        )
     }
 }
 
@@ -55,6 +116,8 @@ pub(super) enum Screen {
     Login,
     Otp,
     AccountSelection,
+    /// `manageConsents`: the customer's consents, each revocable.
+    ManageConsents,
     Success,
 }
 
@@ -85,8 +148,18 @@ pub(super) struct Opening {
     /// Pay: the intent, and what the confirm button says it pays
     /// (`AED 40.00 to Mockbank Merchant`).
     pub(super) payment: Option<(Uuid, Value)>,
-    /// AuthorizeConsent: the consent.
+    /// AuthorizeConsent: the consent; manageConsents: the one to show.
     pub(super) consent: Option<Uuid>,
+    /// updatePaymentSource, createBeneficiary: the payment source, the
+    /// destination to add, and the test user whose source it is.
+    pub(super) beneficiary: Option<(Uuid, Uuid, usize)>,
+    /// verifyAddress: the name the account holder must have.
+    pub(super) customer_name: Option<String>,
+    /// `success_redirect_url`, `fail_redirect_url`: where the page goes
+    /// instead of the callback.
+    pub(super) redirects: (Option<String>, Option<String>),
+    /// captureRedirect: the outcome of the flow that redirected.
+    pub(super) captured: Option<Value>,
 }
 
 /// One run of the Link screens.
@@ -104,6 +177,12 @@ pub(super) struct Session {
     pub(super) error: Option<StepError>,
     /// The callback object, once the flow has an outcome.
     pub(super) result: Option<Value>,
+    /// The `consent_attempt_id` a redirect carries, for `captureRedirect`.
+    pub(super) attempt: Uuid,
+    /// Whether `captureRedirect` has shown this session's outcome.
+    pub(super) captured: bool,
+    /// `manageConsents`: the consents the user revoked.
+    pub(super) revoked: u32,
 }
 
 /// What a step asks the Mockbank to do once the screens are through.
@@ -129,16 +208,39 @@ pub(super) enum Effect {
         user: usize,
         account: Uuid,
     },
+    /// A payment source of this account, then the intent paid from it.
+    Checkout {
+        intent: Uuid,
+        user: usize,
+        account: Uuid,
+    },
+    /// Add the destination as a beneficiary of the payment source.
+    Beneficiary { source: Uuid, destination: Uuid },
+    /// Revoke the customer's consent.
+    Revoke(Uuid),
 }
 
 impl Session {
     pub(super) fn new(opening: Opening, opened: Duration) -> Self {
         let bank = opening.bank;
-        let screen = match (bank, opening.consent_screen) {
-            (None, _) => Screen::BankList,
-            (Some(_), true) => Screen::Consent,
-            (Some(_), false) => Screen::Login,
+        let screen = match (opening.method, bank, opening.consent_screen) {
+            (Method::ManageConsents, _, _) => Screen::ManageConsents,
+            // A captured success shows its success screen; any other
+            // outcome goes straight to the callback.
+            (Method::CaptureRedirect, _, _) => match opening
+                .captured
+                .as_ref()
+                .and_then(|r| r.get("status"))
+                .and_then(Value::as_str)
+            {
+                Some("SUCCESS") => Screen::Success,
+                _ => Screen::Login,
+            },
+            (_, None, _) => Screen::BankList,
+            (_, Some(_), true) => Screen::Consent,
+            (_, Some(_), false) => Screen::Login,
         };
+        let result = opening.captured.clone();
         Self {
             id: Uuid::new_v4(),
             correlation: Uuid::new_v4(),
@@ -150,7 +252,10 @@ impl Session {
             password_attempts: 0,
             otp_attempts: 0,
             error: None,
-            result: None,
+            result,
+            attempt: Uuid::new_v4(),
+            captured: false,
+            revoked: 0,
         }
     }
 
@@ -192,8 +297,8 @@ impl Session {
         };
         json!({
             "session_id": self.id,
-            "method": match o.method { Method::Connect => "connect", Method::Reconnect => "reconnect", Method::Pay => "pay", Method::CreatePaymentSource => "createPaymentSource", Method::AuthorizeConsent => "authorizeConsent" },
-            "single_account": o.payment.is_some() || o.consent.is_some(),
+            "method": o.method.name(),
+            "single_account": o.method.single_account(),
             "payment": o.payment.as_ref().map(|(_, shown)| shown),
             "language": if o.arabic { "ar" } else { "en" },
             "customization": o.customization,
@@ -208,7 +313,24 @@ impl Session {
             "otp_hint": OTP,
             "error": self.error,
             "result": self.result,
+            "redirect": self.redirect(),
         })
+    }
+
+    /// Where the page goes once the flow is over, when the SDK was given
+    /// the redirect URL for its outcome: the URL with `consent_attempt_id`
+    /// and `status` added.
+    pub(super) fn redirect(&self) -> Option<String> {
+        let result = self.result.as_ref()?;
+        let status = result.get("status").and_then(Value::as_str)?;
+        let (success, fail) = &self.opening.redirects;
+        let base = if status == "SUCCESS" { success } else { fail };
+        let base = base.as_deref()?;
+        let join = if base.contains('?') { '&' } else { '?' };
+        Some(format!(
+            "{base}{join}consent_attempt_id={}&status={status}",
+            self.attempt
+        ))
     }
 
     /// Applies one step from the page. `Err` is a step the session cannot
@@ -258,6 +380,15 @@ impl Session {
                 );
                 Ok(Effect::None)
             }
+            ("done", Screen::ManageConsents) => {
+                self.succeeded();
+                Ok(Effect::None)
+            }
+            ("revoke", Screen::ManageConsents) => {
+                let id = Uuid::parse_str(text("consent_id"))
+                    .map_err(|_| "give the consent_id to revoke".to_string())?;
+                Ok(Effect::Revoke(id))
+            }
             ("consent", Screen::Consent) => {
                 self.screen = Screen::Login;
                 Ok(Effect::None)
@@ -282,25 +413,33 @@ impl Session {
                     });
                     return Ok(Effect::None);
                 }
-                if let Some(consent) = self.opening.consent {
-                    return Ok(Effect::Authorize {
+                // A payment or a consent uses one account: the first chosen.
+                let account = chosen[0];
+                match (
+                    self.opening.method,
+                    &self.opening.payment,
+                    self.opening.consent,
+                ) {
+                    (Method::AuthorizeConsent, _, Some(consent)) => Ok(Effect::Authorize {
                         consent,
                         user,
-                        account: chosen[0],
-                    });
-                }
-                if let Some((intent, _)) = &self.opening.payment {
-                    // A payment comes from one account: the first chosen.
-                    return Ok(Effect::Pay {
+                        account,
+                    }),
+                    (Method::Pay, Some((intent, _)), _) => Ok(Effect::Pay {
                         intent: *intent,
                         user,
-                        account: chosen[0],
-                    });
+                        account,
+                    }),
+                    (Method::Checkout, Some((intent, _)), _) => Ok(Effect::Checkout {
+                        intent: *intent,
+                        user,
+                        account,
+                    }),
+                    _ => Ok(Effect::Link {
+                        user,
+                        accounts: Some(chosen),
+                    }),
                 }
-                Ok(Effect::Link {
-                    user,
-                    accounts: Some(chosen),
-                })
             }
             (action, screen) => Err(format!(
                 "the step {action:?} does not belong on the {} screen",
@@ -316,8 +455,10 @@ impl Session {
             .position(|u| {
                 u.username == username && u.password == password && Some(u.bank.identifier) == bank
             })
-            // A reconnect re-authenticates the entity's own user.
-            .filter(|p| self.opening.reconnect.is_none_or(|(_, who)| who == *p));
+            // A reconnect re-authenticates the entity's own user; a payment
+            // source is changed by its own.
+            .filter(|p| self.opening.reconnect.is_none_or(|(_, who)| who == *p))
+            .filter(|p| self.opening.beneficiary.is_none_or(|(_, _, who)| who == *p));
         let Some(user) = found else {
             self.password_attempts += 1;
             if self.password_attempts >= ATTEMPTS {
@@ -374,10 +515,16 @@ impl Session {
 
     /// The user is through login (and OTP): choose accounts, or finish.
     fn authenticated(&mut self, user: usize, users: &[TestUser]) -> Effect {
-        if self.opening.payment.is_some() || self.opening.consent.is_some() {
+        if self.opening.method.single_account() {
             // The account to pay from, even when the user has one.
             self.screen = Screen::AccountSelection;
             return Effect::None;
+        }
+        if let Some((source, destination, _)) = self.opening.beneficiary {
+            return Effect::Beneficiary {
+                source,
+                destination,
+            };
         }
         match self.opening.reconnect {
             Some((reconnect_id, _)) => Effect::Reconnect(reconnect_id),
@@ -395,15 +542,33 @@ impl Session {
     /// The effect happened: the flow succeeded.
     pub(super) fn succeeded(&mut self) {
         let message = match self.opening.method {
-            Method::Connect => "The bank account was connected successfully.",
+            Method::Connect | Method::Link => "The bank account was connected successfully.",
             Method::Reconnect => "The bank account was reconnected successfully.",
             Method::Pay => "The payment was submitted to the bank.",
             Method::CreatePaymentSource => "The payment source was created.",
+            Method::UpdatePaymentSource => {
+                "The payment source was updated with the new beneficiary."
+            }
+            Method::CreateBeneficiary => "The beneficiary was added to the payment source.",
+            Method::Checkout => {
+                "The payment source was created and the payment submitted to the bank."
+            }
             Method::AuthorizeConsent => "The consent was authorised.",
+            Method::ManageConsents if self.revoked > 0 => "The user revoked consents.",
+            Method::ManageConsents => "The user reviewed their consents.",
+            Method::VerifyAddress => "The address was verified.",
+            Method::CaptureRedirect => "The redirect was captured.",
         };
         self.error = None;
         self.screen = Screen::Success;
         self.end("SUCCESS", message, Some("OK"), Some(Screen::Success), true);
+    }
+
+    /// The flow cannot succeed for a reason of the user's (not a refusal
+    /// of the Mockbank's): `ERROR` with `secondary_status`.
+    pub(super) fn refused(&mut self, message: &str, secondary: &str) {
+        let screen = self.screen;
+        self.end("ERROR", message, Some(secondary), Some(screen), true);
     }
 
     /// The effect failed (the Mockbank refused it): the flow ends in `ERROR`
@@ -494,4 +659,35 @@ pub(super) fn callback(opening: &Opening, correlation: Uuid, outcome: Outcome<'_
         object["method"] = json!(opening.method.legacy_name());
     }
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_parse_back_and_legacy_names_are_upper_snake() {
+        for name in [
+            "connect",
+            "link",
+            "reconnect",
+            "pay",
+            "createPaymentSource",
+            "updatePaymentSource",
+            "createBeneficiary",
+            "checkout",
+            "authorizeConsent",
+            "manageConsents",
+            "verifyAddress",
+            "captureRedirect",
+        ] {
+            assert_eq!(Method::parse(name).map(Method::name), Some(name));
+        }
+        assert_eq!(Method::parse("transfer"), None);
+        assert_eq!(
+            Method::CreatePaymentSource.legacy_name(),
+            "CREATE_PAYMENT_SOURCE"
+        );
+        assert_eq!(Method::Link.legacy_name(), "LINK");
+    }
 }

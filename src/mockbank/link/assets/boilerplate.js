@@ -75,7 +75,15 @@
     if ($('access-token').value.trim()) { options.access_token = $('access-token').value.trim(); }
     if ($('bank-identifier').value.trim()) { options.bank_identifier = $('bank-identifier').value.trim(); }
     if ($('consent-screen').checked) { options.show_consent_explanation = true; }
-    if (method === 'pay') {
+    var text = function (id) { return $(id).value.trim(); };
+    if (method === 'updatePaymentSource' || method === 'createBeneficiary') {
+      options.payment_source_id = text('payment-source-id');
+      options.payment_destination_id = text('payment-destination-id');
+    }
+    if (method === 'manageConsents' && text('consent-id')) { options.consent_id = text('consent-id'); }
+    if (method === 'verifyAddress') { options.customer_name = text('customer-name'); }
+    if (method === 'captureRedirect') { options.consent_attempt_id = text('consent-attempt-id'); }
+    if (method === 'pay' || method === 'checkout') {
       options = {
         app_token: options.app_token, payment_intent_id: $('intent-id').value.trim(), sandbox: true,
         language: options.language, access_token: options.access_token, callback: show

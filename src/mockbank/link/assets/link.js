@@ -42,6 +42,20 @@
       consentAuthLead: 'Choose the account the app may pay from, within the limits of this consent.',
       authorise: 'Authorise',
       consentAuthorised: 'Consent authorised',
+      sourceUpdated: 'Payment source updated',
+      beneficiaryAdded: 'Beneficiary added',
+      checkedOut: 'Payment submitted',
+      addressVerified: 'Address verified',
+      redirectCaptured: 'Back from your bank',
+      consentsTitle: 'Your payment consents',
+      consentsLead: 'Consents you gave this app to take payments from your account. Revoke any you no longer want.',
+      noConsents: 'You have given this app no payment consents.',
+      revoke: 'Revoke',
+      upTo: 'Up to {currency} {amount} a payment, per {period}',
+      status: {
+        AWAITING_AUTHORISATION: 'Awaiting authorisation', AUTHORISED: 'Active', REVOKED: 'Revoked',
+        REJECTED: 'Rejected', EXPIRED: 'Expired', CONSUMED: 'Used up'
+      },
       sourceTitle: 'Choose the accounts to pay from',
       sourceLead: 'The app will be able to start payments from these accounts, with your approval.',
       payTitle: 'Pay {currency} {amount}',
@@ -104,6 +118,20 @@
       consentAuthLead: 'اختر الحساب الذي يمكن للتطبيق الدفع منه ضمن حدود هذه الموافقة.',
       authorise: 'تفويض',
       consentAuthorised: 'تم تفويض الموافقة',
+      sourceUpdated: 'تم تحديث مصدر الدفع',
+      beneficiaryAdded: 'تمت إضافة المستفيد',
+      checkedOut: 'تم إرسال الدفعة',
+      addressVerified: 'تم التحقق من العنوان',
+      redirectCaptured: 'عدت من بنكك',
+      consentsTitle: 'موافقات الدفع الخاصة بك',
+      consentsLead: 'الموافقات التي منحتها لهذا التطبيق لأخذ المدفوعات من حسابك. ألغِ ما لم تعد تريده.',
+      noConsents: 'لم تمنح هذا التطبيق أي موافقة دفع.',
+      revoke: 'إلغاء',
+      upTo: 'حتى {amount} {currency} للدفعة، لكل {period}',
+      status: {
+        AWAITING_AUTHORISATION: 'بانتظار التفويض', AUTHORISED: 'نشطة', REVOKED: 'ملغاة',
+        REJECTED: 'مرفوضة', EXPIRED: 'منتهية', CONSUMED: 'مستنفدة'
+      },
       sourceTitle: 'اختر الحسابات التي ستدفع منها',
       sourceLead: 'سيتمكن التطبيق من بدء المدفوعات من هذه الحسابات بموافقتك.',
       payTitle: 'ادفع {amount} {currency}',
@@ -197,6 +225,12 @@
 
   // The flow is over: hand the callback object to the app.
   function finish(result) {
+    if (!hosted && view && view.redirect) {
+      // The SDK was given a redirect URL for this outcome: the app's page
+      // goes there, and calls captureRedirect to show it.
+      tell({ type: 'redirect', url: view.redirect });
+      return;
+    }
     if (!hosted) {
       tell({ type: 'result', response: result });
       return;
@@ -295,6 +329,13 @@
     return el('p', { class: 'error', role: 'alert', id: 'error', text: text });
   }
 
+  var SUCCESS_TITLES = {
+    reconnect: 'reconnected', pay: 'paid', createPaymentSource: 'sourceCreated',
+    authorizeConsent: 'consentAuthorised', updatePaymentSource: 'sourceUpdated',
+    createBeneficiary: 'beneficiaryAdded', checkout: 'checkedOut', verifyAddress: 'addressVerified',
+    captureRedirect: 'redirectCaptured', manageConsents: 'consentsTitle'
+  };
+
   var SCREENS = {
     BANK_LIST: function (v) {
       var list = el('ul', { class: 'banks', id: 'banks' });
@@ -368,7 +409,7 @@
     },
     ACCOUNT_SELECTION: function (v) {
       var list = el('ul', { class: 'accounts' });
-      var pay = v.method === 'pay' && v.payment;
+      var pay = (v.method === 'pay' || v.method === 'checkout') && v.payment;
       var single = v.single_account;
       var consent = v.method === 'authorizeConsent';
       // All offered at first; after "choose at least one", none is ticked.
@@ -392,8 +433,25 @@
       var lead = pay ? t('payLead', v.payment) : source ? t('sourceLead') : consent ? t('consentAuthLead') : t('accountsLead');
       screen('ACCOUNT_SELECTION', title, [el('p', { class: 'lead', text: lead }), form]);
     },
+    MANAGE_CONSENTS: function (v) {
+      var list = el('ul', { class: 'consents', id: 'consents' });
+      (v.consents || []).forEach(function (c) {
+        var words = TEXT[lang].status || TEXT.en.status;
+        list.appendChild(el('li', { 'data-consent': c.id, 'data-status': c.status },
+          el('span', { class: 'name', text: (c.destination || '') + (c.reference ? ' · ' + c.reference : '') }),
+          el('span', { class: 'number', text: t('upTo', { currency: c.currency, amount: c.max_individual_amount, period: c.period_type.toLowerCase() }) +
+            (c.account ? ' · ' + (c.bank || '') + ' ' + c.account : '') }),
+          el('span', { class: 'badge', text: words[c.status] || c.status }),
+          c.revocable ? el('button', { type: 'button', 'data-action': 'revoke', 'data-consent': c.id, on: { click: function () { step({ action: 'revoke', consent_id: c.id }); } } }, t('revoke')) : null));
+      });
+      screen('MANAGE_CONSENTS', t('consentsTitle'), [
+        el('p', { class: 'lead', text: (v.consents || []).length ? t('consentsLead') : t('noConsents') }),
+        errorLine(v), list, el('div', { class: 'spacer' }),
+        el('button', { type: 'button', class: 'primary', 'data-action': 'done', on: { click: function () { step({ action: 'done' }); } } }, t('done'))
+      ]);
+    },
     SUCCESS: function (v) {
-      screen('SUCCESS', v.method === 'reconnect' ? t('reconnected') : v.method === 'pay' ? t('paid') : v.method === 'createPaymentSource' ? t('sourceCreated') : v.method === 'authorizeConsent' ? t('consentAuthorised') : t('successTitle'), [
+      screen('SUCCESS', t(SUCCESS_TITLES[v.method] || 'successTitle'), [
         el('div', { class: 'done', 'aria-hidden': 'true', text: '✓' }),
         el('p', { class: 'lead', text: v.result ? v.result.message : '' }),
         el('div', { class: 'spacer' }),
@@ -418,6 +476,7 @@
   function hostedConfig() {
     var config = { generation: 'hosted', region: root.getAttribute('data-region') };
     ['method', 'app_token', 'customer_id', 'reconnect_id', 'payment_intent_id', 'consent_id', 'bank_identifier', 'account_type', 'access_token',
+      'payment_source_id', 'payment_destination_id', 'customer_name', 'consent_attempt_id',
       'language', 'access_from', 'access_to', 'fail_redirect_url', 'success_redirect_url'].forEach(function (k) {
       if (query.get(k) !== null) { config[k] = query.get(k); }
     });

@@ -144,6 +144,11 @@ function mountFrame(mount, session, options, method) {
     } else if (data.type === 'result') {
       teardown();
       deliver(options, data.response, method);
+    } else if (data.type === 'redirect' && /^https?:\/\//.test(String(data.url))) {
+      // success_redirect_url / fail_redirect_url: the page leaves, as it
+      // does for Lean's redirect flows; captureRedirect shows the outcome.
+      teardown();
+      window.location.assign(data.url);
     }
   }
   function teardown() {
