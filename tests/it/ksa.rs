@@ -352,3 +352,52 @@ async fn links_sa_scripts_list_the_ksa_banks() {
     assert_eq!(sa[0], "LEA1_SAMAOB_SAU");
     assert!(banks_of("ae").await.iter().all(|b| b.ends_with("_UAE")));
 }
+
+#[tokio::test]
+async fn a_ksa_mockbanks_pages_start_on_ksa_and_its_permissions_are_the_nine_of_data() {
+    let ksa = Ksa::start("mockbank-ksa").await;
+    let base = format!("http://{}", ksa.proxy.mockbank_addr.unwrap());
+    let page = crate::support::get(&ksa.client, &format!("{base}/")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text()
+            .contains(r#"value="/link/loader/prod/sa/latest/lean-link-loader.min.js" selected"#),
+        "the boilerplate page starts on the KSA loader"
+    );
+    let customer = send(
+        &ksa.client,
+        post_json(format!("{base}/_mockbank/link/customer"), json!({})),
+    )
+    .await
+    .json();
+    let open = |permissions: Value| {
+        let (client, base, customer) = (&ksa.client, base.clone(), customer.clone());
+        async move {
+            send(
+                client,
+                post_json(
+                    format!("{base}/link/v1/sessions"),
+                    json!({
+                        "generation": "v2", "region": "sa", "method": "connect",
+                        "app_token": "mockbank-app-token",
+                        "customer_id": customer["customer_id"],
+                        "access_token": customer["access_token"],
+                        "permissions": permissions,
+                    }),
+                ),
+            )
+            .await
+        }
+    };
+    let refused = open(json!(["identity", "payments"])).await;
+    assert_eq!(refused.status, 400, "{:?}", refused.json());
+    assert!(refused.text().contains("payments"), "{}", refused.text());
+    let opened = open(json!(["identity", "accounts", "beneficiaries"])).await;
+    assert_eq!(opened.status, 201, "{:?}", opened.json());
+    let id = opened.json()["session_id"].as_str().unwrap().to_string();
+    let app = crate::support::get(&ksa.client, &format!("{base}/link/app?session={id}")).await;
+    assert_eq!(app.status, 200);
+    assert!(app.text().contains(r#"data-region="sa""#), "{}", app.text());
+    let unknown = crate::support::get(&ksa.client, &format!("{base}/link/app")).await;
+    assert!(unknown.text().contains(r#"data-region="ae""#));
+}

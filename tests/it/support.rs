@@ -680,6 +680,10 @@ impl Observed {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 pub async fn send(client: &HttpClient, req: Request<Body>) -> Observed {

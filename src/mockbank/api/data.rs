@@ -1,6 +1,8 @@
 //! The Mockbank's data calls: v1 and v2 data, results, refreshes.
 
 use super::*;
+use crate::mockbank::users::Account;
+use chrono::{DateTime, Utc};
 
 impl MockbankCore {
     // -------------------------------------------------------------- data
@@ -173,61 +175,9 @@ impl MockbankCore {
                 let Some(a) = account(id) else {
                     return Value::Null;
                 };
-                let (items, key, extra) = match resource {
-                    Resource::Transactions => {
-                        // Only the page is shaped, not the whole history.
-                        let matching = a.transactions.iter().rev().filter(|t| {
-                            range.0.is_none_or(|s| t.date >= s)
-                                && range.1.is_none_or(|e| t.date <= e)
-                        });
-                        let total = matching.clone().count();
-                        let items = paginate(matching.enumerate(), p.number, p.size)
-                            .into_iter()
-                            .map(|(i, t)| {
-                                shapes::v2_transaction(user.bank.region, entity.id, a, t, i)
-                            })
-                            .collect();
-                        return v2_page(
-                            resource.kind(),
-                            "transactions",
-                            items,
-                            total,
-                            p,
-                            Value::Null,
-                        );
-                    }
-                    Resource::Balances => (
-                        shapes::v2_balances(entity.id, a, wall),
-                        "balances",
-                        Value::Null,
-                    ),
-                    Resource::Identities => (
-                        vec![shapes::v2_account_identity(entity.id, user)],
-                        "identities",
-                        json!({"account_id": null}),
-                    ),
-                    Resource::Beneficiaries => (
-                        shapes::v2_beneficiaries(user.bank.region, a),
-                        "beneficiaries",
-                        Value::Null,
-                    ),
-                    Resource::DirectDebits => (
-                        shapes::v2_direct_debits(user.bank.region, a),
-                        "direct_debits",
-                        Value::Null,
-                    ),
-                    Resource::ScheduledPayments => (
-                        shapes::v2_scheduled_payments(user.bank.region, a),
-                        "scheduled_payments",
-                        Value::Null,
-                    ),
-                    Resource::StandingOrders => (
-                        shapes::v2_standing_orders(user.bank.region, a),
-                        "standing_orders",
-                        Value::Null,
-                    ),
-                };
-                v2_list(resource.kind(), key, items, p, extra)
+                let (items, total, key, extra) =
+                    account_page(entity.id, user, a, *resource, p, range, wall);
+                v2_page(resource.kind(), key, items, total, p, extra)
             }
             DataRequest::Insight(insight) => self.render_insight(entity, insight, results_id),
         }
@@ -450,6 +400,65 @@ fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
         .is_some_and(|next| next.month() != end.month());
     let last = index(end) - i32::from(!last_day);
     u32::try_from(last - first + 1).unwrap_or(0)
+}
+
+/// Page `p` of an account's `resource`: the page's items (only they are
+/// shaped), how many there are in all, their key and extra `data` fields.
+fn account_page(
+    entity: Uuid,
+    user: &TestUser,
+    a: &Account,
+    resource: Resource,
+    p: &PageReq,
+    range: &(Option<NaiveDate>, Option<NaiveDate>),
+    wall: DateTime<Utc>,
+) -> (Vec<Value>, usize, &'static str, Value) {
+    let region = user.bank.region;
+    let (items, key, extra) = match resource {
+        Resource::Transactions => {
+            let matching = a.transactions.iter().rev().filter(|t| {
+                range.0.is_none_or(|s| t.date >= s) && range.1.is_none_or(|e| t.date <= e)
+            });
+            let total = matching.clone().count();
+            let items = paginate(matching.enumerate(), p.number, p.size)
+                .into_iter()
+                .map(|(i, t)| shapes::v2_transaction(region, entity, a, t, i))
+                .collect();
+            return (items, total, "transactions", Value::Null);
+        }
+        Resource::Balances => (
+            shapes::v2_balances(entity, a, wall),
+            "balances",
+            Value::Null,
+        ),
+        Resource::Identities => (
+            vec![shapes::v2_account_identity(entity, user)],
+            "identities",
+            json!({"account_id": null}),
+        ),
+        Resource::Beneficiaries => (
+            shapes::v2_beneficiaries(region, a),
+            "beneficiaries",
+            Value::Null,
+        ),
+        Resource::DirectDebits => (
+            shapes::v2_direct_debits(region, a),
+            "direct_debits",
+            Value::Null,
+        ),
+        Resource::ScheduledPayments => (
+            shapes::v2_scheduled_payments(region, a),
+            "scheduled_payments",
+            Value::Null,
+        ),
+        Resource::StandingOrders => (
+            shapes::v2_standing_orders(region, a),
+            "standing_orders",
+            Value::Null,
+        ),
+    };
+    let total = items.len();
+    (paginate(items, p.number, p.size), total, key, extra)
 }
 
 #[cfg(test)]

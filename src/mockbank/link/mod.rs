@@ -109,12 +109,12 @@ impl Region {
                 "transactions",
                 "payments",
             ],
+            // Lean's KSA LinkSDK lists the nine data permissions only.
             Self::Sa => &[
                 "identity",
                 "accounts",
                 "balance",
                 "transactions",
-                "payments",
                 "identities",
                 "beneficiaries",
                 "direct_debits",
@@ -197,6 +197,15 @@ fn version_ok(v: &str) -> bool {
 }
 
 impl MockbankCore {
+    /// The boilerplate page, its script list starting on this Mockbank's
+    /// region's loader (a KSA Mockbank's users bank at KSA banks only).
+    fn boilerplate(&self) -> String {
+        let own = self.settings.region.link().name();
+        let loader =
+            format!(r#"<option value="/link/loader/prod/{own}/latest/lean-link-loader.min.js""#);
+        BOILERPLATE_HTML.replacen(&loader, &format!("{loader} selected"), 1)
+    }
+
     /// Answers a Link path; `None` when `path` is not one.
     pub(super) fn link(
         &self,
@@ -209,7 +218,7 @@ impl MockbankCore {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let get = method == Method::GET || method == Method::HEAD;
         Some(match segments.as_slice() {
-            [] if get => page(BOILERPLATE_HTML.to_string(), "'self'"),
+            [] if get => page(self.boilerplate(), "'self'"),
             ["link", "sdk", "web", v, "Lean.min.js"] if get && version_ok(v) => {
                 script(Generation::Legacy, Region::Ae, v)
             }
@@ -224,18 +233,19 @@ impl MockbankCore {
                 page(LINK_HTML.replace("{{REGION}}", region.name()), "'none'")
             }
             ["link", "app"] if get => {
-                // Only the page that opened the session may frame it.
-                let ancestors = query
+                // Only the page that opened the session may frame it; the
+                // screens speak the session's region.
+                let (ancestors, region) = query
                     .get("session")
                     .and_then(|s| Uuid::parse_str(s).ok())
                     .and_then(|id| {
-                        self.link_sessions
-                            .lock()
-                            .get(&id)
-                            .and_then(|s| s.opening.origin.clone())
+                        let sessions = self.link_sessions.lock();
+                        let opening = &sessions.get(&id)?.opening;
+                        Some((opening.origin.clone(), opening.region))
                     })
-                    .unwrap_or_else(|| "'none'".into());
-                page(LINK_HTML.replace("{{REGION}}", "ae"), &ancestors)
+                    .unwrap_or((None, Region::Ae));
+                let ancestors = ancestors.unwrap_or_else(|| "'none'".into());
+                page(LINK_HTML.replace("{{REGION}}", region.name()), &ancestors)
             }
             ["link", "assets", "link.js"] if get => asset(LINK_JS, "text/javascript"),
             ["link", "assets", "link.css"] if get => asset(LINK_CSS, "text/css"),

@@ -6,7 +6,7 @@
 
   var PERMISSIONS = {
     ae: ['identity', 'accounts', 'balance', 'transactions', 'payments'],
-    sa: ['identity', 'accounts', 'balance', 'transactions', 'payments', 'identities',
+    sa: ['identity', 'accounts', 'balance', 'transactions', 'identities',
       'beneficiaries', 'direct_debits', 'standing_orders', 'scheduled_payments']
   };
   var METHODS = ['connect', 'reconnect', 'link', 'createPaymentSource', 'updatePaymentSource',
