@@ -105,6 +105,9 @@ impl MockbankCore {
                 crate::lean::v2_pending(results_id, wall)
             }));
         }
+        // Rendered without the lock: with more than one runtime worker, data
+        // calls are shaped and serialised side by side.
+        drop(state);
         Ok(ok(self.render(&entity, &request, results_id)))
     }
 
