@@ -10,7 +10,7 @@ use clap::Parser;
 /// feature): freed pages go back to the system after jemalloc's decay time
 /// (10 s) even while the process sits idle. glibc's malloc kept the ~180 MiB
 /// a storm of 5,000 connections had taken until the process ended
-/// (benches/README.md, storm).
+/// (benches/HISTORY.md, storm).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -152,7 +152,7 @@ impl Default for RawProxy {
             // One, like nginx's own default: on a small machine shared with
             // the app and its upstream, a second thread costs more CPU per
             // request (wake-ups, cross-thread frees) than it gives
-            // (benches/README.md); 0 asks for one per CPU.
+            // (benches/HISTORY.md); 0 asks for one per CPU.
             workers: 1,
             data_dir: None,
         }

@@ -2,7 +2,7 @@
 //!
 //! A person reads a few lines a second; under load every exchange as a line is
 //! a flood nobody reads, and the line is the most expensive thing leanproxy
-//! adds to an exchange (benches/README.md). Above
+//! adds to an exchange (benches/HISTORY.md). Above
 //! `log.lines_per_second`, exchanges are counted instead of printed, and once a
 //! second one line says how many were held back, by status class. Nothing else
 //! is affected: the ring buffer, the journal, the live events and the metrics

@@ -253,7 +253,7 @@ pub fn install_tracing(format: LogFormat) {
     let _ = match format {
         // `name=value` without the default formatter's styling of each name:
         // the styling runs for every field of every line, colors on or off,
-        // and is most of what a line costs to format (benches/README.md).
+        // and is most of what a line costs to format (benches/HISTORY.md).
         LogFormat::Pretty => builder
             .fmt_fields(
                 tracing_subscriber::fmt::format::debug_fn(|w, field, value| {

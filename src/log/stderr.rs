@@ -2,7 +2,7 @@
 //!
 //! `std::io::stderr` is unbuffered: one `write(2)` per log line, that is one
 //! system call per proxied exchange, which small answers pay in full
-//! (benches/README.md). tracing-appender's non-blocking
+//! (benches/HISTORY.md). tracing-appender's non-blocking
 //! writer moves that call to another thread but still makes one per line
 //! whenever its queue runs dry, which under load is almost every line. Neither
 //! it nor tracing-subscriber has a writer that batches by time, so this one is

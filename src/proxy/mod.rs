@@ -49,7 +49,7 @@ pub struct UpstreamTiming(pub std::time::Duration);
 /// default (about 400 KiB) lets each answer chunk grow that large, and the
 /// chunks in flight on 64 connections took tens of MiB with 512 KiB answers;
 /// 64 KiB chunks keep that bounded at a few more reads per answer
-/// (benches/README.md).
+/// (benches/HISTORY.md).
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
 /// The largest answer head taken from an upstream (README: 64 KiB); larger

@@ -44,7 +44,7 @@ pub struct ResetRequested;
 /// The most an app's HTTP/1 connection buffers: a request head must fit, and
 /// at most this much of an answer waits for the socket. hyper's default
 /// (about 400 KiB) let every connection queue that much of a large answer,
-/// tens of MiB over 64 connections (benches/README.md).
+/// tens of MiB over 64 connections (benches/HISTORY.md).
 const CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// The client's address, put in every request's extensions by the server,

@@ -7,7 +7,7 @@
 //! more task that returns the connection to the pool (whose key it hashes at
 //! each checkout and return): wake-ups between tasks, often on two threads,
 //! for every exchange. Keeping the connection in the app connection's task,
-//! as below, does without them (the measurement: benches/README.md).
+//! as below, does without them (the measurement: benches/HISTORY.md).
 //!
 //! Here an app connection keeps its upstream connection in an
 //! [`UpstreamSlot`], and the app connection's own task drives it: the request

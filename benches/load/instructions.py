@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Instructions per exchange, in user space, under callgrind: leanproxy (its
+defaults, everything on) against the hyper floor (examples/hyper_floor.rs), both
+in front of the same 1-worker nginx serving a 1 KiB Lean answer.
+
+Unlike seconds, an instruction count does not depend on what else the machine
+is doing: the same binary and the same traffic give the same count, so this is
+the figure to profile against on a shared machine. For each target: start it
+under `valgrind --tool=callgrind`, send 200 requests to warm up, zero the
+counters (`callgrind_control -z`), send N requests over 4 keep-alive
+connections, dump (`callgrind_control -d`) and divide the dump's total by N.
+With --annotate, the top inclusive entries of each dump follow.
+
+    python3 benches/load/instructions.py [--requests 2000] [--binary PATH] [--annotate 25]
+
+Installs valgrind and nginx from Debian's packages when missing; 127.0.0.1
+only; stops what it started. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import http.client
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import (
+    HOST,
+    UPSTREAM_BODY,
+    apt_install,
+    cargo_release,
+    existing_binary,
+    free_ports,
+    log,
+    start,
+    start_nginx,
+    stop,
+    stop_all,
+    wait_port,
+    write_nginx_conf,
+)
+from compare import lean_answer
+
+CLIENTS = 4
+WARMUP = 200
+
+
+def send(port: int, n: int) -> None:
+    """`n` GETs of /1k.json over CLIENTS keep-alive connections, each answer read whole."""
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        for _ in range(count):
+            conn.request("GET", "/1k.json")
+            r = conn.getresponse()
+            body = r.read()
+            if r.status != 200 or len(body) != 1024:
+                raise RuntimeError(f"unexpected answer: {r.status}, {len(body)} bytes")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(n // CLIENTS,)) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def count(name: str, cmd: list[str], port: int, dir: Path, n: int, annotate: int) -> tuple[float, str]:
+    dir.mkdir(parents=True, exist_ok=True)
+    out = dir / "callgrind.out"
+    proc = start(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", *cmd],
+        stdout=open(dir / "stdout.log", "wb"),
+        stderr=open(dir / "stderr.log", "wb"),
+    )
+    wait_port(port, proc, name, timeout=120)
+    send(port, WARMUP)
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
+    t0 = time.monotonic()
+    send(port, n)
+    took = time.monotonic() - t0
+    for f in dir.glob("callgrind.out.*"):
+        f.unlink()
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
+    time.sleep(1)
+    dumps = sorted(dir.glob("callgrind.out.*"))
+    if not dumps:
+        raise RuntimeError(f"{name}: callgrind wrote no dump")
+    total = 0
+    for d in dumps:
+        m = re.search(r"^(?:summary|totals):\s+(\d+)", d.read_text(errors="replace"), re.M)
+        total += int(m.group(1)) if m else 0
+    stop(proc)
+    log(f"{name}: {total / n:,.0f} instructions per exchange ({n} in {took:.1f}s under valgrind)")
+    text = ""
+    if annotate:
+        ann = subprocess.run(
+            ["callgrind_annotate", "--inclusive=yes", str(dumps[-1])], capture_output=True, text=True, timeout=120
+        ).stdout
+        lines = [l for l in ann.splitlines() if re.match(r"^\s*[\d,]+ \(", l)]
+        text = f"\n#### {name}: top {annotate} inclusive\n\n```\n" + "\n".join(lines[:annotate]) + "\n```\n"
+    return total / n, text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="exchanges counted (default 2000)")
+    ap.add_argument("--binary", help="leanproxy binary (default: cargo build --release)")
+    ap.add_argument("--annotate", type=int, default=0, metavar="N", help="print each dump's top N inclusive entries")
+    args = ap.parse_args()
+    if not 100 <= args.requests <= 100_000:
+        ap.error("--requests must be 100..100000")
+    atexit.register(stop_all)
+    apt_install({"valgrind": "valgrind", "callgrind_control": "valgrind", "nginx": "nginx"})
+    binary = existing_binary(args.binary, "leanproxy") if args.binary else cargo_release(["--bin", "leanproxy"], "leanproxy")
+    floor = cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
+    tmp = Path(tempfile.mkdtemp(prefix="leanproxy-instr-"))
+    tmp.chmod(0o755)
+    try:
+        www = tmp / "www"
+        www.mkdir()
+        (www / "1k.json").write_bytes(lean_answer(1024))
+        (up,) = free_ports(1)
+        up_proc = start_nginx(tmp / "up", write_nginx_conf(tmp / "up", UPSTREAM_BODY.format(host=HOST, port=up, www=www)))
+        wait_port(up, up_proc, "upstream nginx")
+        lp = free_ports(3)
+        lean_cmd = [
+            str(binary), "serve", "--upstream", f"http://{HOST}:{up}", "--listen", f"{HOST}:{lp[0]}",
+            "--admin-listen", f"{HOST}:{lp[1]}", "--webhooks-listen", f"{HOST}:{lp[2]}",
+            "--data-dir", str(tmp / "lp" / "data"),
+        ]  # fmt: skip
+        (fp,) = free_ports(1)
+        results = {}
+        notes = ""
+        for name, cmd, port in [
+            ("leanproxy", lean_cmd, lp[0]),
+            ("hyper-floor", [str(floor), f"{HOST}:{fp}", f"{HOST}:{up}"], fp),
+        ]:
+            results[name], text = count(name, cmd, port, tmp / name, args.requests, args.annotate)
+            notes += text
+        print(
+            "| target | instructions / 1 KiB exchange |\n|---|---:|\n"
+            + "".join(f"| {k} | {v:,.0f} |\n" for k, v in results.items())
+            + f"| **leanproxy/hyper-floor** | {results['leanproxy'] / results['hyper-floor']:.2f} |\n"
+            + notes
+        )
+        return 0
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
