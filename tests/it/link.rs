@@ -98,6 +98,21 @@ impl Rig {
         c.json()["customer_id"].as_str().unwrap().to_string()
     }
 
+    /// A payment intent of `amount` AED for `customer`: its id.
+    pub async fn intent(&self, customer: &str, amount: u32) -> String {
+        let intent = self
+            .post(
+                &self.proxy.url("/payments/v1/intents"),
+                json!({"amount": amount, "currency": "AED", "customer_id": customer}),
+            )
+            .await;
+        assert_eq!(intent.status, 200, "{:?}", intent.json());
+        intent.json()["payment_intent_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Opens the app page with `script` and calls `method(options)`, the
     /// callback collecting into `window.results`.
     pub async fn open(&self, script: Script, method: &str, options: Value) {
@@ -1073,14 +1088,7 @@ async fn pay_in_the_browser_submits_a_payment_that_settles_by_webhook() {
     };
     let user = rig.user("no_otp_user");
     let customer = rig.customer().await;
-    let intent = rig
-        .post(
-            &rig.proxy.url("/payments/v1/intents"),
-            json!({"amount": 40, "currency": "AED", "customer_id": customer}),
-        )
-        .await
-        .json();
-    let intent_id = intent["payment_intent_id"].as_str().unwrap().to_string();
+    let intent_id = rig.intent(&customer, 40).await;
     rig.open(
         Script::V2,
         "pay",

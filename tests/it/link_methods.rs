@@ -246,14 +246,7 @@ async fn checkout_creates_a_payment_source_of_the_account_and_pays_from_it() {
     };
     let user = rig.user("no_otp_user");
     let customer = rig.customer().await;
-    let intent = rig
-        .post(
-            &rig.proxy.url("/payments/v1/intents"),
-            json!({"amount": 25, "currency": "AED", "customer_id": customer}),
-        )
-        .await
-        .json();
-    let intent_id = intent["payment_intent_id"].as_str().unwrap().to_string();
+    let intent_id = rig.intent(&customer, 25).await;
     rig.open(
         Script::V2,
         "checkout",
@@ -537,21 +530,10 @@ async fn a_flow_given_redirect_urls_leaves_the_page_and_capture_redirect_shows_i
     rig.screen("SUCCESS").await;
     rig.browser.click("[data-action=done]").await;
     rig.browser.client.enter_parent_frame().await.unwrap();
-    let search = rig
-        .browser
-        .wait_for(
-            "the redirect back to the app",
-            "return location.search.includes('consent_attempt_id') && window.LeanV2 ? location.search : null;",
-        )
-        .await;
-    let search = search.as_str().unwrap().to_string();
+    let (search, attempt) =
+        redirected(&rig, "the redirect back to the app", "consent_attempt_id").await;
     assert!(search.contains("step=back"), "{search}");
     assert!(search.contains("status=SUCCESS"), "{search}");
-    let attempt = search
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("consent_attempt_id="))
-        .unwrap()
-        .to_string();
     let details = get(&rig.client, &rig.proxy.url(&format!("/consents/{consent}")))
         .await
         .json();
@@ -623,20 +605,9 @@ async fn a_flow_given_redirect_urls_leaves_the_page_and_capture_redirect_shows_i
     rig.screen("BANK_LIST").await;
     rig.browser.click("[data-action=close]").await;
     rig.browser.client.enter_parent_frame().await.unwrap();
-    let search = rig
-        .browser
-        .wait_for(
-            "the redirect to fail_redirect_url",
-            "return location.search.includes('step=failed') && window.LeanV2 ? location.search : null;",
-        )
-        .await;
-    let search = search.as_str().unwrap().to_string();
+    let (search, attempt) =
+        redirected(&rig, "the redirect to fail_redirect_url", "step=failed").await;
     assert!(search.contains("status=CANCELLED"), "{search}");
-    let attempt = search
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("consent_attempt_id="))
-        .unwrap()
-        .to_string();
     rig.browser
         .eval(
             "const o = arguments[0]; o.callback = (r) => window.results.push(r); LeanV2.captureRedirect(o);",
@@ -684,4 +655,20 @@ async fn the_hosted_page_adds_a_beneficiary_and_ends_in_a_leanlink_url() {
         .await;
     assert_eq!(created.signature.name(), "valid");
     rig.stop().await;
+}
+
+/// Waits until the app's page was redirected back with `marker` in its query
+/// (the LeanV2 script loaded again): the query and its `consent_attempt_id`.
+async fn redirected(rig: &Rig, what: &str, marker: &str) -> (String, String) {
+    let script = format!(
+        "return location.search.includes('{marker}') && window.LeanV2 ? location.search : null;"
+    );
+    let search = rig.browser.wait_for(what, &script).await;
+    let search = search.as_str().unwrap().to_string();
+    let attempt = search
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("consent_attempt_id="))
+        .unwrap()
+        .to_string();
+    (search, attempt)
 }
