@@ -342,6 +342,15 @@ async fn a_payout_without_authorize_payment_waits_for_the_apps_authorisation() {
         .received()
         .iter()
         .any(|r| r.json()["type"] == "payment.created"));
+    // Nor can a test user pay it while it waits.
+    let paid = flow
+        .post(
+            "/_mockbank/payments",
+            json!({"payment_intent_id": intent, "username": user.username, "password": user.password}),
+        )
+        .await;
+    assert_eq!(paid.status, 409, "{:?}", paid.json());
+    assert_eq!(paid.json()["status"], "PAYOUT_NOT_AUTHORIZED");
 
     // Authorised, it is paid, with its webhooks; not twice.
     let authorised = flow

@@ -254,6 +254,16 @@ impl MockbankCore {
                 false,
             ));
         }
+        // A payout that waits for the app's authorisation (or was rejected)
+        // is paid only once authorised, whoever asks.
+        if intent.manual.is_some_and(|m| m.decided != Some(true)) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "PAYOUT_NOT_AUTHORIZED",
+                "This payout waits for the app's authorisation, or was rejected: it cannot be paid.",
+                false,
+            ));
+        }
         let bank_up = state.bank_up(u.bank.identifier);
         let outcome = if bank_up {
             PaymentStatus::outcome(intent.amount)

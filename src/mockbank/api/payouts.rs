@@ -106,7 +106,8 @@ impl MockbankCore {
             let iban = text("iban")
                 .ok_or_else(|| missing("iban"))?
                 .replace(' ', "");
-            let well_formed = (15..=34).contains(&iban.len())
+            let well_formed = iban.is_ascii()
+                && (15..=34).contains(&iban.len())
                 && iban[..2].chars().all(|c| c.is_ascii_uppercase())
                 && iban[2..4].chars().all(|c| c.is_ascii_digit())
                 && iban[4..].chars().all(|c| c.is_ascii_alphanumeric());
