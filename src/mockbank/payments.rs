@@ -448,6 +448,15 @@ pub(super) fn fils(value: &serde_json::Value) -> Option<i64> {
     (n > 0.0 && n.is_finite() && exact && fils < 1e13).then_some(fils as i64)
 }
 
+/// [`fils`] of an amount written as a number or as a string of one
+/// (`"120.50"`, as Lean's collection sends them).
+pub(super) fn fils_of_number_or_text(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::String(s) => fils(&serde_json::json!(s.trim().parse::<f64>().ok()?)),
+        other => fils(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,11 @@
 //! (`max_cumulative_number_of_payments`, `max_cumulative_amount`) are used up,
 //! the consent is `CONSUMED`; the per-period limits renew with the period.
 
+use super::consents::unknown_consent;
 use super::*;
-use crate::mockbank::payments::{fils, units, ConsentEvent, ConsentStatus, Intent, PaymentStatus};
+use crate::mockbank::payments::{
+    fils_of_number_or_text, units, ConsentEvent, ConsentStatus, Intent, PaymentStatus,
+};
 
 impl MockbankCore {
     /// `POST /payments/account-on-file`.
@@ -88,13 +91,8 @@ impl MockbankCore {
         )?;
         let amount = match body.get("amount") {
             None | Some(Value::Null) => return Err(missing("amount")),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(|n| fils(&json!(n)))
-                .ok_or_else(|| invalid("amount", s))?,
-            Some(v) => fils(v).ok_or_else(|| invalid("amount", &v.to_string()))?,
+            Some(v) => fils_of_number_or_text(v)
+                .ok_or_else(|| invalid("amount", v.as_str().map_or(&v.to_string(), |s| s)))?,
         };
         let reference = field(body, "reference");
         let (intent, user, account) = self.take_from_consent(consent_id, amount, reference)?;
@@ -120,14 +118,7 @@ impl MockbankCore {
             .consents
             .iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "UNKNOWN_CONSENT",
-                    "No consent with this consent_id.",
-                    false,
-                )
-            })?;
+            .ok_or_else(unknown_consent)?;
         let (Some((user, account)), ConsentStatus::Authorised) = (consent.account, consent.status)
         else {
             return Err(error(
@@ -201,14 +192,7 @@ impl MockbankCore {
             .consents
             .iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "UNKNOWN_CONSENT",
-                    "No consent with this consent_id.",
-                    false,
-                )
-            })?;
+            .ok_or_else(unknown_consent)?;
         let found = consent.account.and_then(|(user, account)| {
             let u = &self.users[user];
             u.accounts.iter().find(|a| a.id == account)

@@ -4,7 +4,9 @@
 //! collection records for each endpoint.
 
 use super::*;
-use crate::mockbank::payments::{fils, units, Consent, ConsentEvent, ConsentStatus, Controls};
+use crate::mockbank::payments::{
+    fils_of_number_or_text, units, Consent, ConsentEvent, ConsentStatus, Controls,
+};
 
 /// A consent lasts this long.
 const CONSENT_DAYS: i64 = 364;
@@ -337,16 +339,10 @@ fn controls(v: &Value) -> Result<Controls, Reply> {
         match v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(|n| fils(&json!(n)))
-                .map(Some)
-                .ok_or_else(|| invalid(&format!("control_parameters.{key}"), s)),
-            Some(other) => fils(other)
-                .map(Some)
-                .ok_or_else(|| invalid(&format!("control_parameters.{key}"), &other.to_string())),
+            Some(given) => fils_of_number_or_text(given).map(Some).ok_or_else(|| {
+                let shown = given.as_str().map_or(given.to_string(), str::to_string);
+                invalid(&format!("control_parameters.{key}"), &shown)
+            }),
         }
     };
     let count = |key: &str| -> Result<Option<u64>, Reply> {
@@ -380,7 +376,7 @@ fn purpose(code: &str) -> &'static str {
     }
 }
 
-fn unknown_consent() -> Reply {
+pub(super) fn unknown_consent() -> Reply {
     error(
         StatusCode::NOT_FOUND,
         "UNKNOWN_CONSENT",
