@@ -5,6 +5,7 @@ formatting the figures. Standard library only; 127.0.0.1 only.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -44,7 +45,11 @@ def start(cmd: list[str], **kw) -> subprocess.Popen:
 
 
 def stop(p: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL to the process group this script created."""
+    """SIGTERM, then SIGKILL to the process group this script created; then
+    forgotten, so that no later cleanup signals a group id the kernel may
+    have handed to someone else."""
+    if p in _STARTED:
+        _STARTED.remove(p)
     if p.poll() is None:
         try:
             p.terminate()
@@ -65,7 +70,14 @@ def stop(p: subprocess.Popen) -> None:
 
 def stop_all() -> None:
     while _STARTED:
-        stop(_STARTED.pop())
+        stop(_STARTED[-1])
+
+
+def stop_at_exit() -> None:
+    """Stops everything started, at exit and on SIGINT, SIGTERM or SIGHUP."""
+    atexit.register(stop_all)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
 
 
 def _on_signal(signum, _frame):
@@ -125,7 +137,6 @@ class Proxy:
     name: str
     port: int
     proc: subprocess.Popen | None  # None for the direct baseline
-    multi: bool = False  # nginx: master + workers (the workers' own peak is reported too)
     warmup: float = 1  # seconds of load before the first measured run (a JVM needs more)
 
     def pids(self) -> list[int]:
@@ -300,7 +311,6 @@ class Sample:
     errors: int
     cpu_per_req: float | None = None  # seconds
     peak_kib: int | None = None
-    worker_peak_kib: int | None = None
     rss_after_kib: int | None = None
     ttfb: float | None = None  # seconds (512 KiB only)
 
@@ -367,8 +377,6 @@ def measure(proxy: Proxy, path: str, seconds: int, wrk_args: tuple[str, ...] = (
         s.cpu_per_req = (after - before) / max(s.requests, 1)
         s.peak_kib = sum(vm_hwm_kib(p) for p in pids_after)
         s.rss_after_kib = sum(status_field(p, "VmRSS") for p in pids_after)
-        if proxy.multi:
-            s.worker_peak_kib = max(vm_hwm_kib(p) for p in pids_after[1:] or pids_after)
     if path.startswith("/512k.json"):
         s.ttfb = ttfb(proxy.port, path)
     return s
@@ -403,22 +411,33 @@ def ratio(a, b) -> str:
 
 
 
+def leanproxy_serve(binary: Path, dir: Path, ports: list[int], up: int | None) -> tuple[list[str], dict]:
+    """`leanproxy serve` on `ports` (proxy, admin, webhooks[, Mockbank]) in front
+    of 127.0.0.1:`up`, or of its embedded Mockbank when `up` is None; and an
+    environment without the caller's LEANPROXY_* settings or RUST_LOG, so that
+    leanproxy runs with its defaults."""
+    cmd = [
+        str(binary), "serve",
+        "--listen", f"{HOST}:{ports[0]}",
+        "--admin-listen", f"{HOST}:{ports[1]}",
+        "--webhooks-listen", f"{HOST}:{ports[2]}",
+        "--data-dir", str(dir / "data"),
+    ]  # fmt: skip
+    if up is not None:
+        cmd += ["--upstream", f"http://{HOST}:{up}"]
+    if len(ports) > 3:
+        cmd += ["--mockbank-listen", f"{HOST}:{ports[3]}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANPROXY_")}
+    env.pop("RUST_LOG", None)  # leanproxy's default level (info)
+    return cmd, env
+
+
 def start_leanproxy(
     binary: Path, dir: Path, up: int, ports: list[int], off: bool, redis: str | None = None
 ) -> subprocess.Popen:
     dir.mkdir(parents=True, exist_ok=True)
-    port, admin, webhooks = ports
-    cmd = [
-        str(binary),
-        "serve",
-        "--upstream", f"http://{HOST}:{up}",
-        "--listen", f"{HOST}:{port}",
-        "--admin-listen", f"{HOST}:{admin}",
-        "--webhooks-listen", f"{HOST}:{webhooks}",
-        "--data-dir", str(dir / "data"),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANPROXY_")}
-    env.pop("RUST_LOG", None)  # leanproxy's default level (info)
+    port = ports[0]
+    cmd, env = leanproxy_serve(binary, dir, ports, up)
     if off:
         config = dir / "off.toml"
         config.write_text("[log]\nring = 0\n[reconnect]\ninspect_limit = 1\n")

@@ -58,14 +58,12 @@ The leanproxy binary: --binary, else $LEANPROXY_BIN, else `cargo build
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import json
 import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -85,7 +83,7 @@ from common import (
     PEER_BODY,
     UPSTREAM_BODY,
     Proxy,
-    _on_signal,
+    stop_at_exit,
     apt_install,
     cargo_release,
     existing_binary,
@@ -226,7 +224,7 @@ def versions() -> str:
     )
 
 
-def report(samples: dict, rounds: int, seconds: int, facts_: list[str], targets: list[str]) -> str:
+def report(samples: dict, rounds: int, seconds: int, targets: list[str]) -> str:
     out = ["## Throughput: every proxy at full load", ""]
     out += [
         f"- load: `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --latency`, {rounds} rounds, "
@@ -330,7 +328,7 @@ def start_proxies(
             (port,) = free_ports(1)
             proc = start_nginx(dir, write_nginx_conf(dir, PEER_BODY.format(host=HOST, port=port, up=up)))
             wait_port(port, proc, "nginx proxy")
-            proxies[t] = Proxy(t, port, proc, multi=True)
+            proxies[t] = Proxy(t, port, proc)
         elif t == "hyper-floor":
             (port,) = free_ports(1)
             proxies[t] = Proxy(t, port, start_floor(floor, dir, up, port))
@@ -384,7 +382,7 @@ def throughput(binary, tmp, up, targets, baseline, floor, rounds, seconds, facts
                     + (f" errors {s.errors}" if s.errors else "")
                 )
         stop_proxies(proxies)
-    return report(samples, rounds, seconds, facts_, targets)
+    return report(samples, rounds, seconds, targets)
 
 
 def main() -> int:
@@ -450,10 +448,7 @@ def main() -> int:
     other_mode = args.paired is not None or args.soak is not None or args.storm is not None
     parts = [] if other_mode else (args.only or PARTS)
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(stop_all)
+    stop_at_exit()
 
     ensure_tools(parts)
     binary = leanproxy_binary(args.binary)

@@ -20,15 +20,14 @@ only; stops what it started. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import atexit
 import http.client
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (
@@ -43,6 +42,8 @@ from common import (
     start_nginx,
     stop,
     stop_all,
+    stop_at_exit,
+    leanproxy_serve,
     wait_port,
     write_nginx_conf,
 )
@@ -65,18 +66,19 @@ def send(port: int, n: int) -> None:
                 raise RuntimeError(f"unexpected answer: {r.status}, {len(body)} bytes")
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(n // CLIENTS,)) for _ in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    shares = [n // CLIENTS + (1 if i < n % CLIENTS else 0) for i in range(CLIENTS)]
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for done in [pool.submit(client, share) for share in shares]:
+            done.result()  # a client's failure is the run's
 
 
-def count(name: str, cmd: list[str], port: int, dir: Path, n: int, annotate: int) -> tuple[float, str]:
+def count(name: str, cmd: tuple[list[str], dict | None], port: int, dir: Path, n: int, annotate: int) -> tuple[float, str]:
     dir.mkdir(parents=True, exist_ok=True)
     out = dir / "callgrind.out"
+    cmd, env = cmd
     proc = start(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", *cmd],
+        env=env,
         stdout=open(dir / "stdout.log", "wb"),
         stderr=open(dir / "stderr.log", "wb"),
     )
@@ -117,7 +119,7 @@ def main() -> int:
     args = ap.parse_args()
     if not 100 <= args.requests <= 100_000:
         ap.error("--requests must be 100..100000")
-    atexit.register(stop_all)
+    stop_at_exit()
     apt_install({"valgrind": "valgrind", "callgrind_control": "valgrind", "nginx": "nginx"})
     binary = existing_binary(args.binary, "leanproxy") if args.binary else cargo_release(["--bin", "leanproxy"], "leanproxy")
     floor = cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
@@ -131,17 +133,13 @@ def main() -> int:
         up_proc = start_nginx(tmp / "up", write_nginx_conf(tmp / "up", UPSTREAM_BODY.format(host=HOST, port=up, www=www)))
         wait_port(up, up_proc, "upstream nginx")
         lp = free_ports(3)
-        lean_cmd = [
-            str(binary), "serve", "--upstream", f"http://{HOST}:{up}", "--listen", f"{HOST}:{lp[0]}",
-            "--admin-listen", f"{HOST}:{lp[1]}", "--webhooks-listen", f"{HOST}:{lp[2]}",
-            "--data-dir", str(tmp / "lp" / "data"),
-        ]  # fmt: skip
+        lean_cmd = leanproxy_serve(binary, tmp / "lp", lp, up)
         (fp,) = free_ports(1)
         results = {}
         notes = ""
         for name, cmd, port in [
             ("leanproxy", lean_cmd, lp[0]),
-            ("hyper-floor", [str(floor), f"{HOST}:{fp}", f"{HOST}:{up}"], fp),
+            ("hyper-floor", ([str(floor), f"{HOST}:{fp}", f"{HOST}:{up}"], None), fp),
         ]:
             results[name], text = count(name, cmd, port, tmp / name, args.requests, args.annotate)
             notes += text

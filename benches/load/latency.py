@@ -44,6 +44,8 @@ def oha_run(port: int, rate: int, seconds: int) -> Steady:
         raise RuntimeError(f"oha failed ({out.returncode}): {out.stderr[-1000:]}")
     report = json.loads(out.stdout)
     pct = report["latencyPercentiles"]
+    if pct.get("p50") is None:
+        raise RuntimeError(f"oha completed no request on :{port} at {rate}/s")
     codes = report.get("statusCodeDistribution", {})
     # Requests still in flight when the duration ends are "aborted due to
     # deadline": the end of the run, not a failure.

@@ -103,11 +103,11 @@ def start_peer(name: str, dir: Path, up: int, port: int) -> Proxy:
     """Starts peer `name` in `dir`, in front of 127.0.0.1:`up`, listening on
     127.0.0.1:`port`; returns once it accepts connections."""
     dir.mkdir(parents=True, exist_ok=True)
-    multi, warmup = False, 1.0
+    warmup = 1.0
     if name == "nginx-log":
         conf = dir / "nginx.conf"
         conf.write_text(fill("nginx-log.conf", dir, port, up))
-        proc, multi = start_nginx(dir, conf), True
+        proc = start_nginx(dir, conf)
     elif name == "haproxy":
         conf = dir / "haproxy.cfg"
         conf.write_text(fill("haproxy.cfg", dir, port, up))
@@ -135,7 +135,7 @@ def start_peer(name: str, dir: Path, up: int, port: int) -> Proxy:
     else:
         raise ValueError(f"unknown peer {name!r}")
     wait_port(port, proc, name, timeout=60)
-    return Proxy(name, port, proc, multi=multi, warmup=warmup)
+    return Proxy(name, port, proc, warmup=warmup)
 
 
 def start_wiremock(dir: Path, port: int, proxy_to: int | None = None) -> subprocess.Popen:
