@@ -28,7 +28,7 @@ use chrono::{Datelike, Months, NaiveDate, Weekday};
 use serde_json::{json, Value};
 
 use super::{
-    amount, currency, data_start, date_time, is_asset, mean, money, ratio, round2,
+    amount, currency, data_start, date_time, is_asset, mean, money, per_month, ratio, round2,
     sample_deviation, select, sum, Entry, Month, Span, Window,
 };
 use crate::mockbank::region::KSA_EMPLOYERS;
@@ -243,9 +243,9 @@ fn obligation_stats(cur: &str, entries: &[Entry<'_>], months: &[(Month, i64)]) -
 
 /// Each month of `span` with what `entries` booked in it.
 fn month_sums(span: &Span, entries: &[Entry<'_>]) -> Vec<(Month, i64)> {
-    span.months
-        .iter()
-        .map(|m| (*m, sum(&in_month(entries, m))))
+    per_month(span, entries)
+        .into_iter()
+        .map(|(m, fils, _)| (m, fils))
         .collect()
 }
 
