@@ -4,36 +4,13 @@
 //! (`link` is checked as `connect`, `checkout` as `pay`, in `opening.rs`.)
 
 use serde_json::Value;
-use uuid::Uuid;
 
-use super::opening::{chosen_bank, Refusal};
+use super::opening::{chosen_bank, uuid_of, Refusal};
 use super::permissions;
 use super::session::Opening;
-use crate::mockbank::state::Customer;
 use crate::mockbank::MockbankCore;
 
-/// `key` of the SDK's configuration as a UUID, required.
-fn uuid_of(cfg: &Value, key: &str, why: &str) -> Result<Uuid, Refusal> {
-    match cfg.get(key).and_then(Value::as_str) {
-        None | Some("") => Err(format!("{key}: required for {why}")),
-        Some(v) => Uuid::parse_str(v).map_err(|_| format!("{key}: {v:?} is not a UUID")),
-    }
-}
-
 impl MockbankCore {
-    /// The `customer_id` of the configuration: a customer of the Mockbank's,
-    /// whose `access_token`, when given, is checked.
-    fn customer_of(&self, cfg: &Value, method: &str) -> Result<Customer, Refusal> {
-        let id = uuid_of(cfg, "customer_id", method)?;
-        let customer = self
-            .lock()
-            .customer(id)
-            .cloned()
-            .ok_or_else(|| format!("customer_id: no customer {id} in the Mockbank"))?;
-        self.check_access_token(cfg, customer.id)?;
-        Ok(customer)
-    }
-
     /// `updatePaymentSource`, `createBeneficiary`: the customer's payment
     /// source and a destination that is not yet its beneficiary. The bank
     /// list is skipped: the source's own user logs in at its bank.

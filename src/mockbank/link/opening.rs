@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::session::{Method, Opening};
 use super::{permissions, Generation, Region};
-use crate::mockbank::state::Scope;
+use crate::mockbank::state::{Customer, Scope};
 use crate::mockbank::MockbankCore;
 
 /// LinkSDK needs a customer token with this long left before `exp`.
@@ -30,6 +30,14 @@ const CUSTOMIZATION_KEYS: [&str; 7] = [
 
 /// Why a session cannot open: the message the callback carries.
 pub(super) type Refusal = String;
+
+/// `key` of the SDK's configuration as a UUID, required.
+pub(super) fn uuid_of(cfg: &Value, key: &str, why: &str) -> Result<Uuid, Refusal> {
+    match cfg.get(key).and_then(Value::as_str) {
+        None | Some("") => Err(format!("{key}: required for {why}")),
+        Some(v) => Uuid::parse_str(v).map_err(|_| format!("{key}: {v:?} is not a UUID")),
+    }
+}
 
 impl MockbankCore {
     /// Validates the SDK's configuration `cfg` for a session opened by `origin`.
@@ -130,44 +138,36 @@ impl MockbankCore {
         }
     }
 
-    fn connect_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
-        let customer_id = match cfg.get("customer_id").and_then(Value::as_str) {
-            None | Some("") => {
-                return Err(
-                    "customer_id: required for connect (create one with POST /customers/v1)".into(),
-                )
-            }
-            Some(v) => {
-                Uuid::parse_str(v).map_err(|_| format!("customer_id: {v:?} is not a UUID"))?
-            }
-        };
+    /// The `customer_id` of the configuration: a customer of the Mockbank's,
+    /// whose `access_token`, when given, is checked.
+    pub(super) fn customer_of(&self, cfg: &Value, method: &str) -> Result<Customer, Refusal> {
+        let id = uuid_of(cfg, "customer_id", method)?;
         let customer = self
             .lock()
-            .customer(customer_id)
+            .customer(id)
             .cloned()
-            .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
+            .ok_or_else(|| format!("customer_id: no customer {id} in the Mockbank"))?;
+        self.check_access_token(cfg, customer.id)?;
+        Ok(customer)
+    }
+
+    fn connect_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
+        let customer = self.customer_of(cfg, "connect (create one with POST /customers/v1)")?;
         opening.permissions = match cfg.get("permissions") {
             None | Some(Value::Null) => return Err("permissions: required for connect, e.g. [\"identity\", \"accounts\", \"balance\", \"transactions\"]".into()),
             Some(list) => permissions(list, opening.region).map_err(|why| format!("permissions: {why}"))?,
         };
         opening.bank = chosen_bank(cfg, opening.region)?;
-        self.check_access_token(cfg, customer.id)?;
         opening.customer = Some(customer);
         Ok(())
     }
 
     fn reconnect_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
-        let reconnect_id = match cfg.get("reconnect_id").and_then(Value::as_str) {
-            None | Some("") => {
-                return Err(
-                    "reconnect_id: required for reconnect (from the RECONNECT_REQUIRED answer)"
-                        .into(),
-                )
-            }
-            Some(v) => {
-                Uuid::parse_str(v).map_err(|_| format!("reconnect_id: {v:?} is not a UUID"))?
-            }
-        };
+        let reconnect_id = uuid_of(
+            cfg,
+            "reconnect_id",
+            "reconnect (from the RECONNECT_REQUIRED answer)",
+        )?;
         let (user, customer) = {
             let state = self.lock();
             let entity = state.waiting_for(reconnect_id).ok_or_else(|| {
@@ -185,33 +185,17 @@ impl MockbankCore {
     }
 
     fn source_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
-        let customer_id = match cfg.get("customer_id").and_then(Value::as_str) {
-            None | Some("") => return Err("customer_id: required for createPaymentSource".into()),
-            Some(v) => {
-                Uuid::parse_str(v).map_err(|_| format!("customer_id: {v:?} is not a UUID"))?
-            }
-        };
-        let customer = self
-            .lock()
-            .customer(customer_id)
-            .cloned()
-            .ok_or_else(|| format!("customer_id: no customer {customer_id} in the Mockbank"))?;
-        self.check_access_token(cfg, customer.id)?;
+        opening.customer = Some(self.customer_of(cfg, "createPaymentSource")?);
         opening.bank = chosen_bank(cfg, opening.region)?;
-        opening.customer = Some(customer);
         Ok(())
     }
 
     fn consent_opening(&self, cfg: &Value, opening: &mut Opening) -> Result<(), Refusal> {
-        let consent_id = match cfg.get("consent_id").and_then(Value::as_str) {
-            None | Some("") => return Err(
-                "consent_id: required for authorizeConsent (from POST /consents/account-on-file)"
-                    .into(),
-            ),
-            Some(v) => {
-                Uuid::parse_str(v).map_err(|_| format!("consent_id: {v:?} is not a UUID"))?
-            }
-        };
+        let consent_id = uuid_of(
+            cfg,
+            "consent_id",
+            "authorizeConsent (from POST /consents/account-on-file)",
+        )?;
         let customer = {
             let state = self.lock();
             let consent = state
