@@ -377,7 +377,8 @@ impl MockbankCore {
     }
 
     fn session_view(&self, id: &str) -> Response<Body> {
-        // The Mockbank's state before the sessions: never both at once.
+        // Both locks are only ever taken in one order, the sessions' then the
+        // state's (`decorate`): the banks down are read before, not inside.
         let down = self.lock().banks_down.clone();
         let sessions = self.link_sessions.lock();
         match Uuid::parse_str(id).ok().and_then(|id| sessions.get(&id)) {
