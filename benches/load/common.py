@@ -6,6 +6,7 @@ formatting the figures. Standard library only; 127.0.0.1 only.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import shutil
@@ -469,3 +470,51 @@ def start_floor(binary: Path, dir: Path, up: int, port: int) -> subprocess.Popen
     proc = start(cmd, stdout=open(out, "wb"), stderr=open(dir / "stderr.log", "wb"))
     wait_port(port, proc, "hyper_floor")
     return proc
+
+
+def leanproxy_binary(arg: str | None) -> Path:
+    """`arg`, else $LEANPROXY_BIN, else a `cargo build --release` of this checkout."""
+    explicit = arg or os.environ.get("LEANPROXY_BIN")
+    if explicit:
+        return existing_binary(explicit, "leanproxy")
+    return cargo_release(["--bin", "leanproxy"], "leanproxy")
+
+
+def lean_answer(size: int) -> bytes:
+    """A Lean v2 transactions answer of exactly `size` bytes."""
+    head = (
+        '{"status":"OK","results_id":"2ab8c57a-011b-418f-9419-968155e600dd",'
+        '"message":"Data successfully retrieved","meta":null,'
+        '"timestamp":"2026-05-13T19:42:30.487549603Z","status_detail":null,'
+        '"type":"transactions","data":{"transactions":['
+    )
+    tail = "]}}"
+    items = []
+    n = 0
+    length = len(head) + len(tail)
+    while True:
+        item = json.dumps(
+            {
+                "transaction_id": f"e7323898-c6c8-4493-80b0-{n:012d}",
+                "transaction_information": "CARREFOUR 1647 DUBAI ARE",
+                "transaction_reference": f"REF{n:08d}",
+                "amount": {"currency": "AED", "amount": round(10 + n * 1.37, 2)},
+                "credit_debit_indicator": "DEBIT",
+                "status": "BOOKED",
+                "booking_date_time": "2026-05-12T08:15:00Z",
+                "value_date_time": "2026-05-12T08:15:00Z",
+            },
+            separators=(",", ":"),
+        )
+        extra = len(item) + (1 if items else 0)
+        if length + extra > size:
+            break
+        items.append(item)
+        length += extra
+        n += 1
+    body = head + ",".join(items) + tail
+    # Pad to the exact size with JSON whitespace before the closing braces.
+    body = body[: -len(tail)] + " " * (size - len(body)) + tail
+    assert len(body) == size, (len(body), size)
+    json.loads(body)
+    return body.encode()

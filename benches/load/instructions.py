@@ -13,6 +13,9 @@ With --annotate, the top inclusive entries of each dump follow.
 
     python3 benches/load/instructions.py [--requests 2000] [--binary PATH] [--annotate 25]
 
+The leanproxy binary is --binary, else $LEANPROXY_BIN, else a release build of
+this checkout.
+
 Installs valgrind and nginx from Debian's packages when missing; 127.0.0.1
 only; stops what it started. Not part of the test suite.
 """
@@ -35,8 +38,9 @@ from common import (
     UPSTREAM_BODY,
     apt_install,
     cargo_release,
-    existing_binary,
     free_ports,
+    lean_answer,
+    leanproxy_binary,
     log,
     start,
     start_nginx,
@@ -47,7 +51,6 @@ from common import (
     wait_port,
     write_nginx_conf,
 )
-from compare import lean_answer
 
 CLIENTS = 4
 WARMUP = 200
@@ -114,14 +117,14 @@ def count(name: str, cmd: tuple[list[str], dict | None], port: int, dir: Path, n
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=2000, help="exchanges counted (default 2000)")
-    ap.add_argument("--binary", help="leanproxy binary (default: cargo build --release)")
+    ap.add_argument("--binary", help="leanproxy binary (default: $LEANPROXY_BIN, else cargo build --release)")
     ap.add_argument("--annotate", type=int, default=0, metavar="N", help="print each dump's top N inclusive entries")
     args = ap.parse_args()
     if not 100 <= args.requests <= 100_000:
         ap.error("--requests must be 100..100000")
     stop_at_exit()
     apt_install({"valgrind": "valgrind", "callgrind_control": "valgrind", "nginx": "nginx"})
-    binary = existing_binary(args.binary, "leanproxy") if args.binary else cargo_release(["--bin", "leanproxy"], "leanproxy")
+    binary = leanproxy_binary(args.binary)
     floor = cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
     tmp = Path(tempfile.mkdtemp(prefix="leanproxy-instr-"))
     tmp.chmod(0o755)

@@ -29,6 +29,7 @@ SAME_JOB = ["nginx-log", "haproxy", "caddy", "mitmproxy", "wiremock"]
 # Downloads (the WireMock jar, oha) are kept here between runs.
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leanproxy-bench"
 WIREMOCK_PYPI = "wiremock==2.7.0"  # ships wiremock-standalone-2.35.1.jar
+OHA_VERSION = "1.16.0"  # pinned: latency.py reads its JSON report's keys
 JOURNAL = 1000  # WireMock's and mitmproxy's kept exchanges, as leanproxy's `log.ring`
 
 
@@ -66,21 +67,31 @@ def wiremock_jar() -> Path:
 
 
 def oha() -> Path:
-    """oha (a constant-rate HTTP load generator), `cargo install`ed into the
-    cache once; Debian has no package of it."""
+    """oha (a constant-rate HTTP load generator) at OHA_VERSION, `cargo
+    install`ed into the cache once; Debian has no package of it. One on the
+    PATH is used only when it is that version."""
     on_path = shutil.which("oha")
-    if on_path:
+    if on_path and _version(Path(on_path)) == OHA_VERSION:
         return Path(on_path)
     binary = CACHE / "bin" / "oha"
-    if not binary.is_file():
+    if _version(binary) != OHA_VERSION:
         log("installing oha with cargo (once; a few minutes)")
         subprocess.run(
-            ["cargo", "install", "--locked", "--root", str(CACHE), "oha"],
+            ["cargo", "install", "--locked", "--force", "--root", str(CACHE), "oha", "--version", f"={OHA_VERSION}"],
             check=True,
             timeout=3600,
             stdout=sys.stderr,
         )
     return binary
+
+
+def _version(binary: Path) -> str | None:
+    """The version `binary --version` prints (`oha 1.16.0`), None if it cannot run."""
+    if not binary.is_file():
+        return None
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    words = out.stdout.split()
+    return words[-1] if out.returncode == 0 and words else None
 
 
 def fill(template: str, dir: Path, port: int, up: int) -> str:
