@@ -2,6 +2,8 @@
 //! connection, the stack cloned per connection and called in place, quiet
 //! connections closed, apps that stop reading cut, graceful shutdown.
 
+mod conn;
+mod graceful;
 mod watched;
 
 use std::any::Any;
@@ -9,27 +11,21 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
-use tower::{Service, ServiceExt};
+use tower::Service;
 
-use crate::body::{self, Body};
-use crate::future::ResponseFuture;
+use crate::body::Body;
 use crate::metrics::{ListenerMetrics, Metrics};
-use crate::sync::{fired, FlagWaker};
+use conn::{Activity, ConnService};
+use graceful::{graceful, Quiet};
 
 /// Put in a response's extensions, it makes the server drop the connection
 /// without answering (the `reset` and `timeout` faults).
@@ -428,311 +424,12 @@ async fn drain(
     }
 }
 
-/// Per-connection adapter from hyper's service to the tower stack.
-///
-/// The connection keeps its own copy of the stack and calls it in place;
-/// hyper calls `call` (through `&self`) from the connection's task only,
-/// one call at a time, so a `RefCell` does: no lock per request, and no
-/// clone of the whole stack per request (which `oneshot` would need: every
-/// layer's handles cloned and dropped for each exchange).
-struct ConnService<S> {
-    inner: RefCell<S>,
-    peer: ClientAddr,
-    activity: Arc<Activity>,
-}
-
-impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ServedBody>;
-    type Error = ResetRequested;
-    type Future = ConnFuture<ResponseFuture<S::Future, Infallible>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let waiting = Waiting::new(self.activity.clone());
-        let mut req = req.map(body::boxed);
-        req.extensions_mut().insert(self.peer.clone());
-        let mut stack = self.inner.borrow_mut();
-        let inner = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => ResponseFuture::inner(stack.call(req)),
-            Poll::Ready(Err(never)) => match never {},
-            // Every layer of leanproxy's stacks is always ready; one that is
-            // not gets a clone of the stack, driven to readiness by the
-            // answer's future (woken properly, unlike the poll above).
-            Poll::Pending => ResponseFuture::boxed(stack.clone().oneshot(req)),
-        };
-        ConnFuture {
-            inner,
-            waiting: Some(waiting),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Turns a [`ResetConnection`] answer into an error, which makes hyper close
-    /// the connection (HTTP/1) or reset the stream (HTTP/2) without a response.
-    struct ConnFuture<F> {
-        #[pin]
-        inner: F,
-        // Moves into the answer's body: the exchange lasts until its end.
-        waiting: Option<Waiting>,
-    }
-}
-
-impl<F> Future for ConnFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = Result<Response<ServedBody>, ResetRequested>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        this.inner.poll(cx).map(|result| {
-            let response = match result {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            if response.extensions().get::<ResetConnection>().is_some() {
-                Err(ResetRequested)
-            } else {
-                let waiting = this.waiting.take();
-                Ok(response.map(|inner| ServedBody {
-                    inner,
-                    _waiting: waiting,
-                    failed: None,
-                }))
-            }
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An answer's body as the server sends it: the exchange counts as in
-    /// progress for [`Quiet`] until hyper drops it (at its end, or when the
-    /// connection ends). A wrapper, not a box: one more allocation per answer
-    /// is what the rest of this module saves.
-    ///
-    /// A body that fails is reported to hyper one turn late: hyper writes an
-    /// answer's head into its buffer and sends it with the body's first
-    /// bytes, and a body error it sees at once closes the connection with
-    /// the head still unsent, so the app got nothing at all (an upstream
-    /// that broke its chunked framing right after the head). Told to wait
-    /// one turn first, hyper flushes what it has; the app then sees the
-    /// head and a body that ends early, which every client reports as an
-    /// error.
-    struct ServedBody {
-        #[pin]
-        inner: Body,
-        _waiting: Option<Waiting>,
-        failed: Option<body::BoxError>,
-    }
-}
-
-impl http_body::Body for ServedBody {
-    type Data = bytes::Bytes;
-    type Error = body::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        if let Some(e) = this.failed.take() {
-            return Poll::Ready(Some(Err(e)));
-        }
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => {
-                *this.failed = Some(e);
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            other => other,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// What an app connection's exchanges did lately, for [`Quiet`]: set as
-/// they start and end, read by the connection's timer. HTTP/1 runs all of
-/// it in the connection's task; HTTP/2 ends exchanges in the streams' tasks
-/// too, hence atomics (rarely contended: a few touches per exchange).
-#[derive(Debug, Default)]
-struct Activity {
-    /// An exchange started or ended since the timer last looked.
-    stirred: AtomicBool,
-    /// Exchanges in progress: from the request's head read until the
-    /// answer's body is sent (or dropped).
-    waiting: AtomicUsize,
-}
-
-/// An exchange in progress, from `call` until the answer's body is dropped.
-struct Waiting(Arc<Activity>);
-
-impl Waiting {
-    fn new(activity: Arc<Activity>) -> Self {
-        activity.waiting.fetch_add(1, Ordering::Relaxed);
-        activity.stirred.store(true, Ordering::Relaxed);
-        Self(activity)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.0.stirred.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Watches an app connection's [`Activity`] with one timer, every half of
-/// the idle timeout: two quiet looks in a row (no exchange for between the
-/// timeout and half as long again) shut it down gracefully, a third closes
-/// it. Reset per look rather than per request, so a busy connection costs
-/// one timer update every half timeout. Bytes moving do not count: a head
-/// trickled in a byte at a time must still end within the timeout, as
-/// hyper's own header timeout had it end within 30 s.
-struct Quiet {
-    activity: Arc<Activity>,
-    period: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    looks: u8,
-}
-
-/// What [`Quiet`] found.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Open,
-    ShutDown,
-    Close,
-}
-
-impl Quiet {
-    fn new(activity: Arc<Activity>, idle: Duration) -> Self {
-        Self {
-            activity,
-            period: idle / 2,
-            timer: None,
-            looks: 0,
-        }
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>) -> Verdict {
-        let period = self.period;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-        let mut verdict = Verdict::Open;
-        while fired(timer, cx) {
-            let busy = self.activity.stirred.swap(false, Ordering::Relaxed)
-                || self.activity.waiting.load(Ordering::Relaxed) > 0;
-            self.looks = if busy {
-                0
-            } else {
-                self.looks.saturating_add(1)
-            };
-            match self.looks {
-                0 | 1 => {}
-                2 => verdict = Verdict::ShutDown,
-                _ => return Verdict::Close,
-            }
-            // A deadline past what an `Instant` holds: never.
-            match Instant::now().checked_add(period) {
-                Some(next) => timer.as_mut().reset(next),
-                None => return verdict,
-            }
-        }
-        verdict
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A connection that shuts down gracefully once `signal` changes or once
-    /// it has been quiet too long (see [`Quiet`]).
-    ///
-    /// Instead of `hyper_util`'s `GracefulShutdown::watch`, which polls the
-    /// shutdown signal at every turn of the connection (a lock in tokio's
-    /// `Notify`, several turns per exchange), the signal here is polled with
-    /// a waker of its own, and polled again only once that waker fired.
-    struct Graceful<C, F> {
-        #[pin]
-        conn: C,
-        #[pin]
-        signal: F,
-        quiet: Quiet,
-        gate: Arc<FlagWaker>,
-        // Once set, the signal (which has fired, or no longer matters) is
-        // not polled again.
-        shut_down: bool,
-    }
-}
-
-/// `conn`, shut down gracefully once `signal` changes or once `quiet` says so.
-fn graceful<C>(
-    conn: C,
-    mut signal: watch::Receiver<()>,
-    quiet: Quiet,
-) -> Graceful<C, impl Future<Output = ()>> {
-    Graceful {
-        conn,
-        signal: async move {
-            let _ = signal.changed().await;
-        },
-        quiet,
-        // Polled at the first turn, which registers the gate's waker.
-        gate: FlagWaker::new(true),
-        shut_down: false,
-    }
-}
-
-impl<C: GracefulConnection, F: Future> Future for Graceful<C, F> {
-    type Output = C::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
-        let mut this = self.project();
-        // The signal and the quiet timer are polled with the gate's waker,
-        // so only once one of them fired; the gate wakes the connection's
-        // task (the task that polled them last; a connection stays in the
-        // task it was spawned as).
-        if this.gate.take() {
-            this.gate.register(cx.waker());
-            let waker = Waker::from(this.gate.clone());
-            let mut gate = Context::from_waker(&waker);
-            let mut shut_down = !*this.shut_down && this.signal.poll(&mut gate).is_ready();
-            match this.quiet.poll(&mut gate) {
-                Verdict::Open => {}
-                Verdict::ShutDown => {
-                    tracing::debug!("quiet connection: shutting it down");
-                    shut_down = true;
-                }
-                Verdict::Close => {
-                    tracing::debug!("quiet connection still open: closing it");
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            if shut_down && !*this.shut_down {
-                *this.shut_down = true;
-                this.conn.as_mut().graceful_shutdown();
-            }
-        }
-        this.conn.poll(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Busy at its first polls (waking its caller each time), then ready.
