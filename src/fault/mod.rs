@@ -123,6 +123,7 @@ mod rule;
 mod rules;
 mod spec;
 mod value;
+mod view;
 
 pub use crate::lean::status_detail;
 pub use action::{Action, Delay, ACTION_NAMES, DEFAULT_TIMEOUT, DEFAULT_WINDOW};
@@ -132,6 +133,7 @@ pub use matcher::{Match, PathGlob, RequestFacts};
 pub use preset::{Preset, DEFAULT_GRANULAR_STATUS, GRANULAR_STATUS_CODES};
 pub use raw::{RawMatch, RawRule};
 pub use rule::{parse_rule, Rule};
-pub use rules::{Applied, Edit, Edited, FaultRules, Placement, RuleView};
+pub use rules::{Applied, Edit, Edited, FaultRules, Placement};
 pub use spec::{parse_spec, SPEC_HELP};
 pub use value::MAX_DURATION;
+pub use view::RuleView;
