@@ -303,54 +303,80 @@ fn an_unknown_region_is_refused_naming_the_key_or_the_flag() {
     assert!(stderr.contains("--region"), "{stderr}");
 }
 
-#[tokio::test]
-async fn links_sa_scripts_list_the_ksa_banks() {
-    let ksa = Ksa::start("mockbank-ksa").await;
-    let base = format!("http://{}", ksa.proxy.mockbank_addr.unwrap());
+/// Opens a `connect` session from `region`'s scripts on `mockbank`'s Link
+/// page: the bank identifiers it lists, or the refusal's status and text.
+async fn session_banks(mockbank: &Ksa, region: &str) -> Result<Vec<String>, (u16, String)> {
+    let base = format!("http://{}", mockbank.proxy.mockbank_addr.unwrap());
+    let client = &mockbank.client;
     let customer = send(
-        &ksa.client,
+        client,
         post_json(format!("{base}/_mockbank/link/customer"), json!({})),
     )
     .await
     .json();
-    let banks_of = |region: &'static str| {
-        let (client, base, customer) = (&ksa.client, base.clone(), customer.clone());
-        async move {
-            let opened = send(
-                client,
-                post_json(
-                    format!("{base}/link/v1/sessions"),
-                    json!({
-                        "generation": "v2", "region": region, "method": "connect",
-                        "app_token": "mockbank-app-token",
-                        "customer_id": customer["customer_id"],
-                        "access_token": customer["access_token"],
-                        "permissions": ["identity", "accounts", "balance", "transactions"],
-                    }),
-                ),
-            )
-            .await;
-            assert_eq!(opened.status, 201, "{:?}", opened.json());
-            let id = opened.json()["session_id"].as_str().unwrap().to_string();
-            let view = crate::support::get(client, &format!("{base}/link/v1/sessions/{id}")).await;
-            assert_eq!(view.status, 200, "{:?}", view.json());
-            view.json()["banks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["identifier"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        }
-    };
-    let sa = banks_of("sa").await;
+    let opened = send(
+        client,
+        post_json(
+            format!("{base}/link/v1/sessions"),
+            json!({
+                "generation": "v2", "region": region, "method": "connect",
+                "app_token": "mockbank-app-token",
+                "customer_id": customer["customer_id"],
+                "access_token": customer["access_token"],
+                "permissions": ["identity", "accounts", "balance", "transactions"],
+            }),
+        ),
+    )
+    .await;
+    if opened.status != 201 {
+        return Err((opened.status.as_u16(), opened.text()));
+    }
+    let id = opened.json()["session_id"].as_str().unwrap().to_string();
+    let view = crate::support::get(client, &format!("{base}/link/v1/sessions/{id}")).await;
+    assert_eq!(view.status, 200, "{:?}", view.json());
+    Ok(view.json()["banks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["identifier"].as_str().unwrap().to_string())
+        .collect())
+}
+
+#[tokio::test]
+async fn link_sessions_follow_the_mockbanks_region_and_the_other_regions_scripts_are_refused() {
+    let ksa = Ksa::start("mockbank-ksa").await;
     let expected: Vec<String> = Region::Ksa
         .banks()
         .iter()
         .map(|b| b.identifier.to_string())
         .collect();
+    let sa = session_banks(&ksa, "sa")
+        .await
+        .expect("a KSA session opens");
     assert_eq!(sa, expected);
     assert_eq!(sa[0], "LEA1_SAMAOB_SAU");
-    assert!(banks_of("ae").await.iter().all(|b| b.ends_with("_UAE")));
+    let (status, why) = session_banks(&ksa, "ae").await.expect_err("refused");
+    assert_eq!(status, 400, "{why}");
+    for needle in ["region", r#"mockbank.region = \"ksa\""#, "/sa/"] {
+        assert!(why.contains(needle), "{needle} in {why}");
+    }
+
+    let uae = Ksa::start("mockbank").await;
+    let ae = session_banks(&uae, "ae")
+        .await
+        .expect("a UAE session opens");
+    assert!(ae.iter().all(|b| b.ends_with("_UAE")), "{ae:?}");
+    let (status, why) = session_banks(&uae, "sa").await.expect_err("refused");
+    assert_eq!(status, 400, "{why}");
+    assert!(why.contains("/ae/"), "{why}");
+
+    // Each boilerplate page offers its own region's scripts only.
+    for (mockbank, own, other) in [(&ksa, "/sa/", "/ae/"), (&uae, "/ae/", "/sa/")] {
+        let base = format!("http://{}", mockbank.proxy.mockbank_addr.unwrap());
+        let page = crate::support::get(&mockbank.client, &format!("{base}/")).await;
+        assert!(page.text().contains(own), "{own}");
+        assert!(!page.text().contains(other), "no {other} script offered");
+    }
 }
 
 #[tokio::test]

@@ -197,13 +197,21 @@ fn version_ok(v: &str) -> bool {
 }
 
 impl MockbankCore {
-    /// The boilerplate page, its script list starting on this Mockbank's
-    /// region's loader (a KSA Mockbank's users bank at KSA banks only).
+    /// The boilerplate page, its script list holding this Mockbank's
+    /// region's scripts only (its users bank at that region's banks, and
+    /// sessions from the other region's scripts are refused), starting on
+    /// its loader.
     fn boilerplate(&self) -> String {
         let own = self.settings.region.link().name();
+        let mine = format!(r#"<option data-region="{own}" "#);
+        let page: Vec<&str> = BOILERPLATE_HTML
+            .lines()
+            .filter(|line| !line.contains("<option data-region=") || line.contains(&mine))
+            .collect();
         let loader =
-            format!(r#"<option value="/link/loader/prod/{own}/latest/lean-link-loader.min.js""#);
-        BOILERPLATE_HTML.replacen(&loader, &format!("{loader} selected"), 1)
+            format!(r#"{mine}value="/link/loader/prod/{own}/latest/lean-link-loader.min.js""#);
+        page.join("\n")
+            .replacen(&loader, &format!("{loader} selected"), 1)
     }
 
     /// Answers a Link path; `None` when `path` is not one.

@@ -56,6 +56,7 @@ impl MockbankCore {
             None => return Err("method: required".into()),
         };
         self.check_app_token(text("app_token"))?;
+        self.check_region(region)?;
         let arabic = match text("language") {
             None | Some("en") => false,
             Some("ar") => true,
@@ -124,6 +125,25 @@ impl MockbankCore {
             Method::CaptureRedirect => self.capture_opening(cfg, &mut opening)?,
         }
         Ok(opening)
+    }
+
+    /// The script's region must be this Mockbank's: its test users bank only
+    /// at its own region's banks, so a session from the other region's
+    /// scripts would list banks nobody can log in to.
+    fn check_region(&self, region: Region) -> Result<(), Refusal> {
+        let own = self.settings.region;
+        if crate::mockbank::Region::of_link(region) == own {
+            return Ok(());
+        }
+        Err(format!(
+            "region: this page's LinkSDK script is for region \"{}\", but this Mockbank emulates \
+             Lean's {} sandbox (mockbank.region = \"{}\"): load the /{}/ scripts, or run a \
+             Mockbank of that region",
+            region.name(),
+            own.name().to_uppercase(),
+            own.name(),
+            own.link().name(),
+        ))
     }
 
     fn check_app_token(&self, given: Option<&str>) -> Result<(), Refusal> {
