@@ -164,8 +164,32 @@ async fn data_answers_keep_their_bytes_key_order_and_number_formatting() {
         std::fs::write(FIXTURE, &got).unwrap();
     }
     let want = std::fs::read_to_string(FIXTURE).unwrap();
+    let mut request = "";
     for (got, want) in got.lines().zip(want.lines()) {
-        assert_eq!(got, want, "an answer's bytes changed");
+        if let Some(r) = want.strip_prefix("## ") {
+            request = r;
+        }
+        if got != want {
+            let at = got
+                .bytes()
+                .zip(want.bytes())
+                .take_while(|(g, w)| g == w)
+                .count();
+            let near = |s: &str| {
+                let b = s.as_bytes();
+                String::from_utf8_lossy(&b[at.saturating_sub(120)..(at + 60).min(b.len())])
+                    .into_owned()
+            };
+            panic!(
+                "{request}: the answer's bytes differ from byte {at}:\n got …{}\nwant …{}",
+                near(got),
+                near(want)
+            );
+        }
     }
-    assert_eq!(got.lines().count(), want.lines().count());
+    assert_eq!(
+        got.lines().count(),
+        want.lines().count(),
+        "answers missing or added"
+    );
 }
