@@ -52,6 +52,15 @@ impl Clock {
         }
     }
 
+    /// A clock standing at `start` exactly, as if paused there: only
+    /// [`Clock::advance`] moves it until [`Clock::resume`]. Every reading is
+    /// the same, for answers a test compares byte for byte.
+    pub fn paused_at(start: DateTime<Utc>) -> Self {
+        let clock = Self::new(start, 1.0);
+        clock.state().frozen = Some(Duration::ZERO);
+        clock
+    }
+
     /// A real-time clock starting now.
     pub fn system() -> Self {
         Self::new(Utc::now(), 1.0)
@@ -153,6 +162,17 @@ mod tests {
         assert_eq!(clock.now(), before);
         clock.advance(Duration::from_secs(600));
         assert_eq!(clock.now() - before, chrono::Duration::seconds(600));
+    }
+
+    #[test]
+    fn a_clock_paused_at_its_start_reads_the_start_until_resumed() {
+        let clock = Clock::paused_at(start());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(clock.now(), start());
+        assert!(clock.is_paused());
+        clock.resume();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(clock.now() > start());
     }
 
     #[test]

@@ -344,7 +344,8 @@ impl MockbankCore {
                         "INVALID_PARAMETERS",
                         format!("The request body could not be read: {e}."),
                     ))
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .into(),
                 })
             }
         };
@@ -376,8 +377,7 @@ impl MockbankCore {
 }
 
 fn respond(reply: Reply) -> Response<Body> {
-    let bytes = serde_json::to_vec(&reply.body).unwrap_or_default();
-    let mut response = Response::new(body::full(bytes));
+    let mut response = Response::new(body::full(reply.body.into_bytes()));
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     headers.insert(

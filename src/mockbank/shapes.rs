@@ -1,14 +1,19 @@
 //! Lean's answers, built to the shapes recorded in Lean's Postman collection
 //! (README, "Where Lean's shapes come from"): same keys, nesting and value types, including the
 //! recorded quirks (`account_id: null` on account identities, `gender: null` on the
-//! entity identity). The conformance test compares them key by key.
+//! entity identity). The conformance test compares them key by key. The data
+//! answers read most, and the envelopes of the data API's answers, are structs
+//! written straight to bytes, in `wire` (`shapes/wire.rs`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::region::Region;
-use super::users::{Account, Bank, SubType, TestUser, Txn};
+use super::users::{Account, Bank, SubType, TestUser};
+
+pub(super) mod wire;
+use wire::{Amount, Midnight, Page};
 
 /// Nanosecond timestamp (`2026-05-13T19:42:30.487549603Z`), as on envelopes.
 pub(super) fn ts(at: DateTime<Utc>) -> String {
@@ -21,22 +26,21 @@ pub(super) fn ts_ms(at: DateTime<Utc>) -> String {
 }
 
 fn midnight(day: NaiveDate) -> String {
-    format!("{day}T00:00:00Z")
+    Midnight(day).to_string()
 }
 
 /// Fils to a JSON amount with two decimals.
 fn money(fils: i64) -> Value {
-    json!((fils as f64) / 100.0)
+    json!(wire::money(fils))
 }
 
 fn amount(currency: &str, fils: i64) -> Value {
-    json!({"currency": currency, "amount": money(fils)})
+    json!(Amount::new(currency, fils))
 }
 
 /// A v2 `page` object.
 pub(super) fn page(number: usize, size: usize, total: usize) -> Value {
-    let pages = if size == 0 { 0 } else { total.div_ceil(size) };
-    json!({"number": number, "size": size, "total_elements": total, "total_pages": pages, "sort": null})
+    json!(Page::new(number, size, total))
 }
 
 /// Page `number` of `size` of `items`.
@@ -52,165 +56,7 @@ pub(super) fn paginate<T>(
         .collect()
 }
 
-// ------------------------------------------------------------------ v2 envelopes
-
-/// v2 success: `{status: OK, results_id, message, meta, timestamp, status_detail,
-/// refreshed_at, type, data}`.
-pub(super) fn v2_ok(
-    kind: &str,
-    data: Value,
-    results_id: Uuid,
-    now: DateTime<Utc>,
-    refreshed: DateTime<Utc>,
-) -> Value {
-    let mut answer = json!({
-        "status": "OK",
-        "results_id": results_id,
-        "message": "Data successfully retrieved",
-        "meta": null,
-        "timestamp": ts(now),
-        "status_detail": null,
-        "refreshed_at": ts_ms(refreshed),
-        "type": kind,
-        "data": null,
-    });
-    // Moved in, not written in `json!`, which copies a `Value` it is given
-    // (it serialises it anew): most of a page of transactions' cost.
-    answer["data"] = data;
-    answer
-}
-
-// ------------------------------------------------------------------ v1 envelope
-
-/// v1 success: `{status: OK, payload, results_id, message, timestamp, meta,
-/// status_detail}`.
-pub(super) fn v1_ok(payload: Value, results_id: Uuid, now: DateTime<Utc>) -> Value {
-    let mut answer = json!({
-        "status": "OK",
-        "payload": null,
-        "results_id": results_id,
-        "message": "Data successfully retrieved",
-        "timestamp": ts(now),
-        "meta": null,
-        "status_detail": null,
-    });
-    answer["payload"] = payload; // moved in, in its place (see `v2_ok`)
-    answer
-}
-
 // ------------------------------------------------------------------ v2 resources
-
-/// A v2 account.
-pub(super) fn v2_account(entity: Uuid, user: &TestUser, a: &Account) -> Value {
-    let name = a.name(user);
-    json!({
-        "entity_id": entity,
-        "account_id": a.id,
-        "account_holder_name": user.identity.full_name,
-        "account_holder_short_name": user.identity.short_name,
-        "status": "ENABLED",
-        "status_update_date_time": ts_ms(a.opened.and_hms_opt(8, 0, 0).unwrap_or_default().and_utc()),
-        "currency": a.currency,
-        "account_type": user.bank.account_type,
-        "account_sub_type": a.sub_type.v2(),
-        "nickname": format!("{} Account", a.sub_type.product()),
-        "description": name,
-        "opening_date": a.opened.to_string(),
-        "maturity_date": null,
-        "account": [
-            {"scheme_name": "IBAN", "identification": a.iban, "name": name},
-            {"scheme_name": "BBAN", "identification": a.number, "name": name},
-        ],
-        "servicer": {"scheme_name": "BICFI", "identification": "Lean Mockbank"},
-        "regional_data": null,
-    })
-}
-
-fn indicator(fils: i64) -> &'static str {
-    if fils < 0 {
-        "DEBIT"
-    } else {
-        "CREDIT"
-    }
-}
-
-/// A v2 transaction; `index` is its position in the newest-first list.
-pub(super) fn v2_transaction(
-    region: Region,
-    entity: Uuid,
-    a: &Account,
-    t: &Txn,
-    index: usize,
-) -> Value {
-    json!({
-        "entity_id": entity,
-        "account_id": a.id,
-        "transaction_id": t.id,
-        "transaction_information": t.information,
-        "transaction_reference": t.reference,
-        "credit_debit_indicator": if t.credit { "CREDIT" } else { "DEBIT" },
-        "amount": amount(a.currency, t.amount),
-        "transaction_mutability": "IMMUTABLE",
-        "booking_date_time": midnight(t.date),
-        "insights": null,
-        "balance": {
-            "type": "PREVIOUSLY_CLOSED_BOOKED",
-            "credit_debit_indicator": indicator(t.balance_after),
-            "amount": amount(a.currency, t.balance_after.abs()),
-        },
-        "status": "BOOKED",
-        "statement_reference": [t.reference.chars().rev().collect::<String>()],
-        "value_date_time": midnight(t.date),
-        "index": index,
-        "charge_amount": {"amount": 0.0, "currency": a.currency, "charge_included": false},
-        "bank_transaction_code": {"code": t.kind, "sub_code": if t.credit { "CREDIT" } else { "DEBIT" }},
-        "card_instrument": {
-            "authorization_type": "CONSUMER_DEVICE",
-            "card_scheme_name": "VISA",
-            "identification": a.number[a.number.len().saturating_sub(4)..].to_string(),
-            "name": "Mockbank Card",
-        },
-        "merchant_details": {"merchant_category_code": t.merchant.1, "merchant_name": t.merchant.0},
-        "proprietary_bank_transaction_code": {"code": t.kind, "issuer": "Lean Mockbank"},
-        "currency_exchange": null,
-        "creditor_account": null,
-        "creditor_agent": null,
-        "debtor_account": null,
-        "debtor_agent": null,
-        "local_time_zone": region.time_zone(),
-        "transaction_type": t.kind,
-        "sub_transaction_type": if t.credit { "DEPOSIT" } else { "WITHDRAWAL" },
-        "payment_modes": null,
-        "flags": [],
-        "regional_data": null,
-    })
-}
-
-/// The v2 balances of an account.
-pub(super) fn v2_balances(entity: Uuid, a: &Account, at: DateTime<Utc>) -> Vec<Value> {
-    let closing = a.closing_balance();
-    let limit = a.credit_limit.unwrap_or(0);
-    ["CLOSING_AVAILABLE", "CLOSING_BOOKED", "INTERIM_AVAILABLE", "INTERIM_BOOKED"]
-        .iter()
-        .map(|kind| {
-            let shown = if kind.ends_with("AVAILABLE") && a.sub_type == SubType::CreditCard {
-                limit + closing
-            } else {
-                closing
-            };
-            json!({
-                "entity_id": entity,
-                "account_id": a.id,
-                "credit_debit_indicator": indicator(shown),
-                "type": kind,
-                "amount": amount(a.currency, shown.abs()),
-                "date_time": ts_ms(at),
-                "credit_line": [{"included": a.credit_limit.is_some(), "amount": amount(a.currency, limit), "type": "AVAILABLE"}],
-                "regional_data": null,
-            })
-        })
-        .collect()
-}
 
 /// The entity-level v2 identity. Lean's KSA sandbox answers it in the
 /// account holder's shape (its recorded example: `national_id` null, the
@@ -459,18 +305,6 @@ pub(super) fn v1_accounts(user: &TestUser) -> Value {
         })
         .collect();
     json!({"accounts": accounts, "type": "accounts"})
-}
-
-/// v1 balance payload.
-pub(super) fn v1_balance(user: &TestUser, a: &Account) -> Value {
-    json!({
-        "balance": money(a.closing_balance()),
-        "currency_code": a.currency,
-        "account_id": a.id,
-        "account_name": a.name(user),
-        "account_type": v1_type(a.sub_type),
-        "type": "balance",
-    })
 }
 
 /// v1 identity payload.

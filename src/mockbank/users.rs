@@ -212,11 +212,29 @@ impl Account {
 
     /// `Angelika Jacobs CURRENT_ACCOUNT Account`
     pub fn name(&self, user: &TestUser) -> String {
-        format!(
-            "{} {} Account",
-            user.identity.short_name,
-            self.sub_type.product()
-        )
+        self.shown_name(user).to_string()
+    }
+
+    /// The account's name as `name` spells it, written where it is shown
+    /// (data answers) without a `String` of its own.
+    pub fn shown_name<'a>(&'a self, user: &'a TestUser) -> AccountName<'a> {
+        AccountName {
+            short_name: &user.identity.short_name,
+            sub_type: self.sub_type,
+        }
+    }
+}
+
+/// An account's name (`Account::shown_name`), shown with `Display`.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountName<'a> {
+    short_name: &'a str,
+    sub_type: SubType,
+}
+
+impl std::fmt::Display for AccountName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} Account", self.short_name, self.sub_type.product())
     }
 }
 

@@ -18,6 +18,7 @@ mod limits;
 mod link;
 mod link_methods;
 mod mockbank;
+mod mockbank_answers;
 mod mockbank_aof;
 mod mockbank_insights;
 mod oauth;

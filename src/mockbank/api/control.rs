@@ -10,7 +10,7 @@ impl MockbankCore {
             form_urlencoded::parse(call.body).into_owned().collect();
         let oauth_error = |status: StatusCode, code: &str| Reply {
             status,
-            body: json!({"error": code}),
+            body: json!({"error": code}).into(),
         };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
             return Err(oauth_error(

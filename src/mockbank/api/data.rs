@@ -1,8 +1,12 @@
 //! The Mockbank's data calls: v1 and v2 data, results, refreshes.
 
 use super::*;
+use crate::mockbank::shapes::wire::{
+    self, Page, V1Balance, V1Ok, V2Account, V2Ok, V2Page, V2Transaction,
+};
 use crate::mockbank::users::Account;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 impl MockbankCore {
     // -------------------------------------------------------------- data
@@ -112,77 +116,62 @@ impl MockbankCore {
     }
 
     /// The OK answer for `request`.
-    pub(super) fn render(&self, entity: &Entity, request: &DataRequest, results_id: Uuid) -> Value {
+    pub(super) fn render(
+        &self,
+        entity: &Entity,
+        request: &DataRequest,
+        results_id: Uuid,
+    ) -> ReplyBody {
         let shared = self.user_of(entity);
         let user = &*shared;
         let wall = self.clock.now();
-        let refreshed = entity.created;
         let account = |id: &Uuid| user.accounts.iter().find(|a| a.id == *id);
-        // A page of `total` items, shaped: `items` holds only the page's.
-        let v2_page =
-            |kind: &str, key: &str, items: Vec<Value>, total: usize, p: &PageReq, extra: Value| {
-                let mut data =
-                    json!({"type": kind, key: null, "page": page(p.number, p.size, total)});
-                data[key] = Value::Array(items); // moved in (see `shapes::v2_ok`)
-                if let (Some(obj), Value::Object(extra)) = (data.as_object_mut(), extra) {
-                    obj.extend(extra);
-                }
-                shapes::v2_ok(kind, data, results_id, wall, refreshed)
-            };
-        let v2_list = |kind: &str, key: &str, items: Vec<Value>, p: &PageReq, extra: Value| {
-            let total = items.len();
-            v2_page(
-                kind,
-                key,
-                paginate(items, p.number, p.size),
-                total,
-                p,
-                extra,
-            )
+        let v1 = |payload| v1_answer(payload, results_id, wall);
+        let v2 = |kind, page| V2Answer {
+            kind,
+            page,
+            results_id,
+            now: wall,
+            refreshed: entity.created,
         };
         match request {
-            DataRequest::V1Accounts => shapes::v1_ok(shapes::v1_accounts(user), results_id, wall),
-            DataRequest::V1Identity => shapes::v1_ok(shapes::v1_identity(user), results_id, wall),
+            DataRequest::V1Accounts => v1(shapes::v1_accounts(user)),
+            DataRequest::V1Identity => v1(shapes::v1_identity(user)),
             DataRequest::V1Balance(id) => match account(id) {
-                Some(a) => shapes::v1_ok(shapes::v1_balance(user, a), results_id, wall),
-                None => Value::Null,
+                Some(a) => v1_answer(V1Balance::new(user, a), results_id, wall),
+                None => Value::Null.into(),
             },
             DataRequest::V1Transactions(id) => match account(id) {
-                Some(a) => shapes::v1_ok(shapes::v1_transactions(a), results_id, wall),
-                None => Value::Null,
+                Some(a) => v1(shapes::v1_transactions(a)),
+                None => Value::Null.into(),
             },
             DataRequest::V2Accounts(p) => {
                 let items = user
                     .accounts
                     .iter()
-                    .map(|a| shapes::v2_account(entity.id, user, a))
+                    .map(|a| V2Account::new(entity.id, user, a))
                     .collect();
-                v2_list("accounts", "accounts", items, p, Value::Null)
+                v2("accounts", p).list("accounts", items, &[])
             }
             DataRequest::V2Identity(p) => {
                 let items = vec![shapes::v2_identity(entity.id, user)];
-                v2_list(
-                    "identities",
-                    "identities",
-                    items,
-                    p,
-                    json!({"account_id": null}),
-                )
+                v2("identities", p).list("identities", items, &["account_id"])
             }
             DataRequest::V2Account {
                 account: id,
                 resource,
                 page: p,
                 range,
-            } => {
-                let Some(a) = account(id) else {
-                    return Value::Null;
-                };
-                let (items, total, key, extra) =
-                    account_page(entity.id, user, a, *resource, p, range, wall);
-                v2_page(resource.kind(), key, items, total, p, extra)
+            } => match account(id) {
+                Some(a) => {
+                    let answer = v2(resource.kind(), p);
+                    account_page(&answer, entity.id, user, a, *resource, range, wall)
+                }
+                None => Value::Null.into(),
+            },
+            DataRequest::Insight(insight) => {
+                self.render_insight(entity, insight, results_id).into()
             }
-            DataRequest::Insight(insight) => self.render_insight(entity, insight, results_id),
         }
     }
 
@@ -405,63 +394,99 @@ fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
     u32::try_from(last - first + 1).unwrap_or(0)
 }
 
-/// Page `p` of an account's `resource`: the page's items (only they are
-/// shaped), how many there are in all, their key and extra `data` fields.
+/// A v1 data answer carrying `payload`.
+fn v1_answer(payload: impl Serialize, results_id: Uuid, now: DateTime<Utc>) -> ReplyBody {
+    ReplyBody::written(&V1Ok::new(payload, results_id, now))
+}
+
+/// A v2 data answer being written: its `type`, the page asked for and its
+/// envelope's ids and times.
+struct V2Answer<'a> {
+    kind: &'a str,
+    page: &'a PageReq,
+    results_id: Uuid,
+    now: DateTime<Utc>,
+    refreshed: DateTime<Utc>,
+}
+
+impl V2Answer<'_> {
+    /// The answer with `items` (the page's only, of `total`) under `key`, and
+    /// `null` for each of `nulls` after the page.
+    fn page<T: Serialize>(
+        &self,
+        key: &str,
+        items: Vec<T>,
+        total: usize,
+        nulls: &[&str],
+    ) -> ReplyBody {
+        let data = V2Page {
+            kind: self.kind,
+            key,
+            items,
+            page: Page::new(self.page.number, self.page.size, total),
+            nulls,
+        };
+        let answer = V2Ok::new(self.kind, data, self.results_id, self.now, self.refreshed);
+        ReplyBody::written(&answer)
+    }
+
+    /// The answer with the asked page of all of `items`.
+    fn list<T: Serialize>(&self, key: &str, items: Vec<T>, nulls: &[&str]) -> ReplyBody {
+        let total = items.len();
+        let items = paginate(items, self.page.number, self.page.size);
+        self.page(key, items, total, nulls)
+    }
+}
+
+/// The asked page of an account's `resource`: only the page's items are
+/// shaped.
 fn account_page(
+    answer: &V2Answer<'_>,
     entity: Uuid,
     user: &TestUser,
     a: &Account,
     resource: Resource,
-    p: &PageReq,
     range: &(Option<NaiveDate>, Option<NaiveDate>),
     wall: DateTime<Utc>,
-) -> (Vec<Value>, usize, &'static str, Value) {
+) -> ReplyBody {
     let region = user.bank.region;
-    let (items, key, extra) = match resource {
+    match resource {
         Resource::Transactions => {
             let matching = a.transactions.iter().rev().filter(|t| {
                 range.0.is_none_or(|s| t.date >= s) && range.1.is_none_or(|e| t.date <= e)
             });
             let total = matching.clone().count();
+            let p = answer.page;
             let items = paginate(matching.enumerate(), p.number, p.size)
                 .into_iter()
-                .map(|(i, t)| shapes::v2_transaction(region, entity, a, t, i))
+                .map(|(i, t)| V2Transaction::new(region, entity, a, t, i))
                 .collect();
-            return (items, total, "transactions", Value::Null);
+            answer.page("transactions", items, total, &[])
         }
-        Resource::Balances => (
-            shapes::v2_balances(entity, a, wall),
-            "balances",
-            Value::Null,
-        ),
-        Resource::Identities => (
-            vec![shapes::v2_account_identity(entity, user)],
-            "identities",
-            json!({"account_id": null}),
-        ),
-        Resource::Beneficiaries => (
-            shapes::v2_beneficiaries(region, a),
-            "beneficiaries",
-            Value::Null,
-        ),
-        Resource::DirectDebits => (
-            shapes::v2_direct_debits(region, a),
-            "direct_debits",
-            Value::Null,
-        ),
-        Resource::ScheduledPayments => (
-            shapes::v2_scheduled_payments(region, a),
-            "scheduled_payments",
-            Value::Null,
-        ),
-        Resource::StandingOrders => (
-            shapes::v2_standing_orders(region, a),
+        Resource::Balances => {
+            let at = shapes::ts_ms(wall);
+            answer.list("balances", wire::v2_balances(entity, a, &at), &[])
+        }
+        Resource::Identities => {
+            let items = vec![shapes::v2_account_identity(entity, user)];
+            answer.list("identities", items, &["account_id"])
+        }
+        Resource::Beneficiaries => {
+            answer.list("beneficiaries", shapes::v2_beneficiaries(region, a), &[])
+        }
+        Resource::DirectDebits => {
+            answer.list("direct_debits", shapes::v2_direct_debits(region, a), &[])
+        }
+        Resource::ScheduledPayments => {
+            let items = shapes::v2_scheduled_payments(region, a);
+            answer.list("scheduled_payments", items, &[])
+        }
+        Resource::StandingOrders => answer.list(
             "standing_orders",
-            Value::Null,
+            shapes::v2_standing_orders(region, a),
+            &[],
         ),
-    };
-    let total = items.len();
-    (paginate(items, p.number, p.size), total, key, extra)
+    }
 }
 
 #[cfg(test)]

@@ -16,9 +16,10 @@ use crate::mockbank::insights::{self, IncomeType, Insight, Window};
 use crate::mockbank::Region;
 
 /// `reply` without the `results_id` the data API's errors carry: Lean's
-/// insights and verifications errors have none.
+/// insights and verifications errors have none. (Errors are `Value`s; only
+/// data answers are written ahead.)
 pub(super) fn without_results_id(mut reply: Reply) -> Reply {
-    if let Some(body) = reply.body.as_object_mut() {
+    if let ReplyBody::Value(Value::Object(body)) = &mut reply.body {
         body.remove("results_id");
     }
     reply

@@ -31,15 +31,11 @@ mod insights;
 mod payments;
 mod payouts;
 mod refunds;
+mod reply;
 mod verifications;
 
 pub(super) use control::Grant;
-
-/// An answer before it becomes an HTTP response.
-pub(super) struct Reply {
-    pub(super) status: StatusCode,
-    pub(super) body: Value,
-}
+pub(super) use reply::{Reply, ReplyBody};
 
 /// A listing of the payments families: the page of `all` that the query's
 /// `number_key` and `size_key` ask for (size `default_size` unless given, at
@@ -84,10 +80,10 @@ pub(super) fn field(body: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(super) fn ok(body: Value) -> Reply {
+pub(super) fn ok(body: impl Into<ReplyBody>) -> Reply {
     Reply {
         status: StatusCode::OK,
-        body,
+        body: body.into(),
     }
 }
 
@@ -107,7 +103,10 @@ pub(super) fn error(
     if results_id {
         body["results_id"] = json!(Uuid::new_v4());
     }
-    Reply { status, body }
+    Reply {
+        status,
+        body: body.into(),
+    }
 }
 
 pub(super) fn invalid(field: &str, value: &str) -> Reply {

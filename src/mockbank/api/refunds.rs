@@ -101,7 +101,7 @@ impl MockbankCore {
         state.payments.refunds.extend(made);
         Ok(Reply {
             status: StatusCode::CREATED,
-            body: Value::Array(answer),
+            body: Value::Array(answer).into(),
         })
     }
 

@@ -521,7 +521,7 @@ mod tests {
     use crate::mockbank::users::test_users;
 
     fn parsed(body: Value) -> AccountCheck {
-        AccountCheck::parse(&body).unwrap_or_else(|refused| panic!("{}", refused.body))
+        AccountCheck::parse(&body).unwrap_or_else(|refused| panic!("{}", refused.value()))
     }
 
     fn users() -> Vec<TestUser> {
@@ -600,7 +600,7 @@ mod tests {
     #[test]
     fn malformed_requests_name_the_field() {
         let message = |body: Value| {
-            AccountCheck::parse(&body).unwrap_err().body["message"]
+            AccountCheck::parse(&body).unwrap_err().value()["message"]
                 .as_str()
                 .unwrap()
                 .to_string()

@@ -71,7 +71,7 @@ impl MockbankCore {
         };
         match outcome {
             Ok(()) => session.succeeded(),
-            Err(reply) => session.failed(&reply.body),
+            Err(reply) => session.failed(&reply.value()),
         }
     }
 
@@ -88,7 +88,7 @@ impl MockbankCore {
                         tracing::info!(target: "leanproxy::mockbank", payment_source_id = %source["id"], "payment source created in the browser");
                         session.succeeded();
                     }
-                    Err(reply) => session.failed(&reply.body),
+                    Err(reply) => session.failed(&reply.value()),
                 }
                 return;
             }
@@ -170,7 +170,7 @@ impl MockbankCore {
                 tracing::info!(target: "leanproxy::mockbank", consent_id = %consent, "consent revoked in the browser");
                 Ok(())
             }
-            Err(reply) => Err(reply.body),
+            Err(reply) => Err(reply.value().into_owned()),
         }
     }
 
