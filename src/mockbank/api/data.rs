@@ -112,18 +112,18 @@ impl MockbankCore {
         // Rendered without the lock: with more than one runtime worker, data
         // calls are shaped and serialised side by side.
         drop(state);
-        Ok(ok(self.render(&entity, &request, results_id)))
+        Ok(ok(self.render(&entity, user, &request, results_id)))
     }
 
-    /// The OK answer for `request`.
+    /// The OK answer for `request`, `user` as `entity` shares it
+    /// ([`MockbankCore::user_of`]).
     pub(super) fn render(
         &self,
         entity: &Entity,
+        user: &TestUser,
         request: &DataRequest,
         results_id: Uuid,
     ) -> ReplyBody {
-        let shared = self.user_of(entity);
-        let user = &*shared;
         let wall = self.clock.now();
         let account = |id: &Uuid| user.accounts.iter().find(|a| a.id == *id);
         let v1 = |payload| v1_answer(payload, results_id, wall);
@@ -187,7 +187,13 @@ impl MockbankCore {
             .ok_or_else(unknown_entity)?;
         let v1 = stored.request.is_v1();
         match stored.ready_at {
-            Some(at) if at <= now => Ok(ok(self.render(entity, &stored.request, results_id))),
+            Some(at) if at <= now => {
+                // Rendered without the lock, as in `data_call`.
+                let (entity, request) = (entity.clone(), stored.request.clone());
+                drop(state);
+                let user = self.user_of(&entity);
+                Ok(ok(self.render(&entity, &user, &request, results_id)))
+            }
             _ => Ok(ok(if v1 {
                 crate::lean::v1_pending(results_id, wall)
             } else {
