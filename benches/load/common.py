@@ -380,7 +380,42 @@ def measure(proxy: Proxy, path: str, seconds: int, wrk_args: tuple[str, ...] = (
         s.rss_after_kib = sum(status_field(p, "VmRSS") for p in pids_after)
     if path.startswith("/512k.json"):
         s.ttfb = ttfb(proxy.port, path)
+    settle(proxy)
     return s
+
+
+QUIET_SHARE = 0.05  # of one core: below it, a target has settled after its run
+QUIET_WINDOW = 0.5  # seconds per look
+SETTLE_LIMIT = 30.0  # seconds: the most waited for one target
+
+
+def settle(proxy: Proxy) -> float:
+    """Waits until `proxy`'s processes use under QUIET_SHARE of a core over a
+    QUIET_WINDOW, at most SETTLE_LIMIT seconds; returns the seconds waited.
+
+    Called after every measured run: work a target goes on doing after its
+    load ends (a JVM's garbage collection and JIT compilation, memory given
+    back) must not land on the next target's run. Without it, leanproxy, which
+    followed WireMock in every round, paid for WireMock's clean-up (its 1 KiB
+    p99 was 4.0-4.1 ms in the full runs and 2.9 ms without WireMock running;
+    benches/README.md)."""
+    pids = proxy.pids()
+    if not pids:
+        return 0.0
+    t0 = time.monotonic()
+    while True:
+        live = [p for p in pids if Path(f"/proc/{p}").exists()]
+        before = sum(cpu_seconds(p) for p in live)
+        time.sleep(QUIET_WINDOW)
+        used = sum(cpu_seconds(p) for p in live if Path(f"/proc/{p}").exists()) - before
+        waited = time.monotonic() - t0
+        if used < QUIET_SHARE * QUIET_WINDOW:
+            if waited > 2 * QUIET_WINDOW:
+                log(f"{proxy.name} settled {waited:.1f}s after its run")
+            return waited
+        if waited >= SETTLE_LIMIT:
+            log(f"warning: {proxy.name} still busy {waited:.0f}s after its run ({used / QUIET_WINDOW:.0%} of a core)")
+            return waited
 
 
 # --------------------------------------------------------------------------

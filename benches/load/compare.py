@@ -181,8 +181,8 @@ def report(samples: dict, rounds: int, seconds: int, targets: list[str]) -> str:
     out = ["## Throughput: every proxy at full load", ""]
     out += [
         f"- load: `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --latency`, {rounds} rounds, "
-        "targets interleaved (order rotated each round); upstream: a 1-worker nginx on "
-        "127.0.0.1 serving fixed files",
+        "targets interleaved (order rotated each round), each let settle after its run (under "
+        "5 % of a core); upstream: a 1-worker nginx on 127.0.0.1 serving fixed files",
         "- same-job peers (configs in benches/load/peers/): nginx-log (1 worker, JSON access "
         "log per request, X-Forwarded-*, request id), haproxy (httplog line per request to a "
         "file, same headers, one thread per CPU), caddy (reverse_proxy, JSON access log, "

@@ -206,12 +206,13 @@ def report(results, rounds: int, seconds: int) -> str:
     out = [
         "## The Mockbank as a load-test target",
         "",
-        f"- `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s`, {rounds} rounds interleaved per call; `{USER}` linked; "
-        "leanproxy with `[proxy] workers = 0` (a runtime worker per CPU); "
-        "mockbank: the Mockbank's own listener; via leanproxy: through the proxy (everything "
-        "on) to the embedded Mockbank, in the same process; wiremock: the same answers, byte "
-        "for byte, as static stubs. CPU/req and peak RSS: the process serving (for mockbank "
-        "and via leanproxy the same leanproxy process)",
+        f"- `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s`, {rounds} rounds interleaved per call, "
+        f"each target let settle after its run; `{USER}` linked; leanproxy with `[proxy] "
+        "workers = 0` (a runtime worker per CPU); mockbank: the Mockbank's own listener; "
+        "via leanproxy: through the proxy (everything on) to the embedded Mockbank, in the "
+        "same process; wiremock: the same answers, byte for byte, as static stubs. CPU/req "
+        "and peak RSS: the process serving (for mockbank and via leanproxy the same "
+        "leanproxy process)",
         "",
         "| call | target | req/s | p50 | p99 | CPU/req | peak RSS | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
