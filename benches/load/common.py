@@ -6,6 +6,7 @@ formatting the figures. Standard library only; 127.0.0.1 only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -51,6 +52,7 @@ def stop(p: subprocess.Popen) -> None:
     have handed to someone else."""
     if p in _STARTED:
         _STARTED.remove(p)
+    signal_group(p, signal.SIGCONT)  # one paused by `alone` must be able to exit
     if p.poll() is None:
         try:
             p.terminate()
@@ -67,6 +69,36 @@ def stop(p: subprocess.Popen) -> None:
         p.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def signal_group(p: subprocess.Popen, sig: int) -> None:
+    """`sig` to the process group of `p`, a process this script started."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@contextlib.contextmanager
+def alone(measured: "Proxy", targets):
+    """Stops (SIGSTOP) the processes of every one of `targets` but `measured`
+    for the length of the block, and continues them (SIGCONT) after: nothing
+    another target does in the background, a JVM's garbage collection or JIT
+    compilation above all, lands on the measured run. Idle targets lose
+    nothing by it; the upstream and the load generator are never stopped."""
+    paused = []
+    for other in targets:
+        p = other.proc
+        if p is None or p is measured.proc or any(p is q for q in paused) or p.poll() is not None:
+            continue
+        signal_group(p, signal.SIGSTOP)
+        paused.append(p)
+    try:
+        yield
+    finally:
+        for p in paused:
+            signal_group(p, signal.SIGCONT)
 
 
 def stop_all() -> None:

@@ -82,6 +82,7 @@ from common import (
     PEER_BODY,
     UPSTREAM_BODY,
     Proxy,
+    alone,
     stop_at_exit,
     apt_install,
     cargo_release,
@@ -181,8 +182,9 @@ def report(samples: dict, rounds: int, seconds: int, targets: list[str]) -> str:
     out = ["## Throughput: every proxy at full load", ""]
     out += [
         f"- load: `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --latency`, {rounds} rounds, "
-        "targets interleaved (order rotated each round), each let settle after its run (under "
-        "5 % of a core); upstream: a 1-worker nginx on 127.0.0.1 serving fixed files",
+        "targets interleaved (order rotated each round), the others stopped (SIGSTOP) during each "
+        "run and each let settle after its run (under 5 % of a core); upstream: a 1-worker nginx "
+        "on 127.0.0.1 serving fixed files",
         "- same-job peers (configs in benches/load/peers/): nginx-log (1 worker, JSON access "
         "log per request, X-Forwarded-*, request id), haproxy (httplog line per request to a "
         "file, same headers, one thread per CPU), caddy (reverse_proxy, JSON access log, "
@@ -325,7 +327,8 @@ def throughput(binary, tmp, up, targets, baseline, floor, rounds, seconds, facts
             for t in order:
                 if time.monotonic() > deadline:
                     raise RuntimeError("throughput: over its time budget")
-                s = measure(proxies[t], path, seconds)
+                with alone(proxies[t], proxies.values()):
+                    s = measure(proxies[t], path, seconds)
                 samples[name][t].append(s)
                 log(
                     f"round {r + 1}/{rounds} {name:>4} {t:<13} {s.rps:>9,.0f} req/s "

@@ -8,7 +8,8 @@ rounds) minus direct's are what the proxy adds. `--latency-correction` measures
 each request from when it was due, not from when it was sent, so a proxy that
 falls behind the rate shows it instead of hiding it (coordinated omission).
 A target that does not reach 95 % of the rate is marked saturated. After each
-run the target is let settle (`common.settle`) before the next one starts.
+run the target is let settle (`common.settle`) before the next one starts, and
+the other targets are stopped while it runs (`common.alone`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 import peers
-from common import CONNECTIONS, HOST, fmt_time, log, med, settle, wrk
+from common import CONNECTIONS, HOST, alone, fmt_time, log, med, settle, wrk
 
 RATES = [1000, 5000]
 PATH = "/1k.json"
@@ -72,8 +73,9 @@ def steady(start_all, stop_all, rounds: int, seconds: int) -> str:
             for t in targets[r % len(targets) :] + targets[: r % len(targets)]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("latency: over its time budget")
-                s = oha_run(proxies[t].port, rate, seconds)
-                settle(proxies[t])
+                with alone(proxies[t], proxies.values()):
+                    s = oha_run(proxies[t].port, rate, seconds)
+                    settle(proxies[t])
                 runs[rate][t].append(s)
                 log(
                     f"latency {rate}/s round {r + 1} {t:<12} {s.rate:>7,.0f}/s p50 {fmt_time(s.p50)} "
@@ -88,7 +90,8 @@ def report(runs, targets: list[str], rounds: int, seconds: int) -> str:
         "## Latency added at a steady rate",
         "",
         f"- `oha -z {seconds}s -q RATE -c {CONNECTIONS} --latency-correction` on {PATH}, "
-        f"{rounds} rounds, targets interleaved and let settle after each run, fresh processes "
+        f"{rounds} rounds, targets interleaved (the others stopped during each run, each let "
+        "settle after its run), fresh processes "
         "(not those of the throughput part); medians over the rounds; *added* = the target's percentile minus direct's",
         "",
     ]

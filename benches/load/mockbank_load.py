@@ -32,6 +32,7 @@ from common import (
     CONNECTIONS,
     HOST,
     THREADS,
+    alone,
     Proxy,
     leanproxy_serve,
     fmt_mib,
@@ -194,7 +195,8 @@ def run(binary: Path, tmp: Path, rounds: int, seconds: int) -> str:
             order = order[r % len(order) :] + order[: r % len(order)]
             for t in order:
                 p, token = targets[t]
-                s = measure(p, path, seconds, wrk_args(dir, i, method, body, token))
+                with alone(p, [q for q, _ in targets.values()]):
+                    s = measure(p, path, seconds, wrk_args(dir, i, method, body, token))
                 results[name][t].append(s)
                 log(f"mockbank {name} round {r + 1} {t:<13} {s.rps:>8,.0f} req/s p99 {fmt_time(s.p99)}")
     stop(wm.proc)
@@ -207,8 +209,9 @@ def report(results, rounds: int, seconds: int) -> str:
         "## The Mockbank as a load-test target",
         "",
         f"- `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s`, {rounds} rounds interleaved per call, "
-        f"each target let settle after its run; `{USER}` linked; leanproxy with `[proxy] "
-        "workers = 0` (a runtime worker per CPU); mockbank: the Mockbank's own listener; "
+        "the other process stopped during each run, each let settle after it; "
+        f"`{USER}` linked; leanproxy with `[proxy] workers = 0` (a runtime worker per CPU); "
+        "mockbank: the Mockbank's own listener; "
         "via leanproxy: through the proxy (everything on) to the embedded Mockbank, in the "
         "same process; wiremock: the same answers, byte for byte, as static stubs. CPU/req "
         "and peak RSS: the process serving (for mockbank and via leanproxy the same "

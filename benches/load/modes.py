@@ -18,6 +18,7 @@ from common import (
     CONNECTIONS,
     HOST,
     THREADS,
+    alone,
     Proxy,
     fmt_mib,
     fmt_time,
@@ -66,7 +67,8 @@ def paired(
             for p in (a, b) if r % 2 == 0 else (b, a):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"over the time budget of {budget:.0f}s")
-                pair[p.name] = measure(p, f"/{name}.json{query}", seconds)
+                with alone(p, (a, b)):
+                    pair[p.name] = measure(p, f"/{name}.json{query}", seconds)
             sa, sb = pair["A"], pair["B"]
             rate.append(sa.rps / sb.rps)
             cpu.append(sa.cpu_per_req / sb.cpu_per_req)
