@@ -471,6 +471,18 @@ def med(values):
     return statistics.median(values) if values else None
 
 
+def medians(samples: list[Sample]) -> dict:
+    """The medians across rounds of a target's samples, by the report's names."""
+    return dict(
+        rps=med(s.rps for s in samples),
+        p50=med(s.p50 for s in samples),
+        p99=med(s.p99 for s in samples),
+        cpu=med(s.cpu_per_req for s in samples),
+        rss=med(s.peak_kib for s in samples),
+        ttfb=med(s.ttfb for s in samples),
+    )
+
+
 def ratio(a, b) -> str:
     if a is None or b is None or b == 0:
         return "–"

@@ -95,6 +95,7 @@ from common import (
     log,
     measure,
     med,
+    medians,
     ratio,
     start_floor,
     start_leanproxy,
@@ -214,14 +215,7 @@ def report(samples: dict, rounds: int, seconds: int, targets: list[str]) -> str:
         direct_rps = med(s.rps for s in samples[size]["direct"])
         for t in targets:
             ss = samples[size][t]
-            m[t] = dict(
-                rps=med(s.rps for s in ss),
-                p50=med(s.p50 for s in ss),
-                p99=med(s.p99 for s in ss),
-                cpu=med(s.cpu_per_req for s in ss),
-                rss=med(s.peak_kib for s in ss),
-                ttfb=med(s.ttfb for s in ss),
-            )
+            m[t] = medians(ss)
             row = (
                 f"| {t} | {m[t]['rps']:,.0f} | {ratio(m[t]['rps'], direct_rps)} | "
                 f"{fmt_time(m[t]['p50'])} | {fmt_time(m[t]['p99'])} | "

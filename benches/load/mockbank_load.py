@@ -40,7 +40,7 @@ from common import (
     free_ports,
     log,
     measure,
-    med,
+    medians,
     ratio,
     start,
     status_field,
@@ -224,13 +224,7 @@ def report(results, rounds: int, seconds: int) -> str:
     for name, by_target in results.items():
         m = {}
         for t, ss in by_target.items():
-            m[t] = dict(
-                rps=med(s.rps for s in ss),
-                p50=med(s.p50 for s in ss),
-                p99=med(s.p99 for s in ss),
-                cpu=med(s.cpu_per_req for s in ss),
-                rss=med(s.peak_kib for s in ss),
-            )
+            m[t] = medians(ss)
             out.append(
                 f"| {name} | {t} | {m[t]['rps']:,.0f} | {fmt_time(m[t]['p50'])} | {fmt_time(m[t]['p99'])} "
                 f"| {fmt_time(m[t]['cpu'])} | {fmt_mib(m[t]['rss'])} | {sum(s.errors for s in ss)} |"
