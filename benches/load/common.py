@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -414,6 +415,19 @@ def measure(proxy: Proxy, path: str, seconds: int, wrk_args: tuple[str, ...] = (
         s.ttfb = ttfb(proxy.port, path)
     settle(proxy)
     return s
+
+
+ORDER_SEED = int(os.environ.get("LEANPROXY_BENCH_SEED", "22"))
+
+
+def round_order(targets, r: int) -> list:
+    """The targets in round `r`'s order: shuffled, a different order each round,
+    the same for the same seed ($LEANPROXY_BENCH_SEED, default 22) so a run can
+    be repeated. A rotation kept each target's neighbours: leanproxy, last in
+    the list, ran right after WireMock in every round."""
+    order = list(targets)
+    random.Random(ORDER_SEED * 1000 + r).shuffle(order)
+    return order
 
 
 QUIET_SHARE = 0.05  # of one core: below it, a target has settled after its run

@@ -6,7 +6,7 @@ Three parts, all in the default run (`--only` picks some):
 
 - **throughput**: every proxy in front of the same upstream (a 1-worker nginx
   serving fixed Lean-shaped JSON answers of 1 KiB and 512 KiB), measured
-  interleaved over several rounds (order rotated each round) with
+  interleaved over several rounds (order shuffled each round) with
   `wrk -t1 -c64 --latency`: requests/second, p50/p99, CPU time per request and
   peak resident memory of each proxy's processes, TTFB of the 512 KiB answer.
   Targets: direct (no proxy), the same-job peers of peers.py (nginx with a JSON
@@ -76,6 +76,7 @@ import peers
 from common import (
     CONNECTIONS,
     HOST,
+    ORDER_SEED,
     REPO,
     THREADS,
     TTFB_SAMPLES,
@@ -97,6 +98,7 @@ from common import (
     med,
     medians,
     ratio,
+    round_order,
     start_floor,
     start_leanproxy,
     start_nginx,
@@ -183,7 +185,7 @@ def report(samples: dict, rounds: int, seconds: int, targets: list[str]) -> str:
     out = ["## Throughput: every proxy at full load", ""]
     out += [
         f"- load: `wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --latency`, {rounds} rounds, "
-        "targets interleaved (order rotated each round), the others stopped (SIGSTOP) during each "
+        f"targets interleaved (order shuffled each round, seed {ORDER_SEED}), the others stopped (SIGSTOP) during each "
         "run and each let settle after its run (under 5 % of a core); upstream: a 1-worker nginx "
         "on 127.0.0.1 serving fixed files",
         "- same-job peers (configs in benches/load/peers/): nginx-log (1 worker, JSON access "
@@ -317,8 +319,7 @@ def throughput(binary, tmp, up, targets, baseline, floor, rounds, seconds, facts
         for t in targets:
             wrk(proxies[t].port, path, proxies[t].warmup)
         for r in range(rounds):
-            order = targets[r % len(targets) :] + targets[: r % len(targets)]
-            for t in order:
+            for t in round_order(targets, r):
                 if time.monotonic() > deadline:
                     raise RuntimeError("throughput: over its time budget")
                 with alone(proxies[t], proxies.values()):

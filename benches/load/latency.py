@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 import peers
-from common import CONNECTIONS, HOST, alone, fmt_time, log, med, settle, wrk
+from common import CONNECTIONS, HOST, alone, fmt_time, log, med, round_order, settle, wrk
 
 RATES = [1000, 5000]
 PATH = "/1k.json"
@@ -70,7 +70,7 @@ def steady(start_all, stop_all, rounds: int, seconds: int) -> str:
     runs: dict[int, dict[str, list[Steady]]] = {r: {t: [] for t in targets} for r in RATES}
     for rate in RATES:
         for r in range(rounds):
-            for t in targets[r % len(targets) :] + targets[: r % len(targets)]:
+            for t in round_order(targets, r):
                 if time.monotonic() > deadline:
                     raise RuntimeError("latency: over its time budget")
                 with alone(proxies[t], proxies.values()):

@@ -42,6 +42,7 @@ from common import (
     measure,
     medians,
     ratio,
+    round_order,
     start,
     status_field,
     stop,
@@ -191,9 +192,7 @@ def run(binary: Path, tmp: Path, rounds: int, seconds: int) -> str:
                 raise RuntimeError(f"{t} answered {status} to {name}: {answer[:300]!r}")
             wrk(p.port, path, p.warmup, args)
         for r in range(rounds):
-            order = list(targets)
-            order = order[r % len(order) :] + order[: r % len(order)]
-            for t in order:
+            for t in round_order(targets, r):
                 p, token = targets[t]
                 with alone(p, [q for q, _ in targets.values()]):
                     s = measure(p, path, seconds, wrk_args(dir, i, method, body, token))
