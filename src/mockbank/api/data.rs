@@ -400,9 +400,14 @@ fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
     u32::try_from(last - first + 1).unwrap_or(0)
 }
 
+/// A written answer's buffer to start with: a v2 envelope and page, and each
+/// item (a v2 transaction is 1.3-1.4 KB, an account 0.9 KB).
+const ENVELOPE_BYTES: usize = 512;
+const ITEM_BYTES: usize = 1536;
+
 /// A v1 data answer carrying `payload`.
 fn v1_answer(payload: impl Serialize, results_id: Uuid, now: DateTime<Utc>) -> ReplyBody {
-    ReplyBody::written(&V1Ok::new(payload, results_id, now))
+    ReplyBody::written(&V1Ok::new(payload, results_id, now), 1024)
 }
 
 /// A v2 data answer being written: its `type`, the page asked for and its
@@ -425,6 +430,7 @@ impl V2Answer<'_> {
         total: usize,
         nulls: &[&str],
     ) -> ReplyBody {
+        let capacity = ENVELOPE_BYTES + ITEM_BYTES * items.len();
         let data = V2Page {
             kind: self.kind,
             key,
@@ -433,7 +439,7 @@ impl V2Answer<'_> {
             nulls,
         };
         let answer = V2Ok::new(self.kind, data, self.results_id, self.now, self.refreshed);
-        ReplyBody::written(&answer)
+        ReplyBody::written(&answer, capacity)
     }
 
     /// The answer with the asked page of all of `items`.

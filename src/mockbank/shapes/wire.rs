@@ -9,9 +9,9 @@
 //! (`V2Ok<V2Page<Value>>`, `V1Ok<Value>`). `tests/it/mockbank_answers.rs`
 //! holds the bytes to a fixture.
 
-use std::fmt::{self, Display, Write as _};
+use std::fmt::{self, Display};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use uuid::Uuid;
@@ -45,12 +45,37 @@ impl Display for Midnight {
     }
 }
 
-/// A text backwards (a transaction's `statement_reference`).
+/// Written as one string, not through `Display`: a page of 50 transactions
+/// writes 100 of them, and `collect_str` escapes what `Display` gives it piece
+/// by piece (the date's four numbers and three separators).
+impl Serialize for Midnight {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (y, m, d) = (self.0.year(), self.0.month(), self.0.day());
+        let Ok(year) = u32::try_from(y) else {
+            return s.collect_str(self);
+        };
+        if year > 9999 {
+            return s.collect_str(self);
+        }
+        let mut text = *b"0000-00-00T00:00:00Z";
+        for (at, value, width) in [(0, year, 4), (5, m, 2), (8, d, 2)] {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+/// A text backwards (a transaction's `statement_reference`), written as one
+/// string (`collect_str` would escape it a character at a time).
 struct Reversed<'a>(&'a str);
 
-impl Display for Reversed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.chars().rev().try_for_each(|c| f.write_char(c))
+impl Serialize for Reversed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.chars().rev().collect::<String>())
     }
 }
 
@@ -319,12 +344,12 @@ pub(in crate::mockbank) struct V2Transaction<'a> {
     credit_debit_indicator: &'static str,
     amount: Amount<'a>,
     transaction_mutability: &'static str,
-    booking_date_time: Shown<Midnight>,
+    booking_date_time: Midnight,
     insights: (),
     balance: TxnBalance<'a>,
     status: &'static str,
-    statement_reference: [Shown<Reversed<'a>>; 1],
-    value_date_time: Shown<Midnight>,
+    statement_reference: [Reversed<'a>; 1],
+    value_date_time: Midnight,
     index: usize,
     charge_amount: Charge<'a>,
     bank_transaction_code: Code,
@@ -363,7 +388,7 @@ impl<'a> V2Transaction<'a> {
             credit_debit_indicator: side,
             amount: Amount::new(a.currency, t.amount),
             transaction_mutability: "IMMUTABLE",
-            booking_date_time: Shown(Midnight(t.date)),
+            booking_date_time: Midnight(t.date),
             insights: (),
             balance: TxnBalance {
                 kind: "PREVIOUSLY_CLOSED_BOOKED",
@@ -371,8 +396,8 @@ impl<'a> V2Transaction<'a> {
                 amount: Amount::new(a.currency, t.balance_after.abs()),
             },
             status: "BOOKED",
-            statement_reference: [Shown(Reversed(&t.reference))],
-            value_date_time: Shown(Midnight(t.date)),
+            statement_reference: [Reversed(&t.reference)],
+            value_date_time: Midnight(t.date),
             index,
             charge_amount: Charge {
                 amount: 0.0,
@@ -500,5 +525,38 @@ impl<'a> V1Balance<'a> {
             account_type: v1_type(a.sub_type),
             kind: "balance",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: impl Serialize) -> String {
+        sonic_rs::to_string(&value).expect("written")
+    }
+
+    #[test]
+    fn a_midnight_is_written_as_its_display_text_for_every_year() {
+        for (y, m, d) in [
+            (2026, 5, 13),
+            (999, 1, 2),
+            (1, 12, 31),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 3, 4),
+        ] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).expect("a day");
+            let shown = Midnight(day);
+            assert_eq!(json(shown), format!("\"{shown}\""), "{day}");
+        }
+        let day = NaiveDate::from_ymd_opt(2026, 5, 13).expect("a day");
+        assert_eq!(json(Midnight(day)), "\"2026-05-13T00:00:00Z\"");
+    }
+
+    #[test]
+    fn a_reversed_text_is_written_backwards_and_escaped() {
+        assert_eq!(json(Reversed("AB12")), "\"21BA\"");
+        assert_eq!(json(Reversed("a\"é")), "\"é\\\"a\"");
     }
 }
