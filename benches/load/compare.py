@@ -31,6 +31,8 @@ processes it started. Not part of the test suite.
     python3 benches/load/compare.py --soak 300 [--soak-connections 1000]
     python3 benches/load/compare.py --baseline PATH   # A/B: adds another build
     python3 benches/load/compare.py --off             # adds leanproxy with its features off
+    python3 benches/load/compare.py --only latency --targets hyper-floor,nginx-log --off
+                                            # a few targets only (direct and leanproxy always)
     python3 benches/load/compare.py --paired PATH --rounds 16 --duration 3
     python3 benches/load/compare.py --storm 5000 [--baseline PATH]
     python3 benches/load/compare.py --paired PATH --redis redis://127.0.0.1:6390
@@ -349,6 +351,12 @@ def main() -> int:
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     ap.add_argument("--off", action="store_true", help=f"also measure `{OFF}`: log ring and inspection off")
     ap.add_argument(
+        "--targets",
+        metavar="A,B",
+        help="measure only these of " + ", ".join(TARGETS[1:-1]) + " (direct and leanproxy always): "
+        "a quicker look at a few; the full comparison is every target",
+    )
+    ap.add_argument(
         "--soak",
         type=int,
         metavar="SECONDS",
@@ -404,7 +412,14 @@ def main() -> int:
     ensure_tools(parts)
     binary = leanproxy_binary(args.binary)
     baseline = existing_binary(args.baseline, "baseline") if args.baseline else None
-    targets = TARGETS + ([BASELINE] if baseline else []) + ([OFF] if args.off else [])
+    chosen = TARGETS
+    if args.targets:
+        asked = {t.strip() for t in args.targets.split(",") if t.strip()}
+        unknown = asked - set(TARGETS)
+        if unknown:
+            ap.error(f"--targets: unknown {', '.join(sorted(unknown))}; the targets are {', '.join(TARGETS)}")
+        chosen = [t for t in TARGETS if t in asked or t in ("direct", "leanproxy")]
+    targets = chosen + ([BASELINE] if baseline else []) + ([OFF] if args.off else [])
     floor = None
     if set(parts) & {"throughput", "latency"}:
         floor = cargo_release(["--example", "hyper_floor"], "examples/hyper_floor")
@@ -444,7 +459,7 @@ def main() -> int:
                     throughput(binary, tmp, up, targets, baseline, floor, args.rounds, args.duration, facts_)
                 )
             if "latency" in parts:
-                start_all = lambda label: start_proxies(binary, tmp, up, label, TARGETS, None, floor)  # noqa: E731
+                start_all = lambda label: start_proxies(binary, tmp, up, label, targets, baseline, floor)  # noqa: E731
                 sections.append(latency.steady(start_all, stop_proxies, args.rounds, args.duration))
             if "mockbank" in parts:
                 sections.append(mockbank_load.run(binary, tmp, args.rounds, args.duration))
