@@ -3,9 +3,9 @@
 //! the formatting of amounts (`1234.5`, `0.0`) and of timestamps must not move
 //! when the way the answers are written changes. A linked user's v2 accounts
 //! (a current, a savings and a credit card account), a page of transactions,
-//! each account's v2 resources, the v1 balance, accounts and identity, in both
-//! regions, on a clock standing at a fixed time, are compared with
-//! `fixtures/mockbank-answers.txt`. The ids that are random (customer, entity,
+//! each account's v2 resources, the v1 balance, the card's v1 transactions
+//! (all of them), accounts and identity, in both regions, on a clock standing
+//! at a fixed time, are compared with `fixtures/mockbank-answers.txt`. The ids that are random (customer, entity,
 //! results) are replaced by placeholders first.
 //!
 //! In-process (`tower::ServiceExt::oneshot`, as `benches/mockbank.rs`): the
@@ -130,6 +130,12 @@ async fn answers(region: &str, transactions: &str) -> String {
             )
         })
         .collect();
+    // Every transaction of an account (v1 has no pages): the card's, whose
+    // running balance is owed (negative).
+    posts.push((
+        "/data/v1/transactions",
+        json!({"entity_id": entity, "account_id": ids[ids.len() - 1]}),
+    ));
     posts.push(("/data/v1/accounts", json!({"entity_id": entity})));
     posts.push(("/data/v1/identity", json!({"entity_id": entity})));
 
