@@ -1,5 +1,6 @@
 //! The Mockbank's data handlers in-process, no sockets: a linked stable test
-//! user's v2 accounts, a page of 50 v2 transactions and a v1 balance, each a
+//! user's v2 accounts, a page of 50 v2 transactions, a v1 balance and an
+//! account's v1 transactions (all of them), each a
 //! whole request through the Mockbank service to the end of its JSON answer.
 //! Run with `cargo bench --bench mockbank`.
 
@@ -119,6 +120,17 @@ fn handlers(c: &mut Criterion) {
     });
     g.bench_function("v1_balance", |b| {
         b.iter(|| runtime.block_on(call(&m, "POST", "/data/v1/balance", Some(balance.clone()))))
+    });
+    // Every transaction of the account, newest first: v1 has no pages.
+    g.bench_function("v1_transactions", |b| {
+        b.iter(|| {
+            runtime.block_on(call(
+                &m,
+                "POST",
+                "/data/v1/transactions",
+                Some(balance.clone()),
+            ))
+        })
     });
     g.finish();
 }

@@ -322,28 +322,6 @@ pub(super) fn v1_identity(user: &TestUser) -> Value {
     })
 }
 
-/// v1 transactions payload (newest first).
-pub(super) fn v1_transactions(a: &Account) -> Value {
-    let txns: Vec<Value> = a
-        .transactions
-        .iter()
-        .rev()
-        .map(|t| {
-            json!({
-                "transaction_id": t.id,
-                "timestamp": midnight(t.date),
-                "description": t.information,
-                "amount": money(if t.credit { t.amount } else { -t.amount }),
-                "currency_code": a.currency,
-                "pending": false,
-                "running_balance": money(t.balance_after),
-                "insights": null,
-            })
-        })
-        .collect();
-    json!({"account_id": a.id, "transactions": txns, "type": "transactions"})
-}
-
 // ------------------------------------------------------------------ others
 
 /// A bank in `/banks/v1/`.

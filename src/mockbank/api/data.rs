@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::mockbank::shapes::wire::{
-    self, Page, V1Balance, V1Ok, V2Account, V2Ok, V2Page, V2Transaction,
+    self, Page, V1Balance, V1Ok, V1Transactions, V2Account, V2Ok, V2Page, V2Transaction,
 };
 use crate::mockbank::users::Account;
 use chrono::{DateTime, Utc};
@@ -126,7 +126,7 @@ impl MockbankCore {
     ) -> ReplyBody {
         let wall = self.clock.now();
         let account = |id: &Uuid| user.accounts.iter().find(|a| a.id == *id);
-        let v1 = |payload| v1_answer(payload, results_id, wall);
+        let v1 = |payload| v1_answer(payload, V1_BYTES, results_id, wall);
         let v2 = |kind, page| V2Answer {
             kind,
             page,
@@ -138,11 +138,15 @@ impl MockbankCore {
             DataRequest::V1Accounts => v1(shapes::v1_accounts(user)),
             DataRequest::V1Identity => v1(shapes::v1_identity(user)),
             DataRequest::V1Balance(id) => match account(id) {
-                Some(a) => v1_answer(V1Balance::new(user, a), results_id, wall),
+                Some(a) => v1_answer(V1Balance::new(user, a), V1_BYTES, results_id, wall),
                 None => Value::Null.into(),
             },
             DataRequest::V1Transactions(id) => match account(id) {
-                Some(a) => v1(shapes::v1_transactions(a)),
+                Some(a) => {
+                    let payload = V1Transactions::new(a);
+                    let capacity = payload.size_hint();
+                    v1_answer(payload, capacity, results_id, wall)
+                }
                 None => Value::Null.into(),
             },
             DataRequest::V2Accounts(p) => {
@@ -404,10 +408,17 @@ fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
 /// item (a v2 transaction is 1.3-1.4 KB, an account 0.9 KB).
 const ENVELOPE_BYTES: usize = 512;
 const ITEM_BYTES: usize = 1536;
+/// A v1 answer's buffer to start with (but v1 transactions').
+const V1_BYTES: usize = 1024;
 
 /// A v1 data answer carrying `payload`.
-fn v1_answer(payload: impl Serialize, results_id: Uuid, now: DateTime<Utc>) -> ReplyBody {
-    ReplyBody::written(&V1Ok::new(payload, results_id, now), 1024)
+fn v1_answer(
+    payload: impl Serialize,
+    capacity: usize,
+    results_id: Uuid,
+    now: DateTime<Utc>,
+) -> ReplyBody {
+    ReplyBody::written(&V1Ok::new(payload, results_id, now), capacity)
 }
 
 /// A v2 data answer being written: its `type`, the page asked for and its

@@ -1,7 +1,7 @@
 //! The data answers apps read most (v2 accounts, transactions and balances,
-//! the v1 balance) and the envelopes and page of the data API's answers, as
-//! borrowed structs written straight to bytes: their fields are Lean's keys in
-//! the order `shapes.rs` used to build them, their values borrow from the test
+//! the v1 balance and transactions) and the envelopes and page of the data
+//! API's answers, as borrowed structs written straight to bytes: their fields
+//! are Lean's keys in the order `shapes.rs` used to build them, their values borrow from the test
 //! user and its accounts, `()` is a `null`. A `serde_json::Value` tree costs a
 //! map, an allocated key and a hash per field, built and dropped for every
 //! answer: most of a page of transactions' time. The other answers are
@@ -502,6 +502,59 @@ pub(in crate::mockbank) fn v2_balances<'a>(
 }
 
 // ------------------------------------------------------------------ v1
+
+/// A v1 transaction: its amount signed (negative: money out).
+#[derive(Serialize)]
+struct V1Transaction<'a> {
+    transaction_id: Uuid,
+    timestamp: Midnight,
+    description: &'a str,
+    amount: f64,
+    currency_code: &'a str,
+    pending: bool,
+    running_balance: f64,
+    insights: (),
+}
+
+/// The v1 transactions payload: every transaction of an account, newest
+/// first (v1 has no pages).
+#[derive(Serialize)]
+pub(in crate::mockbank) struct V1Transactions<'a> {
+    account_id: Uuid,
+    transactions: Vec<V1Transaction<'a>>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> V1Transactions<'a> {
+    pub(in crate::mockbank) fn new(a: &'a Account) -> Self {
+        let transactions = a
+            .transactions
+            .iter()
+            .rev()
+            .map(|t| V1Transaction {
+                transaction_id: t.id,
+                timestamp: Midnight(t.date),
+                description: &t.information,
+                amount: money(if t.credit { t.amount } else { -t.amount }),
+                currency_code: a.currency,
+                pending: false,
+                running_balance: money(t.balance_after),
+                insights: (),
+            })
+            .collect();
+        Self {
+            account_id: a.id,
+            transactions,
+            kind: "transactions",
+        }
+    }
+
+    /// Roughly how many bytes it writes to (a v1 transaction is about 250).
+    pub(in crate::mockbank) fn size_hint(&self) -> usize {
+        256 + 320 * self.transactions.len()
+    }
+}
 
 /// The v1 balance payload.
 #[derive(Serialize)]
