@@ -408,7 +408,8 @@ fn complete_months(start: NaiveDate, end: NaiveDate) -> u32 {
 /// item (a v2 transaction is 1.3-1.4 KB, an account 0.9 KB).
 const ENVELOPE_BYTES: usize = 512;
 const ITEM_BYTES: usize = 1536;
-/// A v1 answer's buffer to start with (but v1 transactions').
+/// A v1 answer's buffer to start with (v1 transactions size theirs by their
+/// count, `V1Transactions::size_hint`).
 const V1_BYTES: usize = 1024;
 
 /// A v1 data answer carrying `payload`.

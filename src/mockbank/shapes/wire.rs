@@ -1,8 +1,9 @@
 //! The data answers apps read most (v2 accounts, transactions and balances,
 //! the v1 balance and transactions) and the envelopes and page of the data
-//! API's answers, as borrowed structs written straight to bytes: their fields
-//! are Lean's keys in the order `shapes.rs` used to build them, their values borrow from the test
-//! user and its accounts, `()` is a `null`. A `serde_json::Value` tree costs a
+//! API's answers, as borrowed structs written straight to bytes (with
+//! sonic-rs, `api/reply.rs`): their fields are Lean's keys in the order
+//! `shapes.rs` used to build them, their values borrow from the test user and
+//! its accounts, `()` is a `null`. A `serde_json::Value` tree costs a
 //! map, an allocated key and a hash per field, built and dropped for every
 //! answer: most of a page of transactions' time. The other answers are
 //! `Value`s from `shapes.rs`, carried in the same envelopes
