@@ -40,33 +40,42 @@ impl<T: Display> Serialize for Shown<T> {
 #[derive(Clone, Copy)]
 pub(in crate::mockbank) struct Midnight(pub(in crate::mockbank) NaiveDate);
 
-impl Display for Midnight {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}T00:00:00Z", self.0)
-    }
-}
-
-/// Written as one string, not through `Display`: a page of 50 transactions
-/// writes 100 of them, and `collect_str` escapes what `Display` gives it piece
-/// by piece (the date's four numbers and three separators).
-impl Serialize for Midnight {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (y, m, d) = (self.0.year(), self.0.month(), self.0.day());
-        let Ok(year) = u32::try_from(y) else {
-            return s.collect_str(self);
-        };
-        if year > 9999 {
-            return s.collect_str(self);
-        }
+impl Midnight {
+    /// The text, for years 0 to 9999 (every day the Mockbank has): digits
+    /// put in place, with no formatting machinery.
+    fn text(&self) -> Option<[u8; 20]> {
+        let year = u32::try_from(self.0.year()).ok().filter(|y| *y <= 9999)?;
         let mut text = *b"0000-00-00T00:00:00Z";
-        for (at, value, width) in [(0, year, 4), (5, m, 2), (8, d, 2)] {
+        for (at, value, width) in [(0, year, 4), (5, self.0.month(), 2), (8, self.0.day(), 2)] {
             let mut v = value;
             for i in (at..at + width).rev() {
                 text[i] = b'0' + (v % 10) as u8;
                 v /= 10;
             }
         }
-        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
+        Some(text)
+    }
+}
+
+impl Display for Midnight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some(text) => f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+            None => write!(f, "{}T00:00:00Z", self.0),
+        }
+    }
+}
+
+/// Written as one string: a page of 50 transactions writes 100 of them, and
+/// `collect_str` would escape what `Display` gives it piece by piece.
+impl Serialize for Midnight {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.text() {
+            Some(text) => {
+                s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
+            }
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -591,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn a_midnight_is_written_as_its_display_text_for_every_year() {
+    fn a_midnight_is_shown_and_written_as_chronos_text_of_the_day_for_every_year() {
         for (y, m, d) in [
             (2026, 5, 13),
             (999, 1, 2),
@@ -601,8 +610,10 @@ mod tests {
             (-1, 3, 4),
         ] {
             let day = NaiveDate::from_ymd_opt(y, m, d).expect("a day");
-            let shown = Midnight(day);
-            assert_eq!(json(shown), format!("\"{shown}\""), "{day}");
+            // chrono's own text of the day is the reference.
+            let expected = format!("{day}T00:00:00Z");
+            assert_eq!(Midnight(day).to_string(), expected, "{day}");
+            assert_eq!(json(Midnight(day)), format!("\"{expected}\""), "{day}");
         }
         let day = NaiveDate::from_ymd_opt(2026, 5, 13).expect("a day");
         assert_eq!(json(Midnight(day)), "\"2026-05-13T00:00:00Z\"");
