@@ -559,11 +559,6 @@ impl<'a> V1Transactions<'a> {
             kind: "transactions",
         }
     }
-
-    /// Roughly how many bytes it writes to (a v1 transaction is about 250).
-    pub(in crate::mockbank) fn size_hint(&self) -> usize {
-        256 + 320 * self.transactions.len()
-    }
 }
 
 /// The v1 balance payload.
