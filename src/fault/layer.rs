@@ -23,7 +23,7 @@ use crate::exchange::{Api, ExchangeNotes, Synthetic, X_LEANPROXY_FAULT, X_LEANPR
 pub use crate::future::ResponseFuture;
 use crate::lean::{self, json_response, ErrorEnvelope};
 use crate::log::Telemetry;
-use crate::reconnect::{entity_of_body, entity_of_query, ReconnectRegistry};
+use crate::reconnect::{entity_of_body, entity_of_query, ReconnectRegistry, State};
 use crate::server::ResetConnection;
 
 /// How much of a JSON request body is read ahead to find its `entity_id` while
@@ -125,6 +125,36 @@ impl<S> Layer<S> for FaultLayer {
 pub struct Fault<S> {
     inner: S,
     shared: Arc<FaultSettings>,
+}
+
+/// How long a sticky hold waits for its record before it counts as lost (a
+/// record trimmed from the history or expired): far longer than the reconnect
+/// layer takes to write one.
+const HOLD_WITHOUT_RECORD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Why the registry ended the sticky reconnect `held` answered with, if it
+/// did. No record is not an end: the reconnect layer writes the record after
+/// the first answer leaves, and another request (on any replica) may look in
+/// between. A resolved record ends it when it is this reconnect's (by id) or
+/// was resolved after the hold began; an older resolution does not.
+async fn hold_ended(
+    registry: &ReconnectRegistry,
+    entity: &str,
+    held: &Sticky,
+) -> Option<&'static str> {
+    let now = chrono::Utc::now();
+    let Some(record) = registry.get(entity).await else {
+        return (now - held.since > HOLD_WITHOUT_RECORD)
+            .then_some("the registry has no record of it");
+    };
+    if record.state != State::Resolved {
+        return None;
+    }
+    let ids = [held.reconnect_id.to_string(), held.results_id.to_string()];
+    let this_one = ids.contains(&record.reconnect_id)
+        || record.results_id.as_ref().is_some_and(|r| ids.contains(r));
+    let after = record.resolved_at.is_some_and(|at| at >= held.since);
+    (this_one || after).then_some("the registry resolved it")
 }
 
 /// The wrapped service, boxed inside a fault's future.
@@ -303,15 +333,13 @@ impl FaultSettings {
             return None;
         }
         let held = self.rules.sticky(entity).await?;
-        let still_pending = match &self.registry {
-            // Not from a replica's hint: a record another replica is
-            // writing this moment would end the fleet's sticky fault.
-            Some(registry) => registry.is_pending_confirmed(entity).await,
-            None => true,
+        let ended = match &self.registry {
+            Some(registry) => hold_ended(registry, entity, &held).await,
+            None => None,
         };
-        if !still_pending {
+        if let Some(why) = ended {
             self.rules.release_sticky(entity).await;
-            tracing::info!(target: "leanproxy::fault", entity_id = entity, rule = %held.rule, "sticky reconnect fault ended: the registry resolved it");
+            tracing::info!(target: "leanproxy::fault", entity_id = entity, rule = %held.rule, "sticky reconnect fault ended: {why}");
             return None;
         }
         self.count(
@@ -391,6 +419,7 @@ impl FaultSettings {
                             rule: id.to_string(),
                             reconnect_id,
                             results_id,
+                            since: now,
                         };
                         self.rules.hold_sticky(e, held).await;
                     }
@@ -513,6 +542,54 @@ mod tests {
                 "{took:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_sticky_hold_ends_with_its_own_resolution_only() {
+        use crate::reconnect::{ResolvedBy, Sighting, Source};
+        let registry = ReconnectRegistry::in_memory(10);
+        let seen = |entity: &str, id: Uuid| Sighting {
+            entity_id: Some(entity.to_string()),
+            reconnect_id: id.to_string(),
+            results_id: Some(id.to_string()),
+            api: Api::V2,
+            path: "/data/v2/accounts".into(),
+            source: Source::Fault,
+        };
+        let hold = |ago: i64| Sticky {
+            rule: "s".into(),
+            reconnect_id: Uuid::new_v4(),
+            results_id: Uuid::new_v4(),
+            since: chrono::Utc::now() - chrono::TimeDelta::seconds(ago),
+        };
+        // An earlier reconnect of the entity, resolved before the hold began.
+        registry.observe_reconnect(seen("e", Uuid::new_v4())).await;
+        registry.resolve_entity("e", ResolvedBy::Admin).await;
+        let held = hold(0);
+        // Its own record not written yet: what another replica sees while
+        // the reconnect layer is still writing it.
+        assert_eq!(hold_ended(&registry, "e", &held).await, None);
+        registry.observe_reconnect(seen("e", held.results_id)).await;
+        assert_eq!(hold_ended(&registry, "e", &held).await, None);
+        registry.resolve_entity("e", ResolvedBy::Webhook).await;
+        let resolved = Some("the registry resolved it");
+        assert_eq!(hold_ended(&registry, "e", &held).await, resolved);
+
+        // A record that took another id (replaced while pending), resolved
+        // after the hold began, ends it too.
+        let replaced = hold(5);
+        registry.observe_reconnect(seen("r", Uuid::new_v4())).await;
+        assert_eq!(hold_ended(&registry, "r", &replaced).await, None);
+        registry.resolve_entity("r", ResolvedBy::Admin).await;
+        assert_eq!(hold_ended(&registry, "r", &replaced).await, resolved);
+
+        // A hold whose record never shows (trimmed, expired) ends after a
+        // minute, not before.
+        assert_eq!(hold_ended(&registry, "gone", &hold(30)).await, None);
+        assert_eq!(
+            hold_ended(&registry, "gone", &hold(61)).await,
+            Some("the registry has no record of it")
+        );
     }
 
     #[tokio::test]

@@ -62,6 +62,10 @@ pub(crate) struct Sticky {
     pub(crate) reconnect_id: Uuid,
     /// The results id the answers carry (v2's reconnect id).
     pub(crate) results_id: Uuid,
+    /// When the hold began (a hold written before this field existed counts
+    /// from when it is read).
+    #[serde(default = "chrono::Utc::now")]
+    pub(crate) since: chrono::DateTime<chrono::Utc>,
 }
 
 /// The counters of one installed rule. On the request path: a request that a

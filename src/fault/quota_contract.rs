@@ -63,6 +63,7 @@ pub(crate) async fn contract(store: &dyn QuotaStore) {
         rule: "s".into(),
         reconnect_id: Uuid::new_v4(),
         results_id: Uuid::new_v4(),
+        since: chrono::Utc::now(),
     };
     store.hold("e-1", sticky.clone()).await;
     assert!(store.holds_any());

@@ -279,6 +279,9 @@ impl Exchange {
                             SightingOutcome::Repeat => {
                                 tracing::debug!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED again")
                             }
+                            SightingOutcome::Stale => {
+                                tracing::debug!(target: "leanproxy::reconnect", entity_id, %reconnect_id, "RECONNECT_REQUIRED answered before its reconnect was resolved; not opened again")
+                            }
                         }
                     });
                 Some(reconnect_id)

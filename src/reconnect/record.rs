@@ -117,4 +117,8 @@ pub enum SightingOutcome {
     Repeat,
     /// A pending record got a new reconnect id.
     Replaced,
+    /// An answer from before its reconnect was resolved, written after the
+    /// resolution (a backend that writes in the background): ignored, so a
+    /// resolved reconnect is not opened again by its own last answers.
+    Stale,
 }

@@ -35,7 +35,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::record::{key_for, Record, ResolvedBy, Sighting, SightingOutcome, State};
-use super::store::{fresh, sight, Background, RegistryStore, StateError};
+use super::store::{
+    fresh, is_stale, sight, Background, RegistryStore, StateError, RECENT_RESOLUTIONS,
+};
 use crate::backend::Op;
 use crate::state::{RedisState, Unavailable};
 use crate::sync::lock;
@@ -267,10 +269,42 @@ impl RedisRegistry {
         now: DateTime<Utc>,
     ) -> Result<(SightingOutcome, Option<Record>), Unavailable> {
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
+        // A sighting of a pending reconnect, the common case, is one update.
+        let pending = |read: Option<Record>| read.filter(|r| r.state == State::Pending);
+        let seen = self
+            .update("registry_sighting", &key, |read| match pending(read) {
+                Some(mut r) => {
+                    let seen = sight(&mut r, s.clone(), now);
+                    Next::Put(r, Some(seen))
+                }
+                None => Next::Keep(None),
+            })
+            .await?;
+        if let Some(seen) = seen {
+            return Ok(seen);
+        }
+        // Nothing pending: the history is read after the record was found
+        // gone, so the resolution that removed it is in there.
+        let latest: Vec<String> = self
+            .redis
+            .query(
+                "registry_history",
+                redis::cmd("LRANGE")
+                    .arg(self.redis.key("reconnect:history"))
+                    .arg(-(RECENT_RESOLUTIONS as i64))
+                    .arg(-1)
+                    .clone(),
+            )
+            .await?;
+        let latest: Vec<Record> = latest
+            .iter()
+            .filter_map(|raw| serde_json::from_str(raw).ok())
+            .collect();
+        if is_stale(latest.iter(), &s, now) {
+            return Ok((SightingOutcome::Stale, None));
+        }
         self.update("registry_sighting", &key, |read| {
-            let mut r = read
-                .filter(|r| r.state == State::Pending)
-                .unwrap_or_else(|| fresh(&s, now));
+            let mut r = pending(read).unwrap_or_else(|| fresh(&s, now));
             let seen = sight(&mut r, s.clone(), now);
             Next::Put(r, seen)
         })
@@ -438,14 +472,17 @@ impl RedisRegistry {
 }
 
 impl RegistryStore for Arc<RedisRegistry> {
-    fn observe_reconnect(&self, sighting: Sighting) -> Op<(SightingOutcome, Option<Record>)> {
+    fn observe_reconnect(
+        &self,
+        sighting: Sighting,
+        at: DateTime<Utc>,
+    ) -> Op<(SightingOutcome, Option<Record>)> {
         let this = self.clone();
         Op::later(async move {
-            let now = Utc::now();
-            match this.sighted(sighting.clone(), now).await {
+            match this.sighted(sighting.clone(), at).await {
                 Ok(seen) => seen,
                 Err(_) => {
-                    this.keep(Change::Sighting(sighting, now));
+                    this.keep(Change::Sighting(sighting, at));
                     (SightingOutcome::Repeat, None)
                 }
             }
@@ -468,10 +505,6 @@ impl RegistryStore for Arc<RedisRegistry> {
         if self.surely_clear(entity) {
             return Op::ready(false);
         }
-        self.is_pending_confirmed(entity)
-    }
-
-    fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
         let (this, key) = (self.clone(), self.record_key(entity));
         Op::later(async move {
             this.redis
@@ -656,14 +689,17 @@ mod tests {
         });
         waited.await.expect("the hint is read");
         assert!(!b.is_pending("e-1").await);
-        a.observe_reconnect(Sighting {
-            entity_id: Some("e-1".into()),
-            reconnect_id: "r-1".into(),
-            results_id: None,
-            api: Api::V1,
-            path: "/data/v1/accounts".into(),
-            source: Source::Upstream,
-        })
+        a.observe_reconnect(
+            Sighting {
+                entity_id: Some("e-1".into()),
+                reconnect_id: "r-1".into(),
+                results_id: None,
+                api: Api::V1,
+                path: "/data/v1/accounts".into(),
+                source: Source::Upstream,
+            },
+            Utc::now(),
+        )
         .await;
         // Another replica's record: told on `notices`, B asks Redis from then on.
         let seen = tokio::time::timeout(Duration::from_secs(5), async {

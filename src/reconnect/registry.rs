@@ -113,7 +113,7 @@ impl ReconnectRegistry {
         let shared = self.shared.clone();
         self.shared
             .store
-            .observe_reconnect(sighting)
+            .observe_reconnect(sighting, chrono::Utc::now())
             .map(move |(outcome, record)| {
                 if outcome == SightingOutcome::New {
                     shared.total.fetch_add(1, Ordering::Relaxed);
@@ -134,13 +134,6 @@ impl ReconnectRegistry {
     /// Whether `entity` has a pending reconnect.
     pub fn is_pending(&self, entity: &str) -> Op<bool> {
         self.shared.store.is_pending(entity)
-    }
-
-    /// Whether `entity` has a pending reconnect, asked of where the records
-    /// are kept (with several replicas, not of this replica's hint of them):
-    /// for decisions that end something.
-    pub fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
-        self.shared.store.is_pending_confirmed(entity)
     }
 
     /// Resolves the pending record of `entity`. Returns the resolved record.

@@ -59,9 +59,15 @@ pub enum StateError {
 /// answers each at once. The others serve the webhooks (on the blocking pool)
 /// and the admin API.
 pub(crate) trait RegistryStore: Send + Sync + fmt::Debug {
-    /// Records a RECONNECT_REQUIRED answer: what it did, with the record when
-    /// it is new or got a new reconnect id. Request path.
-    fn observe_reconnect(&self, sighting: Sighting) -> Op<(SightingOutcome, Option<Record>)>;
+    /// Records a RECONNECT_REQUIRED answer seen at `at`: what it did, with
+    /// the record when it is new or got a new reconnect id. A sighting of a
+    /// reconnect resolved after `at` is [stale](SightingOutcome::Stale).
+    /// Request path.
+    fn observe_reconnect(
+        &self,
+        sighting: Sighting,
+        at: DateTime<Utc>,
+    ) -> Op<(SightingOutcome, Option<Record>)>;
 
     /// Counts a call naming `entity` while its reconnect is pending. Request
     /// path, for every call naming an entity: cheap when nothing is pending.
@@ -69,14 +75,6 @@ pub(crate) trait RegistryStore: Send + Sync + fmt::Debug {
 
     /// Whether `entity` has a pending reconnect. Request path.
     fn is_pending(&self, entity: &str) -> Op<bool>;
-
-    /// [`is_pending`](Self::is_pending), asked of where the records are
-    /// kept, past any hint a backend keeps of them: for decisions that end
-    /// something (a sticky reconnect fault). Request path, for requests
-    /// naming an entity held in one.
-    fn is_pending_confirmed(&self, entity: &str) -> Op<bool> {
-        self.is_pending(entity)
-    }
 
     /// Resolves the pending record of `entity`, returning it resolved.
     /// Request path (an OK answer), webhooks, admin API.
@@ -141,6 +139,32 @@ pub(super) fn fresh(s: &Sighting, now: DateTime<Utc>) -> Record {
     }
 }
 
+/// How many of the latest resolutions a sighting with no pending record is
+/// checked against: a stale sighting trails its resolution by milliseconds.
+pub(super) const RECENT_RESOLUTIONS: usize = 64;
+
+/// Whether `s` is the reconnect of `r`, seen through either API generation:
+/// v1 shows `reconnect_id` + `results_id`, v2 shows the `results_id` alone.
+fn same_reconnect(r: &Record, s: &Sighting) -> bool {
+    r.reconnect_id == s.reconnect_id
+        || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
+        || s.results_id.as_deref() == Some(r.reconnect_id.as_str())
+}
+
+/// Whether `s`, seen at `at` with no pending record, is stale: among the
+/// latest of `resolved` (oldest first), its reconnect was resolved after it
+/// was seen.
+pub(super) fn is_stale<'a>(
+    resolved: impl DoubleEndedIterator<Item = &'a Record>,
+    s: &Sighting,
+    at: DateTime<Utc>,
+) -> bool {
+    resolved
+        .rev()
+        .take(RECENT_RESOLUTIONS)
+        .any(|r| same_reconnect(r, s) && r.resolved_at.is_some_and(|t| t > at))
+}
+
 /// Applies a sighting at `now` to the pending record `r` (every backend
 /// does it the same way): what it did, with the record when the registry's
 /// observer is to be told.
@@ -149,11 +173,7 @@ pub(super) fn sight(
     s: Sighting,
     now: DateTime<Utc>,
 ) -> (SightingOutcome, Option<Record>) {
-    // The same reconnect seen through the other API generation: v1 shows
-    // `reconnect_id` + `results_id`, v2 shows the `results_id` alone.
-    let same = r.reconnect_id == s.reconnect_id
-        || r.results_id.as_deref() == Some(s.reconnect_id.as_str())
-        || s.results_id.as_deref() == Some(r.reconnect_id.as_str());
+    let same = same_reconnect(r, &s);
     let outcome = if r.hits == 0 {
         SightingOutcome::New
     } else if !same {
@@ -351,11 +371,22 @@ impl MemoryRegistry {
         self.records.len()
     }
 
-    fn sighted(&self, s: Sighting) -> (SightingOutcome, Option<Record>) {
-        let now = Utc::now();
+    fn sighted(&self, s: Sighting, at: DateTime<Utc>) -> (SightingOutcome, Option<Record>) {
         let key = key_for(s.entity_id.as_deref(), &s.reconnect_id);
-        let mut entry = self.records.entry(key).or_insert_with(|| fresh(&s, now));
-        sight(entry.value_mut(), s, now)
+        if let Some(mut pending) = self.records.get_mut(&key) {
+            return sight(pending.value_mut(), s, at);
+        }
+        // Held while the record is made, as `resolve_key` holds it while one
+        // moves: a resolution is either seen here or comes after.
+        let history = self.lock_history();
+        if is_stale(history.iter(), &s, at) {
+            return (SightingOutcome::Stale, None);
+        }
+        let mut entry = self.records.entry(key).or_insert_with(|| fresh(&s, at));
+        let seen = sight(entry.value_mut(), s, at);
+        drop(entry);
+        drop(history);
+        seen
     }
 
     /// Resolves the pending record under `key`: it leaves the live map for the
@@ -479,8 +510,12 @@ impl MemoryRegistry {
 }
 
 impl RegistryStore for MemoryRegistry {
-    fn observe_reconnect(&self, sighting: Sighting) -> Op<(SightingOutcome, Option<Record>)> {
-        let seen = self.sighted(sighting);
+    fn observe_reconnect(
+        &self,
+        sighting: Sighting,
+        at: DateTime<Utc>,
+    ) -> Op<(SightingOutcome, Option<Record>)> {
+        let seen = self.sighted(sighting, at);
         self.changed();
         Op::ready(seen)
     }

@@ -5,6 +5,7 @@
 use super::record::{ResolvedBy, Sighting, SightingOutcome, Source, State};
 use super::store::{MemoryRegistry, RegistryStore};
 use crate::exchange::Api;
+use chrono::Utc;
 
 fn sighting(entity: Option<&str>, id: &str) -> Sighting {
     Sighting {
@@ -20,12 +21,18 @@ fn sighting(entity: Option<&str>, id: &str) -> Sighting {
 /// Checks `store`'s operations, starting from an empty store.
 pub(crate) async fn contract(store: &dyn RegistryStore) {
     // A sighting makes a pending record; its repeat and a new id update it.
-    let (outcome, told) = store.observe_reconnect(sighting(Some("e1"), "r1")).await;
+    let (outcome, told) = store
+        .observe_reconnect(sighting(Some("e1"), "r1"), Utc::now())
+        .await;
     assert_eq!(outcome, SightingOutcome::New);
     assert_eq!(told.map(|r| r.reconnect_id).as_deref(), Some("r1"));
-    let (outcome, told) = store.observe_reconnect(sighting(Some("e1"), "r1")).await;
+    let (outcome, told) = store
+        .observe_reconnect(sighting(Some("e1"), "r1"), Utc::now())
+        .await;
     assert_eq!((outcome, told), (SightingOutcome::Repeat, None));
-    let (outcome, _) = store.observe_reconnect(sighting(Some("e1"), "r2")).await;
+    let (outcome, _) = store
+        .observe_reconnect(sighting(Some("e1"), "r2"), Utc::now())
+        .await;
     assert_eq!(outcome, SightingOutcome::Replaced);
     assert!(store.is_pending("e1").await);
     assert!(!store.is_pending("e2").await);
@@ -41,7 +48,9 @@ pub(crate) async fn contract(store: &dyn RegistryStore) {
 
     // A sighting without an entity is keyed by its reconnect id, and a
     // webhook that names both ids resolves it and gives it the entity.
-    store.observe_reconnect(sighting(None, "r9")).await;
+    store
+        .observe_reconnect(sighting(None, "r9"), Utc::now())
+        .await;
     assert!(store.get("reconnect:r9").await.is_some());
     assert_eq!(store.pending_count().await, 2);
     let r = store
@@ -79,15 +88,33 @@ pub(crate) async fn contract(store: &dyn RegistryStore) {
         .collect();
     assert_eq!(history, ["r9", "r2"], "oldest first");
 
-    // Listed: pending first, then the history, newest first.
-    store.observe_reconnect(sighting(Some("e3"), "r3")).await;
+    // An answer seen before its reconnect was resolved and written after it
+    // (a backend writing in the background) does not open it again.
+    let seen = Utc::now();
+    store
+        .observe_reconnect(sighting(Some("e3"), "r3"), seen)
+        .await;
+    store.resolve_entity("e3", ResolvedBy::Admin).await.unwrap();
+    let late = store
+        .observe_reconnect(sighting(Some("e3"), "r3"), seen)
+        .await;
+    assert_eq!(late, (SightingOutcome::Stale, None));
+    assert!(!store.is_pending("e3").await);
+
+    // Seen after the resolution, the same reconnect is pending again (Lean
+    // still asks for it). Listed: pending first, then the history, newest
+    // first.
+    let (outcome, _) = store
+        .observe_reconnect(sighting(Some("e3"), "r3"), Utc::now())
+        .await;
+    assert_eq!(outcome, SightingOutcome::New);
     let listed: Vec<_> = store
         .list()
         .await
         .into_iter()
         .map(|r| r.reconnect_id)
         .collect();
-    assert_eq!(listed, ["r3", "r2", "r9"]);
+    assert_eq!(listed, ["r3", "r3", "r2", "r9"]);
     store.flush().await.expect("flushed");
 }
 
@@ -98,7 +125,7 @@ async fn the_memory_backend_keeps_the_contract() {
     let store = MemoryRegistry::open(&dir.path().join("reconnects.json"), 10).unwrap();
     contract(&*store).await;
     let again = MemoryRegistry::open(&dir.path().join("reconnects.json"), 10).unwrap();
-    assert_eq!(again.list().await.len(), 3, "flushed to its state file");
+    assert_eq!(again.list().await.len(), 4, "flushed to its state file");
 }
 
 #[tokio::test]
@@ -111,7 +138,7 @@ async fn the_redis_backend_keeps_the_contract() {
     let again = super::redis::RedisRegistry::new(redis, 10);
     assert_eq!(
         again.list().await.len(),
-        3,
+        4,
         "kept on Redis for every replica"
     );
 }
