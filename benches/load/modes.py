@@ -107,6 +107,10 @@ def soak(binary: Path, tmp: Path, up: int, seconds: int, connections: int) -> st
         time.sleep(5)
         if proc.poll() is not None:
             raise RuntimeError("leanproxy died during the soak")
+        # Not once the load has ended (or is closing its connections): that
+        # sample is memory after the load, not under it.
+        if load.poll() is not None or time.monotonic() - t0 >= seconds:
+            break
         samples.append((time.monotonic() - t0, status_field(proc.pid, "VmRSS")))
     out, _ = load.communicate(timeout=60)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
