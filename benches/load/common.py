@@ -211,12 +211,13 @@ def existing_binary(path: str, what: str) -> Path:
     return found
 
 
-def cargo_release(what: list[str], path: str) -> Path:
-    """`cargo build --release <what>` in the repository; the built file at
-    `path` under `$CARGO_TARGET_DIR` (default `target`) `/release`."""
-    log(f"building: cargo build --release {' '.join(what)}")
+def cargo_release(what: list[str], path: str, profile: str = "release") -> Path:
+    """`cargo build --profile <profile> <what>` in the repository (`release`
+    unless told, or `profiling`: the same with line tables); the built file at
+    `path` under `$CARGO_TARGET_DIR` (default `target`) `/<profile>`."""
+    log(f"building: cargo build --profile {profile} {' '.join(what)}")
     subprocess.run(
-        ["cargo", "build", "--release", *what],
+        ["cargo", "build", "--profile", profile, *what],
         cwd=REPO,
         check=True,
         timeout=1800,
@@ -224,7 +225,7 @@ def cargo_release(what: list[str], path: str) -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     if not target.is_absolute():
         target = REPO / target
-    return target / "release" / path
+    return target / profile / path
 
 
 def free_ports(n: int) -> list[int]:
