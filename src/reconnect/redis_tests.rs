@@ -1,8 +1,7 @@
 //! The Redis registry's own tests (the store contract is in `store_contract.rs`).
 
 use super::*;
-use crate::exchange::Api;
-use crate::reconnect::record::Source;
+use crate::reconnect::store_contract::sighting;
 
 #[tokio::test]
 async fn calls_for_entities_with_nothing_pending_are_answered_without_a_round_trip() {
@@ -25,18 +24,8 @@ async fn calls_for_entities_with_nothing_pending_are_answered_without_a_round_tr
     });
     waited.await.expect("the hint is read");
     assert!(!b.is_pending("e-1").await);
-    a.observe_reconnect(
-        Sighting {
-            entity_id: Some("e-1".into()),
-            reconnect_id: "r-1".into(),
-            results_id: None,
-            api: Api::V1,
-            path: "/data/v1/accounts".into(),
-            source: Source::Upstream,
-        },
-        Utc::now(),
-    )
-    .await;
+    a.observe_reconnect(sighting(Some("e-1"), "r-1"), Utc::now())
+        .await;
     // Another replica's record: told on `notices`, B asks Redis from then on.
     let seen = tokio::time::timeout(Duration::from_secs(5), async {
         while !b.is_pending("e-1").await {

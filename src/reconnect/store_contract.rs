@@ -7,7 +7,8 @@ use super::store::{MemoryRegistry, RegistryStore};
 use crate::exchange::Api;
 use chrono::Utc;
 
-fn sighting(entity: Option<&str>, id: &str) -> Sighting {
+/// A v1 sighting of `id` (results id `results-<id>`), naming `entity`.
+pub(crate) fn sighting(entity: Option<&str>, id: &str) -> Sighting {
     Sighting {
         entity_id: entity.map(str::to_string),
         reconnect_id: id.into(),
